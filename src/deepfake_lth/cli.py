@@ -1,0 +1,68 @@
+"""Command line: `deepfake-lth <stage> ...`, one subcommand per workflow stage.
+
+Each stage module exposes ``add_arguments(parser)`` and ``run(args) -> int``; modules are
+imported only when their subcommand runs, so a job pays only for the imports it uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from deepfake_lth.errors import UserError
+
+# subcommand -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "acquire": ("deepfake_lth.acquire", "fetch or generate a dataset's raw files"),
+    "extract": ("deepfake_lth.faces", "sample frames and crop faces for one shard"),
+    "pack": ("deepfake_lth.pack", "merge shards into a packed dataset with splits"),
+    "train": ("deepfake_lth.stages", "train the dense model (round 0)"),
+    "imp-round": ("deepfake_lth.stages", "one iterative magnitude pruning round"),
+    "oneshot": ("deepfake_lth.stages", "prune the dense model once to a sparsity and retrain"),
+    "control": ("deepfake_lth.stages", "control baselines at an IMP sparsity"),
+    "transfer": ("deepfake_lth.stages", "train a ticket of one dataset on another"),
+    "gradcam": ("deepfake_lth.gradcam", "Grad-CAM heatmaps and their change across sparsities"),
+    "report": ("deepfake_lth.report", "the study's self-contained HTML report"),
+    "export": ("deepfake_lth.export", "write a compact ticket with only surviving weights"),
+    "detect": ("deepfake_lth.detect", "fake probability for new videos or images"),
+    "validate-config": ("deepfake_lth.config", "check a config file against the schema"),
+}
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="deepfake-lth", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="<stage>")
+    wanted = next((a for a in argv if a in COMMANDS), None)
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text)
+        if name == wanted:  # only the chosen stage's module is imported
+            mod = importlib.import_module(module)
+            adder = getattr(mod, f"add_{name.replace('-', '_')}_arguments", None) or getattr(
+                mod, "add_arguments"
+            )
+            adder(p)
+            p.set_defaults(_module=mod, _name=name)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(argv).parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    mod = args._module
+    runner = getattr(mod, f"run_{args._name.replace('-', '_')}", None) or getattr(mod, "run")
+    try:
+        return int(runner(args) or 0)
+    except UserError as exc:  # bad input: a clear message, no traceback
+        print(f"deepfake-lth {args._name}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
