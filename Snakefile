@@ -1,0 +1,33 @@
+# deepfake-lth: the lottery-ticket study of deepfake detectors as one cached workflow.
+#   snakemake --cores 8 results/report.html                         (the default demo, config.yaml)
+#   snakemake --cores 8 --configfile config/paper.yaml results/report.html
+# Rules are thin: each calls one `deepfake-lth <stage>` subcommand; the logic lives in src/.
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+
+from deepfake_lth import config as study_config
+from deepfake_lth import plan
+
+
+configfile: "config.yaml"
+
+
+_checked = study_config.validate(config)  # stops here, naming the key, on a bad config
+config.clear()
+config.update(_checked)
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/prune.smk"
+include: "workflow/rules/transfer.smk"
+include: "workflow/rules/analysis.smk"
+
+
+rule all:
+    input:
+        REPORT,
+    default_target: True

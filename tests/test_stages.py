@@ -1,0 +1,322 @@
+"""The lottery-ticket stages end to end on a tiny generated packed dataset (mesonet, 32 px)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from deepfake_lth import cli, pruning, stages
+from deepfake_lth.errors import UserError
+
+torch.set_num_threads(1)
+
+KEYS = {
+    "dataset",
+    "model",
+    "seed",
+    "method",
+    "criterion",
+    "round",
+    "sparsity",
+    "target_sparsity",
+    "params_total",
+    "params_nonzero",
+    "prunable_total",
+    "prunable_nonzero",
+    "test_acc",
+    "test_auc",
+    "video_acc",
+    "val_acc",
+    "val_loss",
+    "epochs",
+    "best_epoch",
+    "train_seconds",
+    "device",
+    "rewind",
+    "history",
+}
+SPEC = {
+    "train": {"lr": 1e-3, "batch_size": 16, "max_epochs": 2, "patience": 2, "amp": False},
+    "prune": {"rate": 0.2, "rewind": "none"},
+    "input_size": 32,
+    "device": "cpu",
+    "threads": 1,
+}
+
+
+def write_faces(root, dataset: str, seed: int, videos: int = 8, frames: int = 4):
+    """A packed dataset per data.py: faces.npy (N×32×32×3 uint8) + manifest.csv."""
+    rng = np.random.default_rng(seed)
+    folder = root / dataset / "faces"
+    folder.mkdir(parents=True)
+    checker = (np.indices((32, 32)).sum(0) % 2)[..., None] * 50.0
+    images, rows = [], []
+    splits = ["train"] * (videos - 4) + ["val", "val", "test", "test"]
+    for v in range(videos):
+        label = v % 2
+        for f in range(frames):
+            img = rng.uniform(70, 180) + rng.normal(0, 15, (32, 32, 3)) + label * checker
+            rows.append(
+                {
+                    "index": len(images),
+                    "video_id": f"{dataset}-{v}",
+                    "label": label,
+                    "split": splits[v],
+                    "frame_index": f,
+                    "source": f"{dataset}-{v}.mp4",
+                }
+            )
+            images.append(np.clip(img, 0, 255).astype(np.uint8))
+    np.save(folder / "faces.npy", np.stack(images))
+    pd.DataFrame(rows).to_csv(folder / "manifest.csv", index=False)
+    return folder
+
+
+def strict_json(path) -> dict:
+    def reject(name):
+        raise AssertionError(f"{path}: non-standard JSON constant {name}")
+
+    return json.loads(path.read_text(), parse_constant=reject)
+
+
+def check_ticket(folder, expected_sparsity: float | None = None) -> dict:
+    """Files present, metrics complete, checkpoint zeros exactly where the mask is False."""
+    metrics = strict_json(folder / "metrics.json")
+    assert KEYS <= set(metrics), KEYS - set(metrics)
+    state = torch.load(folder / "checkpoint.pt", weights_only=True)
+    mask = pruning.load_mask(folder / "mask.pt")
+    for name, m in mask.items():
+        assert torch.equal(state[name] == 0, ~m), name
+    assert metrics["sparsity"] == pytest.approx(pruning.sparsity(mask))
+    assert metrics["prunable_nonzero"] == pruning.mask_counts(mask)[0]
+    if expected_sparsity is not None:
+        assert abs(metrics["sparsity"] - expected_sparsity) < 0.005
+    assert not list(folder.glob(".*tmp"))  # no half-written files
+    return metrics
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("results")
+    return root, write_faces(root, "dsa", seed=1), write_faces(root, "dsb", seed=2)
+
+
+def test_dense_imp_oneshot_controls_transfer(data) -> None:
+    root, faces_a, faces_b = data
+    run = root / "dsa" / "mesonet" / "seed0"
+    dense = stages.train_dense(faces_a, run / "dense", "mesonet", 0, SPEC)
+    assert {"init.pt", "checkpoint.pt", "metrics.json"} <= {
+        p.name for p in (run / "dense").iterdir()
+    }
+    assert KEYS <= set(dense)
+    assert dense["method"] == "dense" and dense["criterion"] is None and dense["round"] == 0
+    assert dense["sparsity"] == 0.0 and dense["dataset"] == "dsa" and dense["epochs"] == 2
+    assert dense["params_total"] == dense["params_nonzero"] > dense["prunable_total"]
+    assert len(dense["history"]) == 2 and 0 <= dense["test_acc"] <= 1
+
+    prev = run / "dense"
+    masks = []
+    for k in (1, 2):
+        out = run / "imp-global" / f"round{k}"
+        m = stages.imp_round(faces_a, prev, run / "dense", out, "mesonet", 0, k, "global", SPEC)
+        assert m["method"] == "imp-global" and m["round"] == k and m["criterion"] == "global"
+        assert m["target_sparsity"] == pytest.approx(1 - 0.8**k)
+        check_ticket(out, 1 - 0.8**k)
+        masks.append(pruning.load_mask(out / "mask.pt"))
+        prev = out
+    assert all(not (masks[1][n] & ~masks[0][n]).any() for n in masks[0])  # nested masks
+    with pytest.raises(UserError, match="round 1"):  # round 3 must follow round 2
+        stages.imp_round(
+            faces_a,
+            run / "imp-global" / "round1",
+            run / "dense",
+            run / "x",
+            "mesonet",
+            0,
+            3,
+            "global",
+            SPEC,
+        )
+
+    out = run / "imp-local" / "round1"
+    stages.imp_round(faces_a, run / "dense", run / "dense", out, "mesonet", 0, 1, "local", SPEC)
+    for n, s in pruning.layer_sparsity(pruning.load_mask(out / "mask.pt")).items():
+        assert abs(s - 0.2) < 0.07, (n, s)  # fc2 has only 16 weights
+
+    one = stages.oneshot(
+        faces_a,
+        run / "dense",
+        run / "oneshot-global" / "sparsity36",
+        "mesonet",
+        0,
+        0.36,
+        "global",
+        SPEC,
+    )
+    assert one["method"] == "oneshot-global" and one["round"] == 2
+    check_ticket(run / "oneshot-global" / "sparsity36", 0.36)
+
+    imp2 = run / "imp-global" / "round2"
+    imp_mask = pruning.load_mask(imp2 / "mask.pt")
+    for name in stages.CONTROLS:
+        out = run / f"control-{name}" / "round2"
+        m = stages.control(faces_a, imp2, run / "dense", out, "mesonet", 0, name, SPEC)
+        assert m["method"] == f"control-{name}" and m["round"] == 2
+        check_ticket(out, 0.36)
+        mask = pruning.load_mask(out / "mask.pt")
+        same = all(torch.equal(mask[n], imp_mask[n]) for n in mask)
+        assert same == (name == "reinit")
+        assert all(int(mask[n].sum()) == int(imp_mask[n].sum()) for n in mask)
+
+    tdir = root / "transfer" / "dsa-to-dsb" / "mesonet" / "seed0"
+    tmp = root / "frozen"
+    stages.train_dense(faces_b, root / "dsb" / "mesonet" / "seed0" / "dense", "mesonet", 0, SPEC)
+    for weights in ("trained", "init"):
+        out = tdir / f"imp-global-sparsity36-{weights}"
+        m = stages.transfer(faces_b, imp2, run / "dense", out, "mesonet", 0, weights, SPEC)
+        assert m["dataset"] == "dsb" and m["source_dataset"] == "dsa"
+        assert m["method"] == "imp-global" and m["weights"] == weights
+        metrics = check_ticket(out, 0.36)
+        moved = pruning.load_mask(out / "mask.pt")  # A's mask, unchanged
+        assert all(torch.equal(moved[n], imp_mask[n]) for n in imp_mask)
+        state = torch.load(out / "checkpoint.pt", weights_only=True)
+        start = torch.load(
+            imp2 / "checkpoint.pt" if weights == "trained" else run / "dense" / "init.pt",
+            weights_only=True,
+        )
+        assert not torch.equal(state["block1.conv.weight"], start["block1.conv.weight"])
+        # with lr 0 the weights stay where transfer started them: θ2 = m1 ⊙ θ1 (or m1 ⊙ θ0)
+        frozen = {**SPEC, "train": {**SPEC["train"], "lr": 0.0, "max_epochs": 1}}
+        stages.transfer(faces_b, imp2, run / "dense", tmp / weights, "mesonet", 0, weights, frozen)
+        state = torch.load(tmp / weights / "checkpoint.pt", weights_only=True)
+        expected = pruning.mask_state(start, imp_mask)
+        for n, p in expected.items():
+            if not n.endswith(("running_mean", "running_var", "num_batches_tracked")):
+                assert torch.equal(state[n], p), n  # every parameter; BN statistics move
+        assert metrics["test_samples"] == 8
+    base = stages.transfer_dense(
+        root / "dsb" / "mesonet" / "seed0" / "dense", tdir / "dense", "dsa"
+    )
+    assert base["method"] == "dense" and base["dataset"] == "dsb"
+    assert base["source_dataset"] == "dsa" and (tdir / "dense" / "checkpoint.pt").is_file()
+
+
+def _start_weights(data, rewind: str, tmp_path):
+    """With lr 0 training leaves the weights where they started: the rewound, masked ones."""
+    _root, faces_a, _ = data
+    spec = {**SPEC, "train": {**SPEC["train"], "lr": 0.0}, "prune": {"rate": 0.2, "rewind": rewind}}
+    dense = tmp_path / "dense"
+    stages.train_dense(faces_a, dense, "mesonet", 3, {**spec, "train": SPEC["train"]})
+    out = tmp_path / "round1"
+    stages.imp_round(faces_a, dense, dense, out, "mesonet", 3, 1, "global", spec)
+    mask = pruning.load_mask(out / "mask.pt")
+    got = torch.load(out / "checkpoint.pt", weights_only=True)
+    return dense, mask, got
+
+
+@pytest.mark.parametrize("rewind", ["none", "init", "epoch:1"])
+def test_rewind_modes_set_the_start_weights(data, rewind: str, tmp_path) -> None:
+    dense, mask, got = _start_weights(data, rewind, tmp_path)
+    source = {"none": "checkpoint.pt", "init": "init.pt", "epoch:1": "epoch1.pt"}[rewind]
+    expected = pruning.mask_state(torch.load(dense / source, weights_only=True), mask)
+    for n in mask:
+        assert torch.equal(got[n], expected[n]), n
+    # and the mask came from the trained dense weights, whatever the rewind
+    trained = torch.load(dense / "checkpoint.pt", weights_only=True)
+    dense_mask = {n: torch.ones_like(m) for n, m in mask.items()}
+    from_trained = pruning.magnitude_prune(trained, dense_mask, 0.2, "global")
+    assert all(torch.equal(mask[n], from_trained[n]) for n in mask)
+
+
+def test_same_seed_same_metrics(data, tmp_path) -> None:
+    _, faces_a, _ = data
+    runs = [stages.train_dense(faces_a, tmp_path / f"r{i}", "mesonet", 7, SPEC) for i in (0, 1)]
+    drop = {"train_seconds", "history"}
+    a, b = ({k: v for k, v in r.items() if k not in drop} for r in runs)
+    assert a == b
+    assert [h["val_loss"] for h in runs[0]["history"]] == [
+        h["val_loss"] for h in runs[1]["history"]
+    ]
+
+
+def test_cli_and_bad_input(data, tmp_path, capsys) -> None:
+    _, faces_a, _ = data
+    out = tmp_path / "dense"
+    assert (
+        cli.main(
+            [
+                "train",
+                "--faces",
+                str(faces_a),
+                "--out",
+                str(out),
+                "--model",
+                "mesonet",
+                "--seed",
+                "0",
+                "--spec",
+                json.dumps(SPEC),
+            ]
+        )
+        == 0
+    )
+    assert strict_json(out / "metrics.json")["method"] == "dense"
+    bad = {**SPEC, "prune": {"rate": 0.2, "rounds": 8}}
+    assert (
+        cli.main(
+            [
+                "oneshot",
+                "--faces",
+                str(faces_a),
+                "--out",
+                str(tmp_path / "o"),
+                "--model",
+                "mesonet",
+                "--dense",
+                str(out),
+                "--sparsity",
+                "0.5",
+                "--criterion",
+                "global",
+                "--spec",
+                json.dumps(bad),
+            ]
+        )
+        == 2
+    )
+    assert "spec.prune: unknown key(s) rounds" in capsys.readouterr().err
+    assert (
+        cli.main(
+            [
+                "imp-round",
+                "--faces",
+                str(faces_a),
+                "--out",
+                str(tmp_path / "r"),
+                "--model",
+                "mesonet",
+                "--prev",
+                str(tmp_path / "nowhere"),
+                "--dense",
+                str(out),
+                "--round",
+                "1",
+                "--criterion",
+                "local",
+                "--spec",
+                "{",
+            ]
+        )
+        == 2
+    )
+    assert "not valid JSON" in capsys.readouterr().err
+    with pytest.raises(UserError, match="metrics.json is missing"):
+        stages.imp_round(
+            faces_a, tmp_path / "nowhere", out, tmp_path / "r", "mesonet", 0, 1, "local", SPEC
+        )
+    assert not math.isnan(stages.parse_spec({})["prune"]["rate"])

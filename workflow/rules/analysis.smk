@@ -1,0 +1,71 @@
+# Grad-CAM heatmaps and ΔL across sparsities; the study's HTML report.
+
+
+def gradcam_levels(w):
+    """The trained networks Grad-CAM compares: nearest level of the method to each sparsity."""
+    levels = []
+    for s in config["gradcam"]["sparsities"]:
+        level = plan.level_for(config, w.dataset, w.model, int(w.seed), w.method, s)
+        levels.append({"sparsity": level.sparsity, "method": level.method,
+                       "checkpoint": str(level.path / "checkpoint.pt")})
+    unique = {lv["checkpoint"]: lv for lv in levels}
+    return list(unique.values())
+
+
+rule gradcam:
+    """Heatmaps of a fixed set of test faces at each configured sparsity, and ΔL."""
+    input:
+        faces=f"{RESULTS}/{{dataset}}/faces/manifest.csv",
+        checkpoints=lambda w: [lv["checkpoint"] for lv in gradcam_levels(w)],
+        code=code("gradcam.py") + TRAIN_CODE,
+    output:
+        heatmaps=f"{RESULTS}/gradcam/{{dataset}}/{{model}}/seed{{seed}}/{{method}}/heatmaps.npz",
+        delta=f"{RESULTS}/gradcam/{{dataset}}/{{model}}/seed{{seed}}/{{method}}/delta.csv",
+    wildcard_constraints:
+        method=r"(imp|oneshot)-(global|local)",
+    params:
+        faces=lambda w: faces_dir(w.dataset),
+        levels=lambda w: as_json(gradcam_levels(w)),
+        spec=lambda w: as_json({
+            "input_size": config["models"][w.model].get("input_size"),
+            "samples_per_class": config["gradcam"]["samples_per_class"],
+            "device": config["device"],
+            "threads": config["threads"],
+        }),
+        out=lambda w: f"{RESULTS}/gradcam/{w.dataset}/{w.model}/seed{w.seed}/{w.method}",
+    threads: config["threads"]
+    resources:
+        gpu=1,
+    log:
+        f"{LOGS}/gradcam/{{dataset}}-{{model}}-seed{{seed}}-{{method}}.log",
+    benchmark:
+        f"{BENCH}/gradcam/{{dataset}}-{{model}}-seed{{seed}}-{{method}}.tsv"
+    shell:
+        "{DLTH} gradcam --faces {params.faces} --model {wildcards.model} "
+        "--seed {wildcards.seed} --levels {params.levels:q} --spec {params.spec:q} "
+        "--out {params.out} > {log} 2>&1"
+
+
+def report_inputs(w):
+    out = []
+    for d in DATASETS:
+        out += [f"{RESULTS}/{d}/faces/extraction_log.csv", f"{RESULTS}/{d}/faces/summary.json"]
+        out += study_metrics(d)
+    return out + transfer_metrics() + gradcam_outputs()
+
+
+rule report:
+    """One self-contained HTML file: accuracy vs sparsity, tables, Table I, Grad-CAM, provenance."""
+    input:
+        report_inputs,
+        code=code("report.py", "templates/report.html.j2"),
+    output:
+        html=REPORT,
+        figures=directory(f"{RESULTS}/figures"),
+    params:
+        config=as_json(config),
+    log:
+        f"{LOGS}/report.log",
+    shell:
+        "{DLTH} report --results {RESULTS} --config-json {params.config:q} "
+        "--benchmarks {BENCH} --figures {output.figures} --out {output.html} > {log} 2>&1"

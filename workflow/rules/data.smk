@@ -1,0 +1,70 @@
+# acquire -> extract (one job per shard) -> pack
+
+
+rule acquire:
+    """Fetch, list or generate a dataset's raw files (source types: synthetic, local, urls, kaggle)."""
+    input:
+        manifest=lambda w: [dataset_cfg(w)["source"]["manifest"]]
+        if dataset_cfg(w)["source"]["type"] == "urls" else [],
+        code=code("acquire/__init__.py", "acquire/synthetic.py", "acquire/local.py", "acquire/urls.py",
+             "acquire/kaggle.py"),
+    output:
+        f"{RESOURCES}/{{dataset}}/sources.csv",
+    params:
+        source=lambda w: as_json(dataset_cfg(w)["source"]),
+        out=lambda w: f"{RESOURCES}/{w.dataset}",
+    log:
+        f"{LOGS}/acquire/{{dataset}}.log",
+    shell:
+        "{DLTH} acquire --dataset {wildcards.dataset} --source {params.source:q} "
+        "--out {params.out} > {log} 2>&1"
+
+
+rule extract_faces:
+    """Sample frames_per_video frames of each video of one shard and crop the face with MTCNN."""
+    input:
+        sources=f"{RESOURCES}/{{dataset}}/sources.csv",
+        code=code("faces.py", "acquire/__init__.py"),
+    output:
+        npy=f"{RESULTS}/{{dataset}}/faces/shards/shard{{shard}}.npy",
+        csv=f"{RESULTS}/{{dataset}}/faces/shards/shard{{shard}}.csv",
+        log_csv=f"{RESULTS}/{{dataset}}/faces/shards/shard{{shard}}.log.csv",
+    params:
+        spec=lambda w: as_json({k: v for k, v in config["faces"].items()
+                                if k not in ("split", "split_seed")}),
+        shards=lambda w: dataset_cfg(w)["shards"],
+        detect=detect_flag,
+        prefix=lambda w: f"{RESULTS}/{w.dataset}/faces/shards/shard{w.shard}",
+        device=config["device"],
+    threads: 1
+    log:
+        f"{LOGS}/extract/{{dataset}}-shard{{shard}}.log",
+    benchmark:
+        f"{BENCH}/extract_faces/{{dataset}}-shard{{shard}}.tsv"
+    shell:
+        "{DLTH} extract --sources {input.sources} --shard {wildcards.shard} "
+        "--shards {params.shards} --spec {params.spec:q} --detect {params.detect} "
+        "--out {params.prefix} --device {params.device} --threads {threads} > {log} 2>&1"
+
+
+rule pack_faces:
+    """Merge the shards into faces.npy + manifest.csv and assign train/val/test by video."""
+    input:
+        shards=shards_of,
+        sources=f"{RESOURCES}/{{dataset}}/sources.csv",
+        code=code("pack.py"),
+    output:
+        faces=f"{RESULTS}/{{dataset}}/faces/faces.npy",
+        manifest=f"{RESULTS}/{{dataset}}/faces/manifest.csv",
+        log_csv=f"{RESULTS}/{{dataset}}/faces/extraction_log.csv",
+        summary=f"{RESULTS}/{{dataset}}/faces/summary.json",
+    params:
+        faces=lambda w: faces_dir(w.dataset),
+        shards=lambda w: dataset_cfg(w)["shards"],
+        split=as_json(config["faces"]["split"]),
+        seed=config["faces"]["split_seed"],
+    log:
+        f"{LOGS}/pack/{{dataset}}.log",
+    shell:
+        "{DLTH} pack --faces {params.faces} --sources {input.sources} "
+        "--shards {params.shards} --split {params.split:q} --seed {params.seed} > {log} 2>&1"

@@ -1,0 +1,94 @@
+# Iterative magnitude pruning (one job per round), one-shot pruning and the control baselines.
+
+
+rule imp_round:
+    """IMP round k: prune rate of the remaining weights of round k-1, rewind, retrain."""
+    input:
+        unpack(prev_round),
+        faces=f"{RESULTS}/{{dataset}}/faces/faces.npy",
+        manifest=f"{RESULTS}/{{dataset}}/faces/manifest.csv",
+        init=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/dense/init.pt",
+        code=TRAIN_CODE,
+    output:
+        checkpoint=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/imp-{{criterion}}/round{{k}}/checkpoint.pt",
+        mask=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/imp-{{criterion}}/round{{k}}/mask.pt",
+        metrics=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/imp-{{criterion}}/round{{k}}/metrics.json",
+    params:
+        faces=lambda w: faces_dir(w.dataset),
+        prev=lambda w: str(Path(prev_round(w)["checkpoint"]).parent),
+        dense=lambda w: f"{run_dir(w)}/dense",
+        out=lambda w: f"{run_dir(w)}/imp-{w.criterion}/round{w.k}",
+        spec=train_spec,
+    threads: config["threads"]
+    resources:
+        gpu=1,
+    log:
+        f"{LOGS}/imp_round/{{dataset}}-{{model}}-seed{{seed}}-{{criterion}}-round{{k}}.log",
+    benchmark:
+        f"{BENCH}/imp_round/{{dataset}}-{{model}}-seed{{seed}}-{{criterion}}-round{{k}}.tsv"
+    shell:
+        "{DLTH} imp-round --faces {params.faces} --prev {params.prev} --dense {params.dense} "
+        "--out {params.out} --model {wildcards.model} --seed {wildcards.seed} --round {wildcards.k} "
+        "--criterion {wildcards.criterion} --spec {params.spec:q} > {log} 2>&1"
+
+
+rule oneshot:
+    """Prune the dense model straight to one sparsity, rewind and retrain once."""
+    input:
+        faces=f"{RESULTS}/{{dataset}}/faces/faces.npy",
+        manifest=f"{RESULTS}/{{dataset}}/faces/manifest.csv",
+        checkpoint=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/dense/checkpoint.pt",
+        init=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/dense/init.pt",
+        code=TRAIN_CODE,
+    output:
+        checkpoint=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/oneshot-{{criterion}}/sparsity{{pct}}/checkpoint.pt",
+        mask=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/oneshot-{{criterion}}/sparsity{{pct}}/mask.pt",
+        metrics=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/oneshot-{{criterion}}/sparsity{{pct}}/metrics.json",
+    params:
+        faces=lambda w: faces_dir(w.dataset),
+        dense=lambda w: f"{run_dir(w)}/dense",
+        out=lambda w: f"{run_dir(w)}/oneshot-{w.criterion}/sparsity{w.pct}",
+        sparsity=oneshot_fraction,
+        spec=train_spec,
+    threads: config["threads"]
+    resources:
+        gpu=1,
+    log:
+        f"{LOGS}/oneshot/{{dataset}}-{{model}}-seed{{seed}}-{{criterion}}-sparsity{{pct}}.log",
+    benchmark:
+        f"{BENCH}/oneshot/{{dataset}}-{{model}}-seed{{seed}}-{{criterion}}-sparsity{{pct}}.tsv"
+    shell:
+        "{DLTH} oneshot --faces {params.faces} --dense {params.dense} --out {params.out} "
+        "--model {wildcards.model} --seed {wildcards.seed} --sparsity {params.sparsity} "
+        "--criterion {wildcards.criterion} --spec {params.spec:q} > {log} 2>&1"
+
+
+rule control:
+    """Controls at IMP round k: the ticket's mask re-initialised, or a random mask of equal layer sparsity."""
+    input:
+        faces=f"{RESULTS}/{{dataset}}/faces/faces.npy",
+        manifest=f"{RESULTS}/{{dataset}}/faces/manifest.csv",
+        ticket=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/imp-{CONTROL_CRITERION}/round{{k}}/mask.pt",
+        init=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/dense/init.pt",
+        code=TRAIN_CODE,
+    output:
+        checkpoint=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/control-{{control}}/round{{k}}/checkpoint.pt",
+        mask=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/control-{{control}}/round{{k}}/mask.pt",
+        metrics=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/control-{{control}}/round{{k}}/metrics.json",
+    params:
+        faces=lambda w: faces_dir(w.dataset),
+        ticket=lambda w: f"{run_dir(w)}/imp-{CONTROL_CRITERION}/round{w.k}",
+        dense=lambda w: f"{run_dir(w)}/dense",
+        out=lambda w: f"{run_dir(w)}/control-{w.control}/round{w.k}",
+        spec=train_spec,
+    threads: config["threads"]
+    resources:
+        gpu=1,
+    log:
+        f"{LOGS}/control/{{dataset}}-{{model}}-seed{{seed}}-{{control}}-round{{k}}.log",
+    benchmark:
+        f"{BENCH}/control/{{dataset}}-{{model}}-seed{{seed}}-{{control}}-round{{k}}.tsv"
+    shell:
+        "{DLTH} control --faces {params.faces} --imp {params.ticket} --dense {params.dense} "
+        "--out {params.out} --model {wildcards.model} --seed {wildcards.seed} "
+        "--name {wildcards.control} --spec {params.spec:q} > {log} 2>&1"
