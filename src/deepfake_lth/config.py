@@ -125,16 +125,33 @@ def _check_semantics(config: dict) -> None:
         )
 
 
-def load(path: str | Path) -> dict:
-    """Read a YAML config file and validate it."""
+def read_yaml(path: str | Path) -> dict:
+    """A YAML config file as a dict, with a clear message when it is missing or malformed."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"config file {path} does not exist")
     with open(path) as fh:
         try:
-            raw = yaml.safe_load(fh) or {}
+            return yaml.safe_load(fh) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+
+
+def merge(base: dict, override: dict) -> dict:
+    """``base`` updated recursively with ``override`` (the way --config key=value applies)."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def load(path: str | Path) -> dict:
+    """Read a YAML config file and validate it."""
+    path = Path(path)
+    raw = read_yaml(path)
     try:
         return validate(raw)
     except ConfigError as exc:

@@ -8,7 +8,7 @@ RESOURCES = config["resources"]
 LOGS = f"{RESULTS}/logs"
 BENCH = f"{RESULTS}/benchmarks"
 REPORT = f"{RESULTS}/report.html"
-SRC = "src/deepfake_lth"
+SRC = f"{workflow.basedir}/src/deepfake_lth"  # absolute: runs with --directory elsewhere work
 # the stages run with the Python that runs Snakemake (the project's .venv), on any PATH
 DLTH = f"{sys.executable} -m deepfake_lth"
 DATASETS = list(config["datasets"])

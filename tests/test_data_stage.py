@@ -1,0 +1,203 @@
+"""The data stage: seeded synthetic data, MTCNN face extraction per shard, and packing."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from deepfake_lth.acquire import acquire, read_sources, synthetic
+from deepfake_lth.faces import (
+    FaceDetector,
+    FaceSpec,
+    crop_face,
+    extract_shard,
+    fill_missing_boxes,
+    read_video_frames,
+    sample_indices,
+)
+from deepfake_lth.pack import assign_splits, pack
+
+torch.set_num_threads(1)
+
+VIDEO_SOURCE = {"type": "synthetic", "kind": "videos", "identities": 6, "videos_per_class": 3,
+                "frames": 12, "width": 160, "height": 128, "seed": 5}
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_synthetic_generation_is_seeded(tmp_path):
+    small_images = {"type": "synthetic", "kind": "images", "identities": 14, "images_per_class": 8,
+                    "width": 64, "height": 64, "seed": 3}
+    small_videos = {**VIDEO_SOURCE, "videos_per_class": 2, "frames": 4}
+    for i in (1, 2):
+        acquire("imgs", small_images, tmp_path / f"imgs{i}")
+        acquire("vids", small_videos, tmp_path / f"vids{i}")
+    assert _digest(tmp_path / "imgs1") == _digest(tmp_path / "imgs2")
+    assert _digest(tmp_path / "vids1") == _digest(tmp_path / "vids2")
+    acquire("vids", {**small_videos, "seed": 6}, tmp_path / "vids3")
+    assert _digest(tmp_path / "vids1") != _digest(tmp_path / "vids3")
+    # OpenForensics layout: Train|Validation|Test/Real|Fake/*.jpg, identities disjoint by split
+    table = read_sources(tmp_path / "imgs1" / "sources.csv")
+    for split in ("Train", "Validation", "Test"):
+        for cls in ("Real", "Fake"):
+            assert list((tmp_path / "imgs1" / split / cls).glob("*.jpg"))
+    ids = table.groupby("split")["group"].apply(set)
+    assert not (ids["train"] & ids["test"]) and not (ids["train"] & ids["val"])
+    vids = read_sources(tmp_path / "vids1" / "sources.csv")
+    assert set(vids["label"]) == {0, 1}
+    assert all((tmp_path / "vids1" / p).suffix == ".mp4" for p in vids["path"])
+
+
+def test_fakes_differ_from_reals_inside_the_face_only():
+    rng = np.random.default_rng(0)
+    target, donor = synthetic.sample_identity(rng), synthetic.sample_identity(rng)
+    real = synthetic.render_frames(target, None, 1, 160, 128, np.random.default_rng(1), 0.5)[0]
+    fake = synthetic.render_frames(target, donor, 1, 160, 128, np.random.default_rng(1), 0.5)[0]
+    diff = np.abs(real.astype(int) - fake.astype(int)).sum(-1)
+    centre = diff[44:84, 60:100].mean()  # the inner face
+    corners = np.concatenate([diff[:10, :10].ravel(), diff[-10:, -10:].ravel()]).mean()
+    assert centre > 5 * corners  # swapped inside the face; outside, only sensor noise differs
+    assert corners < 15
+
+
+def test_mtcnn_finds_faces_in_synthetic_videos(tmp_path):
+    source = {**VIDEO_SOURCE, "identities": 10, "videos_per_class": 8, "frames": 8, "width": 192,
+              "height": 160, "seed": 9}
+    acquire("det", source, tmp_path)
+    table = read_sources(tmp_path / "sources.csv")
+    detector = FaceDetector(FaceSpec(min_face_size=40, detect_max_side=320))
+    for label in (0, 1):
+        hits = total = 0
+        for path in table.loc[table["label"] == label, "path"]:
+            frames, _, _ = read_video_frames(tmp_path / path, 8)
+            boxes = detector.detect(frames)
+            hits += sum(b is not None for b in boxes)
+            total += len(boxes)
+        assert total == 64
+        assert hits / total >= 0.95, f"label {label}: a face in {hits}/{total} frames"
+
+
+def _write_video(path: Path, frames: list[np.ndarray]) -> None:
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25, (w, h))
+    for f in frames:
+        writer.write(f)
+    writer.release()
+
+
+@pytest.fixture(scope="module")
+def bad_inputs(tmp_path_factory) -> Path:
+    """A dataset folder with good videos and every kind of bad one."""
+    root = tmp_path_factory.mktemp("bad")
+    acquire("good", {**VIDEO_SOURCE, "videos_per_class": 2}, root)
+    rows = read_sources(root / "sources.csv").to_dict("records")
+    (root / "zero.mp4").write_bytes(b"")
+    (root / "text.mp4").write_text("this is not a video\n" * 50)
+    good = (root / rows[0]["path"]).read_bytes()
+    (root / "truncated.mp4").write_bytes(good[: len(good) // 3])
+    rng = np.random.default_rng(0)
+    _write_video(root / "faceless.mp4",
+                 [rng.integers(0, 255, (128, 160, 3), dtype=np.uint8) for _ in range(12)])
+    ident = synthetic.sample_identity(rng)
+    _write_video(root / "short.mp4", synthetic.render_frames(ident, None, 5, 160, 128, rng, 0.5))
+    for name in ("zero", "text", "truncated", "faceless", "short", "missing"):
+        rows.append({"path": f"{name}.mp4", "video_id": name, "label": 1, "split": "",
+                     "kind": "video", "group": ""})
+    pd.DataFrame(rows).to_csv(root / "sources.csv", index=False)
+    return root
+
+
+def test_bad_videos_are_logged_and_skipped(bad_inputs, tmp_path):
+    spec = FaceSpec(frames_per_video=10, min_frames=10, size=32, min_face_size=30,
+                    detect_max_side=320)
+    out = tmp_path / "shards" / "shard0"
+    stats = extract_shard(bad_inputs / "sources.csv", bad_inputs, 0, 1, spec, None, out)
+    log = pd.read_csv(out.with_suffix(".log.csv"), keep_default_na=False).set_index("video_id")
+    assert log.loc["zero", "status"] == "empty"
+    assert log.loc["text", "status"] == "unreadable"
+    assert log.loc["faceless", "status"] == "no_face"
+    assert log.loc["short", "status"] == "too_short"
+    assert log.loc["missing", "status"] == "missing"
+    assert log.loc["truncated", "status"] in {"unreadable", "too_short", "ok"}
+    good = [v for v in log.index if v.startswith(("real/", "fake/"))]
+    assert len(good) == 4 and (log.loc[good, "status"] == "ok").all()
+    crops = pd.read_csv(out.with_suffix(".csv"), keep_default_na=False)
+    counts = crops.groupby("video_id").size()
+    ok = log.index[log["status"] == "ok"]
+    assert (counts[ok] == 10).all()  # every ok video: exactly frames_per_video crops
+    faces = np.load(out.with_suffix(".npy"), mmap_mode="r")
+    assert faces.shape[1:] == (32, 32, 3) and stats["crops"] == len(crops)
+    assert faces[: len(crops)].std() > 5  # real image content, not the empty preallocation
+
+
+def test_sharded_extraction_and_pack(bad_inputs, tmp_path):
+    spec = FaceSpec(frames_per_video=10, min_frames=10, size=32, min_face_size=30,
+                    detect_max_side=320)
+    faces_dir = tmp_path / "faces"
+    for shard in range(3):
+        extract_shard(bad_inputs / "sources.csv", bad_inputs, shard, 3, spec, None,
+                      faces_dir / "shards" / f"shard{shard}")
+    summary = pack(faces_dir, bad_inputs / "sources.csv", 3,
+                   {"train": 0.5, "val": 0.25, "test": 0.25}, seed=0)
+    manifest = pd.read_csv(faces_dir / "manifest.csv", keep_default_na=False)
+    log = pd.read_csv(faces_dir / "extraction_log.csv", keep_default_na=False)
+    assert list(manifest.columns[:5]) == ["index", "video_id", "label", "split", "frame_index"]
+    assert set(log.columns) >= {"source", "video_id", "label", "status", "frames_read", "faces"}
+    assert len(log) == 10 and summary["status"]["ok"] >= 4
+    assert manifest.groupby("video_id")["split"].nunique().max() == 1  # one split per video
+    faces = np.load(faces_dir / "faces.npy")
+    assert len(faces) == len(manifest) == summary["faces"]
+    # rows of faces.npy line up with the manifest: crops of one video look alike
+    assert manifest["index"].tolist() == list(range(len(manifest)))
+
+
+def test_assign_splits_by_group_and_keeps_given_splits():
+    videos = pd.DataFrame({
+        "video_id": [f"v{i}" for i in range(40)],
+        "label": [i % 2 for i in range(40)],
+        "split": ["test" if i < 4 else "" for i in range(40)],
+        "group": [f"g{i // 4}" for i in range(40)],
+    })
+    split = assign_splits(videos, {"train": 0.7, "val": 0.15, "test": 0.15}, seed=1)
+    assert (split[[f"v{i}" for i in range(4)]] == "test").all()
+    by_group = pd.DataFrame({"group": videos["group"].values, "split": split.values})
+    free = by_group.iloc[4:]
+    assert free.groupby("group")["split"].nunique().max() == 1
+    assert set(split) == {"train", "val", "test"}
+    again = assign_splits(videos, {"train": 0.7, "val": 0.15, "test": 0.15}, seed=1)
+    assert (again == split).all()
+
+
+def test_sampling_and_cropping_helpers():
+    assert sample_indices(100, 4) == [0, 33, 66, 99]
+    assert sample_indices(3, 40) == [0, 1, 2]
+    assert sample_indices(0, 40) == []
+    frame = np.full((50, 60, 3), 200, np.uint8)
+    crop = crop_face(frame, np.array([-20, -20, 20, 20]), 16, 0.0)  # past the corner: padded
+    assert crop.shape == (16, 16, 3) and crop[0, 0].sum() == 0 and crop[-1, -1].sum() > 0
+    boxes = [None, np.array([1, 1, 2, 2]), None, None, np.array([5, 5, 6, 6])]
+    filled = fill_missing_boxes(boxes)
+    assert filled[0][0] == 1 and filled[2][0] == 1 and filled[3][0] == 5
+    assert fill_missing_boxes([None, None]) is None
+
+
+def test_seeking_and_sequential_reads_agree(tmp_path):
+    rng = np.random.default_rng(1)
+    frames = [np.full((64, 80, 3), i * 2, np.uint8) for i in range(100)]
+    frames = [np.clip(f + rng.integers(0, 3, f.shape), 0, 255).astype(np.uint8) for f in frames]
+    _write_video(tmp_path / "long.mp4", frames)
+    got, idx, n = read_video_frames(tmp_path / "long.mp4", 10)  # sparse: seeks
+    assert n == 100 and idx == sample_indices(100, 10) and len(got) == 10
+    means = [g.mean() for g in got]
+    assert all(abs(m - 2 * i - 1) < 4 for m, i in zip(means, idx))
+    got, idx, n = read_video_frames(tmp_path / "long.mp4", 40)  # dense: decodes in order
+    assert len(got) == 40 and all(abs(g.mean() - 2 * i - 1) < 4 for g, i in zip(got, idx))

@@ -1,0 +1,156 @@
+"""The whole DAG on config/smoke.yaml, then what reruns when something changes.
+
+The workflow runs in a copy of the project (Snakefile, rules, src, configs) in a temporary
+folder, so editing a module there to test the code triggers leaves the checkout alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from deepfake_lth.plan import imp_sparsity
+
+ROOT = Path(__file__).resolve().parents[1]
+SMK = [sys.executable, "-m", "snakemake", "--workflow-profile", "none", "--cores", "2",
+       "--configfile", "config/smoke.yaml"]
+RATE = 0.2
+
+
+def snakemake(work: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run([*SMK, *args], cwd=work, capture_output=True, text=True, env=env,
+                          timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n"
+                             f"{proc.stderr[-3000:]}")
+    return proc
+
+
+def planned(work: Path, *args: str) -> list[tuple[str, str]]:
+    """(rule, wildcards) of every job a dry run would run."""
+    out = snakemake(work, "-n", *args).stdout
+    jobs = []
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", out):
+        m = re.match(r"(?:local)?rule (\w+):", block)
+        if m:
+            w = re.search(r"^\s+wildcards: (.*)$", block, re.M)
+            jobs.append((m.group(1), w.group(1) if w else ""))
+    return [j for j in jobs if j[0] != "all"]
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("smoke")
+    for name in ("Snakefile", "config.yaml"):
+        shutil.copy(ROOT / name, work / name)
+    for name in ("workflow", "config"):
+        shutil.copytree(ROOT / name, work / name)
+    shutil.copytree(ROOT / "src", work / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    snakemake(work, "results/report.html")
+    return work
+
+
+def test_smoke_dag_writes_the_contract_files(work):
+    res = work / "results"
+    assert (res / "report.html").stat().st_size > 10_000
+    for ds in ("smoke-images", "smoke-videos"):
+        manifest = pd.read_csv(res / ds / "faces" / "manifest.csv", keep_default_na=False)
+        log = pd.read_csv(res / ds / "faces" / "extraction_log.csv", keep_default_na=False)
+        assert manifest.groupby("video_id")["split"].nunique().max() == 1
+        assert set(manifest["split"]) == {"train", "val", "test"}
+        if ds == "smoke-videos":
+            ok = log.loc[log["status"] == "ok", "video_id"]
+            assert len(ok) == len(log)  # the synthetic videos all yield faces
+            assert (manifest.groupby("video_id").size()[ok] == 8).all()
+    base = res / "smoke-videos" / "mesonet" / "seed0"
+    for f in ("init.pt", "checkpoint.pt", "metrics.json"):
+        assert (base / "dense" / f).exists()
+    keys = {"dataset", "model", "seed", "method", "criterion", "round", "sparsity", "params_total",
+            "params_nonzero", "test_acc", "test_auc", "video_acc", "val_acc", "epochs",
+            "train_seconds", "device"}
+    for k in (1, 2):
+        for criterion in ("global", "local"):
+            d = base / f"imp-{criterion}" / f"round{k}"
+            metrics = json.loads((d / "metrics.json").read_text())
+            assert keys <= set(metrics)
+            assert metrics["round"] == k and metrics["method"] == f"imp-{criterion}"
+            mask = torch.load(d / "mask.pt", weights_only=True)
+            state = torch.load(d / "checkpoint.pt", weights_only=True)
+            expected = imp_sparsity(RATE, k)
+            total = sum(m.numel() for m in mask.values())
+            zeros = sum((~m).sum().item() for m in mask.values())
+            assert abs(zeros / total - expected) <= 0.005
+            assert abs(metrics["sparsity"] - expected) <= 0.005
+            for name, m in mask.items():
+                assert torch.equal(state[name] == 0, ~m), name  # zeros exactly where masked
+                if criterion == "local":
+                    assert abs((~m).float().mean().item() - expected) <= 0.01, name
+    oneshot = json.loads((base / "oneshot-global" / "sparsity36" / "metrics.json").read_text())
+    assert abs(oneshot["sparsity"] - 0.36) <= 0.005
+    transfer = res / "transfer" / "smoke-images-to-smoke-videos" / "mesonet" / "seed0"
+    assert {p.name for p in transfer.iterdir()} >= {"dense", "imp-global-sparsity20",
+                                                     "oneshot-global-sparsity36"}
+    t = json.loads((transfer / "imp-global-sparsity36" / "metrics.json").read_text())
+    assert t["dataset"] == "smoke-videos" and abs(t["sparsity"] - 0.36) <= 0.005
+    delta = pd.read_csv(res / "gradcam" / "smoke-videos" / "mesonet" / "seed0" / "imp-global" / "delta.csv")
+    assert (delta.loc[delta["sparsity"] == 0, "delta_l"] == 0).all()
+    assert delta.groupby("sparsity")["row"].apply(frozenset).nunique() == 1
+
+
+def test_nothing_reruns_when_nothing_changed(work):
+    assert planned(work) == []
+
+
+def test_a_dataset_parameter_reruns_only_that_dataset(work):
+    jobs = planned(work, "--config", 'datasets={"smoke-videos": {"shards": 3}}')
+    # --config replaces the dataset entry; only smoke-videos and what depends on it
+    touched = {w for _, w in jobs}
+    assert any("dataset=smoke-videos" in w for w in touched)
+    assert not any("dataset=smoke-images" in w for w in touched)
+    assert ("acquire", "dataset=smoke-images") not in jobs
+
+
+def test_a_face_parameter_reruns_extraction_not_acquisition(work):
+    rules = {r for r, _ in planned(work, "--config", 'faces={"margin": 0.5}')}
+    assert "extract_faces" in rules and "train_dense" in rules and "report" in rules
+    assert "acquire" not in rules
+
+
+def _edit(path: Path) -> None:
+    path.write_text(path.read_text() + "\n# edited\n")
+    future = time.time() + 5
+    os.utime(path, (future, future))
+
+
+def test_editing_a_module_reruns_its_stage(work):
+    _edit(work / "src" / "deepfake_lth" / "templates" / "report.html.j2")
+    assert {r for r, _ in planned(work)} == {"report"}
+    _edit(work / "src" / "deepfake_lth" / "gradcam.py")
+    assert {r for r, _ in planned(work)} == {"gradcam", "report"}
+    rules = {r for r, _ in planned(work, "--config", 'gradcam={"samples_per_class": 3}')}
+    assert rules == {"gradcam", "report"}
+
+
+def test_rerun_from_one_round_and_until(work):
+    target = "results/smoke-videos/mesonet/seed0/imp-global/round2/checkpoint.pt"
+    jobs = planned(work, "-R", target)
+    rules = {r for r, _ in jobs}
+    assert ("imp_round", "dataset=smoke-videos, model=mesonet, seed=0, criterion=global, k=2") in jobs
+    assert not any(r == "imp_round" and "k=1" in w for r, w in jobs)
+    assert not rules & {"acquire", "extract_faces", "pack_faces", "train_dense", "oneshot"}
+    until = planned(work, "--forcerun", "train_dense", "--until",
+                    "results/smoke-videos/mesonet/seed0/imp-local/round1/checkpoint.pt")
+    assert {r for r, _ in until} <= {"train_dense", "imp_round"}
+    assert ("imp_round", "dataset=smoke-videos, model=mesonet, seed=0, criterion=local, k=1") in until
+    assert not any("k=2" in w for _, w in until)
