@@ -217,15 +217,20 @@ def swap_face(
     rng: np.random.Generator,
     difficulty: float,
     style: dict,
+    out_px: float = CANVAS,
 ) -> np.ndarray:
-    """Blend the donor's inner face into the target canvas, leaving swap artifacts."""
+    """Blend the donor's inner face into the target canvas, leaving swap artifacts.
+
+    ``out_px`` is the size the canvas will have in the frame: the resampling artifact is
+    made at that scale, so it survives the placement in the frame.
+    """
     # align donor landmarks to target landmarks, with a per-frame misalignment
     jitter = rng.normal(0, style["misalign"], (3, 2)).astype(np.float32)
     affine = cv2.getAffineTransform(landmarks(donor), landmarks(target) + jitter)
     warped = cv2.warpAffine(donor_img, affine, (CANVAS, CANVAS), flags=cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_REFLECT)
     # resampling: the swapped face was generated at a lower resolution and scaled up
-    low = max(8, int(CANVAS * style["resample"]))
+    low = max(8, int(min(CANVAS, out_px) * style["resample"]))
     warped = cv2.resize(cv2.resize(warped, (low, low), interpolation=cv2.INTER_AREA),
                         (CANVAS, CANVAS), interpolation=cv2.INTER_LINEAR)
     mask = inner_mask(target, style["softness"])
@@ -311,13 +316,13 @@ def render_frames(
     for t in range(n_frames):
         expression = 0.5 + 0.5 * np.sin(phase[0] + speed[0] * t * 2)
         blink = 1.0 if (t + int(phase[1] * 10)) % 37 == 0 else 0.0
-        face, alpha = draw_face(target, expression, blink)
-        if donor is not None:
-            dface, _ = draw_face(donor, expression, blink)
-            face = swap_face(target, face, donor, dface, rng, difficulty, style)
         cx = cx0 + 0.04 * size * np.sin(phase[2] + speed[2] * t)
         cy = cy0 + 0.03 * size * np.sin(phase[3] + speed[3] * t)
         scale = base_scale * (1 + 0.05 * np.sin(phase[1] + speed[1] * t))
+        face, alpha = draw_face(target, expression, blink)
+        if donor is not None:
+            dface, _ = draw_face(donor, expression, blink)
+            face = swap_face(target, face, donor, dface, rng, difficulty, style, scale)
         angle = 6 * np.sin(phase[0] + speed[3] * t)
         frame = compose(bg, face, alpha, cx, cy, scale, angle)
         frames.append(_to_bgr8(degrade(frame, rng, blur, noise)))
