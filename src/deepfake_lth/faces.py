@@ -262,7 +262,8 @@ def extract_file(row: dict, path: Path, spec: FaceSpec, detector: FaceDetector |
                 return fail("no_face", f"a face in {sum(detected)} of {len(frames)} sampled frames")
             boxes = fill_missing_boxes(raw)
         entry["faces"] = sum(detected)
-        crops = [crop_face(f, b, spec.size, spec.margin) for f, b in zip(frames, boxes)]
+        margin = spec.margin if detector is not None else 0.0  # a face-crop set: keep it whole
+        crops = [crop_face(f, b, spec.size, margin) for f, b in zip(frames, boxes)]
     except Exception as exc:  # a decoder error on a broken file must not stop the shard
         return fail("unreadable", f"{type(exc).__name__}: {exc}")
     rows = [{"video_id": row["video_id"], "label": row["label"], "split": row.get("split", ""),
