@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "imp-round": ("deepfake_lth.stages", "one iterative magnitude pruning round"),
     "oneshot": ("deepfake_lth.stages", "prune the dense model once to a sparsity and retrain"),
     "control": ("deepfake_lth.stages", "control baselines at an IMP sparsity"),
+    "structured-round": ("deepfake_lth.structured", "one structured pruning round: remove whole conv filters"),
     "transfer": ("deepfake_lth.stages", "train a ticket of one dataset on another"),
     "gradcam": ("deepfake_lth.gradcam", "Grad-CAM heatmaps and their change across sparsities"),
     "report": ("deepfake_lth.report", "the study's self-contained HTML report"),

@@ -1,0 +1,510 @@
+"""Structured (channel-level) tickets: prune whole conv filters and remove them physically.
+
+A channel-level variant of IMP in the spirit of Chen et al. 2022 ("structurally sparse
+lottery tickets"): every round removes ``rate`` of the remaining output channels (filters) of
+the prunable convolutions, ranked by the L1 norm of their filters, in every layer
+(``local``) or over the whole network with each filter's norm divided by the mean norm of its
+layer's surviving filters (``global``). Every layer keeps at least one channel.
+
+A channel mask is plain data like a weight mask: ``{conv module name: bool tensor (C_out,)}``,
+``True`` for a surviving channel, for every conv whose channels can be pruned. Which convs
+those are is fixed per architecture (:func:`channel_groups`):
+
+- ``cnn5``: the five block convs (BN and the next conv's inputs, or the linear head, follow);
+- ``mesonet``: the four block convs (the last one feeds ``classifier.fc1`` through a flatten,
+  so each channel owns ``side × side`` of its inputs);
+- ``resnet18`` (any torchvision ResNet): the inner conv of every residual block (``conv1`` of
+  a BasicBlock; ``conv1`` and ``conv2`` of a Bottleneck), so the residual shapes never change.
+
+A pruned channel outputs exactly zero: its filter, conv bias and BN scale and shift are zero
+(:func:`apply_channel_mask`). The weight mask (for :class:`~deepfake_lth.pruning.MaskEnforcer`)
+covers the channel's filter and the next layer's inputs from it, so it counts every weight the
+compact model drops; and since the rest of the network reads the channel only through those
+masked (zero) inputs, no gradient reaches the channel's bias or BN parameters, which therefore
+stay zero through training (weight decay of a zero is zero). :func:`compact_model` then builds
+the physically smaller dense model with the same function.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from deepfake_lth.errors import UserError
+
+log = logging.getLogger(__name__)
+
+ChannelMask = dict[str, torch.Tensor]
+CRITERIA = ("global", "local")
+
+
+@dataclass(frozen=True)
+class ChannelGroup:
+    """One prunable conv: its BN and the layers that read its output channels."""
+
+    conv: str  # module name of the conv whose output channels are pruned
+    norm: str  # module name of the BatchNorm2d over those channels
+    consumers: tuple[tuple[str, int], ...]  # (module name, inputs per channel) of the readers
+
+
+# --------------------------------------------------------------------------- architecture
+
+
+def channel_groups(model: nn.Module) -> list[ChannelGroup]:
+    """The prunable channel groups of ``model`` (cnn5, mesonet, torchvision ResNets)."""
+    from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
+
+    from deepfake_lth.models.cnn5 import CNN5
+    from deepfake_lth.models.mesonet import Meso4
+
+    groups: list[ChannelGroup] = []
+    if isinstance(model, CNN5):
+        names = [n for n, _ in model.features.named_children()]
+        for i, name in enumerate(names):
+            nxt = (f"features.{names[i + 1]}.conv", 1) if i + 1 < len(names) else ("fc", 1)
+            groups.append(ChannelGroup(f"features.{name}.conv", f"features.{name}.bn", (nxt,)))
+    elif isinstance(model, Meso4):
+        blocks = ["block1", "block2", "block3", "block4"]
+        last = model.block4.conv.out_channels
+        per_channel = model.classifier.fc1.in_features // last
+        for i, name in enumerate(blocks):
+            nxt = (
+                (f"{blocks[i + 1]}.conv", 1)
+                if i + 1 < len(blocks)
+                else (
+                    "classifier.fc1",
+                    per_channel,
+                )
+            )
+            groups.append(ChannelGroup(f"{name}.conv", f"{name}.bn", (nxt,)))
+    elif isinstance(model, ResNet):
+        for layer in ("layer1", "layer2", "layer3", "layer4"):
+            for idx, block in getattr(model, layer).named_children():
+                p = f"{layer}.{idx}"
+                if isinstance(block, Bottleneck):
+                    groups.append(ChannelGroup(f"{p}.conv1", f"{p}.bn1", ((f"{p}.conv2", 1),)))
+                    groups.append(ChannelGroup(f"{p}.conv2", f"{p}.bn2", ((f"{p}.conv3", 1),)))
+                elif isinstance(block, BasicBlock):
+                    groups.append(ChannelGroup(f"{p}.conv1", f"{p}.bn1", ((f"{p}.conv2", 1),)))
+    else:
+        raise UserError(
+            f"structured pruning supports cnn5, mesonet and resnet18, not "
+            f"{type(model).__name__}; use unstructured IMP (imp-round) for this model"
+        )
+    return groups
+
+
+def _module(model: nn.Module, name: str) -> nn.Module:
+    return model.get_submodule(name)
+
+
+def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, new)
+
+
+def full_channel_mask(model: nn.Module) -> ChannelMask:
+    """All-True channel mask (no channel pruned) of ``model``."""
+    return {
+        g.conv: torch.ones(_module(model, g.conv).out_channels, dtype=torch.bool)
+        for g in channel_groups(model)
+    }
+
+
+def check_channel_mask(
+    model: nn.Module, cmask: Mapping[str, torch.Tensor], source: str = "channel mask"
+) -> ChannelMask:
+    """``cmask`` validated against ``model``'s channel groups; UserError otherwise."""
+    groups = channel_groups(model)
+    want = {g.conv for g in groups}
+    if set(cmask) != want:
+        extra, missing = sorted(set(cmask) - want), sorted(want - set(cmask))
+        raise UserError(
+            f"{source} does not fit {type(model).__name__}: unknown layers {extra[:3]}, missing "
+            f"layers {missing[:3]}; the channel mask belongs to another architecture"
+        )
+    out: ChannelMask = {}
+    for g in groups:
+        m = cmask[g.conv]
+        n = _module(model, g.conv).out_channels
+        if not isinstance(m, torch.Tensor) or m.dtype != torch.bool or tuple(m.shape) != (n,):
+            raise UserError(
+                f"{source}: entry {g.conv!r} must be a bool tensor of shape ({n},); the channel "
+                "mask belongs to another architecture"
+            )
+        if not bool(m.any()):
+            raise UserError(f"{source}: layer {g.conv!r} keeps no channel; keep at least one")
+        out[g.conv] = m.detach().cpu()
+    return out
+
+
+# --------------------------------------------------------------------------- pruning
+
+
+def channel_sparsity(cmask: Mapping[str, torch.Tensor]) -> float:
+    """Fraction of the prunable channels that are pruned."""
+    total = sum(m.numel() for m in cmask.values())
+    alive = sum(int(m.sum()) for m in cmask.values())
+    return 0.0 if total == 0 else 1.0 - alive / total
+
+
+def channel_counts(cmask: Mapping[str, torch.Tensor]) -> dict[str, int]:
+    """Surviving channels of every layer."""
+    return {name: int(m.sum()) for name, m in cmask.items()}
+
+
+def filter_norms(model: nn.Module) -> dict[str, torch.Tensor]:
+    """L1 norm of every output filter of every prunable conv (float32, CPU)."""
+    return {
+        g.conv: _module(model, g.conv).weight.detach().abs().float().cpu().flatten(1).sum(1)
+        for g in channel_groups(model)
+    }
+
+
+def _remove(order: torch.Tensor, owner: list[tuple[str, int]], alive: dict, n: int) -> None:
+    """Clear the first ``n`` entries of ``order`` in ``alive``, keeping one channel per layer."""
+    left = {name: int(a.sum()) for name, a in alive.items()}
+    removed = 0
+    for i in order.tolist():
+        if removed >= n:
+            break
+        name, c = owner[i]
+        if left[name] > 1:
+            alive[name][c] = False
+            left[name] -= 1
+            removed += 1
+
+
+def channel_mask(
+    model: nn.Module,
+    prev_channel_mask: Mapping[str, torch.Tensor] | None,
+    rate: float,
+    criterion: str,
+) -> ChannelMask:
+    """New channel mask without ``rate`` of the surviving channels, the smallest filters by L1.
+
+    ``local``: ``rate`` of the survivors of every layer; ``global``: ``rate`` of all survivors
+    by the filter norm divided by the mean norm of its layer's survivors. Counts are rounded
+    half up, ties broken by position, and every layer keeps at least one channel.
+    """
+    if criterion not in CRITERIA:
+        raise UserError(f"structured criterion {criterion!r} is not one of {', '.join(CRITERIA)}")
+    if not 0.0 <= float(rate) < 1.0:
+        raise UserError(f"prune.rate must be in [0, 1), got {rate!r}")
+    prev = (
+        full_channel_mask(model)
+        if prev_channel_mask is None
+        else check_channel_mask(model, prev_channel_mask, "previous channel mask")
+    )
+    norms = filter_norms(model)
+    alive = {name: m.clone() for name, m in prev.items()}
+    if criterion == "local":
+        for name, a in alive.items():
+            idx = a.nonzero().squeeze(1)
+            n = int(rate * len(idx) + 0.5)
+            order = idx[torch.sort(norms[name][idx], stable=True).indices]
+            _remove(torch.arange(len(order)), [(name, int(c)) for c in order], {name: a}, n)
+        return alive
+    scores, owner = [], []
+    for name, a in alive.items():
+        idx = a.nonzero().squeeze(1)
+        s = norms[name][idx]
+        mean = float(s.mean()) if len(s) else 0.0
+        scores.append(s / mean if mean > 0 else torch.zeros_like(s))
+        owner += [(name, int(c)) for c in idx]
+    flat = torch.cat(scores) if scores else torch.zeros(0)
+    n = int(rate * flat.numel() + 0.5)
+    _remove(torch.sort(flat, stable=True).indices, owner, alive, n)
+    return alive
+
+
+def channel_weight_mask(model: nn.Module, cmask: Mapping[str, torch.Tensor]) -> dict:
+    """Weight mask (``{name: bool tensor}`` for every prunable weight, as in
+    :mod:`deepfake_lth.pruning`) of ``cmask``: the filters of pruned channels and the inputs
+    the next layers read from them are False."""
+    from deepfake_lth.pruning import full_mask
+
+    cmask = check_channel_mask(model, cmask)
+    mask = full_mask(model)
+    for g in channel_groups(model):
+        drop = ~cmask[g.conv]
+        mask[f"{g.conv}.weight"][drop] = False
+        for name, per in g.consumers:
+            m = mask[f"{name}.weight"]
+            m.view(m.shape[0], -1, per, *m.shape[2:])[:, drop] = False
+    return mask
+
+
+def _per_channel_params(model: nn.Module, g: ChannelGroup) -> list[torch.Tensor]:
+    """The non-prunable parameters of a channel group: conv bias, BN scale and shift."""
+    conv, norm = _module(model, g.conv), _module(model, g.norm)
+    return [p for p in (conv.bias, norm.weight, norm.bias) if p is not None]
+
+
+def apply_channel_mask(model: nn.Module, cmask: Mapping[str, torch.Tensor]) -> dict:
+    """Zero the pruned channels of ``model`` in place (filters, conv biases, BN scales and
+    shifts, the next layers' inputs) and return the matching weight mask for
+    :class:`~deepfake_lth.pruning.MaskEnforcer`."""
+    from deepfake_lth.pruning import apply_mask
+
+    mask = channel_weight_mask(model, cmask)
+    apply_mask(model, mask)
+    with torch.no_grad():
+        for g in channel_groups(model):
+            keep = cmask[g.conv]
+            for p in _per_channel_params(model, g):
+                p.mul_(keep.to(device=p.device, dtype=p.dtype))
+    return mask
+
+
+# --------------------------------------------------------------------------- compaction
+
+
+def _sliced_conv(conv: nn.Conv2d, out_idx: torch.Tensor, in_idx: torch.Tensor) -> nn.Conv2d:
+    if conv.groups != 1:
+        raise UserError(f"cannot compact a grouped convolution ({conv})")
+    w = conv.weight
+    new = nn.Conv2d(
+        len(in_idx),
+        len(out_idx),
+        conv.kernel_size,
+        stride=conv.stride,
+        padding=conv.padding,
+        dilation=conv.dilation,
+        bias=conv.bias is not None,
+        padding_mode=conv.padding_mode,
+        device=w.device,
+        dtype=w.dtype,
+    )
+    with torch.no_grad():
+        new.weight.copy_(w[out_idx][:, in_idx])
+        if conv.bias is not None:
+            new.bias.copy_(conv.bias[out_idx])
+    return new
+
+
+def _sliced_linear(fc: nn.Linear, in_idx: torch.Tensor) -> nn.Linear:
+    w = fc.weight
+    new = nn.Linear(
+        len(in_idx), fc.out_features, bias=fc.bias is not None, device=w.device, dtype=w.dtype
+    )
+    with torch.no_grad():
+        new.weight.copy_(w[:, in_idx])
+        if fc.bias is not None:
+            new.bias.copy_(fc.bias)
+    return new
+
+
+def _sliced_norm(bn: nn.BatchNorm2d, idx: torch.Tensor) -> nn.BatchNorm2d:
+    ref = bn.weight if bn.weight is not None else bn.running_mean
+    new = nn.BatchNorm2d(
+        len(idx),
+        eps=bn.eps,
+        momentum=bn.momentum,
+        affine=bn.affine,
+        track_running_stats=bn.track_running_stats,
+        device=None if ref is None else ref.device,
+        dtype=None if ref is None else ref.dtype,
+    )
+    with torch.no_grad():
+        if bn.affine:
+            new.weight.copy_(bn.weight[idx])
+            new.bias.copy_(bn.bias[idx])
+        if bn.track_running_stats:
+            new.running_mean.copy_(bn.running_mean[idx])
+            new.running_var.copy_(bn.running_var[idx])
+            new.num_batches_tracked.copy_(bn.num_batches_tracked)
+    return new
+
+
+def compact_model(model: nn.Module, cmask: Mapping[str, torch.Tensor]) -> nn.Module:
+    """A physically smaller copy of ``model`` without the pruned channels.
+
+    Its forward equals that of ``model`` with :func:`apply_channel_mask` applied (pruned
+    channels output zero, so dropping them and the inputs that read them changes nothing).
+    Module names stay the same; ``model`` is not modified.
+    """
+    cmask = check_channel_mask(model, cmask)
+    groups = channel_groups(model)
+    new = copy.deepcopy(model)
+    out_idx: dict[str, torch.Tensor] = {}
+    in_idx: dict[str, torch.Tensor] = {}
+    for g in groups:
+        keep = cmask[g.conv]
+        out_idx[g.conv] = keep.nonzero().squeeze(1)
+        for name, per in g.consumers:
+            in_idx[name] = (keep.repeat_interleave(per)).nonzero().squeeze(1)
+    for g in groups:
+        bn = _module(new, g.norm)
+        if not isinstance(bn, nn.BatchNorm2d):
+            raise UserError(f"{g.norm} is not a BatchNorm2d; cannot compact {type(model).__name__}")
+        _set_module(new, g.norm, _sliced_norm(bn, out_idx[g.conv]).train(bn.training))
+    for name in dict.fromkeys([*out_idx, *in_idx]):
+        old = _module(new, name)
+        if isinstance(old, nn.Conv2d):
+            o = out_idx.get(name, torch.arange(old.out_channels))
+            i = in_idx.get(name, torch.arange(old.in_channels))
+            replacement: nn.Module = _sliced_conv(old, o, i)
+        elif isinstance(old, nn.Linear) and name not in out_idx:
+            replacement = _sliced_linear(old, in_idx[name])
+        else:
+            raise UserError(f"cannot compact {name} ({type(old).__name__})")
+        _set_module(new, name, replacement.train(old.training))
+    return new
+
+
+def count_parameters(model: nn.Module) -> int:
+    """All parameters of ``model`` (trainable or not)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def save_channels(path: str | Path, cmask: Mapping[str, torch.Tensor]) -> None:
+    """Write a channel mask as a plain dict of bool tensors (atomically)."""
+    from deepfake_lth.pruning import save_mask
+
+    save_mask(path, cmask)
+
+
+def load_channels(path: str | Path) -> ChannelMask:
+    """A channel mask written by :func:`save_channels`."""
+    from deepfake_lth.pruning import load_mask
+
+    return load_mask(path)
+
+
+# --------------------------------------------------------------------------- stage
+
+
+def structured_round(
+    faces_dir: str | Path,
+    prev_dir: str | Path,
+    dense_dir: str | Path,
+    out_dir: str | Path,
+    model_name: str,
+    seed: int,
+    k: int,
+    criterion: str,
+    spec: Mapping[str, Any] | str | None = None,
+) -> dict[str, Any]:
+    """Structured round ``k``: prune ``prune.rate`` of the surviving channels of round k−1
+    (``prev_dir``; round 0 is ``dense_dir``) by filter L1 norm, rewind, retrain with the
+    pruned channels held at zero. Writes channels.pt, checkpoint.pt (full shape, pruned
+    channels zero), mask.pt (the weight mask) and metrics.json (method
+    ``structured-{criterion}``)."""
+    from deepfake_lth.plan import imp_sparsity
+    from deepfake_lth.stages import (
+        _load_into,
+        _rewound_start,
+        _setup,
+        _train_and_write,
+        build,
+        parse_spec,
+        read_metrics,
+    )
+
+    spec = parse_spec(spec)
+    if k < 1:
+        raise UserError(f"structured round must be ≥ 1, got {k}")
+    if criterion not in CRITERIA:
+        raise UserError(f"structured criterion {criterion!r} is not one of {', '.join(CRITERIA)}")
+    prev_dir, dense_dir, out_dir = Path(prev_dir), Path(dense_dir), Path(out_dir)
+    prev_metrics = read_metrics(prev_dir)
+    if prev_metrics.get("round") is not None and int(prev_metrics["round"]) != k - 1:
+        raise UserError(
+            f"{prev_dir}/metrics.json is round {prev_metrics['round']}, but round {k} needs "
+            f"round {k - 1}; pass the previous round's folder as --prev"
+        )
+    from deepfake_lth.pruning import load_state
+
+    device = _setup(spec, seed)
+    model = build(model_name, spec)
+    prev_state = load_state(prev_dir / "checkpoint.pt")
+    _load_into(model, prev_state, str(prev_dir / "checkpoint.pt"))
+    if k == 1:
+        prev_cmask = None
+    else:
+        path = prev_dir / "channels.pt"
+        if not path.is_file():
+            raise UserError(
+                f"{path} is missing: round {k} needs the channel mask of structured round "
+                f"{k - 1}; pass a structured round folder as --prev"
+            )
+        prev_cmask = check_channel_mask(model, load_channels(path), str(path))
+    rate = spec["prune"]["rate"]
+    cmask = channel_mask(model, prev_cmask, rate, criterion)
+    mask = channel_weight_mask(model, cmask)
+    start = _rewound_start(spec["prune"]["rewind"], prev_state, dense_dir, mask)
+    _load_into(model, start, "the rewound weights")
+    apply_channel_mask(model, cmask)
+    compact = compact_model(model, cmask)
+    save_channels(out_dir / "channels.pt", cmask)
+    log.info(
+        "channel sparsity %.4f; channels per layer: %s",
+        channel_sparsity(cmask),
+        ", ".join(f"{n} {c}" for n, c in channel_counts(cmask).items()),
+    )
+    metrics = _train_and_write(
+        faces_dir=faces_dir,
+        out_dir=out_dir,
+        model_name=model_name,
+        seed=seed,
+        spec=spec,
+        device=device,
+        model=model,
+        mask=mask,
+        meta={
+            "method": f"structured-{criterion}",
+            "criterion": criterion,
+            "round": k,
+            "prune_rate": rate,
+            "channel_sparsity": channel_sparsity(cmask),
+            "target_channel_sparsity": imp_sparsity(rate, k),
+            "channels": channel_counts(cmask),
+            "channels_total": {n: m.numel() for n, m in cmask.items()},
+            "compact_params": count_parameters(compact),
+        },
+    )
+    stray = _stray_channel_params(model, cmask)
+    if stray:  # the masks guarantee this; a failure here is a bug, not bad input
+        raise RuntimeError(f"pruned channels have nonzero biases or BN parameters: {stray[:3]}")
+    return metrics
+
+
+def _stray_channel_params(model: nn.Module, cmask: Mapping[str, torch.Tensor]) -> list[str]:
+    """Channel groups whose pruned channels have a nonzero bias or BN parameter."""
+    out = []
+    for g in channel_groups(model):
+        drop = ~cmask[g.conv].to(next(model.parameters()).device)
+        if any(bool(p.detach()[drop].any()) for p in _per_channel_params(model, g)):
+            out.append(g.conv)
+    return out
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``deepfake-lth structured-round`` (those of ``imp-round``)."""
+    from deepfake_lth.stages import add_imp_round_arguments
+
+    add_imp_round_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    structured_round(
+        args.faces,
+        args.prev,
+        args.dense,
+        args.out,
+        args.model,
+        args.seed,
+        args.round,
+        args.criterion,
+        args.spec,
+    )
+    return 0
