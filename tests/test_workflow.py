@@ -22,14 +22,14 @@ import torch
 from deepfake_lth.plan import imp_sparsity
 
 ROOT = Path(__file__).resolve().parents[1]
-SMK = [sys.executable, "-m", "snakemake", "--workflow-profile", "none", "--cores", "2",
-       "--configfile", "config/smoke.yaml"]
+SMK = [sys.executable, "-m", "snakemake", "--workflow-profile", "none", "--cores", "2"]
 RATE = 0.2
 
 
 def snakemake(work: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run([*SMK, *args], cwd=work, capture_output=True, text=True, env=env,
+    # --configfile takes several values: it goes last, after any target
+    proc = subprocess.run([*SMK, *args, "--configfile", "config/smoke.yaml"], cwd=work, capture_output=True, text=True, env=env,
                           timeout=900)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n"
@@ -94,8 +94,9 @@ def test_smoke_dag_writes_the_contract_files(work):
             assert abs(metrics["sparsity"] - expected) <= 0.005
             for name, m in mask.items():
                 assert torch.equal(state[name] == 0, ~m), name  # zeros exactly where masked
-                if criterion == "local":
-                    assert abs((~m).float().mean().item() - expected) <= 0.01, name
+                if criterion == "local":  # within 1 point, or one weight in a tiny layer
+                    tol = max(0.01, 1.0 / m.numel())
+                    assert abs((~m).float().mean().item() - expected) <= tol, name
     oneshot = json.loads((base / "oneshot-global" / "sparsity36" / "metrics.json").read_text())
     assert abs(oneshot["sparsity"] - 0.36) <= 0.005
     transfer = res / "transfer" / "smoke-images-to-smoke-videos" / "mesonet" / "seed0"

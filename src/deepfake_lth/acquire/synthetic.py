@@ -29,6 +29,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from deepfake_lth.errors import UserError
+
 log = logging.getLogger(__name__)
 
 CANVAS = 128  # side of the canonical face canvas the faces are drawn on
@@ -379,7 +381,7 @@ def generate_videos(source: dict, out_dir: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def generate_images(source: dict, out_dir: Path) -> pd.DataFrame:
+def generate_images(source: dict, out_dir: Path, name: str = "?") -> pd.DataFrame:
     """Train|Validation|Test/Real|Fake/*.jpg with identities disjoint across splits."""
     rng = np.random.default_rng(source["seed"])
     n = source["identities"]
@@ -393,7 +395,10 @@ def generate_images(source: dict, out_dir: Path) -> pd.DataFrame:
     rows = []
     for split, ids in split_ids.items():
         if len(ids) < 2:
-            raise ValueError("synthetic images need at least 2 identities per split; raise 'identities'")
+            raise UserError(
+                f"datasets.{name}.source.identities: {n} identities leave {len(ids)} for the "
+                f"{split} split; synthetic images need at least 2 per split (use 14 or more)"
+            )
         count = max(1, int(round(source["images_per_class"] * share[split])))
         for label, folder in ((0, "Real"), (1, "Fake")):
             d = out_dir / split / folder
@@ -424,5 +429,5 @@ def acquire(name: str, source: dict, out_dir: Path, seed: int = 0) -> pd.DataFra
     source = {**defaults, **{k: v for k, v in source.items() if k != "type"}}
     log.info("generating synthetic %s for %s under %s", source["kind"], name, out_dir)
     if source["kind"] == "images":
-        return generate_images(source, out_dir)
+        return generate_images(source, out_dir, name)
     return generate_videos(source, out_dir)
