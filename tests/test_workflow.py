@@ -18,6 +18,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+import yaml
+
+from deepfake_lth import config as study_config
 
 from deepfake_lth.plan import imp_sparsity
 
@@ -26,20 +29,26 @@ SMK = [sys.executable, "-m", "snakemake", "--workflow-profile", "none", "--cores
 RATE = 0.2
 
 
-def snakemake(work: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+def snakemake(work: Path, *args: str, check: bool = True,
+              configfile: str = "config/smoke.yaml") -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     # --configfile takes several values: it goes last, after any target
-    proc = subprocess.run([*SMK, *args, "--configfile", "config/smoke.yaml"], cwd=work, capture_output=True, text=True, env=env,
-                          timeout=900)
+    proc = subprocess.run([*SMK, *args, "--configfile", configfile], cwd=work, capture_output=True,
+                          text=True, env=env, timeout=900)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n"
                              f"{proc.stderr[-3000:]}")
     return proc
 
 
-def planned(work: Path, *args: str) -> list[tuple[str, str]]:
-    """(rule, wildcards) of every job a dry run would run."""
-    out = snakemake(work, "-n", *args).stdout
+def planned(work: Path, *args: str, change: dict | None = None) -> list[tuple[str, str]]:
+    """(rule, wildcards) of every job a dry run would run, with ``change`` merged into the config."""
+    configfile = "config/smoke.yaml"
+    if change:
+        cfg = study_config.merge(study_config.read_yaml(work / configfile), change)
+        configfile = "config/changed.yaml"
+        (work / configfile).write_text(yaml.safe_dump(cfg))
+    out = snakemake(work, "-n", *args, configfile=configfile).stdout
     jobs = []
     for block in re.split(r"\n(?=(?:local)?rule \w+:)", out):
         m = re.match(r"(?:local)?rule (\w+):", block)
@@ -114,8 +123,7 @@ def test_nothing_reruns_when_nothing_changed(work):
 
 
 def test_a_dataset_parameter_reruns_only_that_dataset(work):
-    jobs = planned(work, "--config", 'datasets={"smoke-videos": {"shards": 3}}')
-    # --config replaces the dataset entry; only smoke-videos and what depends on it
+    jobs = planned(work, change={"datasets": {"smoke-videos": {"shards": 3}}})
     touched = {w for _, w in jobs}
     assert any("dataset=smoke-videos" in w for w in touched)
     assert not any("dataset=smoke-images" in w for w in touched)
@@ -123,7 +131,7 @@ def test_a_dataset_parameter_reruns_only_that_dataset(work):
 
 
 def test_a_face_parameter_reruns_extraction_not_acquisition(work):
-    rules = {r for r, _ in planned(work, "--config", 'faces={"margin": 0.5}')}
+    rules = {r for r, _ in planned(work, change={"faces": {"margin": 0.5}})}
     assert "extract_faces" in rules and "train_dense" in rules and "report" in rules
     assert "acquire" not in rules
 
@@ -139,7 +147,7 @@ def test_editing_a_module_reruns_its_stage(work):
     assert {r for r, _ in planned(work)} == {"report"}
     _edit(work / "src" / "deepfake_lth" / "gradcam.py")
     assert {r for r, _ in planned(work)} == {"gradcam", "report"}
-    rules = {r for r, _ in planned(work, "--config", 'gradcam={"samples_per_class": 3}')}
+    rules = {r for r, _ in planned(work, change={"gradcam": {"samples_per_class": 3}})}
     assert rules == {"gradcam", "report"}
 
 
