@@ -97,6 +97,23 @@ def prev_round(w):
     return {"checkpoint": f"{prev}/checkpoint.pt", "mask": f"{prev}/mask.pt"}
 
 
+def prev_structured(w):
+    """Structured round k-1 (round 0 is the dense model)."""
+    k = int(w.k)
+    if k < 1 or k > config["structured"]["rounds"]:
+        raise ValueError(f"round {k} is outside 1..structured.rounds")
+    base = run_dir(w)
+    if k == 1:
+        return {"checkpoint": f"{base}/dense/checkpoint.pt"}
+    prev = f"{base}/structured-{w.criterion}/round{k - 1}"
+    return {"checkpoint": f"{prev}/checkpoint.pt", "mask": f"{prev}/mask.pt",
+            "channels": f"{prev}/channels.pt"}
+
+
+def structured_models():
+    return [m for m in MODELS if m in config["structured"]["models"]]
+
+
 def oneshot_fraction(w):
     for s in plan.oneshot_sparsities(config):
         if plan.pct(s) == int(w.pct):
@@ -120,6 +137,10 @@ def study_metrics(dataset):
             for c in config["oneshot"]["criteria"]:
                 out += [f"{base}/oneshot-{c}/sparsity{plan.pct(s)}/metrics.json"
                         for s in plan.oneshot_sparsities(config)]
+            if model in structured_models():
+                for c in config["structured"]["criteria"]:
+                    out += [f"{base}/structured-{c}/round{k}/metrics.json"
+                            for k in range(1, config["structured"]["rounds"] + 1)]
             if config["prune"]["criteria"]:
                 for name in config["controls"]:
                     out += [f"{base}/control-{name}/round{k}/metrics.json" for k in range(1, ROUNDS + 1)]

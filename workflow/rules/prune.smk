@@ -92,3 +92,35 @@ rule control:
         "{DLTH} control --faces {params.faces} --imp {params.ticket} --dense {params.dense} "
         "--out {params.out} --model {wildcards.model} --seed {wildcards.seed} "
         "--name {wildcards.control} --spec {params.spec:q} > {log} 2>&1"
+
+
+rule structured_round:
+    """Structured round k: remove rate of the remaining conv filters (L1 norm), rewind, retrain."""
+    input:
+        unpack(prev_structured),
+        faces=f"{RESULTS}/{{dataset}}/faces/faces.npy",
+        manifest=f"{RESULTS}/{{dataset}}/faces/manifest.csv",
+        init=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/dense/init.pt",
+        code=TRAIN_CODE + code("structured.py"),
+    output:
+        checkpoint=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/structured-{{criterion}}/round{{k}}/checkpoint.pt",
+        mask=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/structured-{{criterion}}/round{{k}}/mask.pt",
+        channels=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/structured-{{criterion}}/round{{k}}/channels.pt",
+        metrics=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/structured-{{criterion}}/round{{k}}/metrics.json",
+    params:
+        faces=lambda w: faces_dir(w.dataset),
+        prev=lambda w: str(Path(prev_structured(w)["checkpoint"]).parent),
+        dense=lambda w: f"{run_dir(w)}/dense",
+        out=lambda w: f"{run_dir(w)}/structured-{w.criterion}/round{w.k}",
+        spec=train_spec,
+    threads: config["threads"]
+    resources:
+        gpu=1,
+    log:
+        f"{LOGS}/structured_round/{{dataset}}-{{model}}-seed{{seed}}-{{criterion}}-round{{k}}.log",
+    benchmark:
+        f"{BENCH}/structured_round/{{dataset}}-{{model}}-seed{{seed}}-{{criterion}}-round{{k}}.tsv"
+    shell:
+        "{DLTH} structured-round --faces {params.faces} --prev {params.prev} --dense {params.dense} "
+        "--out {params.out} --model {wildcards.model} --seed {wildcards.seed} --round {wildcards.k} "
+        "--criterion {wildcards.criterion} --spec {params.spec:q} > {log} 2>&1"
