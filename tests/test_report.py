@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from deepfake_lth import report
+from deepfake_lth import report, stats
 
 SECTION_IDS = ["accuracy", "results", "transfer", "gradcam", "provenance"]
 
@@ -287,3 +287,200 @@ def test_report_reads_gradcam_stage_output(tmp_path):
     part = html[html.index('<section id="gradcam">'):html.index('<section id="provenance">')]
     assert len(re.findall("data:image/png;base64,", part)) == 2
     assert [r[1] for r in cells(part, "IMP-Global")] == ["0.0", "50.0"]
+
+
+# --------------------------------------------------------------------------- beyond the paper
+
+EXTRA_IDS = ["controls", "pai", "step-sizes", "seeds", "separability"]
+
+
+def fabricate_beyond(root, seeds=(0, 1, 2)):
+    """Controls, SNIP/GraSP, IMP at rate 0.05 and separability CSVs next to fabricate()'s runs."""
+    res = root / "results"
+    for seed in seeds:
+        run = res / "dsA" / "mesonet" / f"seed{seed}"
+        shift = 0.01 * seed
+        for k, (s, acc) in enumerate([(0.2, 0.63), (0.36, 0.61), (0.488, 0.60), (0.8, 0.562)], 1):
+            for name, d in (("reinit", -0.05), ("random-mask", -0.06 + 0.002 * seed)):
+                write_metrics(run / f"control-{name}" / f"round{k}", sparsity=s,
+                              params_nonzero=100, test_acc=acc + d + shift,
+                              control_of="imp-global", test_samples=400)
+            for method, d in (("snip", -0.04), ("grasp", -0.05 - 0.01 * seed)):
+                write_metrics(run / method / f"sparsity{round(100 * s)}", sparsity=s,
+                              params_nonzero=100, test_acc=acc + d + shift, test_samples=400)
+        for k in range(1, 32):  # 1 − 0.95^31 = 79.6 %
+            write_metrics(run / "imp-global-rate0.05" / f"round{k}", sparsity=1 - 0.95**k,
+                          params_nonzero=100, test_acc=0.6 + shift + 0.0005 * k * (1 + seed),
+                          test_samples=400)
+        sep = res / "separability" / "dsA" / "mesonet" / f"seed{seed}"
+        sep.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame({"method": "imp-global", "level": ["dense", "round1", "round4"],
+                      "sparsity": [0.0, 0.2, 0.8], "probe_acc": [0.7, 0.68 + shift, 0.61],
+                      "probe_acc_std": [0.02, 0.03, 0.04], "silhouette": [0.1, 0.08, 0.05],
+                      "n_samples": 100, "feature_dim": 16, "folds": 5}
+                     ).to_csv(sep / "imp-global.csv", index=False)
+    return res
+
+
+def beyond_config(seeds=(0, 1, 2)):
+    cfg = config(seeds=seeds)
+    cfg["datasets"]["dsA"]["source"]["kind"] = "images"
+    cfg.update({"controls": ["reinit", "random-mask"],
+                "prune": {"rate": 0.2, "rounds": 4, "criteria": ["global", "local"]},
+                "prune_at_init": {"methods": ["snip", "grasp"]},
+                "step_sizes": {"rates": [0.05]},
+                "separability": {"methods": ["imp-global"]}})
+    return cfg
+
+
+def section(html: str, sid: str) -> str:
+    start = html.index(f'<section id="{sid}">')
+    return html[start: html.index("</section>", start)]
+
+
+@pytest.fixture(scope="module")
+def beyond(tmp_path_factory):
+    root = tmp_path_factory.mktemp("beyond")
+    res, bench = fabricate(root, seeds=(0, 1, 2))
+    fabricate_beyond(root)
+    out = report.build_report(res, beyond_config(), root / "report.html",
+                              benchmarks_dir=bench, figures_dir=root / "figures")
+    return root, out.read_text()
+
+
+def test_sections_beyond_the_paper_when_configured(beyond):
+    root, html = beyond
+    numbers = []
+    for sid in EXTRA_IDS + ["claims"]:
+        assert f'<section id="{sid}">' in html and f'href="#{sid}"' in html
+        numbers.append(int(re.search(r"<h2>(\d+)\.", section(html, sid)).group(1)))
+    assert numbers == list(range(5, 11))
+    assert "<h2>11. Provenance</h2>" in html
+    pngs = {p.name for p in (root / "figures").glob("*.png")}
+    assert {"controls_dsA.png", "pai_dsA.png", "step_sizes_dsA.png",
+            "separability_dsA_mesonet.png"} <= pngs
+    # Fig. 2 keeps the paper's methods and the controls; SNIP, GraSP and rates have their own
+    assert "accuracy_dsA.png" in pngs
+
+    controls = section(html, "controls")
+    assert "mesonet: IMP-Global is a winning ticket up to 20.0 % sparsity" in controls
+    rows = cells(controls, "mesonet")
+    assert [r[1] for r in rows] == ["round1", "round2", "round3", "round4"]
+    first = rows[0]  # 0.63 + shift vs dense 0.626 + shift; controls far below
+    assert first[2:5] == ["20.0", "3", "64.0"] and first[-3:] == ["yes", "yes", "yes"]
+    assert rows[3][-1] == "no"
+    dense_sd = np.std([0.626, 0.636, 0.646], ddof=1)
+    assert first[6] == f"{100 * dense_sd / np.sqrt(3):.2f}" and first[7] == "seeds"
+
+    pai = section(html, "pai")
+    snip80 = [r for r in cells(pai, "mesonet") if r[1] == "IMP-Global − SNIP" and r[2] == "80.0"]
+    assert snip80 and snip80[0][3:5] == ["3", "+4.0"]
+    assert "same difference on every seed" in snip80[0][7]
+    grasp80 = [r for r in cells(pai, "mesonet") if r[1] == "IMP-Global − GraSP" and r[2] == "80.0"]
+    diffs = [0.05 + 0.01 * s for s in (0, 1, 2)]
+    ci = stats.mean_ci(diffs)
+    assert grasp80[0][5] == f"[{100 * ci.low:+.1f}, {100 * ci.high:+.1f}]"
+    from scipy.stats import ttest_rel
+    imp = [0.562 + 0.01 * s for s in (0, 1, 2)]
+    grasp = [a - d for a, d in zip(imp, diffs, strict=True)]
+    assert grasp80[0][7] == f"{ttest_rel(imp, grasp).pvalue:.3f}"
+
+    steps = section(html, "step-sizes")
+    final = {r[1]: r for r in cells(steps, "mesonet") if r[2] in ("0.2", "0.05")}
+    assert final["IMP-Global"][3:5] == ["4", "80.0"]
+    assert final["IMP-Global (rate 0.05)"][3:5] == ["31", "79.6"]
+
+    seeds = section(html, "seeds")
+    dense_row = next(r for r in cells(seeds, "mesonet") if r[1] == "Dense")
+    ci = stats.mean_ci([0.626, 0.636, 0.646])
+    assert dense_row[3:6] == ["3", "63.6", f"[{100 * ci.low:.1f}, {100 * ci.high:.1f}]"]
+    assert "IMP-Global − One-shot Global" in seeds
+
+    sep = section(html, "separability")
+    rows = {r[1]: r for r in cells(sep, "IMP-Global")}
+    assert rows["round1"][3:5] == ["3", "69.0"] and rows["round4"][7] == "0.050"
+
+
+def verdicts(html: str) -> dict[str, str]:
+    part = section(html, "claims")
+    out = {}
+    for row in re.findall(r"<tr>(.*?)</tr>", part, flags=re.DOTALL):
+        tds = re.findall(r"<td[^>]*>(.*?)</td>", row, flags=re.DOTALL)
+        if tds:
+            out[htmllib.unescape(tds[0]).split(" (")[0]] = tds[2]
+    return out
+
+
+def test_claims_table_verdicts(beyond):
+    _, html = beyond
+    v = verdicts(html)
+    assert len(v) == 10
+    assert v["IMP-Global beats IMP-Local on the image set"] == "holds"  # +2 pp on every seed
+    assert v["IMP ≥ one-shot pruning at 80 % sparsity"] == "holds"
+    assert v["ResNet-18 is the most robust model under pruning"] == "not enough evidence"
+    assert v["Iterative pruning"] == "holds"
+    assert v["Smaller pruning steps"] == "holds"
+    assert v["Pruned models narrow their Grad-CAM focus"] == "holds"  # 0.2 → 0.4 in fabricate
+    assert 'class="verdict verdict-holds"' in html
+    assert 'class="verdict verdict-not-enough-evidence"' in html
+
+
+def test_sections_hidden_unless_configured(built, tmp_path):
+    _, html = built  # two seeds, nothing else beyond the paper
+    assert '<section id="seeds">' in html and '<section id="claims">' in html
+    for sid in ["controls", "pai", "step-sizes", "separability"]:
+        assert f'<section id="{sid}">' not in html and f'href="#{sid}"' not in html
+    # results on disk do not bring a section back: the config decides
+    run = tmp_path / "results" / "dsA" / "mesonet" / "seed0"
+    write_metrics(run / "dense", sparsity=0.0, params_nonzero=15000, test_acc=0.626)
+    write_metrics(run / "imp-global" / "round1", sparsity=0.2, params_nonzero=12000,
+                  test_acc=0.63)
+    fabricate_beyond(tmp_path, seeds=(0,))
+    one = report.build_report(tmp_path / "results", config(), tmp_path / "one.html").read_text()
+    for sid in EXTRA_IDS:
+        assert f'<section id="{sid}">' not in one
+    assert "<h2>5. The paper's claims on this run</h2>" in one
+    assert "<h2>6. Provenance</h2>" in one
+    # configured but not run yet: the section says so
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    html2 = report.build_report(empty, beyond_config(), tmp_path / "e.html").read_text()
+    for sid in ["controls", "pai", "step-sizes", "separability"]:
+        assert "not run" in section(html2, sid)
+    assert set(verdicts(html2).values()) == {"not enough evidence"}
+
+
+def test_accuracy_band_is_the_t_interval_over_seeds(tmp_path, monkeypatch):
+    """Fig. 2's band at a sparsity is the 95 % t-interval of the seeds' accuracies, not ± sd;
+    a method with a section of its own stays out of Fig. 2."""
+    from matplotlib.collections import PolyCollection
+
+    res, _ = fabricate(tmp_path, seeds=(0, 1, 2))
+    fabricate_beyond(tmp_path)
+    runs, _ = report.collect_metrics(res, beyond_config())
+    fig = report.curves_figure(runs, "dsA", ["dense", "imp-global"], "t", ["mesonet"])
+    ax = fig.axes[0]
+    bands = [c for c in ax.collections if isinstance(c, PolyCollection)]
+    assert len(bands) == 1
+    xy = bands[0].get_paths()[0].vertices
+    at80 = sorted({round(y, 6) for x, y in xy if abs(x - 80.0) < 1e-6})
+    ci = stats.mean_ci([56.2, 57.2, 58.2])  # 0.562 + 0.01 · seed, in percent
+    assert at80 == pytest.approx([ci.low, ci.high])
+    sd = np.std([56.2, 57.2, 58.2], ddof=1)
+    assert at80[1] - at80[0] > 2 * sd * 1.5  # wider than ± sd: t(0.975, 2) = 4.3 / √3 · sd
+    legend = [t.get_text() for t in fig.legends[0].texts]
+    assert legend[:1] == ["IMP-Global"] and "SNIP" not in legend
+
+    seen = {}
+    real = report.curves_figure
+
+    def spy(runs, dataset, methods, *args, **kwargs):
+        seen[dataset] = list(methods)
+        return real(runs, dataset, methods, *args, **kwargs)
+
+    monkeypatch.setattr(report, "curves_figure", spy)
+    report.accuracy_figures(runs, report._Figures(None), ["mesonet"], exclude={"snip", "grasp"})
+    assert "snip" not in seen["dsA"] and "imp-global-rate0.05" in seen["dsA"]
+    assert seen["dsA"][:3] == ["dense", "imp-global", "imp-global-rate0.05"]
+    report.accuracy_figures(runs, report._Figures(None), ["mesonet"])
+    assert {"snip", "grasp", "control-reinit"} <= set(seen["dsA"])

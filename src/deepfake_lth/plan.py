@@ -6,8 +6,12 @@ shape from here, so a path is spelt in one place (the path scheme of DESIGN.md).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
+
+# step-size names and rounds are spelt once, next to the stage that writes them (no torch import)
+from deepfake_lth.stages import rate_tag, rounds_to_reach, step_size_method  # noqa: F401
 
 
 def imp_sparsity(rate: float, k: int) -> float:
@@ -110,4 +114,70 @@ def methods(config: dict) -> list[str]:
     out = [f"imp-{c}" for c in config["prune"]["criteria"]]
     out += [f"oneshot-{c}" for c in config["oneshot"]["criteria"]]
     out += [f"control-{c}" for c in config["controls"]]
+    out += list(config["prune_at_init"]["methods"])
+    out += [name for name, *_ in step_sizes(config)]
+    return out
+
+
+# ---- beyond the paper: step sizes, pruning at initialization, separability -------------
+
+
+def final_sparsity(config: dict) -> float:
+    """Sparsity of the last IMP round at prune.rate: the target of every step size."""
+    return imp_sparsity(config["prune"]["rate"], config["prune"]["rounds"])
+
+
+def step_sizes(config: dict) -> list[tuple[str, str, float, int]]:
+    """(method, criterion, rate, rounds) of each IMP step size besides prune.rate."""
+    base = config["prune"]["rate"]
+    target = final_sparsity(config)
+    out = []
+    for criterion in config["step_sizes"]["criteria"]:
+        for rate in config["step_sizes"]["rates"]:
+            if math.isclose(rate, base):
+                continue
+            out.append((step_size_method(criterion, rate), criterion, float(rate),
+                        rounds_to_reach(rate, target)))
+    return out
+
+
+def step_size_rate(config: dict, method: str) -> tuple[float, int]:
+    """(rate, rounds) of a step-size method such as ``imp-global-rate0.05``."""
+    for name, _, rate, rounds in step_sizes(config):
+        if name == method:
+            return rate, rounds
+    raise ValueError(f"{method!r} is not a step size of this config (step_sizes.rates)")
+
+
+def pai_sparsities(config: dict) -> list[float]:
+    """Levels of SNIP and GraSP: prune_at_init.sparsities, or the one-shot levels."""
+    levels = config["prune_at_init"]["sparsities"] or oneshot_sparsities(config)
+    seen: dict[int, float] = {}
+    for s in levels:
+        seen.setdefault(pct(s), s)
+    return [seen[p] for p in sorted(seen)]
+
+
+def method_levels(config: dict, dataset: str, model: str, seed: int, method: str) -> list[Level]:
+    """Every trained network of ``method`` for one dataset × model × seed, the dense one first."""
+    base = run_dir(config["results"], dataset, model, seed)
+    out = [Level("dense", 0.0, base / "dense", 0)]
+    rate = config["prune"]["rate"]
+    if method in ("imp-global", "imp-local") or method.startswith("control-"):
+        for k in range(1, config["prune"]["rounds"] + 1):
+            out.append(Level(method, imp_sparsity(rate, k), base / method / f"round{k}", k))
+    elif method.startswith("oneshot-") or method in ("snip", "grasp"):
+        if method.startswith("oneshot-"):
+            levels = oneshot_sparsities(config)
+        else:
+            levels = pai_sparsities(config)
+        for s in levels:
+            out.append(Level(method, s, base / method / f"sparsity{pct(s)}",
+                             nearest_round(config, s)))
+    elif "-rate" in method:
+        step, rounds = step_size_rate(config, method)
+        for k in range(1, rounds + 1):
+            out.append(Level(method, imp_sparsity(step, k), base / method / f"round{k}", k))
+    else:
+        raise ValueError(f"unknown method {method!r}")
     return out

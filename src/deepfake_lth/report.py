@@ -4,7 +4,10 @@ Reads the results tree of DESIGN.md (every ``metrics.json``, the Grad-CAM ``heat
 ``delta.csv``, the faces' ``manifest.csv`` / ``extraction_log.csv``) and Snakemake benchmark
 files, and renders ``templates/report.html.j2`` with jinja2. Sections: accuracy vs sparsity
 (the paper's Fig. 2), result tables, transfer tickets (Table I), Grad-CAM (Fig. 3 and ΔL),
-provenance. A part that has not been run shows a short "not run" line.
+then the sections beyond the paper that the config asks for (controls and winning tickets,
+SNIP/GraSP, pruning step sizes, seeds with confidence intervals, model separability), the
+paper's claims with this run's verdicts, and provenance. A part that has not been run shows a
+short "not run" line.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from markupsafe import Markup
 
 from deepfake_lth.errors import UserError
 
@@ -42,6 +46,7 @@ METHOD_ORDER = [
     "control-reinit",
     "control-random-mask",
 ]
+PAI_LABELS = {"snip": "SNIP", "grasp": "GraSP"}  # pruning at initialization
 PACKAGES = [
     "deepfake-lth", "torch", "torchvision", "snakemake", "facenet-pytorch", "numpy",
     "pandas", "scikit-learn", "opencv-python-headless", "matplotlib", "seaborn", "jinja2",
@@ -57,6 +62,13 @@ TARGET_WORDS = {
 
 def method_label(method: str) -> str:
     """Folder name → the paper's words: ``imp-global`` → ``IMP-Global``."""
+    from deepfake_lth.stages import parse_step_size_method
+
+    step = parse_step_size_method(method)
+    if step:
+        return f"IMP-{step[0].capitalize()} (rate {step[1]:g})"
+    if method in PAI_LABELS:
+        return PAI_LABELS[method]
     kind, _, rest = method.partition("-")
     if kind == "dense":
         return "Dense"
@@ -68,11 +80,20 @@ def method_label(method: str) -> str:
         return {"reinit": "Control: random re-init", "random-mask": "Control: random mask"}.get(
             rest, f"Control: {rest}"
         )
+    if kind == "structured":
+        return f"Structured-{rest.capitalize()}"
     return method
 
 
 def _method_key(method: str) -> tuple[int, str]:
-    return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method)
+    """Sort key: the paper's methods in METHOD_ORDER, SNIP and GraSP after them, and a step-size
+    variant right after its IMP method (``imp-global-rate0.05`` after ``imp-global``)."""
+    from deepfake_lth.stages import parse_step_size_method
+
+    order = METHOD_ORDER + ["structured-global", "structured-local"] + list(PAI_LABELS)
+    step = parse_step_size_method(method)
+    base = f"imp-{step[0]}" if step else method
+    return (order.index(base) if base in order else len(order), method)
 
 
 # --------------------------------------------------------------------------- reading
@@ -127,6 +148,8 @@ def _metric_record(data: dict) -> dict[str, Any]:
         "epochs": _num(data.get("epochs")),
         "train_seconds": _num(data.get("train_seconds")),
         "device": data.get("device"),
+        "test_samples": _num(data.get("test_samples")),
+        "control_of": data.get("control_of"),
     }
 
 
@@ -278,65 +301,95 @@ def _ordered(names, order: list[str] | None) -> list[str]:
     return sorted(set(names), key=lambda n: (n not in order, order.index(n) if n in order else 0, n))
 
 
-def accuracy_figures(runs, figures: _Figures, model_order: list[str] | None = None
-                     ) -> dict[str, Figure]:
-    """Fig. 2: test accuracy vs sparsity per dataset, a panel per model, a line per method."""
+def curves_figure(runs, dataset: str, methods: list[str], title: str,
+                  model_order: list[str] | None = None, dense_se: bool = False):
+    """Test accuracy vs sparsity on ``dataset``: a panel per model, a line per method of
+    ``methods`` (each starting at its model's dense network), the mean over seeds with a band
+    of the 95 % t-interval when there are several seeds. ``dense_se`` shades dense ± 1 SE.
+    None when none of ``methods`` has a run on ``dataset``."""
     import pandas as pd
     import seaborn as sns
     from matplotlib.figure import Figure as MplFigure
 
+    from deepfake_lth.stats import ci_bounds, dense_reference
+
+    df = runs[runs["dataset"] == dataset]
+    pruned = df[df["method"].isin(methods) & (df["method"] != "dense")]
+    dense = df[df["method"] == "dense"]
+    if pruned.empty and ("dense" not in methods or dense.empty):
+        return None
+    models = _ordered(df["model"], model_order)
+    # every curve starts at the dense network (sparsity 0) of its model and seed
+    lines = [pruned]
+    for (model, method), _ in pruned.groupby(["model", "method"]):
+        lines.append(dense[dense["model"] == model].assign(method=method))
+    data = pd.concat(lines, ignore_index=True)
+    data = data.assign(
+        sparsity_pct=100 * data["sparsity"].fillna(0.0),
+        accuracy=100 * data["test_acc"],
+        Method=data["method"].map(method_label),
+    )
+    hue_order = [method_label(m) for m in sorted(data["method"].unique(), key=_method_key)]
+    several_seeds = df["seed"].nunique() > 1
+    legend: dict[str, Any] = {}
+    extra = ["dense ± 1 SE"] if dense_se else []
+    with _style():
+        fig = MplFigure(figsize=(max(5.0, 4.2 * len(models)), 3.8), layout="constrained")
+        axes = fig.subplots(1, len(models), squeeze=False)[0]
+        for ax, model in zip(axes, models, strict=True):
+            part = data[data["model"] == model]
+            if not part.empty:
+                sns.lineplot(
+                    data=part, x="sparsity_pct", y="accuracy", hue="Method",
+                    hue_order=hue_order, style="Method", style_order=hue_order,
+                    markers=True, dashes=False, errorbar=ci_bounds if several_seeds else None,
+                    ax=ax,
+                )
+            base = dense[dense["model"] == model]["test_acc"].mean()
+            if np.isfinite(base):
+                ax.axhline(100 * base, color="0.3", linestyle="--", linewidth=1,
+                           label="dense baseline")
+            if dense_se:
+                ref = dense_reference(df, dataset, model)
+                if np.isfinite(ref.se):
+                    ax.axhspan(100 * (ref.mean - ref.se), 100 * (ref.mean + ref.se),
+                               color="0.6", alpha=0.25, linewidth=0, label="dense ± 1 SE")
+            for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+                legend.setdefault(label, handle)
+            if ax.get_legend():
+                ax.get_legend().remove()
+            ax.set_title(model)
+            ax.set_xlabel("sparsity (%)")
+            ax.set_ylabel("test accuracy (%)")
+            ax.set_xlim(-2, 100)
+        labels = [h for h in hue_order + ["dense baseline"] + extra if h in legend]
+        if labels:
+            fig.legend([legend[h] for h in labels], labels, loc="outside lower center",
+                       frameon=False, ncols=min(len(labels), 5))
+        fig.suptitle(title)
+    return fig
+
+
+def _seeds_words(df) -> str:
+    n = df["seed"].nunique()
+    return f"mean and 95 % t-interval over {n} seeds" if n > 1 else "one seed"
+
+
+def accuracy_figures(runs, figures: _Figures, model_order: list[str] | None = None,
+                     exclude: set[str] | frozenset[str] = frozenset()) -> dict[str, Figure]:
+    """Fig. 2: test accuracy vs sparsity per dataset, a panel per model, a line per method
+    (but those in ``exclude``: the methods a section of their own plots)."""
     out = {}
     for dataset, df in runs.groupby("dataset", sort=True):
-        models = _ordered(df["model"], model_order)
-        dense = df[df["method"] == "dense"]
-        pruned = df[df["method"] != "dense"]
-        # every curve starts at the dense network (sparsity 0) of its model and seed
-        lines = [pruned]
-        for (model, method), _ in pruned.groupby(["model", "method"]):
-            lines.append(dense[dense["model"] == model].assign(method=method))
-        data = pd.concat(lines, ignore_index=True)
-        data = data.assign(
-            sparsity_pct=100 * data["sparsity"].fillna(0.0),
-            accuracy=100 * data["test_acc"],
-            Method=data["method"].map(method_label),
-        )
-        hue_order = [method_label(m) for m in sorted(data["method"].unique(), key=_method_key)]
-        several_seeds = df["seed"].nunique() > 1
-        legend: dict[str, Any] = {}
-        with _style():
-            fig = MplFigure(figsize=(max(5.0, 4.2 * len(models)), 3.8), layout="constrained")
-            axes = fig.subplots(1, len(models), squeeze=False)[0]
-            for ax, model in zip(axes, models, strict=True):
-                part = data[data["model"] == model]
-                if not part.empty:
-                    sns.lineplot(
-                        data=part, x="sparsity_pct", y="accuracy", hue="Method",
-                        hue_order=hue_order, style="Method", style_order=hue_order,
-                        markers=True, dashes=False, errorbar="sd" if several_seeds else None,
-                        ax=ax,
-                    )
-                base = dense[dense["model"] == model]["test_acc"].mean()
-                if np.isfinite(base):
-                    ax.axhline(100 * base, color="0.3", linestyle="--", linewidth=1,
-                               label="dense baseline")
-                for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
-                    legend.setdefault(label, handle)
-                if ax.get_legend():
-                    ax.get_legend().remove()
-                ax.set_title(model)
-                ax.set_xlabel("sparsity (%)")
-                ax.set_ylabel("test accuracy (%)")
-                ax.set_xlim(-2, 100)
-            labels = [h for h in hue_order + ["dense baseline"] if h in legend]
-            if labels:
-                fig.legend([legend[h] for h in labels], labels, loc="outside lower center",
-                           frameon=False, ncols=min(len(labels), 5))
-            fig.suptitle(f"{dataset}: accuracy vs sparsity")
-        seeds = f"mean ± sd over {df['seed'].nunique()} seeds" if several_seeds else "one seed"
+        methods = sorted((m for m in set(df["method"]) if m not in exclude), key=_method_key)
+        fig = curves_figure(runs, dataset, methods, f"{dataset}: accuracy vs sparsity",
+                            model_order)
+        if fig is None:
+            continue
         out[dataset] = figures.add(
             fig, f"accuracy_{_safe(dataset)}",
-            f"Test accuracy vs sparsity on {dataset} ({seeds}); the dashed line is the dense "
-            "baseline, and every curve starts at the dense network.",
+            f"Test accuracy vs sparsity on {dataset} ({_seeds_words(df)}); the dashed line is "
+            "the dense baseline, and every curve starts at the dense network.",
         )
     return out
 
@@ -350,7 +403,9 @@ def results_tables(runs, model_order: list[str] | None = None) -> dict[str, Tabl
             f"{dataset}",
             ["Model", "Method", "Sparsity (%)", "Params remaining", "Test acc (%)", "AUC",
              "Video acc (%)", "Retained (% of dense)", "Seeds"],
-            note="Retained: test accuracy over the dense network's (same model and seed).",
+            note="Retained: test accuracy over the dense network's (same model and seed). "
+            "With several seeds: mean ± sd over seeds (95 % t-intervals in the section on "
+            "seeds).",
             text_columns=2,
         )
         keys = []
@@ -581,6 +636,377 @@ def delta_figure(runs: list[GradcamRun], dataset: str, model: str, figures: _Fig
     return figure, table
 
 
+# --------------------------------------------------------------------------- beyond the paper
+
+
+@dataclass
+class Part:
+    """One block of a section: a heading, a figure, tables and sentences."""
+
+    heading: str
+    figure: Figure | None = None
+    tables: list[Table] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Section:
+    """A section of the report that exists only when the config asks for its runs."""
+
+    id: str
+    title: str
+    intro: str
+    parts: list[Part] = field(default_factory=list)
+    empty: str = ""  # the "not run" sentence when there are no parts
+    number: int = 0
+
+
+def _ci_text(ci, scale: float = 100.0, digits: int = 1) -> str:
+    """"[58.1, 64.3]" for an interval, "–" without one (one seed)."""
+    if ci is None or not np.isfinite(ci.low):
+        return "–"
+    return f"[{scale * ci.low:.{digits}f}, {scale * ci.high:.{digits}f}]"
+
+
+def _mean_text(values, scale: float = 100.0, digits: int = 1) -> str:
+    v = np.asarray([x for x in values if np.isfinite(x)], dtype=float)
+    return "–" if not len(v) else f"{scale * v.mean():.{digits}f}"
+
+
+def _p_text(p: float, note: str = "") -> str:
+    if note and not np.isfinite(p):
+        return note
+    return "–" if not np.isfinite(p) else (f"{p:.3f}" if p >= 0.001 else "< 0.001")
+
+
+def _main_imp(runs) -> str | None:
+    methods = [m for m in ("imp-global", "imp-local") if m in set(runs["method"])]
+    return methods[0] if methods else None
+
+
+def _datasets_with(runs, methods) -> list[str]:
+    return sorted(runs[runs["method"].isin(list(methods))]["dataset"].unique())
+
+
+def _comparison_table(runs, dataset: str, pairs: list[tuple[str, str]], title: str,
+                      model_order: list[str] | None) -> Table | None:
+    """Paired differences A − B (percentage points) over seeds at every shared sparsity."""
+    from deepfake_lth.stats import paired_comparisons
+
+    table = Table(title, ["Model", "Comparison", "Sparsity (%)", "Seeds", "Difference (pp)",
+                          "95 % CI (pp)", "t", "p"], text_columns=2,
+                  note="Difference: mean over seeds of A − B test accuracy, paired by seed "
+                  "(the same seed's dense network, split and data order); 95 % t-interval and "
+                  "paired t-test (scipy.stats.ttest_rel). Fewer than two seeds: not enough "
+                  "seeds for a test.")
+    part = runs[runs["dataset"] == dataset]
+    rank = {m: i for i, m in enumerate(_ordered(part["model"], model_order))}
+    rows = []
+    for i, (a, b) in enumerate(pairs):
+        comp = paired_comparisons(part, a, b)
+        for _, r in comp.iterrows():
+            ci = None if not np.isfinite(r["low"]) else r
+            rows.append((rank[r["model"]], i, r["sparsity"], [
+                r["model"], f"{method_label(a)} − {method_label(b)}", _pct(r["sparsity"]),
+                str(int(r["n_pairs"])),
+                "–" if not np.isfinite(r["mean_diff"]) else f"{100 * r['mean_diff']:+.1f}",
+                "–" if ci is None else f"[{100 * r['low']:+.1f}, {100 * r['high']:+.1f}]",
+                "–" if not np.isfinite(r["t"]) else f"{r['t']:.2f}",
+                _p_text(r["p"], r["note"]),
+            ]))
+    if not rows:
+        return None
+    table.rows = [row for *_, row in sorted(rows, key=lambda t: t[:3])]
+    return table
+
+
+def controls_section(runs, config: dict, figures: _Figures, model_order: list[str] | None
+                     ) -> Section:
+    """Winning tickets: the IMP ticket against the dense network and both controls."""
+    from deepfake_lth.stats import winning_tickets, winning_up_to
+
+    controls = list(config.get("controls") or [])
+    control_runs = runs[runs["method"].str.startswith("control-")]
+    named = control_runs["control_of"].dropna()
+    criteria = (config.get("prune") or {}).get("criteria") or ["global"]
+    imp = named.mode().iloc[0] if len(named) else f"imp-{criteria[0]}"
+    section = Section(
+        "controls", "Controls and winning tickets",
+        Markup("The {} ticket at each round against two controls trained the same way at "
+               "the same per-layer sparsity: its mask with freshly drawn random weights "
+               "(random re-init) and a random mask of the same layer counts from θ0 (random "
+               "mask). Rule: a ticket is a <em>winning ticket</em> at a sparsity when its mean "
+               "test accuracy is within one standard error of the dense network's (or above) "
+               "and above both controls. The standard error is over seeds (sd/√n) with two or "
+               "more seeds, and the binomial √(p(1−p)/n<sub>test</sub>) of the dense test "
+               "accuracy with one. &ldquo;Winning up to&rdquo; is the highest sparsity up to "
+               "which every round is a winning ticket.").format(method_label(imp)),
+        empty="no control runs yet (results/…/control-*/).",
+    )
+    for dataset in _datasets_with(runs, [f"control-{c}" for c in controls] + [imp]):
+        part = runs[runs["dataset"] == dataset]
+        methods = [imp] + [f"control-{c}" for c in controls]
+        fig = curves_figure(runs, dataset, methods, f"{dataset}: ticket vs controls",
+                            model_order, dense_se=True)
+        figure = None if fig is None else figures.add(
+            fig, f"controls_{_safe(dataset)}",
+            f"{method_label(imp)} and the controls on {dataset} ({_seeds_words(part)}); the "
+            "grey band is the dense accuracy ± 1 standard error.")
+        wt = winning_tickets(part, imp, controls)
+        labels = {c: method_label(f"control-{c}") for c in controls}
+        table = Table(f"{dataset}: winning tickets",
+                      ["Model", "Round", "Sparsity (%)", "Seeds", "Ticket acc (%)",
+                       "Dense (%)", "± SE (pp)", "SE from"] + [labels[c] + " (%)" for c in controls]
+                      + ["Within 1 SE", "Above controls", "Winning ticket"], text_columns=2)
+        rank = {m: i for i, m in enumerate(_ordered(part["model"], model_order))}
+        for _, r in wt.sort_values(["model", "sparsity"], key=lambda c: c.map(rank)
+                                   if c.name == "model" else c).iterrows():
+            table.rows.append(
+                [r["model"], r["level"], _pct(r["sparsity"]), str(r["n_seeds"]),
+                 _pct(r["ticket"]), _pct(r["dense"]), _pct(r["dense_se"], 2), r["se_kind"]]
+                + [_pct(r[c]) for c in controls]
+                + ["yes" if r["within_se"] else "no",
+                   ("yes" if r["above_controls"] else "no") if r["controls_present"] else "–",
+                   "yes" if r["winning"] else "no"])
+        lines = []
+        for (_, model), s in sorted(winning_up_to(wt).items(), key=lambda kv: rank[kv[0][1]]):
+            lines.append(f"{model}: {method_label(imp)} is a winning ticket "
+                         + ("at no round" if s is None else f"up to {100 * s:.1f} % sparsity"))
+        section.parts.append(Part(dataset, figure, [table] if table.rows else [], lines))
+    return section
+
+
+def pai_section(runs, config: dict, figures: _Figures, model_order: list[str] | None
+                ) -> Section:
+    """SNIP and GraSP (pruning at initialization) against IMP and one-shot pruning."""
+    pai = [m for m in ((config.get("prune_at_init") or {}).get("methods") or [])
+           if m in PAI_LABELS]
+    imp = _main_imp(runs)
+    section = Section(
+        "pai", "Pruning at initialization: SNIP and GraSP",
+        "SNIP (Lee et al. 2019) keeps the weights of θ<sub>0</sub> with the largest "
+        "connection sensitivity |g ⊙ w|; GraSP (Wang et al. 2020) removes those with the "
+        "largest −θ ⊙ Hg (the weights whose removal reduces the gradient flow least), both "
+        "scored on a few training batches and ranked over the whole network. The mask is "
+        "fixed before any training and m ⊙ θ<sub>0</sub> is trained once, at the same "
+        "sparsities as one-shot pruning. The paper names both as future comparisons (§VI).",
+        empty="no SNIP or GraSP runs yet (results/…/snip/, results/…/grasp/).",
+    )
+    for dataset in _datasets_with(runs, pai):
+        part = runs[runs["dataset"] == dataset]
+        methods = [m for m in ("imp-global", "imp-local", "oneshot-global", "oneshot-local")
+                   if m in set(part["method"])] + pai
+        fig = curves_figure(runs, dataset, methods, f"{dataset}: pruning at initialization",
+                            model_order)
+        figure = None if fig is None else figures.add(
+            fig, f"pai_{_safe(dataset)}",
+            f"SNIP and GraSP against IMP and one-shot pruning on {dataset} "
+            f"({_seeds_words(part)}).")
+        pairs = [(imp, m) for m in pai if imp] + [("oneshot-global", m) for m in pai]
+        table = _comparison_table(runs, dataset, pairs, f"{dataset}: paired differences",
+                                  model_order)
+        section.parts.append(Part(dataset, figure, [table] if table else []))
+    return section
+
+
+def step_size_section(runs, config: dict, figures: _Figures, model_order: list[str] | None
+                      ) -> Section:
+    """IMP at several pruning rates reaching the same final sparsity."""
+    from deepfake_lth.stages import parse_step_size_method
+    from deepfake_lth.stats import mean_ci
+
+    rate = float((config.get("prune") or {}).get("rate", 0.2))
+    variants = sorted((m for m in runs["method"].unique() if parse_step_size_method(m)),
+                      key=_method_key)
+    section = Section(
+        "step-sizes", "Pruning step size",
+        Markup("IMP removes a fixed share of the surviving weights per round: {} in the "
+               "config (the paper's 20 %), and the other rates below, each run for as many "
+               "rounds as it needs to reach the same final sparsity, "
+               "⌈log(1 − s)/log(1 − rate)⌉. The paper suggests (§VI) that smaller steps of "
+               "5–10 % may preserve rare features better.").format(f"{rate:g}"),
+        empty="no IMP runs at other step sizes yet (results/…/imp-*-rate*/).",
+    )
+    for dataset in _datasets_with(runs, variants):
+        part = runs[runs["dataset"] == dataset]
+        criteria = sorted({parse_step_size_method(v)[0] for v in variants})
+        methods = [f"imp-{c}" for c in criteria] + variants
+        fig = curves_figure(runs, dataset, methods, f"{dataset}: pruning step size",
+                            model_order)
+        figure = None if fig is None else figures.add(
+            fig, f"step_sizes_{_safe(dataset)}",
+            f"IMP at several pruning rates on {dataset} ({_seeds_words(part)}).")
+        table = Table(f"{dataset}: final level per rate",
+                      ["Model", "Method", "Rate", "Rounds", "Final sparsity (%)", "Seeds",
+                       "Test acc (%)", "95 % CI (%)"], text_columns=2,
+                      note="The last round of each rate; rounds = the levels it trained.")
+        for model in _ordered(part["model"], model_order):
+            mp = part[part["model"] == model]
+            for method in methods:
+                g = mp[mp["method"] == method]
+                if g.empty:
+                    continue
+                final = g.groupby("level")["sparsity"].mean().idxmax()
+                at = g[g["level"] == final]
+                ci = mean_ci(at["test_acc"])
+                step = parse_step_size_method(method)
+                table.rows.append([model, method_label(method), f"{step[1] if step else rate:g}",
+                                   str(g["level"].nunique()), _pct(at["sparsity"].mean()),
+                                   str(ci.n), _pct(ci.mean), _ci_text(ci)])
+        pairs = [(v, f"imp-{parse_step_size_method(v)[0]}") for v in variants]
+        comp = _comparison_table(runs, dataset, pairs, f"{dataset}: paired differences",
+                                 model_order)
+        section.parts.append(Part(dataset, figure, [table] + ([comp] if comp else [])))
+    return section
+
+
+def seeds_section(runs, config: dict, model_order: list[str] | None) -> Section:
+    """Mean and 95 % t-interval over seeds of every network, and IMP vs one-shot tests."""
+    from deepfake_lth.stats import summarize
+
+    n = len(config.get("seeds") or [])
+    section = Section(
+        "seeds", "Seeds and confidence intervals",
+        f"The config runs {n} seeds (each its own θ<sub>0</sub>, data order and "
+        "controls; the split is shared). Means are over seeds, with two-sided 95 % "
+        "t-intervals (n − 1 degrees of freedom, scale sd/√n); the bands in the figures are "
+        "the same intervals. IMP and one-shot pruning are compared by a paired t-test over "
+        "seeds at each sparsity both reach.",
+        empty="no trained networks yet.",
+    )
+    for dataset in sorted(runs["dataset"].unique()):
+        part = runs[runs["dataset"] == dataset]
+        summary = summarize(part)
+        rank = {m: i for i, m in enumerate(_ordered(part["model"], model_order))}
+        summary = summary.assign(_r=summary["model"].map(rank),
+                                 _m=summary["method"].map(_method_key))
+        table = Table(f"{dataset}: test accuracy over seeds",
+                      ["Model", "Method", "Sparsity (%)", "Seeds", "Mean (%)",
+                       "95 % CI (%)", "sd (pp)"], text_columns=2)
+        for _, r in summary.sort_values(["_r", "_m", "sparsity"]).iterrows():
+            table.rows.append([r["model"], method_label(r["method"]), _pct(r["sparsity"]),
+                               str(r["n"]), _pct(r["mean"]), _ci_text(r),
+                               _pct(r["sd"])])
+        criteria = [c for c in ("global", "local")
+                    if {f"imp-{c}", f"oneshot-{c}"} <= set(part["method"])]
+        comp = _comparison_table(runs, dataset, [(f"imp-{c}", f"oneshot-{c}") for c in criteria],
+                                 f"{dataset}: IMP vs one-shot", model_order)
+        section.parts.append(Part(dataset, None, [table] + ([comp] if comp else [])))
+    return section
+
+
+def collect_separability(results_dir: str | Path, config: dict | None = None):
+    """Every results/separability/{dataset}/{model}/seed{s}/{method}.csv as one DataFrame."""
+    import pandas as pd
+
+    config = config or {}
+    datasets, models, seeds = _wanted(config)
+    frames = []
+    base = Path(results_dir) / "separability"
+    for path in sorted(base.glob("*/*/seed*/*.csv")):
+        dataset, model, seed_dir, _ = path.relative_to(base).parts
+        seed = _seed(seed_dir)
+        if seed is None or (datasets and dataset not in datasets):
+            continue
+        if (models and model not in models) or (seeds and seed not in seeds):
+            continue
+        try:
+            df = pd.read_csv(path)
+        except (OSError, ValueError) as exc:
+            log.warning("skipping %s: %s", path, exc)
+            continue
+        if not {"sparsity", "probe_acc", "silhouette"} <= set(df.columns):
+            log.warning("skipping %s: not a separability table", path)
+            continue
+        frames.append(df.assign(dataset=dataset, model=model, seed=seed, group=path.stem))
+    if not frames:
+        return pd.DataFrame(columns=["dataset", "model", "seed", "group", "level", "sparsity",
+                                     "probe_acc", "probe_acc_std", "silhouette"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def separability_section(results_dir: Path, config: dict, figures: _Figures) -> Section:
+    """Linear-probe accuracy and silhouette of the penultimate features vs sparsity."""
+    import seaborn as sns
+    from matplotlib.figure import Figure as MplFigure
+
+    from deepfake_lth.stats import ci_bounds, mean_ci
+
+    data = collect_separability(results_dir, config)
+    section = Section(
+        "separability", "Model separability",
+        "How well the penultimate features of the dense network and of each ticket separate "
+        "real from fake test faces, after the &ldquo;model separability&rdquo; of the "
+        "related work on pre-trained models for deepfake detection: the accuracy of a "
+        "linear probe (logistic regression on standardised features, 5-fold stratified "
+        "cross-validation) and the silhouette score of the real/fake labels (1: tight, "
+        "distant classes; 0: overlapping).",
+        empty="no separability results yet (results/separability/).",
+    )
+    for (dataset, model), df in data.groupby(["dataset", "model"], sort=True):
+        df = df.assign(sparsity_pct=100 * df["sparsity"], probe_pct=100 * df["probe_acc"],
+                       Method=df["group"].map(method_label))
+        hue_order = [method_label(m) for m in sorted(df["group"].unique(), key=_method_key)]
+        several = df["seed"].nunique() > 1
+        with _style():
+            fig = MplFigure(figsize=(8.4, 3.2), layout="constrained")
+            axes = fig.subplots(1, 2)
+            for ax, column, ylabel in ((axes[0], "probe_pct", "linear probe accuracy (%)"),
+                                       (axes[1], "silhouette", "silhouette (real vs fake)")):
+                sns.lineplot(data=df, x="sparsity_pct", y=column, hue="Method", style="Method",
+                             hue_order=hue_order, style_order=hue_order, markers=True,
+                             dashes=False, errorbar=ci_bounds if several else None, ax=ax,
+                             legend=ax is axes[1])
+                ax.set_xlabel("sparsity (%)")
+                ax.set_ylabel(ylabel)
+            if axes[1].get_legend():
+                sns.move_legend(axes[1], "upper left", bbox_to_anchor=(1.02, 1), frameon=False)
+            fig.suptitle(f"{dataset} / {model}: separability of the penultimate features")
+        figure = figures.add(
+            fig, f"separability_{_safe(dataset)}_{_safe(model)}",
+            f"Linear-probe accuracy and silhouette of {model}'s penultimate features on the "
+            f"{dataset} test faces vs sparsity ({_seeds_words(df)}).")
+        table = Table(f"{dataset} / {model}",
+                      ["Method", "Level", "Sparsity (%)", "Seeds", "Probe acc (%)",
+                       "95 % CI (%)", "± sd over folds (pp)", "Silhouette"], text_columns=2)
+        for (group, level), g in sorted(df.groupby(["group", "level"]),
+                                        key=lambda kv: (_method_key(kv[0][0]),
+                                                        kv[1]["sparsity"].mean())):
+            ci = mean_ci(g["probe_acc"])
+            table.rows.append([method_label(group), str(level), _pct(g["sparsity"].mean()),
+                               str(ci.n), _pct(ci.mean), _ci_text(ci),
+                               _mean_text(g["probe_acc_std"]),
+                               _mean_text(g["silhouette"], 1.0, 3)])
+        section.parts.append(Part(f"{dataset} / {model}", figure, [table]))
+    return section
+
+
+def claims_rows(runs, transfers, gradcam_runs: list[GradcamRun], config: dict) -> list:
+    """The paper's claims with this run's verdicts (see deepfake_lth.stats)."""
+    import pandas as pd
+
+    from deepfake_lth.stats import evaluate_claims
+
+    frames = [r.delta.assign(dataset=r.dataset, model=r.model, group=r.method, seed=r.seed)
+              for r in gradcam_runs if r.delta is not None and not r.delta.empty]
+    deltas = pd.concat(frames, ignore_index=True) if frames else None
+    if deltas is not None and "row" not in deltas:
+        deltas = deltas.assign(row=deltas.groupby(["dataset", "model", "group", "seed",
+                                                   "sparsity"]).cumcount())
+    return evaluate_claims(runs, transfers, deltas, config)
+
+
+def enabled_sections(config: dict) -> dict[str, bool]:
+    """Which sections beyond the paper the config asks for."""
+    return {
+        "controls": bool(config.get("controls")),
+        "pai": bool((config.get("prune_at_init") or {}).get("methods")),
+        "step-sizes": bool((config.get("step_sizes") or {}).get("rates")),
+        "seeds": len(config.get("seeds") or []) > 1,
+        "separability": bool((config.get("separability") or {}).get("methods")),
+    }
+
+
 # --------------------------------------------------------------------------- provenance
 
 
@@ -695,7 +1121,15 @@ def build_report(
     datasets = list(dict.fromkeys(configured + sorted(runs["dataset"].unique())))
 
     model_order = list(config["models"]) if isinstance(config.get("models"), dict) else None
-    accuracy = accuracy_figures(runs, figures, model_order) if not runs.empty else {}
+    enabled = enabled_sections(config)
+    own = set()  # methods plotted in a section of their own, not in Fig. 2
+    if enabled["pai"]:
+        own |= set(PAI_LABELS)
+    if enabled["step-sizes"]:
+        from deepfake_lth.stages import parse_step_size_method
+
+        own |= {m for m in runs["method"].unique() if parse_step_size_method(m)}
+    accuracy = accuracy_figures(runs, figures, model_order, own) if not runs.empty else {}
     tables = results_tables(runs, model_order) if not runs.empty else {}
     pruning = [
         {"dataset": d, "figure": accuracy.get(d), "table": tables.get(d)} for d in datasets
@@ -714,6 +1148,21 @@ def build_report(
                         "delta": delta_fig, "table": delta_table})
     targets = sorted({TARGET_WORDS.get(str(r.npz["target"]), str(r.npz["target"]))
                       for r in gradcam_runs if r.npz is not None and "target" in r.npz})
+
+    extras: list[Section] = []
+    if enabled["controls"]:
+        extras.append(controls_section(runs, config, figures, model_order))
+    if enabled["pai"]:
+        extras.append(pai_section(runs, config, figures, model_order))
+    if enabled["step-sizes"]:
+        extras.append(step_size_section(runs, config, figures, model_order))
+    if enabled["seeds"]:
+        extras.append(seeds_section(runs, config, model_order))
+    if enabled["separability"]:
+        extras.append(separability_section(results_dir, config, figures))
+    for number, section in enumerate(extras, start=5):
+        section.number = number
+    claims = claims_rows(runs, transfers, gradcam_runs, config)
 
     devices = Counter(d for d in runs["device"].tolist() + transfers["device"].tolist() if d)
     sizes, statuses = dataset_tables(results_dir, datasets)
@@ -742,6 +1191,10 @@ def build_report(
         benchmarks=benchmark_table(benchmarks_dir),
         n_runs=len(runs),
         n_transfers=len(transfers),
+        extras=extras,
+        claims=claims,
+        claims_number=5 + len(extras),
+        provenance_number=6 + len(extras),
     )
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)

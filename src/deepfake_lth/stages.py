@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -54,6 +55,10 @@ SPEC_DEFAULTS: dict[str, Any] = {
 }
 CONTROLS = ("reinit", "random-mask")
 CONTROL_SEED_OFFSET = 1000  # fresh weights / random masks of the controls: seed + 1000
+PAI_METHODS = ("snip", "grasp")  # pruning at initialization
+PAI_BATCHES = 4  # training batches SNIP and GraSP score θ0 on
+GRASP_TEMPERATURE = 200.0  # Wang et al. 2020
+STEP_SIZE_RE = re.compile(r"imp-(global|local)-rate(0?\.\d+)")
 
 
 # --------------------------------------------------------------------------- spec
@@ -410,10 +415,27 @@ def imp_round(
 ) -> dict[str, Any]:
     """IMP round ``k``: prune ``rate`` of the surviving weights of round k−1 (``prev_dir``;
     round 0 is ``dense_dir``) by magnitude, rewind, retrain with the mask enforced."""
+    return _imp_round(
+        faces_dir, prev_dir, dense_dir, out_dir, model_name, seed, k, criterion, parse_spec(spec)
+    )
+
+
+def _imp_round(
+    faces_dir: str | Path,
+    prev_dir: str | Path,
+    dense_dir: str | Path,
+    out_dir: str | Path,
+    model_name: str,
+    seed: int,
+    k: int,
+    criterion: str,
+    spec: dict[str, Any],
+    method: str | None = None,
+) -> dict[str, Any]:
+    """Body of :func:`imp_round`; ``method`` names a step-size variant (default imp-{criterion})."""
     from deepfake_lth.plan import imp_sparsity
     from deepfake_lth.pruning import full_mask, load_mask, load_state, magnitude_prune
 
-    spec = parse_spec(spec)
     if k < 1:
         raise UserError(f"IMP round must be ≥ 1, got {k}")
     prev_dir, dense_dir = Path(prev_dir), Path(dense_dir)
@@ -423,6 +445,13 @@ def imp_round(
             f"{prev_dir}/metrics.json is round {prev_metrics['round']}, but round {k} needs "
             f"round {k - 1}; pass the previous round's folder as --prev"
         )
+    rate = spec["prune"]["rate"]
+    prev_rate = prev_metrics.get("prune_rate") if method is not None and k > 1 else None
+    if prev_rate is not None and not math.isclose(float(prev_rate), rate, rel_tol=1e-9):
+        raise UserError(
+            f"{prev_dir}/metrics.json was pruned at rate {prev_rate}, but {method} prunes at "
+            f"rate {rate}; pass round {k - 1} of {method} as --prev"
+        )
     device = _setup(spec, seed)
     model = build(model_name, spec)
     prev_state = load_state(prev_dir / "checkpoint.pt")
@@ -431,7 +460,6 @@ def imp_round(
         prev_mask = full_mask(model)
     else:
         prev_mask = load_mask(prev_dir / "mask.pt")
-    rate = spec["prune"]["rate"]
     mask = magnitude_prune(prev_state, prev_mask, rate, criterion)
     start = _rewound_start(spec["prune"]["rewind"], prev_state, dense_dir, mask)
     _load_into(model, start, "the rewound weights")
@@ -445,7 +473,7 @@ def imp_round(
         model=model,
         mask=mask,
         meta={
-            "method": f"imp-{criterion}",
+            "method": method or f"imp-{criterion}",
             "criterion": criterion,
             "round": k,
             "target_sparsity": imp_sparsity(rate, k),
@@ -632,6 +660,168 @@ def transfer_dense(
     return metrics
 
 
+# --------------------------------------------------------------------------- step size
+
+
+def rate_tag(rate: float) -> str:
+    """A pruning rate as written in folder names: 0.05 → ``0.05``, 0.1 → ``0.1``."""
+    return f"{float(rate):g}"
+
+
+def step_size_method(criterion: str, rate: float) -> str:
+    """Name (and folder) of IMP at another step size: ``imp-global-rate0.05``. The config's
+    own ``prune.rate`` keeps the plain name ``imp-{criterion}``."""
+    return f"imp-{criterion}-rate{rate_tag(rate)}"
+
+
+def parse_step_size_method(name: str) -> tuple[str, float] | None:
+    """``imp-global-rate0.05`` → (``global``, 0.05); None for any other method name."""
+    m = STEP_SIZE_RE.fullmatch(str(name))
+    return (m.group(1), float(m.group(2))) if m else None
+
+
+def rounds_to_reach(rate: float, sparsity: float) -> int:
+    """IMP rounds at ``rate`` needed to reach ``sparsity``: ceil(log(1 − s) / log(1 − rate))."""
+    if not 0 < rate < 1 or not 0 <= sparsity < 1:
+        raise UserError(
+            f"rounds_to_reach: rate {rate!r} and sparsity {sparsity!r} must be in (0, 1)"
+        )
+    if sparsity == 0:
+        return 0
+    # the tolerance keeps 1 − 0.8^8 at exactly 8 rounds of 0.2 despite rounding
+    return max(1, math.ceil(math.log1p(-sparsity) / math.log1p(-rate) - 1e-9))
+
+
+def imp_round_at_rate(
+    faces_dir: str | Path,
+    prev_dir: str | Path,
+    dense_dir: str | Path,
+    out_dir: str | Path,
+    model_name: str,
+    seed: int,
+    k: int,
+    criterion: str,
+    rate: float,
+    spec: Mapping[str, Any] | str | None = None,
+) -> dict[str, Any]:
+    """IMP round ``k`` at step size ``rate`` (overriding the spec's ``prune.rate``), written as
+    method ``imp-{criterion}-rate{rate}``; ``prev_dir`` is round k−1 of the same method."""
+    spec = parse_spec(spec)
+    if not isinstance(rate, (int, float)) or not 0 < rate < 1:
+        raise UserError(f"--rate must be in (0, 1), got {rate!r}")
+    spec["prune"]["rate"] = float(rate)
+    method = step_size_method(criterion, rate)
+    return _imp_round(
+        faces_dir, prev_dir, dense_dir, out_dir, model_name, seed, k, criterion, spec, method
+    )
+
+
+# --------------------------------------------------------------------------- pruning at init
+
+
+def score_batches(split, n_batches: int, batch_size: int, input_size: int, device, seed: int):
+    """``n_batches`` training batches (x, y) for pruning at initialization: a seeded random
+    draw of the split, without augmentation, on ``device``."""
+    import numpy as np
+    import torch
+
+    from deepfake_lth.data import to_tensor
+
+    if len(split) == 0:
+        raise UserError("the train split is empty: pruning at initialization scores on it")
+    if n_batches < 1 or batch_size < 1:
+        raise UserError(f"score batches: need ≥ 1 batch of ≥ 1 face, got {n_batches}×{batch_size}")
+    order = np.random.default_rng(seed).permutation(len(split))[: n_batches * batch_size]
+    out = []
+    for start in range(0, len(order), batch_size):
+        idx = np.sort(order[start : start + batch_size])
+        x = to_tensor(split.images[idx], input_size, device)
+        y = torch.as_tensor(np.asarray(split.labels)[idx], dtype=torch.float32, device=device)
+        out.append((x, y))
+    return out
+
+
+def prune_at_init(
+    faces_dir: str | Path,
+    dense_dir: str | Path,
+    out_dir: str | Path,
+    model_name: str,
+    seed: int,
+    method: str,
+    sparsity: float,
+    spec: Mapping[str, Any] | str | None = None,
+    *,
+    batches: int = PAI_BATCHES,
+    temperature: float = GRASP_TEMPERATURE,
+) -> dict[str, Any]:
+    """Pruning at initialization: score θ0 (``dense_dir/init.pt``) with SNIP or GraSP on
+    ``batches`` training batches, keep the mask of ``sparsity``, train m ⊙ θ0 once."""
+    from deepfake_lth.data import load_split
+    from deepfake_lth.pruning import (
+        collapsed_layers,
+        grasp_mask,
+        load_state,
+        mask_state,
+        snip_mask,
+    )
+
+    spec = parse_spec(spec)
+    if method not in PAI_METHODS:
+        raise UserError(
+            f"pruning at initialization: {method!r} is not one of {', '.join(PAI_METHODS)}"
+        )
+    if not 0 < sparsity < 1:
+        raise UserError(f"{method} sparsity must be in (0, 1), got {sparsity!r}")
+    dense_dir = Path(dense_dir)
+    device = _setup(spec, seed)
+    model = build(model_name, spec)
+    init = load_state(dense_dir / "init.pt")
+    _load_into(model, init, str(dense_dir / "init.pt"))
+    model.to(device)
+    train_split = load_split(faces_dir, "train")
+    data = score_batches(
+        train_split,
+        int(batches),
+        int(spec["train"]["batch_size"]),
+        _input_size(model_name, spec),
+        device,
+        seed,
+    )
+    if method == "snip":
+        mask = snip_mask(model, data, sparsity)
+    else:
+        mask = grasp_mask(model, data, sparsity, temperature=temperature)
+    del data
+    collapsed = collapsed_layers(mask)
+    if collapsed:
+        log.warning("%s removed every weight of %s", method, ", ".join(collapsed))
+    _load_into(model, mask_state(init, mask), "θ0 under the mask")
+    meta: dict[str, Any] = {
+        "method": method,
+        "criterion": "global",
+        # the IMP round this level matches (as plan.Level does); one pruning step, at θ0
+        "round": _nearest_round(spec["prune"]["rate"], sparsity),
+        "target_sparsity": float(sparsity),
+        "rewind": "init",
+        "score_batches": int(batches),
+        "score_samples": min(int(batches) * int(spec["train"]["batch_size"]), len(train_split)),
+        "collapsed_layers": collapsed,
+    }
+    if method == "grasp":
+        meta["temperature"] = float(temperature)
+    return _train_and_write(
+        faces_dir=faces_dir,
+        out_dir=out_dir,
+        model_name=model_name,
+        seed=seed,
+        spec=spec,
+        device=device,
+        model=model,
+        mask=mask,
+        meta=meta,
+    )
+
+
 # --------------------------------------------------------------------------- CLI
 
 
@@ -660,9 +850,30 @@ def add_imp_round_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dense", required=True, help="dense/ folder (θ0 for rewinding)")
     parser.add_argument("--round", type=int, required=True, help="round k (≥ 1)")
     parser.add_argument("--criterion", required=True, choices=["global", "local"])
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="step size: prune this fraction per round, written as method "
+        "imp-{criterion}-rate{rate} (default: the spec's prune.rate, method imp-{criterion})",
+    )
 
 
 def run_imp_round(args: argparse.Namespace) -> int:
+    if getattr(args, "rate", None) is not None:
+        imp_round_at_rate(
+            args.faces,
+            args.prev,
+            args.dense,
+            args.out,
+            args.model,
+            args.seed,
+            args.round,
+            args.criterion,
+            args.rate,
+            args.spec,
+        )
+        return 0
     imp_round(
         args.faces,
         args.prev,
@@ -740,5 +951,34 @@ def run_transfer(args: argparse.Namespace) -> int:
         args.seed,
         args.weights,
         args.spec,
+    )
+    return 0
+
+
+def add_prune_init_arguments(parser: argparse.ArgumentParser) -> None:
+    _common(parser)
+    parser.add_argument("--dense", required=True, help="dense/ folder (θ0 = init.pt)")
+    parser.add_argument("--method", required=True, choices=list(PAI_METHODS))
+    parser.add_argument("--sparsity", type=float, required=True, help="target, e.g. 0.59")
+    parser.add_argument(
+        "--batches", type=int, default=PAI_BATCHES, help="training batches the scores use"
+    )
+    parser.add_argument(
+        "--temperature", type=float, default=GRASP_TEMPERATURE, help="GraSP temperature"
+    )
+
+
+def run_prune_init(args: argparse.Namespace) -> int:
+    prune_at_init(
+        args.faces,
+        args.dense,
+        args.out,
+        args.model,
+        args.seed,
+        args.method,
+        args.sparsity,
+        args.spec,
+        batches=args.batches,
+        temperature=args.temperature,
     )
     return 0

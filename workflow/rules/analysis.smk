@@ -46,19 +46,59 @@ rule gradcam:
         "--out {params.out} > {log} 2>&1"
 
 
+def separability_levels(w):
+    """The dense network and every ticket of the method, as the stage's --levels."""
+    levels = plan.method_levels(config, w.dataset, w.model, int(w.seed), w.method)
+    return [{"level": lv.path.name, "path": str(lv.path)} for lv in levels]
+
+
+rule separability:
+    """Linear probe and silhouette of the penultimate test-set features of the dense model and each ticket."""
+    input:
+        faces=f"{RESULTS}/{{dataset}}/faces/manifest.csv",
+        checkpoints=lambda w: [f"{lv['path']}/checkpoint.pt" for lv in separability_levels(w)],
+        metrics=lambda w: [f"{lv['path']}/metrics.json" for lv in separability_levels(w)],
+        code=code("separability.py") + TRAIN_CODE,
+    output:
+        csv=f"{RESULTS}/separability/{{dataset}}/{{model}}/seed{{seed}}/{{method}}.csv",
+    wildcard_constraints:
+        method=r"(imp|oneshot)-(global|local)|snip|grasp|control-(reinit|random-mask)",
+    params:
+        faces=lambda w: faces_dir(w.dataset),
+        levels=lambda w: as_json(separability_levels(w)),
+        spec=lambda w: as_json({
+            "input_size": config["models"][w.model].get("input_size"),
+            "folds": config["separability"]["folds"],
+            "max_samples": config["separability"]["max_samples"],
+            "device": config["device"],
+            "threads": config["threads"],
+        }),
+    threads: config["threads"]
+    resources:
+        gpu=1,
+    log:
+        f"{LOGS}/separability/{{dataset}}-{{model}}-seed{{seed}}-{{method}}.log",
+    benchmark:
+        f"{BENCH}/separability/{{dataset}}-{{model}}-seed{{seed}}-{{method}}.tsv"
+    shell:
+        "{DLTH} separability --faces {params.faces} --levels {params.levels:q} "
+        "--model {wildcards.model} --method {wildcards.method} --seed {wildcards.seed} "
+        "--spec {params.spec:q} --out {output.csv} > {log} 2>&1"
+
+
 def report_inputs(w):
     out = []
     for d in DATASETS:
         out += [f"{RESULTS}/{d}/faces/extraction_log.csv", f"{RESULTS}/{d}/faces/summary.json"]
         out += study_metrics(d)
-    return out + transfer_metrics() + gradcam_outputs()
+    return out + transfer_metrics() + gradcam_outputs() + separability_outputs()
 
 
 rule report:
     """One self-contained HTML file: accuracy vs sparsity, tables, Table I, Grad-CAM, provenance."""
     input:
         report_inputs,
-        code=code("report.py", "templates/report.html.j2"),
+        code=code("report.py", "stats.py", "templates/report.html.j2"),
     output:
         html=REPORT,
         figures=directory(f"{RESULTS}/figures"),

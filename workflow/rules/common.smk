@@ -32,6 +32,8 @@ wildcard_constraints:
     pct=r"\d+",
     shard=r"\d+",
     control="reinit|random-mask",
+    pai="snip|grasp",
+    rate=r"0\.\d+",
 
 
 def code(*modules):
@@ -124,6 +126,34 @@ def oneshot_fraction(w):
 CONTROL_CRITERION = config["prune"]["criteria"][0] if config["prune"]["criteria"] else "global"
 
 
+def pai_fraction(w):
+    for s in plan.pai_sparsities(config):
+        if plan.pct(s) == int(w.pct):
+            return s
+    raise ValueError(f"sparsity{w.pct} is not a prune_at_init level of this config")
+
+
+def rate_spec(w):
+    """train_spec with the step size's own prune.rate (a change of prune.rate leaves it be)."""
+    spec = json.loads(train_spec(w))
+    spec["prune"]["rate"] = float(w.rate)
+    return as_json(spec)
+
+
+def prev_round_rate(w):
+    """Round k-1 of a step-size chain imp-{criterion}-rate{rate} (round 0: the dense model)."""
+    k = int(w.k)
+    method = plan.step_size_method(w.criterion, float(w.rate))
+    _, rounds = plan.step_size_rate(config, method)
+    if k < 1 or k > rounds:
+        raise ValueError(f"round {k} is outside 1..{rounds} of {method}")
+    base = run_dir(w)
+    if k == 1:
+        return {"checkpoint": f"{base}/dense/checkpoint.pt"}
+    prev = f"{base}/{method}/round{k - 1}"
+    return {"checkpoint": f"{prev}/checkpoint.pt", "mask": f"{prev}/mask.pt"}
+
+
 # ---- targets ----------------------------------------------------------------------------
 def study_metrics(dataset):
     """Every metrics.json the study computes for one dataset."""
@@ -144,7 +174,22 @@ def study_metrics(dataset):
             if config["prune"]["criteria"]:
                 for name in config["controls"]:
                     out += [f"{base}/control-{name}/round{k}/metrics.json" for k in range(1, ROUNDS + 1)]
+            for m in config["prune_at_init"]["methods"]:
+                out += [f"{base}/{m}/sparsity{plan.pct(s)}/metrics.json"
+                        for s in plan.pai_sparsities(config)]
+            for method, _, _, rounds in plan.step_sizes(config):
+                out += [f"{base}/{method}/round{k}/metrics.json" for k in range(1, rounds + 1)]
     return out
+
+
+def separability_outputs():
+    return [f"{RESULTS}/separability/{d}/{m}/seed{s}/{method}.csv"
+            for d in DATASETS for m in MODELS for s in SEEDS
+            for method in config["separability"]["methods"] if _separability_configured(method)]
+
+
+def _separability_configured(method):
+    return method in plan.methods(config) and (ROUNDS > 0 or not method.startswith(("imp-", "control-")))
 
 
 def transfer_metrics():

@@ -124,3 +124,67 @@ rule structured_round:
         "{DLTH} structured-round --faces {params.faces} --prev {params.prev} --dense {params.dense} "
         "--out {params.out} --model {wildcards.model} --seed {wildcards.seed} --round {wildcards.k} "
         "--criterion {wildcards.criterion} --spec {params.spec:q} > {log} 2>&1"
+
+
+rule imp_round_rate:
+    """IMP round k at another step size: prune rate of the remaining weights of round k-1."""
+    input:
+        unpack(prev_round_rate),
+        faces=f"{RESULTS}/{{dataset}}/faces/faces.npy",
+        manifest=f"{RESULTS}/{{dataset}}/faces/manifest.csv",
+        init=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/dense/init.pt",
+        code=TRAIN_CODE,
+    output:
+        checkpoint=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/imp-{{criterion}}-rate{{rate}}/round{{k}}/checkpoint.pt",
+        mask=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/imp-{{criterion}}-rate{{rate}}/round{{k}}/mask.pt",
+        metrics=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/imp-{{criterion}}-rate{{rate}}/round{{k}}/metrics.json",
+    params:
+        faces=lambda w: faces_dir(w.dataset),
+        prev=lambda w: str(Path(prev_round_rate(w)["checkpoint"]).parent),
+        dense=lambda w: f"{run_dir(w)}/dense",
+        out=lambda w: f"{run_dir(w)}/imp-{w.criterion}-rate{w.rate}/round{w.k}",
+        spec=rate_spec,
+    threads: config["threads"]
+    resources:
+        gpu=1,
+    log:
+        f"{LOGS}/imp_round_rate/{{dataset}}-{{model}}-seed{{seed}}-{{criterion}}-rate{{rate}}-round{{k}}.log",
+    benchmark:
+        f"{BENCH}/imp_round_rate/{{dataset}}-{{model}}-seed{{seed}}-{{criterion}}-rate{{rate}}-round{{k}}.tsv"
+    shell:
+        "{DLTH} imp-round --faces {params.faces} --prev {params.prev} --dense {params.dense} "
+        "--out {params.out} --model {wildcards.model} --seed {wildcards.seed} --round {wildcards.k} "
+        "--criterion {wildcards.criterion} --rate {wildcards.rate} --spec {params.spec:q} > {log} 2>&1"
+
+
+rule prune_init:
+    """SNIP or GraSP: score θ0 on a few training batches, prune once to a sparsity, train once."""
+    input:
+        faces=f"{RESULTS}/{{dataset}}/faces/faces.npy",
+        manifest=f"{RESULTS}/{{dataset}}/faces/manifest.csv",
+        init=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/dense/init.pt",
+        code=TRAIN_CODE,
+    output:
+        checkpoint=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/{{pai}}/sparsity{{pct}}/checkpoint.pt",
+        mask=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/{{pai}}/sparsity{{pct}}/mask.pt",
+        metrics=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/{{pai}}/sparsity{{pct}}/metrics.json",
+    params:
+        faces=lambda w: faces_dir(w.dataset),
+        dense=lambda w: f"{run_dir(w)}/dense",
+        out=lambda w: f"{run_dir(w)}/{w.pai}/sparsity{w.pct}",
+        sparsity=pai_fraction,
+        batches=config["prune_at_init"]["batches"],
+        temperature=config["prune_at_init"]["temperature"],
+        spec=train_spec,
+    threads: config["threads"]
+    resources:
+        gpu=1,
+    log:
+        f"{LOGS}/prune_init/{{dataset}}-{{model}}-seed{{seed}}-{{pai}}-sparsity{{pct}}.log",
+    benchmark:
+        f"{BENCH}/prune_init/{{dataset}}-{{model}}-seed{{seed}}-{{pai}}-sparsity{{pct}}.tsv"
+    shell:
+        "{DLTH} prune-init --faces {params.faces} --dense {params.dense} --out {params.out} "
+        "--model {wildcards.model} --seed {wildcards.seed} --method {wildcards.pai} "
+        "--sparsity {params.sparsity} --batches {params.batches} "
+        "--temperature {params.temperature} --spec {params.spec:q} > {log} 2>&1"

@@ -1,0 +1,284 @@
+"""Confidence intervals, paired tests, winning tickets and the claims' verdicts."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from deepfake_lth import stats
+
+COLUMNS = ["dataset", "model", "seed", "method", "level", "sparsity", "test_acc",
+           "test_samples"]
+IMP = [("round1", 0.2), ("round2", 0.36), ("round4", 0.59), ("round7", 0.79)]
+
+
+def runs_frame(rows) -> pd.DataFrame:
+    return pd.DataFrame.from_records(rows, columns=COLUMNS)
+
+
+def study(dense, curves: dict[str, list[float]], seeds=(0, 1, 2), dataset="dsA",
+          model="mesonet", n_test=400, jitter=(0.0, 0.004, -0.003)):
+    """Rows of one dataset × model: the dense network and methods at IMP's levels."""
+    rows = []
+    for i, seed in enumerate(seeds):
+        j = jitter[i % len(jitter)]
+        rows.append((dataset, model, seed, "dense", "dense", 0.0, dense + j, n_test))
+        for method, accs in curves.items():
+            for (level, s), acc in zip(IMP, accs, strict=True):
+                if method.startswith("oneshot") or method in ("snip", "grasp"):
+                    level = f"sparsity{round(100 * s)}"
+                # a per-method wobble so differences are not the same on every seed
+                wobble = 0.002 * ((seed + len(method)) % 3 - 1)
+                rows.append((dataset, model, seed, method, level, s, acc + j + wobble, n_test))
+    return rows
+
+
+# --------------------------------------------------------------------------- intervals
+
+
+def test_mean_ci_matches_scipy_t_interval() -> None:
+    rng = np.random.default_rng(0)
+    for n in (2, 3, 5, 10):
+        v = rng.normal(0.6, 0.05, n)
+        ci = stats.mean_ci(v)
+        low, high = sps.t.interval(0.95, n - 1, loc=v.mean(), scale=sps.sem(v))
+        assert ci.n == n and ci.mean == pytest.approx(v.mean())
+        assert (ci.low, ci.high) == pytest.approx((low, high))
+        assert ci.sd == pytest.approx(v.std(ddof=1))
+        assert stats.ci_bounds(v) == pytest.approx((low, high))
+    ci90 = stats.mean_ci([0.5, 0.6, 0.7], confidence=0.9)
+    assert ci90.half_width == pytest.approx(sps.t.ppf(0.95, 2) * 0.1 / math.sqrt(3))
+    one = stats.mean_ci([0.7, math.nan, None])
+    assert one.n == 1 and one.mean == 0.7 and math.isnan(one.low) and math.isnan(one.high)
+    assert stats.mean_ci([]).n == 0 and math.isnan(stats.mean_ci([]).mean)
+    same = stats.mean_ci([0.5, 0.5, 0.5])
+    assert (same.low, same.high, same.sd) == (0.5, 0.5, 0.0)
+
+
+def test_binomial_standard_error() -> None:
+    assert stats.binomial_se(0.5, 100) == pytest.approx(0.05)
+    assert stats.binomial_se(0.9, 400) == pytest.approx(math.sqrt(0.9 * 0.1 / 400))
+    assert math.isnan(stats.binomial_se(0.5, 0)) and math.isnan(stats.binomial_se(math.nan, 9))
+
+
+def test_paired_test_matches_scipy_ttest_rel() -> None:
+    a = {0: 0.61, 1: 0.64, 2: 0.60, 3: 0.66, 9: 0.5}
+    b = {0: 0.58, 1: 0.63, 2: 0.59, 3: 0.61, 4: 0.7}
+    res = stats.paired_test(a, b)
+    x, y = [a[k] for k in (0, 1, 2, 3)], [b[k] for k in (0, 1, 2, 3)]
+    ref = sps.ttest_rel(x, y)
+    assert res.n_pairs == 4 and res.note == ""
+    assert res.t == pytest.approx(ref.statistic) and res.p == pytest.approx(ref.pvalue)
+    assert res.mean_diff == pytest.approx(np.mean(np.subtract(x, y)))
+    ci = stats.mean_ci(np.subtract(x, y))
+    assert (res.low, res.high) == pytest.approx((ci.low, ci.high))
+    assert res.significant == (ref.pvalue < 0.05)
+    # fewer than two pairs: no test
+    few = stats.paired_test({0: 0.6, 1: math.nan}, {0: 0.5, 1: 0.4})
+    assert few.n_pairs == 1 and few.note == stats.NOT_ENOUGH_SEEDS
+    assert few.mean_diff == pytest.approx(0.1) and math.isnan(few.p) and not few.significant
+    none = stats.paired_test({}, {0: 0.5})
+    assert none.n_pairs == 0 and none.note == stats.NOT_ENOUGH_SEEDS
+    flat = stats.paired_test({0: 0.6, 1: 0.7}, {0: 0.5, 1: 0.6})
+    assert math.isnan(flat.p) and "same difference" in flat.note
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def test_summarize_and_paired_comparisons() -> None:
+    runs = runs_frame(study(0.62, {"imp-global": [0.63, 0.62, 0.61, 0.58],
+                                   "oneshot-global": [0.62, 0.60, 0.58, 0.54]}))
+    summary = stats.summarize(runs)
+    row = summary[(summary["method"] == "imp-global") & (summary["level"] == "round7")].iloc[0]
+    values = runs[(runs["method"] == "imp-global") & (runs["level"] == "round7")]["test_acc"]
+    ci = stats.mean_ci(values)
+    assert row["n"] == 3 and row["sparsity"] == pytest.approx(0.79)
+    assert (row["mean"], row["low"], row["high"]) == pytest.approx((ci.mean, ci.low, ci.high))
+
+    comp = stats.paired_comparisons(runs, "imp-global", "oneshot-global")
+    assert list(comp["level_b"]) == ["sparsity20", "sparsity36", "sparsity59", "sparsity79"]
+    last = comp.iloc[-1]
+    a = runs[(runs["method"] == "imp-global") & (runs["level"] == "round7")]
+    b = runs[(runs["method"] == "oneshot-global") & (runs["level"] == "sparsity79")]
+    ref = sps.ttest_rel(a.sort_values("seed")["test_acc"], b.sort_values("seed")["test_acc"])
+    assert last["n_pairs"] == 3 and last["p"] == pytest.approx(ref.pvalue)
+    assert last["mean_diff"] == pytest.approx(0.04, abs=0.005)
+    # levels further apart than the tolerance are not compared
+    shifted = runs.assign(sparsity=np.where(runs["method"] == "oneshot-global",
+                                            runs["sparsity"] + 0.03, runs["sparsity"]))
+    assert stats.paired_comparisons(shifted, "imp-global", "oneshot-global").empty
+
+
+# --------------------------------------------------------------------------- winning tickets
+
+
+def test_winning_tickets_with_seeds_and_with_one_seed() -> None:
+    curves = {"imp-global": [0.625, 0.62, 0.60, 0.55],
+              "control-reinit": [0.60, 0.63, 0.55, 0.50],
+              "control-random-mask": [0.58, 0.57, 0.54, 0.50]}
+    runs = runs_frame(study(0.62, curves))
+    table = stats.winning_tickets(runs, "imp-global", ["reinit", "random-mask"])
+    dense = runs[runs["method"] == "dense"]["test_acc"]
+    se = dense.std(ddof=1) / math.sqrt(3)
+    assert table["dense_se"].iloc[0] == pytest.approx(se)
+    assert set(table["se_kind"]) == {"seeds"}
+    by_level = table.set_index("level")
+    assert bool(by_level.loc["round1", "winning"])
+    # round2: within 1 SE of dense but below the re-init control, so not a winning ticket
+    assert by_level.loc["round2", "ticket"] >= by_level.loc["round2", "dense"] - se
+    assert bool(by_level.loc["round2", "within_se"])
+    assert not by_level.loc["round2", "above_controls"] and not by_level.loc["round2", "winning"]
+    assert not bool(by_level.loc["round4", "within_se"])
+    assert stats.winning_up_to(table) == {("dsA", "mesonet"): pytest.approx(0.2)}
+
+    # one seed: the binomial SE of the dense test accuracy on n_test faces
+    one = runs[runs["seed"] == 0]
+    t1 = stats.winning_tickets(one, "imp-global", ["reinit", "random-mask"])
+    assert set(t1["se_kind"]) == {"binomial"}
+    assert t1["dense_se"].iloc[0] == pytest.approx(math.sqrt(0.62 * 0.38 / 400))
+    # without controls only the SE condition applies: the binomial SE (2.4 points on 400
+    # faces) is wider than the SE over seeds, so round4 (0.60 vs 0.62) now counts as well
+    t0 = stats.winning_tickets(one, "imp-global", [])
+    assert list(t0["winning"]) == [True, True, True, False]
+    assert stats.winning_up_to(t0)[("dsA", "mesonet")] == pytest.approx(0.59)
+    assert stats.winning_up_to(t0.assign(winning=False))[("dsA", "mesonet")] is None
+
+
+# --------------------------------------------------------------------------- decisions
+
+
+def test_decide_and_verdict() -> None:
+    assert stats.decide([0.03, 0.04, 0.035]) == stats.GREATER
+    assert stats.decide([-0.03, -0.04, -0.035]) == stats.LESS
+    assert stats.decide([0.05, -0.04, 0.01]) == stats.TIE
+    assert stats.decide([0.05], se_single=0.02) == stats.GREATER  # 0.05 > 1.96 · 0.02
+    assert stats.decide([0.03], se_single=0.02) == stats.TIE
+    assert stats.decide([-0.05], se_single=0.02) == stats.LESS
+    assert stats.decide([0.05]) == stats.TIE  # one seed, no SE: nothing to decide
+    assert stats.decide([]) == stats.TIE
+    assert stats.verdict([stats.GREATER, stats.GREATER]) == stats.HOLDS
+    assert stats.verdict([stats.GREATER, stats.TIE]) == stats.UNCLEAR
+    assert stats.verdict([stats.GREATER, stats.LESS]) == stats.FAILS
+    assert stats.verdict([]) == stats.UNCLEAR
+
+
+def claims_by_text(claims) -> dict[str, stats.Claim]:
+    return {c.text.split(" (")[0]: c for c in claims}
+
+
+CONFIG = {"datasets": {"imgs": {"source": {"type": "synthetic", "kind": "images"}},
+                       "vids": {"source": {"type": "local", "layout": "faceforensics"}}},
+          "controls": ["reinit", "random-mask"]}
+
+
+def test_claims_hold_when_the_numbers_say_so() -> None:
+    rows = []
+    for model, drop in (("mesonet", 0.06), ("resnet18", 0.005)):
+        rows += study(0.62, {"imp-global": [0.63, 0.62, 0.61, 0.62 - drop],
+                             "imp-local": [0.61, 0.60, 0.59, 0.58 - drop],
+                             "oneshot-global": [0.62, 0.60, 0.58, 0.55 - drop],
+                             "control-reinit": [0.55, 0.54, 0.53, 0.50],
+                             "control-random-mask": [0.55, 0.54, 0.53, 0.50],
+                             "snip": [0.60, 0.58, 0.56, 0.52],
+                             "grasp": [0.60, 0.58, 0.55, 0.51]},
+                       dataset="imgs", model=model)
+    rows += study(0.70, {"imp-local": [0.72, 0.72, 0.71, 0.70],
+                         "imp-global": [0.70, 0.69, 0.68, 0.66]}, dataset="vids")
+    runs = runs_frame(rows)
+    deltas = pd.DataFrame([{"dataset": "imgs", "model": "mesonet", "group": "imp-global",
+                            "seed": 0, "row": r, "sparsity": s,
+                            "concentration": 0.2 + s * (0.2 + 0.01 * r)}
+                           for r in range(4) for s in (0.0, 0.6, 0.8)])
+    claims = claims_by_text(stats.evaluate_claims(runs, None, deltas, CONFIG))
+    assert claims["IMP-Global beats IMP-Local on the image set"].verdict == stats.HOLDS
+    assert claims["IMP-Local beats IMP-Global on the video set"].verdict == stats.HOLDS
+    assert claims["IMP ≥ one-shot pruning at 80 % sparsity"].verdict == stats.HOLDS
+    assert claims["ResNet-18 is the most robust model under pruning"].verdict == stats.HOLDS
+    narrow = claims["Pruned models narrow their Grad-CAM focus"]
+    assert narrow.verdict == stats.HOLDS and "over 4 faces" in narrow.evidence[0]
+    assert claims["Iterative pruning"].verdict == stats.HOLDS
+    # winning up to 50 %: rounds 1–2 (and round4 at 59 % is not needed) for every model
+    assert claims["Deepfake detectors contain winning tickets at substantial sparsity"
+                  ].verdict == stats.FAILS  # vids has no controls, and imp-global drops early
+    # the evidence names each comparison and the rule is stated
+    c = claims["IMP-Global beats IMP-Local on the image set"]
+    assert len(c.evidence) == 2 and all("→ for" in e for e in c.evidence) and "t-interval" in c.rule
+    assert claims["A ticket transferred at 60 % sparsity keeps the target's dense accuracy"
+                  ].verdict == stats.UNCLEAR
+
+
+def test_claims_fail_or_stay_open() -> None:
+    # local beats global on the image set, one-shot beats IMP, no ResNet-18: the opposite verdicts
+    runs = runs_frame(study(0.62, {"imp-global": [0.60, 0.59, 0.58, 0.54],
+                                   "imp-local": [0.63, 0.62, 0.61, 0.60],
+                                   "oneshot-global": [0.62, 0.61, 0.60, 0.59]},
+                            dataset="imgs"))
+    deltas = pd.DataFrame([{"dataset": "imgs", "model": "mesonet", "group": "imp-global",
+                            "seed": 0, "row": r, "sparsity": s,
+                            "concentration": 0.5 - s * (0.2 + 0.01 * r)}
+                           for r in range(4) for s in (0.0, 0.8)])
+    claims = claims_by_text(stats.evaluate_claims(runs, None, deltas, CONFIG))
+    assert claims["IMP-Global beats IMP-Local on the image set"].verdict == stats.FAILS
+    assert claims["IMP ≥ one-shot pruning at 80 % sparsity"].verdict == stats.FAILS
+    assert claims["Pruned models narrow their Grad-CAM focus"].verdict == stats.FAILS
+    resnet = claims["ResNet-18 is the most robust model under pruning"]
+    assert resnet.verdict == stats.UNCLEAR and "not in this run" in resnet.evidence[0]
+    assert claims["IMP-Local beats IMP-Global on the video set"].verdict == stats.UNCLEAR
+    assert claims["Smaller pruning steps"].verdict == stats.UNCLEAR
+
+    # one seed and a difference within the binomial noise: not enough evidence
+    one = runs_frame(study(0.62, {"imp-global": [0.62, 0.61, 0.60, 0.575],
+                                  "oneshot-global": [0.62, 0.61, 0.60, 0.57]},
+                           seeds=(0,), dataset="imgs"))
+    verdicts = claims_by_text(stats.evaluate_claims(one, None, None, CONFIG))
+    assert verdicts["IMP ≥ one-shot pruning at 80 % sparsity"].verdict == stats.UNCLEAR
+    # …and outside it (n_test large): holds
+    big = one.assign(test_samples=10_000_000)
+    verdicts = claims_by_text(stats.evaluate_claims(big, None, None, CONFIG))
+    assert verdicts["IMP ≥ one-shot pruning at 80 % sparsity"].verdict == stats.HOLDS
+
+    empty = stats.evaluate_claims(runs.iloc[0:0], None, None, {})
+    assert len(empty) == 10 and {c.verdict for c in empty} == {stats.UNCLEAR}
+    assert all(c.evidence for c in empty)  # each says why
+
+
+def test_step_size_and_transfer_claims() -> None:
+    rows = study(0.62, {"imp-global": [0.63, 0.62, 0.61, 0.56]}, dataset="imgs")
+    for seed, j in zip((0, 1, 2), (0.0, 0.004, -0.003), strict=True):
+        for k in range(1, 31):  # rate 0.05 reaches 78.5 % after 30 rounds
+            s = 1 - 0.95**k
+            rows.append(("imgs", "mesonet", seed, "imp-global-rate0.05", f"round{k}", s,
+                         0.60 + j + 0.0001 * k * (1 + seed), 400))
+    claims = claims_by_text(stats.evaluate_claims(runs_frame(rows), None, None, CONFIG))
+    step = claims["Smaller pruning steps"]
+    assert step.verdict == stats.HOLDS and "imp-global-rate0.05 vs imp-global" in step.evidence[0]
+
+    transfers = pd.DataFrame([
+        {"pair": "a-to-b", "model": "mesonet", "seed": s, "method": m, "test_acc": acc + j,
+         "test_samples": 300}
+        for s, j in zip((0, 1, 2), (0.0, 0.01, -0.01), strict=True)
+        for m, acc in (("dense", 0.60), ("imp-global-sparsity59", 0.61 + 0.002 * s),
+                       ("oneshot-global-sparsity59", 0.40))
+    ])
+    claim = claims_by_text(stats.evaluate_claims(runs_frame(rows), transfers, None, CONFIG))[
+        "A ticket transferred at 60 % sparsity keeps the target's dense accuracy"]
+    assert claim.verdict == stats.HOLDS and len(claim.evidence) == 1  # one-shot is not IMP
+    worse = transfers.assign(test_acc=np.where(transfers["method"] == "dense",
+                                               transfers["test_acc"] + 0.1,
+                                               transfers["test_acc"]))
+    claim = claims_by_text(stats.evaluate_claims(runs_frame(rows), worse, None, CONFIG))[
+        "A ticket transferred at 60 % sparsity keeps the target's dense accuracy"]
+    assert claim.verdict == stats.FAILS
+
+
+def test_dataset_kind() -> None:
+    assert stats.dataset_kind(CONFIG, "imgs") == "images"
+    assert stats.dataset_kind(CONFIG, "vids") == "videos"
+    assert stats.dataset_kind({"datasets": {"x": {"source": {"type": "local"}}}}, "x") is None
+    assert stats.dataset_kind({"datasets": {"x": {"kind": "images",
+                                                  "source": {"type": "urls"}}}}, "x") == "images"
