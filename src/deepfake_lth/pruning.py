@@ -356,8 +356,10 @@ def atomic_torch_save(obj: object, path: str | Path) -> None:
         raise
 
 
-# what torch.load raises on a truncated, foreign or tampered file
-_LOAD_ERRORS = (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, KeyError)
+# what torch.load raises on a truncated, foreign or tampered file (IndexError: a text file)
+_LOAD_ERRORS = (
+    pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError
+)
 
 
 def _torch_load(path: Path) -> object:
