@@ -1,0 +1,242 @@
+"""config/smoke.yaml through profiles/slurm on a real one-node SLURM cluster.
+
+The cluster is tests/slurm/start-cluster.sh (Debian's slurm-wlm, two fake GPUs of type
+`fakegpu`); this module starts it when no cluster answers `sinfo` and it is root, and
+stops it again if it started it. Where neither works the tests skip and say why.
+
+Checked: the whole DAG reaches results/report.html through sbatch; every training,
+pruning, transfer and Grad-CAM job asked SLURM for one GPU of the configured model in the
+configured partition, the data and report jobs for none; the dense baselines went as one
+group job; and the trained networks' metrics equal those of a plain local run.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slurm
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = ROOT / "tests" / "slurm"
+# another config can be tried with the same checks (its datasets must include smoke-images)
+CONFIG = Path(os.environ.get("DLTH_SLURM_TEST_CONFIG", ROOT / "config" / "smoke.yaml"))
+GPU_RULES = {"train_dense", "imp_round", "oneshot", "control", "transfer_ticket", "gradcam"}
+CPU_RULES = {"acquire", "extract_faces", "pack_faces", "report"}
+RUN = "results/smoke-images/mesonet/seed0"
+COMPARED = [f"{RUN}/dense/metrics.json", f"{RUN}/imp-global/round2/metrics.json",
+            f"{RUN}/imp-local/round1/metrics.json"]
+NUMBERS = ("test_acc", "test_auc", "test_loss", "video_acc", "val_acc", "val_loss", "sparsity",
+           "params_nonzero", "epochs", "round")
+
+
+def _slurm(*args: str, timeout: float = 30) -> subprocess.CompletedProcess | None:
+    """A SLURM client command, or None where the command is missing or hangs."""
+    try:
+        return subprocess.run(list(args), check=False, capture_output=True, text=True,
+                              timeout=timeout)
+    except (FileNotFoundError, subprocess.TimeoutExpired):
+        return None
+
+
+def _node_gres() -> str | None:
+    """The GRES of the cluster's nodes (e.g. ``gpu:fakegpu:2``), None when no cluster answers."""
+    proc = _slurm("sinfo", "--noheader", "--format=%G")
+    if proc is None or proc.returncode != 0 or not proc.stdout.strip():
+        return None
+    return proc.stdout.strip()
+
+
+def _default_partition() -> str:
+    proc = _slurm("sinfo", "--noheader", "--format=%P")
+    names = proc.stdout.split() if proc is not None and proc.returncode == 0 else []
+    default = [n.rstrip("*") for n in names if n.endswith("*")]
+    return (default or [n.rstrip("*") for n in names] or [""])[0]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A running cluster with GPUs: the partition and GPU model jobs should ask for."""
+    started = False
+    gres = _node_gres()
+    if gres is None:
+        if os.geteuid() != 0:
+            pytest.skip("no SLURM cluster answers `sinfo`, and starting the test cluster "
+                        "(tests/slurm/start-cluster.sh) needs root")
+        proc = subprocess.run(["bash", str(SCRIPTS / "start-cluster.sh")], check=False,
+                              capture_output=True, text=True, timeout=900)
+        if proc.returncode == 2:
+            pytest.skip(f"the test cluster cannot run here: {proc.stderr.strip()}")
+        if proc.returncode != 0:
+            pytest.fail(f"tests/slurm/start-cluster.sh failed:\n{proc.stderr[-4000:]}")
+        started = True
+        gres = _node_gres()
+        assert gres is not None, "the test cluster started but `sinfo` does not answer"
+    gpus = [g for g in gres.split(",") if g.startswith("gpu")]
+    if not gpus:
+        pytest.skip(f"the SLURM cluster here has no GPU GRES (sinfo shows {gres!r})")
+    parts = re.sub(r"\(.*\)$", "", gpus[0]).split(":")  # gpu[:model]:count
+    yield {"partition": _default_partition(), "gpu_model": parts[1] if len(parts) == 3 else ""}
+    if started:
+        subprocess.run(["bash", str(SCRIPTS / "stop-cluster.sh")], check=False,
+                       capture_output=True, timeout=120)
+
+
+def _jobs_of(work: Path) -> list[dict[str, str]]:
+    """Every SLURM job (as scontrol's key=value fields) that ran in the folder ``work``."""
+    proc = _slurm("scontrol", "show", "job", "--oneliner")
+    assert proc is not None and proc.returncode == 0, "scontrol show job failed"
+    jobs = []
+    for line in proc.stdout.splitlines():
+        fields = dict(re.findall(r"(\w+)=(\S*)", line))
+        if fields.get("WorkDir") and Path(fields["WorkDir"]).resolve() == work.resolve():
+            jobs.append(fields)
+    return jobs
+
+
+def _cancel_jobs_of(work: Path) -> None:
+    ids = [j["JobId"] for j in _jobs_of(work) if j.get("JobState") in ("PENDING", "RUNNING")]
+    if ids:
+        _slurm("scancel", *ids)
+
+
+def _snakemake(work: Path, *args: str, env: dict[str, str], timeout: float) -> None:
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
+           "--configfile", str(CONFIG), *args]
+    try:
+        proc = subprocess.run(cmd, check=False, cwd=work, env=env, capture_output=True,
+                              text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        _cancel_jobs_of(work)
+        out = (e.stdout or b"")[-4000:]
+        raise AssertionError(f"snakemake ran past {timeout} s: {' '.join(cmd)}\n{out!r}") from e
+    if proc.returncode != 0:
+        logs = sorted((work / ".snakemake" / "slurm_logs").rglob("*.log"))
+        failed = [p for p in logs if "Error in rule" in p.read_text(errors="replace")]
+        tails = "\n".join(f"--- {p}\n{p.read_text(errors='replace')[-2000:]}" for p in failed)
+        raise AssertionError(f"snakemake failed: {' '.join(cmd)}\n{proc.stdout[-3000:]}\n"
+                             f"{proc.stderr[-5000:]}\n{tails}")
+
+
+@pytest.fixture(scope="module")
+def slurm_run(cluster, tmp_path_factory) -> tuple[Path, list[dict[str, str]], dict]:
+    """The smoke study run through profiles/slurm; its folder and its SLURM jobs."""
+    if not CONFIG.exists():
+        pytest.fail(f"{CONFIG} is missing")
+    if importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
+        pytest.fail("snakemake-executor-plugin-slurm is not installed in this Python; it is a "
+                    "dependency of the project (pyproject.toml): run `make setup`")
+    work = tmp_path_factory.mktemp("slurm-run")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "DLTH_SLURM_"))}
+    env["PYTHONUNBUFFERED"] = "1"
+    env["DLTH_SLURM_PARTITION"] = cluster["partition"]
+    env["DLTH_SLURM_GPU_MODEL"] = cluster["gpu_model"]
+    _snakemake(work, "--profile", str(ROOT / "profiles" / "slurm"), "--profile",
+               str(SCRIPTS / "profile"), "results/report.html", env=env, timeout=1500)
+    return work, _jobs_of(work), cluster
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory) -> Path:
+    """The compared training outputs from a plain local run of the same config."""
+    work = tmp_path_factory.mktemp("local-run")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    _snakemake(work, "--cores", "2", *COMPARED, env=env, timeout=900)
+    return work
+
+
+def _rule(job: dict[str, str]) -> str:
+    """Rule (or ``group_rule``) of a job from the plugin's comment rule_<name>_wildcards_..."""
+    comment = job.get("Comment", "")
+    assert comment.startswith("rule_"), f"job {job['JobId']} has comment {comment!r}"
+    return comment[len("rule_"):].split("_wildcards_")[0]
+
+
+def test_smoke_study_reaches_the_report_through_sbatch(slurm_run):
+    work, jobs, _ = slurm_run
+    assert (work / "results" / "report.html").stat().st_size > 0
+    rules = {_rule(j) for j in jobs}
+    assert {"acquire", "extract_faces", "pack_faces", "train_dense", "imp_round", "oneshot",
+            "gradcam", "report"} <= rules, rules
+    assert all(j["JobState"] == "COMPLETED" for j in jobs), [
+        (j["JobId"], _rule(j), j["JobState"]) for j in jobs if j["JobState"] != "COMPLETED"]
+    # the plugin kept a log per submission (slurm-keep-successful-logs in the test profile)
+    logs = {p.stem for p in (work / ".snakemake" / "slurm_logs").rglob("*.log")}
+    assert {j["JobId"] for j in jobs} <= logs
+
+
+def test_gpu_rules_ask_for_a_gpu_and_data_rules_do_not(slurm_run):
+    _, jobs, cluster = slurm_run
+    model = cluster["gpu_model"]
+    want = f"gres:gpu:{model}:1" if model else "gres:gpu:1"
+    gpu_jobs = [j for j in jobs if _rule(j) in GPU_RULES]
+    assert len(gpu_jobs) >= 6
+    for job in gpu_jobs:
+        assert job.get("TresPerJob") == want, (_rule(job), job.get("TresPerJob"))
+        assert job["Partition"] == cluster["partition"]
+        assert int(job["NumCPUs"]) == 1  # config threads: 1 -> --cpus-per-task=1
+    for job in jobs:
+        if _rule(job) in CPU_RULES:
+            assert "gpu" not in job.get("TresPerJob", "") + job.get("TresPerNode", ""), job
+    # wall time comes from the profile: 6 h for training, 1 h for Grad-CAM
+    limits = {_rule(j): j["TimeLimit"] for j in gpu_jobs}
+    assert limits["train_dense"] == "06:00:00" and limits["gradcam"] == "01:00:00", limits
+
+
+def test_dense_baselines_go_as_one_group_job(slurm_run):
+    _, jobs, _ = slurm_run
+    transfer_dense = [j for j in jobs if "transfer_dense" in _rule(j)]
+    assert [_rule(j) for j in transfer_dense] == ["baselines_transfer_dense"]
+
+
+def test_metrics_equal_a_local_run(slurm_run, local_run):
+    work, _, _ = slurm_run
+    for rel in COMPARED:
+        on_slurm = json.loads((work / rel).read_text())
+        local = json.loads((local_run / rel).read_text())
+        for key in NUMBERS:
+            assert key in local, (rel, key)
+            assert _same(on_slurm[key], local[key]), (rel, key, on_slurm[key], local[key])
+        # the training curve: a loss per epoch, sensitive to any difference in the run
+        curve = [(h["train_loss"], h["val_loss"]) for h in local["history"]]
+        assert curve
+        assert [(h["train_loss"], h["val_loss"]) for h in on_slurm["history"]] == [
+            pytest.approx(c, rel=0, abs=1e-9) for c in curve]
+        assert on_slurm["layer_sparsity"] == local["layer_sparsity"]
+        assert on_slurm["device"] == local["device"] == "cpu"
+
+
+def _same(a, b) -> bool:
+    if a is None or b is None:
+        return a is b
+    return a == pytest.approx(b, rel=0, abs=1e-9)
+
+
+def test_stop_cluster_ends_only_its_own_daemons(tmp_path):
+    """stop-cluster.sh with a state folder of strangers' pids kills nothing."""
+    if shutil.which("bash") is None:
+        pytest.skip("no bash")
+    state = tmp_path / "state"
+    (state / "run").mkdir(parents=True)
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        # a pid file naming a live process that is not slurmd, and one naming nothing
+        (state / "run" / "slurmd.pid").write_text(str(sleeper.pid))
+        (state / "run" / "munged.pid").write_text("999999999")
+        proc = subprocess.run(["bash", str(SCRIPTS / "stop-cluster.sh")], check=False,
+                              capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "DLTH_SLURM_STATE": str(state)})
+        assert proc.returncode == 0, proc.stderr
+        assert sleeper.poll() is None  # still running
+        assert not (state / "run" / "slurmd.pid").exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
