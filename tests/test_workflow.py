@@ -60,12 +60,7 @@ def planned(work: Path, *args: str, change: dict | None = None) -> list[tuple[st
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory) -> Path:
-    work = tmp_path_factory.mktemp("smoke")
-    for name in ("Snakefile", "config.yaml"):
-        shutil.copy(ROOT / name, work / name)
-    for name in ("workflow", "config"):
-        shutil.copytree(ROOT / name, work / name)
-    shutil.copytree(ROOT / "src", work / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    work = _copy_project(tmp_path_factory.mktemp("smoke"))
     snakemake(work, "results/report.html")
     return work
 
@@ -163,3 +158,52 @@ def test_rerun_from_one_round_and_until(work):
     assert {r for r, _ in until} <= {"train_dense", "imp_round"}
     assert ("imp_round", "dataset=smoke-videos, model=mesonet, seed=0, criterion=local, k=1") in until
     assert not any("k=2" in w for _, w in until)
+
+
+def _copy_project(dest: Path) -> Path:
+    for name in ("Snakefile", "config.yaml"):
+        shutil.copy(ROOT / name, dest / name)
+    for name in ("workflow", "config"):
+        shutil.copytree(ROOT / name, dest / name)
+    shutil.copytree(ROOT / "src", dest / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    return dest
+
+
+def test_killed_extraction_resumes_without_redoing_finished_shards(tmp_path):
+    import signal
+
+    work = _copy_project(tmp_path)
+    cfg = study_config.read_yaml(work / "config" / "smoke.yaml")
+    cfg["datasets"] = {"smoke-videos": {**cfg["datasets"]["smoke-videos"], "shards": 3}}
+    cfg["transfer"]["pairs"] = []
+    (work / "config" / "kill.yaml").write_text(yaml.safe_dump(cfg))
+    target = "results/smoke-videos/faces/manifest.csv"
+    shards = work / "results" / "smoke-videos" / "faces" / "shards"
+    cmd = [*SMK[:3], "--workflow-profile", "none", "--cores", "1", target,
+           "--configfile", "config/kill.yaml"]
+    proc = subprocess.Popen(cmd, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 600
+
+    def second_shard_started() -> bool:  # one shard done and recorded, the next one running
+        return bool(list(shards.glob("shard*.npy"))) and bool(list(shards.glob("shard*.npy.tmp")))
+
+    while not second_shard_started() and time.time() < deadline:
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)  # kill -9 the run and its jobs mid-way
+    proc.wait()
+    assert list(shards.glob("shard*.npy")), "no shard finished before the kill"
+    assert not (work / target).exists()
+    finished = {p.name: p.stat().st_mtime_ns for p in shards.glob("shard*.npy")}
+    sources = (work / "resources" / "smoke-videos" / "sources.csv").stat().st_mtime_ns
+    subprocess.run([*cmd, "--unlock"], cwd=work, capture_output=True, timeout=120)
+    done = subprocess.run([*cmd, "--rerun-incomplete"], cwd=work, capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert (work / target).exists()
+    for name, mtime in finished.items():  # finished shards were not extracted again
+        assert (shards / name).stat().st_mtime_ns == mtime, name
+    assert (work / "resources" / "smoke-videos" / "sources.csv").stat().st_mtime_ns == sources
+    assert sorted(p.name for p in shards.glob("shard*.npy")) == [f"shard{i}.npy" for i in range(3)]
+    manifest = pd.read_csv(work / target)
+    assert manifest["video_id"].nunique() == 6
