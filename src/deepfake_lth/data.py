@@ -65,19 +65,24 @@ def load_split(faces: str | Path, split: str, mmap: bool = True) -> FaceSplit:
 
 
 def to_tensor(images: np.ndarray, size: int | None = None, device=None):
-    """uint8 NHWC images -> normalised float NCHW tensor, resized to ``size`` when given."""
+    """uint8 NHWC images -> normalised float NCHW tensor, resized to ``size`` when given.
+
+    The arithmetic runs on contiguous NCHW memory (a per-channel broadcast over an NHWC
+    layout is several times slower on the CPU); the result is handed back in channels-last
+    memory format, the layout the CPU convolutions train fastest on.
+    """
     import torch
     import torch.nn.functional as F
 
     x = torch.from_numpy(np.ascontiguousarray(images))
     if device is not None:
         x = x.to(device, non_blocking=True)
-    x = x.permute(0, 3, 1, 2).float().div_(255.0)
+    x = x.permute(0, 3, 1, 2).contiguous().float().div_(255.0)
     if size is not None and x.shape[-1] != size:
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
     mean = torch.tensor(MEAN, device=x.device).view(1, 3, 1, 1)
     std = torch.tensor(STD, device=x.device).view(1, 3, 1, 1)
-    return (x - mean) / std
+    return x.sub_(mean).div_(std).contiguous(memory_format=torch.channels_last)
 
 
 def from_tensor(x) -> np.ndarray:

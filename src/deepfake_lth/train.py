@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -23,6 +24,9 @@ from torch import nn
 
 from deepfake_lth.data import FaceSplit, to_tensor
 from deepfake_lth.errors import UserError
+
+if TYPE_CHECKING:
+    from deepfake_lth.pruning import MaskEnforcer
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +138,23 @@ def _video_accuracy(probs: np.ndarray, labels: np.ndarray, video_ids: np.ndarray
     return float(np.mean((mean_prob > 0.5) == (video_label > 0.5)))
 
 
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """ROC AUC of ``scores`` for binary ``labels`` (NaN with one class): the Mann-Whitney U
+    statistic with ties counted one half, the value sklearn's ``roc_auc_score`` gives. Plain
+    numpy, so that a training job does not import scikit-learn (about a second per job)."""
+    labels = np.asarray(labels) > 0.5
+    scores = np.asarray(scores, dtype=np.float64)
+    n_pos = int(labels.sum())
+    n_neg = len(labels) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(scores, kind="mergesort")
+    _, first, counts = np.unique(scores[order], return_index=True, return_counts=True)
+    ranks = np.empty(len(scores), dtype=np.float64)
+    ranks[order] = np.repeat(first + (counts + 1) / 2.0, counts)  # average 1-based rank of ties
+    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
 def evaluate(
     model: nn.Module,
     split: FaceSplit,
@@ -154,12 +175,7 @@ def evaluate(
     probs = 1.0 / (1.0 + np.exp(-logits))
     # numerically stable BCE with logits: max(z, 0) − z·y + log(1 + e^−|z|)
     loss = np.maximum(logits, 0) - logits * labels + np.log1p(np.exp(-np.abs(logits)))
-    if len(np.unique(labels)) < 2:
-        auc = float("nan")
-    else:
-        from sklearn.metrics import roc_auc_score
-
-        auc = float(roc_auc_score(labels, probs))
+    auc = roc_auc(labels, probs)
     return {
         "loss": float(loss.mean()),
         "acc": float(np.mean((logits > 0) == (labels > 0.5))),
@@ -182,6 +198,76 @@ def _subset(split: FaceSplit, max_samples: int | None, seed: int) -> FaceSplit:
         video_ids=split.video_ids[keep],
         rows=split.rows[keep],
     )
+
+
+def build_optimizer(model: nn.Module, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """Adam over ``model``'s parameters, with the fused kernel where torch has one.
+
+    The fused kernel is faster than the per-tensor loop and, unlike the loop's ``sqrt``, does not
+    slow down on the exact zeros that pruned weights leave in Adam's second moment (see
+    BENCHMARKS.md, masked training).
+    """
+    try:
+        return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay, fused=True)
+    except (RuntimeError, ValueError, TypeError):  # a device or dtype without a fused kernel
+        return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+
+
+def load_batch(
+    images: np.ndarray,
+    labels: torch.Tensor,
+    idx: torch.Tensor,
+    flips: torch.Tensor | None,
+    input_size: int | None,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training batch ``idx`` of uint8 ``images``: normalised input (flipped where
+    ``flips`` is True) and float labels, on ``device``."""
+    x = to_tensor(images[idx.numpy()], input_size, device)
+    if flips is not None:
+        for i in flips.nonzero().flatten().tolist():  # mirror the chosen faces in place
+            x[i] = x[i].flip(2)
+    return x, labels[idx].to(device, non_blocking=True)
+
+
+def train_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    criterion: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    scaler: torch.amp.GradScaler | None = None,
+    enforcer: MaskEnforcer | None = None,
+    amp: bool = False,
+    mask_weights: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimisation step (forward, backward, optimizer) with the mask enforced; returns
+    the logits and the loss.
+
+    The gradients are masked before the step, so Adam's moments stay zero at pruned positions.
+    ``mask_weights=False`` skips the second pass, w ← m ⊙ w after the step: with zero
+    gradients, zero moments and zero weights, Adam's update (its L2 decay included) is exactly
+    zero there, so :func:`fit` re-applies the mask once per epoch only, as a safety net.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    with torch.autocast(device_type=x.device.type, dtype=torch.float16, enabled=amp):
+        logits = model(x).reshape(len(x), -1)[:, 0]
+    loss = criterion(logits.float(), y)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+    else:
+        loss.backward()
+    if enforcer is not None:
+        enforcer.mask_grads()
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    if enforcer is not None and mask_weights:
+        enforcer.mask_weights()
+    return logits, loss
 
 
 def fit(
@@ -226,7 +312,7 @@ def fit(
     enforcer = MaskEnforcer(model, mask) if mask is not None else None
     if enforcer is not None:
         enforcer.mask_weights()
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    optimizer = build_optimizer(model, lr=lr, weight_decay=weight_decay)
     criterion = nn.BCEWithLogitsLoss()
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
     labels_all = torch.from_numpy(np.asarray(train.labels, dtype=np.float32))
@@ -256,27 +342,20 @@ def fit(
                 if len(idx) < 2 and seen:  # a batch of one breaks batch norm: skip it
                     bar.update(1)
                     continue
-                idx_np = idx.numpy()
-                x = to_tensor(train.images[idx_np], input_size, device)
-                if augment:
-                    flip = flips[sl].to(device, non_blocking=True).view(-1, 1, 1, 1)
-                    x = torch.where(flip, x.flip(3), x)
-                y = labels_all[idx].to(device, non_blocking=True)
-                optimizer.zero_grad(set_to_none=True)
-                with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-                    logits = model(x).reshape(len(idx), -1)[:, 0]
-                loss = criterion(logits.float(), y)
-                scaler.scale(loss).backward()
-                if enforcer is not None:
-                    enforcer.mask_grads()
-                scaler.step(optimizer)
-                scaler.update()
-                if enforcer is not None:
-                    enforcer.mask_weights()
+                x, y = load_batch(
+                    train.images, labels_all, idx, flips[sl] if augment else None, input_size,
+                    device
+                )
+                logits, loss = train_step(
+                    model, optimizer, criterion, x, y, scaler=scaler, enforcer=enforcer,
+                    amp=use_amp, mask_weights=False
+                )
                 loss_sum += loss.detach() * len(idx)
                 correct += ((logits.detach() > 0) == (y > 0.5)).sum()
                 seen += len(idx)
                 bar.update(1)
+        if enforcer is not None:  # exact zeros already (see train_step); kept as a safety net
+            enforcer.mask_weights()
         val_metrics = evaluate(model, val, input_size, device, max(batch_size, 256), amp)
         record = {
             "epoch": epoch,
