@@ -131,6 +131,12 @@ def test_a_face_parameter_reruns_extraction_not_acquisition(work):
     assert "acquire" not in rules
 
 
+def test_retrain_epochs_rerun_the_rounds_not_the_dense_model(work):
+    rules = {r for r, _ in planned(work, change={"prune": {"retrain_epochs": 1}})}
+    assert {"imp_round", "oneshot", "transfer_ticket"} <= rules
+    assert not rules & {"train_dense", "extract_faces", "acquire"}
+
+
 def _edit(path: Path) -> None:
     path.write_text(path.read_text() + "\n# edited\n")
     future = time.time() + 5

@@ -101,7 +101,8 @@ rule report:
         code=code("report.py", "stats.py", "templates/report.html.j2"),
     output:
         html=REPORT,
-        figures=directory(f"{RESULTS}/figures"),
+        figures=report(directory(f"{RESULTS}/figures"), patterns=["{name}.png"],
+                       category="Figures", caption="../report/figures.rst"),
     params:
         config=as_json(config),
     log:

@@ -83,6 +83,20 @@ def train_spec(w, dataset=None):
     })
 
 
+def retrain_spec(w):
+    """train_spec for a job that starts from trained weights (an IMP, one-shot or structured
+    round without rewinding, a transferred ticket with its trained weights): its epochs are
+    capped at prune.retrain_epochs when set. Jobs that start from θ0 keep train.max_epochs."""
+    epochs = config["prune"]["retrain_epochs"]
+    starts_trained = config["prune"]["rewind"] == "none"
+    if w.get("src") is not None:  # a transfer job
+        starts_trained = config["transfer"]["weights"] == "trained"
+    spec = json.loads(train_spec(w))
+    if epochs and starts_trained:
+        spec["train"]["max_epochs"] = min(epochs, spec["train"]["max_epochs"])
+    return as_json(spec)
+
+
 def run_dir(w, dataset=None):
     return f"{RESULTS}/{dataset or w.dataset}/{w.model}/seed{w.seed}"
 
@@ -134,8 +148,8 @@ def pai_fraction(w):
 
 
 def rate_spec(w):
-    """train_spec with the step size's own prune.rate (a change of prune.rate leaves it be)."""
-    spec = json.loads(train_spec(w))
+    """retrain_spec with the step size's own prune.rate (a change of prune.rate leaves it be)."""
+    spec = json.loads(retrain_spec(w))
     spec["prune"]["rate"] = float(w.rate)
     return as_json(spec)
 

@@ -18,7 +18,7 @@ rule imp_round:
         prev=lambda w: str(Path(prev_round(w)["checkpoint"]).parent),
         dense=lambda w: f"{run_dir(w)}/dense",
         out=lambda w: f"{run_dir(w)}/imp-{w.criterion}/round{w.k}",
-        spec=train_spec,
+        spec=retrain_spec,
     threads: config["threads"]
     resources:
         gpu=1,
@@ -49,7 +49,7 @@ rule oneshot:
         dense=lambda w: f"{run_dir(w)}/dense",
         out=lambda w: f"{run_dir(w)}/oneshot-{w.criterion}/sparsity{w.pct}",
         sparsity=oneshot_fraction,
-        spec=train_spec,
+        spec=retrain_spec,
     threads: config["threads"]
     resources:
         gpu=1,
@@ -112,7 +112,7 @@ rule structured_round:
         prev=lambda w: str(Path(prev_structured(w)["checkpoint"]).parent),
         dense=lambda w: f"{run_dir(w)}/dense",
         out=lambda w: f"{run_dir(w)}/structured-{w.criterion}/round{w.k}",
-        spec=train_spec,
+        spec=retrain_spec,
     threads: config["threads"]
     resources:
         gpu=1,

@@ -27,7 +27,7 @@ rule transfer_ticket:
         dense=lambda w: f"{run_dir(w, w.src)}/dense",
         out=lambda w: f"{RESULTS}/transfer/{w.src}-to-{w.dst}/{w.model}/seed{w.seed}/{w.method}",
         weights=config["transfer"]["weights"],
-        spec=train_spec,
+        spec=retrain_spec,
     threads: config["threads"]
     resources:
         gpu=1,
