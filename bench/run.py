@@ -131,12 +131,22 @@ def summary_table(rows: list[dict]) -> str:
 # --------------------------------------------------------------------------- BENCHMARKS.md
 
 
+def _markdown_only(text: str) -> str:
+    """Headings, tables and 'not run' notes of a benchmark's output (no progress lines)."""
+    keep = [line for line in text.splitlines()
+            if not line.strip() or line.startswith(("#", "|", "not run"))]
+    out = "\n".join(keep)
+    while "\n\n\n" in out:
+        out = out.replace("\n\n\n", "\n\n")
+    return out.strip()
+
+
 def _error_or_table(r: dict) -> str:
     if not r:
         return "_not run in this pass (see the command above)._"
     if r.get("error"):
         return f"**failed**: `{r['error'][:300]}`"
-    return r.get("table", "")
+    return _markdown_only(r.get("table", ""))
 
 
 def _loads(r: dict) -> str:
@@ -312,6 +322,12 @@ cores) − 1.
 """
 
 
+def _with_demo(markdown: str) -> str:
+    """``markdown`` followed by bench/demo.md (the demo end to end, timed by hand)."""
+    demo = ROOT / "bench" / "demo.md"
+    return markdown + ("\n" + demo.read_text() if demo.exists() else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a fast pass: fewer repeats/inputs")
@@ -319,8 +335,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="run only these; the others keep their figures from the last run")
     parser.add_argument("--no-latency", action="store_true", help="skip bench/latency.py")
     parser.add_argument("--no-markdown", action="store_true", help="leave BENCHMARKS.md alone")
+    parser.add_argument("--markdown-only", action="store_true",
+                        help="run nothing: regenerate BENCHMARKS.md from bench/out/results.json")
     args = parser.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
+    if args.markdown_only:
+        (ROOT / "BENCHMARKS.md").write_text(_with_demo(render_markdown(
+            json.loads((OUT / "results.json").read_text()))))
+        print(f"wrote {ROOT / 'BENCHMARKS.md'} from {OUT / 'results.json'}")
+        return 0
     command = "python bench/run.py" + (" " + " ".join(sys.argv[1:]) if sys.argv[1:] else "")
     doc = {"command": command, "quick": args.quick,
            "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -349,9 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n### Targets\n")
     print(summary_table(summary_rows(doc["results"])))
     if not args.no_markdown:
-        demo = ROOT / "bench" / "demo.md"  # the demo end to end, timed by hand (see its text)
-        trailer = "\n" + demo.read_text() if demo.exists() else ""
-        (ROOT / "BENCHMARKS.md").write_text(render_markdown(doc) + trailer)
+        (ROOT / "BENCHMARKS.md").write_text(_with_demo(render_markdown(doc)))
         print(f"\nwrote {ROOT / 'BENCHMARKS.md'} and {OUT / 'results.json'}")
     return 1 if any(r.get("error") for r in fresh) else 0
 

@@ -12,9 +12,9 @@
    take at most 1/1.6 of the one-core time.
 3. Overhead: a run's wall time against the sum of its jobs' own compute (Snakemake's
    benchmark files, column ``s``; the log's start and finish times for rules without a
-   ``benchmark:``) divided by the cores: overhead = wall / (compute / cores) - 1. Measured on
-   the smoke run here, and on the demo in the checkout when it has finished
-   (results/report.html exists).
+   ``benchmark:``, or whose file is gone) divided by the cores: overhead = wall / (compute /
+   cores) - 1. Measured on the smoke run here, and on the largest complete demo run logged
+   in the checkout's .snakemake/log.
 4. Dry runs: config/paper.yaml (a temporary ``--directory``, so the checkout is not locked)
    and a no-op rerun (``snakemake -n``) of the finished demo (or of the smoke run).
 """
@@ -109,10 +109,11 @@ _TS = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$")
 
 
 def log_jobs(log_text: str) -> list[dict]:
-    """(rule, jobid, start, end) of every finished job of a Snakemake log (1 s resolution)."""
+    """Rule, jobid, start, end (1 s resolution) and benchmark file of every finished job of a
+    Snakemake log."""
     ts = None
-    started: dict[int, tuple[str, dt.datetime]] = {}
-    pending_rule = None
+    started: dict[int, tuple] = {}
+    pending_rule, last_job = None, None
     jobs = []
     for line in log_text.splitlines():
         m = _TS.match(line.strip())
@@ -125,13 +126,19 @@ def log_jobs(log_text: str) -> list[dict]:
             continue
         m = re.match(r"^\s+jobid: (\d+)$", line)
         if m and pending_rule is not None:
-            started[int(m.group(1))] = pending_rule
+            started[int(m.group(1))] = (*pending_rule, None)
+            last_job = int(m.group(1))
             pending_rule = None
+            continue
+        m = re.match(r"^\s+benchmark: (\S+)$", line)
+        if m and last_job in started:
+            started[last_job] = (*started[last_job][:2], m.group(1))
             continue
         m = re.match(r"^Finished jobid: (\d+) \(Rule: (\w+)\)", line.strip())
         if m and int(m.group(1)) in started:
-            rule, start = started.pop(int(m.group(1)))
-            jobs.append({"rule": rule, "jobid": int(m.group(1)), "start": start, "end": ts})
+            rule, start, bench = started.pop(int(m.group(1)))
+            jobs.append({"rule": rule, "jobid": int(m.group(1)), "start": start, "end": ts,
+                         "benchmark": bench})
     return jobs
 
 
@@ -152,30 +159,42 @@ def _benchmarks(bench_dir: Path, since: float | None = None,
     return out
 
 
-def benchmarked_rules(rules_dir: Path = ROOT / "workflow" / "rules") -> set[str]:
-    """Names of the rules that have a ``benchmark:`` directive."""
-    names = set()
-    for smk in rules_dir.glob("*.smk"):
-        blocks = re.split(r"^(?=(?:local)?rule \w+:)", smk.read_text(), flags=re.MULTILINE)
-        for block in blocks:
-            m = re.match(r"(?:local)?rule (\w+):", block)
-            if m and re.search(r"^\s+benchmark:", block, re.MULTILINE):
-                names.add(m.group(1))
-    return names
+def _tsv_value(path: Path, column: str = "s") -> float | None:
+    lines = path.read_text().splitlines()
+    if len(lines) < 2:
+        return None
+    header, values = lines[0].split("\t"), lines[-1].split("\t")
+    try:
+        return float(values[header.index(column)])
+    except (ValueError, IndexError):
+        return None
 
 
-def overhead(wall: float, cores: int, jobs: list[dict], bench: dict[str, float]) -> dict:
-    """Wall time against the jobs' own compute / cores. Benchmarked jobs count with their
-    ``s``; the others (rules without ``benchmark:``) with their log duration."""
-    with_benchmark = benchmarked_rules()
-    unbenchmarked = [j for j in jobs if j["rule"] not in with_benchmark and j["rule"] != "all"]
-    log_s = sum((j["end"] - j["start"]).total_seconds() for j in unbenchmarked)
-    compute = sum(bench.values()) + log_s
+def overhead(wall: float, cores: int, jobs: list[dict], workdir: Path) -> dict:
+    """Wall time against the jobs' own compute / cores. A job counts with the ``s`` of its
+    benchmark file when it has one written during the job, else with its log duration."""
+    bench_s = log_s = 0.0
+    n_bench = n_log = 0
+    for j in jobs:
+        if j["rule"] == "all":
+            continue
+        tsv = workdir / j["benchmark"] if j.get("benchmark") else None
+        value = None
+        if tsv is not None and tsv.exists():
+            mtime = tsv.stat().st_mtime
+            if j["start"].timestamp() - 2 <= mtime <= j["end"].timestamp() + 2:
+                value = _tsv_value(tsv)
+        if value is not None:
+            bench_s += value
+            n_bench += 1
+        else:
+            log_s += (j["end"] - j["start"]).total_seconds()
+            n_log += 1
+    compute = bench_s + log_s
     ideal = compute / cores
     return {"wall_s": wall, "cores": cores, "compute_s": compute,
-            "compute_from_benchmark_files_s": sum(bench.values()),
-            "compute_from_log_s": log_s, "benchmarked_jobs": len(bench),
-            "other_jobs": len(unbenchmarked),
+            "compute_from_benchmark_files_s": bench_s, "compute_from_log_s": log_s,
+            "benchmarked_jobs": n_bench, "other_jobs": n_log,
             "overhead": wall / ideal - 1 if ideal > 0 else float("nan")}
 
 
@@ -274,6 +293,7 @@ def smoke_run(scratch: Path, name: str, cfg: dict, cores: int) -> dict:
     bench_dir = work / "results" / "benchmarks"
     bench = _benchmarks(bench_dir, since=started - 1)
     job_cpu = _benchmarks(bench_dir, since=started - 1, column="cpu_time")
+    row_overhead = overhead(wall, cores, jobs, work)
     n_jobs = sum(v for k, v in stats.items() if k not in ("all", "total"))
     row = {"name": name, "cores": cores, "jobs": n_jobs,
            "rounds": cfg["prune"]["rounds"], "models": len(cfg["models"]),
@@ -282,7 +302,7 @@ def smoke_run(scratch: Path, name: str, cfg: dict, cores: int) -> dict:
            # a job on threads: 1 should not keep more than one core busy
            "max_job_cpu_per_wall": max((job_cpu[k] / bench[k] for k in job_cpu
                                         if bench.get(k)), default=None)}
-    row.update(overhead(wall, cores, jobs, bench))
+    row.update(row_overhead)
     return row
 
 
@@ -320,8 +340,6 @@ def noop_rerun(work: Path, configfile: str | None, profile: bool = False) -> dic
 
 def demo_overhead() -> dict | None:
     """Overhead of the demo run in the checkout, from its largest complete Snakemake log."""
-    if not (ROOT / "results" / "report.html").exists():
-        return None
     logs = sorted((ROOT / ".snakemake" / "log").glob("*.snakemake.log"), reverse=True)
     logs.sort(key=lambda p: -p.read_text().count("Finished jobid"))  # stable: newest first
     for log in logs:
@@ -338,10 +356,9 @@ def demo_overhead() -> dict | None:
         start = dt.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S")
         end = max(j["end"] for j in jobs)
         wall = (end - start).total_seconds()
-        bench = _benchmarks(ROOT / "results" / "benchmarks", since=start.timestamp() - 1)
-        bench = {p: s for p, s in bench.items() if Path(p).stat().st_mtime <= end.timestamp() + 2}
-        row = overhead(wall, int(cores.group(1)), jobs, bench)
-        row.update(log=str(log), jobs=len(jobs))
+        row = overhead(wall, int(cores.group(1)), jobs, ROOT)
+        row.update(log=str(log), jobs=len([j for j in jobs if j["rule"] != "all"]),
+                   finished=end.isoformat(sep=" "))
         return row
     return None
 
