@@ -270,10 +270,12 @@ def apply_mask(model: nn.Module, mask: Mapping[str, torch.Tensor]) -> None:
 class MaskEnforcer:
     """Keeps pruned weights exactly zero during training.
 
-    Call :meth:`mask_grads` after ``backward()`` and before ``optimizer.step()`` (so Adam's
-    moment estimates stay zero at pruned positions) and :meth:`mask_weights` after the step
-    (so no weight decay, L2 or decoupled, moves them). Masks are precomputed on the
-    parameters' device and applied with one fused in-place multiply per call.
+    Call :meth:`mask_grads` after ``backward()`` and before ``optimizer.step()``: gradients and
+    so Adam's moment estimates stay zero at pruned positions, and with zero weights Adam's
+    update there (its L2 decay included) is exactly zero. :meth:`mask_weights` re-applies the
+    mask to the weights; ``train.fit`` calls it once per epoch as a safety net (AdamW's decoupled
+    decay of a zero weight is zero too). Masks are precomputed on the parameters' device and
+    applied with one fused in-place multiply per call.
     """
 
     def __init__(self, model: nn.Module, mask: Mapping[str, torch.Tensor]) -> None:
