@@ -94,9 +94,10 @@ def test_compact_model_equals_channel_masked_model(name, size):
     assert not compact.training
     assert sum(p.numel() for p in compact.parameters()) < sum(p.numel() for p in model.parameters())
     for g in structured.channel_groups(model):
-        conv = compact.get_submodule(g.conv)
-        assert conv.out_channels == int(cmask[g.conv].sum())
-        assert compact.get_submodule(g.norm).num_features == conv.out_channels
+        for conv_name, norm_name in g.writers:
+            conv = compact.get_submodule(conv_name)
+            assert conv.out_channels == int(cmask[g.name].sum())
+            assert compact.get_submodule(norm_name).num_features == conv.out_channels
     # the masked model's zeros are exactly the weight mask's
     state = masked.state_dict()
     for k, m in wmask.items():
@@ -121,8 +122,16 @@ def test_compact_keeps_the_original_untouched_and_full_mask_is_identity():
         assert torch.equal(v, before[k]), k
 
 
-@pytest.mark.parametrize(("name", "bn"), [("cnn5", "features.block1.bn"), ("mesonet", "block1.bn")])
-def test_masked_training_keeps_pruned_channels_at_zero(name, bn):
+@pytest.mark.parametrize(
+    ("name", "group", "bn"),
+    [
+        ("cnn5", "features.block1.conv", "features.block1.bn"),
+        ("mesonet", "block1.conv", "block1.bn"),
+        ("resnet18", "layer2", "layer2.1.bn2"),  # a residual stream: written by three convs
+        ("resnet18", "layer1", "bn1"),  # the stem writes the first stream
+    ],
+)
+def test_masked_training_keeps_pruned_channels_at_zero(name, group, bn):
     # only the weight mask is enforced: biases and BN of pruned channels get no gradient
     model = randomised(name, 32)
     cmask = structured.channel_mask(model, None, 0.5, "local")
@@ -142,13 +151,40 @@ def test_masked_training_keeps_pruned_channels_at_zero(name, bn):
         enforcer.mask_weights()
     model.eval()
     norm = model.get_submodule(bn)
-    drop = ~cmask[bn.replace(".bn", ".conv")]
+    drop = ~cmask[group]
+    assert bool(drop.any())
     assert not bool(norm.bias[drop].any()) and not bool(norm.weight[drop].any())
     assert bool(norm.bias[~drop].ne(0).any())  # the rest did train
+    assert structured._stray_channel_params(model, cmask) == []
     x = torch.randn(2, 3, 32, 32)
     with torch.inference_mode():
         compact = structured.compact_model(model, cmask)
         assert torch.allclose(compact(x), model(x), atol=1e-5, rtol=0)
+
+
+def test_resnet_residual_streams_are_pruned_in_all_their_writers():
+    model = randomised("resnet18", 32)
+    groups = {g.name: g for g in structured.channel_groups(model)}
+    assert len(groups) == 8 + 4  # the inner conv of each BasicBlock, a stream per stage
+    assert groups["layer1"].writers == (
+        ("conv1", "bn1"),
+        ("layer1.0.conv2", "layer1.0.bn2"),
+        ("layer1.1.conv2", "layer1.1.bn2"),
+    )
+    assert groups["layer2"].writers[0] == ("layer2.0.downsample.0", "layer2.0.downsample.1")
+    assert ("layer2.0.downsample.0", 1) in groups["layer1"].consumers
+    assert groups["layer4"].consumers[-1] == ("fc", 1)
+    total = sum(m.numel() for m in structured.full_channel_mask(model).values())
+    assert total == (64 + 64 + 128 + 128 + 256 + 256 + 512 + 512) + (64 + 128 + 256 + 512)
+    cmask = structured.channel_mask(model, None, 0.5, "local")
+    assert int(cmask["layer3"].sum()) == 128
+    compact = structured.compact_model(model, cmask)
+    assert compact.conv1.out_channels == 32 and compact.fc.in_features == 256
+    assert compact.layer3[1].conv1.in_channels == 128
+    assert compact.layer3[0].conv1.in_channels == 64  # reads the layer2 stream
+    # half of every width: about a quarter of the conv weights remain
+    ratio = structured.count_parameters(compact) / structured.count_parameters(model)
+    assert 0.2 < ratio < 0.3
 
 
 def test_bad_input():

@@ -6,23 +6,29 @@ the prunable convolutions, ranked by the L1 norm of their filters, in every laye
 (``local``) or over the whole network with each filter's norm divided by the mean norm of its
 layer's surviving filters (``global``). Every layer keeps at least one channel.
 
-A channel mask is plain data like a weight mask: ``{conv module name: bool tensor (C_out,)}``,
-``True`` for a surviving channel, for every conv whose channels can be pruned. Which convs
-those are is fixed per architecture (:func:`channel_groups`):
+A channel mask is plain data like a weight mask: ``{group name: bool tensor (C,)}``, ``True``
+for a surviving channel, for every group of channels that can be pruned. A group is a set of
+channels written by one or more convs (each with its BatchNorm) and read by the next layers;
+the groups are fixed per architecture (:func:`channel_groups`) and named by their conv:
 
 - ``cnn5``: the five block convs (BN and the next conv's inputs, or the linear head, follow);
 - ``mesonet``: the four block convs (the last one feeds ``classifier.fc1`` through a flatten,
   so each channel owns ``side × side`` of its inputs);
 - ``resnet18`` (any torchvision ResNet): the inner conv of every residual block (``conv1`` of
-  a BasicBlock; ``conv1`` and ``conv2`` of a Bottleneck), so the residual shapes never change.
+  a BasicBlock; ``conv1`` and ``conv2`` of a Bottleneck), and the residual stream of every
+  stage, named ``layer1`` … ``layer4``: its channels are written by the stem (stage 1), the
+  stage's downsampling conv and the last conv of every block, all added together, and read
+  by every block's first conv, the next stage's downsampling conv and the linear head. A
+  stream channel is pruned in all of its writers at once, so the additions stay aligned.
 
-A pruned channel outputs exactly zero: its filter, conv bias and BN scale and shift are zero
-(:func:`apply_channel_mask`). The weight mask (for :class:`~deepfake_lth.pruning.MaskEnforcer`)
-covers the channel's filter and the next layer's inputs from it, so it counts every weight the
-compact model drops; and since the rest of the network reads the channel only through those
-masked (zero) inputs, no gradient reaches the channel's bias or BN parameters, which therefore
-stay zero through training (weight decay of a zero is zero). :func:`compact_model` then builds
-the physically smaller dense model with the same function.
+A pruned channel outputs exactly zero: its filters, conv biases and BN scales and shifts are
+zero (:func:`apply_channel_mask`), and a sum of zeros (a residual addition) is zero. The weight
+mask (for :class:`~deepfake_lth.pruning.MaskEnforcer`) covers the channel's filters and the
+next layers' inputs from it, so it counts every weight the compact model drops; and since the
+rest of the network reads the channel only through those masked (zero) inputs, no gradient
+reaches the channel's biases or BN parameters, which therefore stay zero through training
+(weight decay of a zero is zero). :func:`compact_model` then builds the physically smaller
+dense model with the same function.
 """
 
 from __future__ import annotations
@@ -48,11 +54,16 @@ CRITERIA = ("global", "local")
 
 @dataclass(frozen=True)
 class ChannelGroup:
-    """One prunable conv: its BN and the layers that read its output channels."""
+    """Channels pruned together: the convs that write them and the layers that read them."""
 
-    conv: str  # module name of the conv whose output channels are pruned
-    norm: str  # module name of the BatchNorm2d over those channels
+    name: str  # key of the group in a channel mask
+    writers: tuple[tuple[str, str], ...]  # (conv, BatchNorm2d) module names writing the channels
     consumers: tuple[tuple[str, int], ...]  # (module name, inputs per channel) of the readers
+
+    @classmethod
+    def single(cls, conv: str, norm: str, consumers: tuple[tuple[str, int], ...]) -> ChannelGroup:
+        """The output channels of one conv, named by it."""
+        return cls(conv, ((conv, norm),), consumers)
 
 
 # --------------------------------------------------------------------------- architecture
@@ -70,7 +81,9 @@ def channel_groups(model: nn.Module) -> list[ChannelGroup]:
         names = [n for n, _ in model.features.named_children()]
         for i, name in enumerate(names):
             nxt = (f"features.{names[i + 1]}.conv", 1) if i + 1 < len(names) else ("fc", 1)
-            groups.append(ChannelGroup(f"features.{name}.conv", f"features.{name}.bn", (nxt,)))
+            groups.append(
+                ChannelGroup.single(f"features.{name}.conv", f"features.{name}.bn", (nxt,))
+            )
     elif isinstance(model, Meso4):
         blocks = ["block1", "block2", "block3", "block4"]
         last = model.block4.conv.out_channels
@@ -84,22 +97,51 @@ def channel_groups(model: nn.Module) -> list[ChannelGroup]:
                     per_channel,
                 )
             )
-            groups.append(ChannelGroup(f"{name}.conv", f"{name}.bn", (nxt,)))
+            groups.append(ChannelGroup.single(f"{name}.conv", f"{name}.bn", (nxt,)))
     elif isinstance(model, ResNet):
-        for layer in ("layer1", "layer2", "layer3", "layer4"):
-            for idx, block in getattr(model, layer).named_children():
-                p = f"{layer}.{idx}"
-                if isinstance(block, Bottleneck):
-                    groups.append(ChannelGroup(f"{p}.conv1", f"{p}.bn1", ((f"{p}.conv2", 1),)))
-                    groups.append(ChannelGroup(f"{p}.conv2", f"{p}.bn2", ((f"{p}.conv3", 1),)))
-                elif isinstance(block, BasicBlock):
-                    groups.append(ChannelGroup(f"{p}.conv1", f"{p}.bn1", ((f"{p}.conv2", 1),)))
+        groups = _resnet_groups(model, BasicBlock, Bottleneck)
     else:
         raise UserError(
             f"structured pruning supports cnn5, mesonet and resnet18, not "
             f"{type(model).__name__}; use unstructured IMP (imp-round) for this model"
         )
     return groups
+
+
+def _resnet_groups(model: nn.Module, basic: type, bottleneck: type) -> list[ChannelGroup]:
+    """Inner groups of every block, then the residual stream of every stage."""
+    inner: list[ChannelGroup] = []
+    streams: list[ChannelGroup] = []
+    name, writers, readers = "layer1", [("conv1", "bn1")], []
+    for layer in ("layer1", "layer2", "layer3", "layer4"):
+        for idx, block in getattr(model, layer).named_children():
+            p = f"{layer}.{idx}"
+            if isinstance(block, bottleneck):
+                inner.append(ChannelGroup.single(f"{p}.conv1", f"{p}.bn1", ((f"{p}.conv2", 1),)))
+                inner.append(ChannelGroup.single(f"{p}.conv2", f"{p}.bn2", ((f"{p}.conv3", 1),)))
+                last = (f"{p}.conv3", f"{p}.bn3")
+            elif isinstance(block, basic):
+                inner.append(ChannelGroup.single(f"{p}.conv1", f"{p}.bn1", ((f"{p}.conv2", 1),)))
+                last = (f"{p}.conv2", f"{p}.bn2")
+            else:
+                raise UserError(f"structured pruning does not know the ResNet block {p}")
+            readers.append((f"{p}.conv1", 1))
+            down = block.downsample
+            if down is not None:  # the block starts a new stream from the current one
+                if not (
+                    isinstance(down, nn.Sequential)
+                    and len(down) == 2
+                    and isinstance(down[0], nn.Conv2d)
+                    and isinstance(down[1], nn.BatchNorm2d)
+                ):
+                    raise UserError(f"structured pruning needs {p}.downsample to be conv + BN")
+                readers.append((f"{p}.downsample.0", 1))
+                streams.append(ChannelGroup(name, tuple(writers), tuple(readers)))
+                name, writers, readers = layer, [(f"{p}.downsample.0", f"{p}.downsample.1")], []
+            writers.append(last)
+    readers.append(("fc", 1))
+    streams.append(ChannelGroup(name, tuple(writers), tuple(readers)))
+    return inner + streams
 
 
 def _module(model: nn.Module, name: str) -> nn.Module:
@@ -111,12 +153,13 @@ def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
     setattr(model.get_submodule(parent) if parent else model, child, new)
 
 
+def _width(model: nn.Module, g: ChannelGroup) -> int:
+    return _module(model, g.writers[0][0]).out_channels
+
+
 def full_channel_mask(model: nn.Module) -> ChannelMask:
     """All-True channel mask (no channel pruned) of ``model``."""
-    return {
-        g.conv: torch.ones(_module(model, g.conv).out_channels, dtype=torch.bool)
-        for g in channel_groups(model)
-    }
+    return {g.name: torch.ones(_width(model, g), dtype=torch.bool) for g in channel_groups(model)}
 
 
 def check_channel_mask(
@@ -124,7 +167,7 @@ def check_channel_mask(
 ) -> ChannelMask:
     """``cmask`` validated against ``model``'s channel groups; UserError otherwise."""
     groups = channel_groups(model)
-    want = {g.conv for g in groups}
+    want = {g.name for g in groups}
     if set(cmask) != want:
         extra, missing = sorted(set(cmask) - want), sorted(want - set(cmask))
         raise UserError(
@@ -133,16 +176,16 @@ def check_channel_mask(
         )
     out: ChannelMask = {}
     for g in groups:
-        m = cmask[g.conv]
-        n = _module(model, g.conv).out_channels
+        m = cmask[g.name]
+        n = _width(model, g)
         if not isinstance(m, torch.Tensor) or m.dtype != torch.bool or tuple(m.shape) != (n,):
             raise UserError(
-                f"{source}: entry {g.conv!r} must be a bool tensor of shape ({n},); the channel "
+                f"{source}: entry {g.name!r} must be a bool tensor of shape ({n},); the channel "
                 "mask belongs to another architecture"
             )
         if not bool(m.any()):
-            raise UserError(f"{source}: layer {g.conv!r} keeps no channel; keep at least one")
-        out[g.conv] = m.detach().cpu()
+            raise UserError(f"{source}: layer {g.name!r} keeps no channel; keep at least one")
+        out[g.name] = m.detach().cpu()
     return out
 
 
@@ -162,11 +205,30 @@ def channel_counts(cmask: Mapping[str, torch.Tensor]) -> dict[str, int]:
 
 
 def filter_norms(model: nn.Module) -> dict[str, torch.Tensor]:
-    """L1 norm of every output filter of every prunable conv (float32, CPU)."""
+    """L1 norm of every output filter of every conv that writes prunable channels, by conv
+    name (float32, CPU)."""
     return {
-        g.conv: _module(model, g.conv).weight.detach().abs().float().cpu().flatten(1).sum(1)
+        conv: _module(model, conv).weight.detach().abs().float().cpu().flatten(1).sum(1)
         for g in channel_groups(model)
+        for conv, _ in g.writers
     }
+
+
+def channel_scores(model: nn.Module, cmask: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Score of every channel of every group: the L1 norm of its filter divided by the mean
+    norm of the surviving filters of the same conv, averaged over the group's writers (one
+    for a plain conv, so the order within it is that of the filter norms)."""
+    norms = filter_norms(model)
+    out = {}
+    for g in channel_groups(model):
+        alive = cmask[g.name]
+        total = torch.zeros(alive.numel())
+        for conv, _ in g.writers:
+            mean = float(norms[conv][alive].mean()) if bool(alive.any()) else 0.0
+            if mean > 0:
+                total += norms[conv] / mean
+        out[g.name] = total / len(g.writers)
+    return out
 
 
 def _remove(order: torch.Tensor, owner: list[tuple[str, int]], alive: dict, n: int) -> None:
@@ -204,21 +266,19 @@ def channel_mask(
         if prev_channel_mask is None
         else check_channel_mask(model, prev_channel_mask, "previous channel mask")
     )
-    norms = filter_norms(model)
+    score = channel_scores(model, prev)
     alive = {name: m.clone() for name, m in prev.items()}
     if criterion == "local":
         for name, a in alive.items():
             idx = a.nonzero().squeeze(1)
             n = int(rate * len(idx) + 0.5)
-            order = idx[torch.sort(norms[name][idx], stable=True).indices]
+            order = idx[torch.sort(score[name][idx], stable=True).indices]
             _remove(torch.arange(len(order)), [(name, int(c)) for c in order], {name: a}, n)
         return alive
     scores, owner = [], []
     for name, a in alive.items():
         idx = a.nonzero().squeeze(1)
-        s = norms[name][idx]
-        mean = float(s.mean()) if len(s) else 0.0
-        scores.append(s / mean if mean > 0 else torch.zeros_like(s))
+        scores.append(score[name][idx])
         owner += [(name, int(c)) for c in idx]
     flat = torch.cat(scores) if scores else torch.zeros(0)
     n = int(rate * flat.numel() + 0.5)
@@ -235,8 +295,9 @@ def channel_weight_mask(model: nn.Module, cmask: Mapping[str, torch.Tensor]) -> 
     cmask = check_channel_mask(model, cmask)
     mask = full_mask(model)
     for g in channel_groups(model):
-        drop = ~cmask[g.conv]
-        mask[f"{g.conv}.weight"][drop] = False
+        drop = ~cmask[g.name]
+        for conv, _ in g.writers:
+            mask[f"{conv}.weight"][drop] = False
         for name, per in g.consumers:
             m = mask[f"{name}.weight"]
             m.view(m.shape[0], -1, per, *m.shape[2:])[:, drop] = False
@@ -244,9 +305,12 @@ def channel_weight_mask(model: nn.Module, cmask: Mapping[str, torch.Tensor]) -> 
 
 
 def _per_channel_params(model: nn.Module, g: ChannelGroup) -> list[torch.Tensor]:
-    """The non-prunable parameters of a channel group: conv bias, BN scale and shift."""
-    conv, norm = _module(model, g.conv), _module(model, g.norm)
-    return [p for p in (conv.bias, norm.weight, norm.bias) if p is not None]
+    """The non-prunable parameters of a channel group: conv biases, BN scales and shifts."""
+    out = []
+    for conv_name, norm_name in g.writers:
+        conv, norm = _module(model, conv_name), _module(model, norm_name)
+        out += [p for p in (conv.bias, norm.weight, norm.bias) if p is not None]
+    return out
 
 
 def apply_channel_mask(model: nn.Module, cmask: Mapping[str, torch.Tensor]) -> dict:
@@ -259,7 +323,7 @@ def apply_channel_mask(model: nn.Module, cmask: Mapping[str, torch.Tensor]) -> d
     apply_mask(model, mask)
     with torch.no_grad():
         for g in channel_groups(model):
-            keep = cmask[g.conv]
+            keep = cmask[g.name]
             for p in _per_channel_params(model, g):
                 p.mul_(keep.to(device=p.device, dtype=p.dtype))
     return mask
@@ -337,16 +401,18 @@ def compact_model(model: nn.Module, cmask: Mapping[str, torch.Tensor]) -> nn.Mod
     new = copy.deepcopy(model)
     out_idx: dict[str, torch.Tensor] = {}
     in_idx: dict[str, torch.Tensor] = {}
+    norms: dict[str, torch.Tensor] = {}
     for g in groups:
-        keep = cmask[g.conv]
-        out_idx[g.conv] = keep.nonzero().squeeze(1)
+        keep = cmask[g.name]
+        for conv, norm in g.writers:
+            out_idx[conv] = norms[norm] = keep.nonzero().squeeze(1)
         for name, per in g.consumers:
             in_idx[name] = (keep.repeat_interleave(per)).nonzero().squeeze(1)
-    for g in groups:
-        bn = _module(new, g.norm)
+    for name, idx in norms.items():
+        bn = _module(new, name)
         if not isinstance(bn, nn.BatchNorm2d):
-            raise UserError(f"{g.norm} is not a BatchNorm2d; cannot compact {type(model).__name__}")
-        _set_module(new, g.norm, _sliced_norm(bn, out_idx[g.conv]).train(bn.training))
+            raise UserError(f"{name} is not a BatchNorm2d; cannot compact {type(model).__name__}")
+        _set_module(new, name, _sliced_norm(bn, idx).train(bn.training))
     for name in dict.fromkeys([*out_idx, *in_idx]):
         old = _module(new, name)
         if isinstance(old, nn.Conv2d):
@@ -482,9 +548,9 @@ def _stray_channel_params(model: nn.Module, cmask: Mapping[str, torch.Tensor]) -
     """Channel groups whose pruned channels have a nonzero bias or BN parameter."""
     out = []
     for g in channel_groups(model):
-        drop = ~cmask[g.conv].to(next(model.parameters()).device)
+        drop = ~cmask[g.name].to(next(model.parameters()).device)
         if any(bool(p.detach()[drop].any()) for p in _per_channel_params(model, g)):
-            out.append(g.conv)
+            out.append(g.name)
     return out
 
 
