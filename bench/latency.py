@@ -25,13 +25,13 @@ import platform
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from deepfake_lth import export, pruning, structured
+from deepfake_lth.latency import count_macs, time_models
 from deepfake_lth.models import build_model
 
 SIZE_MODELS = [("mesonet", 256), ("mesonet", 64), ("cnn5", 64), ("resnet18", 64), ("xception", 71)]
@@ -49,29 +49,6 @@ def _randomise_norms(model: nn.Module, gen: torch.Generator) -> None:
                 m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
                 m.weight.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
                 m.bias.copy_(torch.rand(m.num_features, generator=gen) - 0.5)
-
-
-def count_macs(model: nn.Module, size: int) -> int:
-    """Multiply-accumulates of one forward pass of a single image (convs and linears)."""
-    total = 0
-
-    def hook(m: nn.Module, _inputs: tuple, out: torch.Tensor) -> None:
-        nonlocal total
-        if isinstance(m, nn.Conv2d):
-            k = m.kernel_size[0] * m.kernel_size[1]
-            total += out.numel() * (m.in_channels // m.groups) * k
-        else:
-            total += m.in_features * m.out_features
-
-    layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    handles = [m.register_forward_hook(hook) for m in layers]
-    try:
-        with torch.inference_mode():
-            model(torch.zeros(1, 3, size, size))
-    finally:
-        for h in handles:
-            h.remove()
-    return total
 
 
 def make_model(name: str, size: int, seed: int = 0) -> nn.Module:
@@ -174,23 +151,6 @@ def variants(name: str, size: int) -> list[dict]:
     return out
 
 
-def time_variants(
-    models: list[nn.Module], x: torch.Tensor, warmup: int, repeats: int
-) -> list[list[float]]:
-    """Seconds per forward of every model, timed round-robin after ``warmup`` passes each."""
-    times: list[list[float]] = [[] for _ in models]
-    with torch.inference_mode():
-        for _ in range(warmup):
-            for m in models:
-                m(x)
-        for _ in range(repeats):
-            for i, m in enumerate(models):
-                t0 = time.perf_counter()
-                m(x)
-                times[i].append(time.perf_counter() - t0)
-    return times
-
-
 def latency_table(
     models: list[tuple[str, int]],
     threads: list[int],
@@ -205,7 +165,7 @@ def latency_table(
             torch.set_num_threads(n_threads)
             for batch in batches:
                 x = torch.randn(batch, 3, size, size)
-                times = time_variants([v["model"] for v in vs], x, warmup, repeats)
+                times = time_models([v["model"] for v in vs], x, warmup, repeats)
                 medians = [statistics.median(t) for t in times]
                 for v, t, med in zip(vs, times, medians, strict=True):
                     rows.append(

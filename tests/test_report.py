@@ -291,7 +291,7 @@ def test_report_reads_gradcam_stage_output(tmp_path):
 
 # --------------------------------------------------------------------------- beyond the paper
 
-EXTRA_IDS = ["controls", "pai", "step-sizes", "seeds", "separability"]
+EXTRA_IDS = ["controls", "pai", "step-sizes", "seeds", "separability", "latency"]
 
 
 def fabricate_beyond(root, seeds=(0, 1, 2)):
@@ -319,6 +319,19 @@ def fabricate_beyond(root, seeds=(0, 1, 2)):
                       "probe_acc_std": [0.02, 0.03, 0.04], "silhouette": [0.1, 0.08, 0.05],
                       "n_samples": 100, "feature_dim": 16, "folds": 5}
                      ).to_csv(sep / "imp-global.csv", index=False)
+        lat = res / "latency" / "dsA" / "mesonet" / f"seed{seed}"
+        lat.mkdir(parents=True, exist_ok=True)
+        rows = []
+        for batch, dense_ms in ((1, 2.0), (32, 40.0)):
+            for method, level, s, cs, params, ms in (
+                    ("dense", "dense", 0.0, 0.0, 15000, dense_ms),
+                    ("imp-global", "round4", 0.8, 0.0, 15000, dense_ms * 1.02),
+                    ("structured-local", "round3", 0.75, 0.488, 4000, dense_ms / (2 + seed))):
+                rows.append({"method": method, "level": level, "sparsity": s,
+                             "channel_sparsity": cs, "params": params, "macs": params * 100,
+                             "batch": batch, "threads": 1, "median_ms": ms, "min_ms": ms * 0.9,
+                             "speedup_vs_dense": dense_ms / ms})
+        pd.DataFrame(rows).to_csv(lat / "latency.csv", index=False)
     return res
 
 
@@ -329,7 +342,8 @@ def beyond_config(seeds=(0, 1, 2)):
                 "prune": {"rate": 0.2, "rounds": 4, "criteria": ["global", "local"]},
                 "prune_at_init": {"methods": ["snip", "grasp"]},
                 "step_sizes": {"rates": [0.05]},
-                "separability": {"methods": ["imp-global"]}})
+                "separability": {"methods": ["imp-global"]},
+                "latency": {"methods": ["imp-global", "structured-local"]}})
     return cfg
 
 
@@ -354,8 +368,8 @@ def test_sections_beyond_the_paper_when_configured(beyond):
     for sid in EXTRA_IDS + ["claims"]:
         assert f'<section id="{sid}">' in html and f'href="#{sid}"' in html
         numbers.append(int(re.search(r"<h2>(\d+)\.", section(html, sid)).group(1)))
-    assert numbers == list(range(5, 11))
-    assert "<h2>11. Provenance</h2>" in html
+    assert numbers == list(range(5, 12))
+    assert "<h2>12. Provenance</h2>" in html
     pngs = {p.name for p in (root / "figures").glob("*.png")}
     assert {"controls_dsA.png", "pai_dsA.png", "step_sizes_dsA.png",
             "separability_dsA_mesonet.png"} <= pngs
@@ -400,6 +414,15 @@ def test_sections_beyond_the_paper_when_configured(beyond):
     rows = {r[1]: r for r in cells(sep, "IMP-Global")}
     assert rows["round1"][3:5] == ["3", "69.0"] and rows["round4"][7] == "0.050"
 
+    lat = section(html, "latency")
+    rows = {m: cells(lat, m)[0] for m in ("Dense", "IMP-Global", "Structured-Local")}
+    assert rows["Dense"][1:] == ["dense", "0.0", "0.0", "15,000", "1.50", "2.00 (1.00×)",
+                                 "40.00 (1.00×)"]
+    assert rows["IMP-Global"][6:] == ["2.04 (0.98×)", "40.80 (0.98×)"]
+    # the mean over seeds of 2 ms / (2, 3, 4) and of the speed-ups 2×, 3×, 4×
+    assert rows["Structured-Local"][2:4] == ["75.0", "48.8"]
+    assert rows["Structured-Local"][6] == f"{np.mean([1.0, 2 / 3, 0.5]):.2f} (3.00×)"
+
 
 def verdicts(html: str) -> dict[str, str]:
     part = section(html, "claims")
@@ -428,7 +451,7 @@ def test_claims_table_verdicts(beyond):
 def test_sections_hidden_unless_configured(built, tmp_path):
     _, html = built  # two seeds, nothing else beyond the paper
     assert '<section id="seeds">' in html and '<section id="claims">' in html
-    for sid in ["controls", "pai", "step-sizes", "separability"]:
+    for sid in ["controls", "pai", "step-sizes", "separability", "latency"]:
         assert f'<section id="{sid}">' not in html and f'href="#{sid}"' not in html
     # results on disk do not bring a section back: the config decides
     run = tmp_path / "results" / "dsA" / "mesonet" / "seed0"
@@ -445,7 +468,7 @@ def test_sections_hidden_unless_configured(built, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     html2 = report.build_report(empty, beyond_config(), tmp_path / "e.html").read_text()
-    for sid in ["controls", "pai", "step-sizes", "separability"]:
+    for sid in ["controls", "pai", "step-sizes", "separability", "latency"]:
         assert "not run" in section(html2, sid)
     assert set(verdicts(html2).values()) == {"not enough evidence"}
 

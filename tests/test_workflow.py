@@ -111,6 +111,15 @@ def test_smoke_dag_writes_the_contract_files(work):
     delta = pd.read_csv(res / "gradcam" / "smoke-videos" / "mesonet" / "seed0" / "imp-global" / "delta.csv")
     assert (delta.loc[delta["sparsity"] == 0, "delta_l"] == 0).all()
     assert delta.groupby("sparsity")["row"].apply(frozenset).nunique() == 1
+    lat = pd.read_csv(res / "latency" / "smoke-images" / "mesonet" / "seed0" / "latency.csv")
+    assert set(zip(lat["method"], lat["level"], strict=True)) == {
+        ("dense", "dense"), ("imp-global", "round1"), ("imp-global", "round2"),
+        ("structured-local", "round1")}
+    assert sorted(lat["batch"].unique()) == [1, 4]
+    compact = lat[lat["method"] == "structured-local"]
+    assert (compact["channel_sparsity"] > 0).all()
+    assert (compact["params"] < lat.loc[lat["method"] == "dense", "params"].iloc[0]).all()
+    assert '<section id="latency">' in (res / "report.html").read_text()
 
 
 def test_nothing_reruns_when_nothing_changed(work):
@@ -150,6 +159,8 @@ def test_editing_a_module_reruns_its_stage(work):
     assert {r for r, _ in planned(work)} == {"gradcam", "report"}
     rules = {r for r, _ in planned(work, change={"gradcam": {"samples_per_class": 3}})}
     assert rules == {"gradcam", "report"}
+    _edit(work / "src" / "deepfake_lth" / "latency.py")
+    assert {r for r, _ in planned(work)} == {"gradcam", "latency", "report"}
 
 
 def test_rerun_from_one_round_and_until(work):

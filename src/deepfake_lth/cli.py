@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "transfer": ("deepfake_lth.stages", "train a ticket of one dataset on another"),
     "gradcam": ("deepfake_lth.gradcam", "Grad-CAM heatmaps and their change across sparsities"),
     "separability": ("deepfake_lth.separability", "probe and silhouette of penultimate features"),
+    "latency": ("deepfake_lth.latency", "CPU latency of the dense network and its tickets"),
     "report": ("deepfake_lth.report", "the study's self-contained HTML report"),
     "export": ("deepfake_lth.export", "write a compact ticket with only surviving weights"),
     "detect": ("deepfake_lth.detect", "fake probability for new videos or images"),

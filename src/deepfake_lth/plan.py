@@ -174,6 +174,9 @@ def method_levels(config: dict, dataset: str, model: str, seed: int, method: str
         for s in levels:
             out.append(Level(method, s, base / method / f"sparsity{pct(s)}",
                              nearest_round(config, s)))
+    elif method.startswith("structured-"):
+        for k in range(1, config["structured"]["rounds"] + 1):
+            out.append(Level(method, imp_sparsity(rate, k), base / method / f"round{k}", k))
     elif "-rate" in method:
         step, rounds = step_size_rate(config, method)
         for k in range(1, rounds + 1):

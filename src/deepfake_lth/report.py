@@ -981,6 +981,78 @@ def separability_section(results_dir: Path, config: dict, figures: _Figures) -> 
     return section
 
 
+def collect_latency(results_dir: str | Path, config: dict | None = None):
+    """Every results/latency/{dataset}/{model}/seed{s}/latency.csv as one DataFrame."""
+    import pandas as pd
+
+    from deepfake_lth.latency import COLUMNS
+
+    config = config or {}
+    datasets, models, seeds = _wanted(config)
+    frames = []
+    base = Path(results_dir) / "latency"
+    for path in sorted(base.glob("*/*/seed*/latency.csv")):
+        dataset, model, seed_dir, _ = path.relative_to(base).parts
+        seed = _seed(seed_dir)
+        if seed is None or (datasets and dataset not in datasets):
+            continue
+        if (models and model not in models) or (seeds and seed not in seeds):
+            continue
+        try:
+            df = pd.read_csv(path)
+        except (OSError, ValueError) as exc:
+            log.warning("skipping %s: %s", path, exc)
+            continue
+        if not set(COLUMNS) <= set(df.columns):
+            log.warning("skipping %s: not a latency table", path)
+            continue
+        frames.append(df.assign(dataset=dataset, model=model, seed=seed))
+    if not frames:
+        return pd.DataFrame(columns=["dataset", "model", "seed", *COLUMNS])
+    return pd.concat(frames, ignore_index=True)
+
+
+def latency_section(results_dir: Path, config: dict) -> Section:
+    """CPU latency of the dense network and the tickets, per dataset and model."""
+    data = collect_latency(results_dir, config)
+    threads = sorted({int(t) for t in data["threads"]}) if not data.empty else []
+    section = Section(
+        "latency", "Latency of the tickets on CPU",
+        "Median time of one forward pass on CPU "
+        f"({', '.join(map(str, threads)) or 'fixed'} torch thread(s)) of the dense network "
+        "and of each ticket, all timed side by side in one job (round-robin, so other load "
+        "falls on all alike); the speed-up is the dense median over the ticket's. An "
+        "unstructured ticket is a masked dense network and does the same work as the dense "
+        "one; a structured ticket is compacted first (its pruned channels removed), as it "
+        "would be deployed. MMACs: multiply-accumulates of one image.",
+        empty="no latency results yet (results/latency/).",
+    )
+    for (dataset, model), df in data.groupby(["dataset", "model"], sort=True):
+        batches = sorted({int(b) for b in df["batch"]})
+        table = Table(
+            f"{dataset} / {model}",
+            ["Method", "Level", "Sparsity (%)", "Channels pruned (%)", "Params", "MMACs",
+             *[f"batch {b}: ms (speed-up)" for b in batches]],
+            text_columns=2,
+            note=f"{_seeds_words(df)}; times are means over seeds of each seed's median.",
+        )
+        levels = df.groupby(["method", "level"], sort=False)
+        order = sorted(levels.groups, key=lambda key: (
+            key[0] != "dense", _method_key(key[0]), float(levels.get_group(key)["sparsity"].mean())))
+        for method, level in order:
+            g = levels.get_group((method, level))
+            cells = [method_label(method), str(level), _pct(g["sparsity"].mean()),
+                     _pct(g["channel_sparsity"].mean()), _int(g["params"].mean()),
+                     f"{g['macs'].mean() / 1e6:.2f}"]
+            for b in batches:
+                gb = g[g["batch"] == b]
+                cells.append("–" if gb.empty else
+                             f"{gb['median_ms'].mean():.2f} ({gb['speedup_vs_dense'].mean():.2f}×)")
+            table.rows.append(cells)
+        section.parts.append(Part(f"{dataset} / {model}", None, [table]))
+    return section
+
+
 def claims_rows(runs, transfers, gradcam_runs: list[GradcamRun], config: dict) -> list:
     """The paper's claims with this run's verdicts (see deepfake_lth.stats)."""
     import pandas as pd
@@ -1004,6 +1076,7 @@ def enabled_sections(config: dict) -> dict[str, bool]:
         "step-sizes": bool((config.get("step_sizes") or {}).get("rates")),
         "seeds": len(config.get("seeds") or []) > 1,
         "separability": bool((config.get("separability") or {}).get("methods")),
+        "latency": bool((config.get("latency") or {}).get("methods")),
     }
 
 
@@ -1160,6 +1233,8 @@ def build_report(
         extras.append(seeds_section(runs, config, model_order))
     if enabled["separability"]:
         extras.append(separability_section(results_dir, config, figures))
+    if enabled["latency"]:
+        extras.append(latency_section(results_dir, config))
     for number, section in enumerate(extras, start=5):
         section.number = number
     claims = claims_rows(runs, transfers, gradcam_runs, config)

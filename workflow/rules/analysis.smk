@@ -86,12 +86,51 @@ rule separability:
         "--spec {params.spec:q} --out {output.csv} > {log} 2>&1"
 
 
+def latency_levels(w):
+    """The dense network, then every ticket of each configured latency method."""
+    out = []
+    for method in latency_methods(w.model):
+        for lv in plan.method_levels(config, w.dataset, w.model, int(w.seed), method):
+            if lv.method == "dense" and out:
+                continue
+            out.append({"method": lv.method, "level": lv.path.name, "path": str(lv.path)})
+    return out
+
+
+rule latency:
+    """CPU latency of the dense network and the run's tickets, timed side by side."""
+    input:
+        checkpoints=lambda w: [f"{lv['path']}/checkpoint.pt" for lv in latency_levels(w)],
+        metrics=lambda w: [f"{lv['path']}/metrics.json" for lv in latency_levels(w)],
+        code=code("latency.py", "structured.py") + TRAIN_CODE,
+    output:
+        csv=f"{RESULTS}/latency/{{dataset}}/{{model}}/seed{{seed}}/latency.csv",
+    params:
+        levels=lambda w: as_json(latency_levels(w)),
+        spec=lambda w: as_json({
+            "input_size": config["models"][w.model].get("input_size"),
+            "batch_sizes": config["latency"]["batch_sizes"],
+            "repeats": config["latency"]["repeats"],
+            "warmup": config["latency"]["warmup"],
+            "threads": config["threads"],
+        }),
+    threads: config["threads"]
+    log:
+        f"{LOGS}/latency/{{dataset}}-{{model}}-seed{{seed}}.log",
+    benchmark:
+        f"{BENCH}/latency/{{dataset}}-{{model}}-seed{{seed}}.tsv"
+    shell:
+        "{DLTH} latency --levels {params.levels:q} --model {wildcards.model} "
+        "--spec {params.spec:q} --out {output.csv} > {log} 2>&1"
+
+
 def report_inputs(w):
     out = []
     for d in DATASETS:
         out += [f"{RESULTS}/{d}/faces/extraction_log.csv", f"{RESULTS}/{d}/faces/summary.json"]
         out += study_metrics(d)
-    return out + transfer_metrics() + gradcam_outputs() + separability_outputs()
+    return (out + transfer_metrics() + gradcam_outputs() + separability_outputs()
+            + latency_outputs())
 
 
 rule report:

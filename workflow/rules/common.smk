@@ -206,6 +206,25 @@ def _separability_configured(method):
     return method in plan.methods(config) and (ROUNDS > 0 or not method.startswith(("imp-", "control-")))
 
 
+def latency_methods(model):
+    """The configured latency methods this model runs."""
+    out = []
+    for method in config["latency"]["methods"]:
+        kind, _, criterion = method.partition("-")
+        if kind == "structured":
+            ok = model in structured_models() and criterion in config["structured"]["criteria"]
+        else:
+            ok = _separability_configured(method)
+        if ok:
+            out.append(method)
+    return out
+
+
+def latency_outputs():
+    return [f"{RESULTS}/latency/{d}/{m}/seed{s}/latency.csv"
+            for d in DATASETS for m in MODELS for s in SEEDS if latency_methods(m)]
+
+
 def transfer_metrics():
     out = []
     for pair in config["transfer"]["pairs"]:

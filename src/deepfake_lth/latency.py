@@ -1,0 +1,278 @@
+"""CPU inference latency of the dense network and the tickets of one run, side by side.
+
+An unstructured ticket (a mask over a dense state_dict) does the same work as the dense model;
+a structured ticket (``channels.pt``, :mod:`deepfake_lth.structured`) is compacted into a
+physically smaller dense model first, as it would be deployed. Every network of the run is
+timed in one process on CPU with a fixed number of torch threads, round-robin (one forward of
+each in turn, ``repeats`` times after ``warmup`` passes), so that load from anything else
+running on the machine falls on all of them alike; the table reports the median and the
+speed-up over the dense network's median at the same batch size.
+
+``deepfake-lth latency --levels '[{"method", "level", "path"}, ...]' --model M --out CSV``
+(the dense level first) writes one row per level and batch size (``COLUMNS``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from deepfake_lth.errors import UserError
+
+log = logging.getLogger(__name__)
+
+SPEC_DEFAULTS: dict[str, Any] = {
+    "input_size": None,  # None: the registry default
+    "batch_sizes": [1, 32],
+    "threads": 1,
+    "warmup": 3,
+    "repeats": 20,
+}
+COLUMNS = [
+    "method",
+    "level",
+    "sparsity",
+    "channel_sparsity",
+    "params",
+    "macs",
+    "batch",
+    "threads",
+    "median_ms",
+    "min_ms",
+    "speedup_vs_dense",
+]
+
+
+def count_macs(model: nn.Module, size: int) -> int:
+    """Multiply-accumulates of one forward pass of a single ``size``² image (convs, linears)."""
+    total = 0
+
+    def hook(m: nn.Module, _inputs: tuple, out: torch.Tensor) -> None:
+        nonlocal total
+        if isinstance(m, nn.Conv2d):
+            k = m.kernel_size[0] * m.kernel_size[1]
+            total += out.numel() * (m.in_channels // m.groups) * k
+        elif isinstance(m, nn.Linear):
+            total += out.numel() * m.in_features
+
+    handles = [
+        m.register_forward_hook(hook)
+        for m in model.modules()
+        if isinstance(m, (nn.Conv2d, nn.Linear))
+    ]
+    try:
+        was_training = model.training
+        model.eval()
+        with torch.inference_mode():
+            model(torch.zeros(1, 3, size, size, device=next(model.parameters()).device))
+        model.train(was_training)
+    finally:
+        for h in handles:
+            h.remove()
+    return total
+
+
+def time_models(
+    models: Sequence[nn.Module], x: torch.Tensor, warmup: int, repeats: int
+) -> list[list[float]]:
+    """Seconds per forward of every model on ``x``, timed round-robin after ``warmup``
+    passes of each (models in eval mode, no autograd)."""
+    times: list[list[float]] = [[] for _ in models]
+    with torch.inference_mode():
+        for _ in range(warmup):
+            for m in models:
+                m(x)
+        for _ in range(repeats):
+            for i, m in enumerate(models):
+                t0 = time.perf_counter()
+                m(x)
+                times[i].append(time.perf_counter() - t0)
+    return times
+
+
+# --------------------------------------------------------------------------- stage
+
+
+def parse_spec(spec: Mapping[str, Any] | str | None) -> dict[str, Any]:
+    """The stage spec (a dict or its JSON) with defaults filled in; unknown keys are errors."""
+    if isinstance(spec, str):
+        try:
+            spec = json.loads(spec)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"--spec is not valid JSON ({exc})") from None
+    spec = dict(spec or {})
+    unknown = sorted(set(spec) - set(SPEC_DEFAULTS))
+    if unknown:
+        raise UserError(
+            f"latency spec: unknown key(s) {', '.join(unknown)}; allowed keys: "
+            f"{', '.join(SPEC_DEFAULTS)}"
+        )
+    out = {**SPEC_DEFAULTS, **spec}
+    batches = out["batch_sizes"]
+    if not batches or not all(isinstance(b, int) and b >= 1 for b in batches):
+        raise UserError(f"latency.batch_sizes must be integers ≥ 1, got {batches!r}")
+    for key, least in (("threads", 1), ("warmup", 0), ("repeats", 1)):
+        if not isinstance(out[key], int) or out[key] < least:
+            raise UserError(f"latency.{key} must be an integer ≥ {least}, got {out[key]!r}")
+    return out
+
+
+def parse_levels(levels: str | Sequence[Any]) -> list[dict[str, Any]]:
+    """``--levels``: a JSON list of {"method", "level", "path"}, the dense network first."""
+    if isinstance(levels, str):
+        try:
+            levels = json.loads(levels)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"--levels is not valid JSON ({exc})") from None
+    if not isinstance(levels, list) or not levels:
+        raise UserError('--levels must be a non-empty JSON list of {"method", "level", "path"}')
+    out = []
+    for item in levels:
+        if not isinstance(item, Mapping) or "path" not in item:
+            raise UserError(f'--levels: {item!r} has no "path" (a folder with checkpoint.pt)')
+        path = Path(item["path"])
+        out.append(
+            {
+                "method": str(item.get("method") or path.parent.name),
+                "level": str(item.get("level") or path.name),
+                "path": path,
+            }
+        )
+    return out
+
+
+def load_level(model_name: str, input_size: int, folder: Path) -> tuple[nn.Module, dict]:
+    """The network of a level folder on CPU in eval mode, compacted when the folder holds a
+    structured ticket (``channels.pt``), and its sparsities (from ``metrics.json``, else
+    counted)."""
+    from deepfake_lth.models import build_model
+    from deepfake_lth.pruning import load_state, prunable_parameters, state_sparsity
+
+    ckpt = folder / "checkpoint.pt"
+    state = load_state(ckpt)
+    model = build_model(model_name, input_size=input_size)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise UserError(f"{ckpt} does not fit {model_name} ({str(exc).splitlines()[0]})") from None
+    metrics: dict = {}
+    if (folder / "metrics.json").is_file():
+        try:
+            metrics = json.loads((folder / "metrics.json").read_text())
+        except json.JSONDecodeError:
+            metrics = {}
+    sparsity = metrics.get("sparsity")
+    if not isinstance(sparsity, (int, float)):
+        sparsity = state_sparsity(state, list(prunable_parameters(model)))
+    info = {"sparsity": float(sparsity), "channel_sparsity": 0.0}
+    channels = folder / "channels.pt"
+    if channels.is_file():
+        from deepfake_lth.structured import (
+            channel_sparsity,
+            check_channel_mask,
+            compact_model,
+            load_channels,
+        )
+
+        cmask = check_channel_mask(model, load_channels(channels), str(channels))
+        model = compact_model(model, cmask)
+        info["channel_sparsity"] = channel_sparsity(cmask)
+    return model.eval(), info
+
+
+def latency_stage(
+    levels: str | Sequence[Any],
+    model_name: str,
+    out_csv: str | Path,
+    spec: Mapping[str, Any] | str | None = None,
+):
+    """Time every level (the dense one first) side by side; writes ``out_csv`` (``COLUMNS``)
+    and returns its DataFrame."""
+    import pandas as pd
+
+    from deepfake_lth.models import get_spec
+
+    spec = parse_spec(spec)
+    levels = parse_levels(levels)
+    input_size = int(spec["input_size"] or get_spec(model_name).input_size)
+    torch.set_num_threads(int(spec["threads"]))
+    models, infos = [], []
+    for item in levels:
+        model, info = load_level(model_name, input_size, item["path"])
+        info |= {
+            "method": item["method"],
+            "level": item["level"],
+            "params": sum(p.numel() for p in model.parameters()),
+            "macs": count_macs(model, input_size),
+        }
+        models.append(model)
+        infos.append(info)
+    gen = torch.Generator().manual_seed(0)
+    rows = []
+    for batch in spec["batch_sizes"]:
+        x = torch.rand(batch, 3, input_size, input_size, generator=gen)
+        times = time_models(models, x, int(spec["warmup"]), int(spec["repeats"]))
+        medians = [statistics.median(t) for t in times]
+        for info, t, med in zip(infos, times, medians, strict=True):
+            rows.append(
+                {
+                    **info,
+                    "batch": batch,
+                    "threads": int(spec["threads"]),
+                    "median_ms": med * 1e3,
+                    "min_ms": min(t) * 1e3,
+                    "speedup_vs_dense": medians[0] / med,
+                }
+            )
+            log.info(
+                "%s %s batch %d: %.3f ms (%.2f× dense)",
+                info["method"],
+                info["level"],
+                batch,
+                med * 1e3,
+                medians[0] / med,
+            )
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    out_csv = Path(out_csv)
+    out_csv.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out_csv.name}.", suffix=".tmp", dir=out_csv.parent)
+    os.close(fd)
+    try:
+        df.to_csv(tmp, index=False)
+        os.replace(tmp, out_csv)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return df
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--levels",
+        required=True,
+        help='JSON list of {"method", "level", "path"} (folders with checkpoint.pt), dense first',
+    )
+    parser.add_argument("--model", required=True, help="registry model name")
+    parser.add_argument(
+        "--spec", default="{}", help="JSON: input_size, batch_sizes, threads, warmup, repeats"
+    )
+    parser.add_argument("--out", required=True, help="CSV to write")
+
+
+def run(args: argparse.Namespace) -> int:
+    latency_stage(args.levels, args.model, args.out, args.spec)
+    return 0
