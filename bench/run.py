@@ -1,6 +1,6 @@
 """Every benchmark of the project, side by side: each target's measured ratio next to its goal.
 
-    python bench/run.py [--quick] [--only extraction masked_training ...] [--no-latency]
+    python bench/run.py [--quick] [--only extraction masked_training latency ...] [--no-latency]
 
 Runs bench/extraction.py, bench/masked_training.py, bench/data_loading.py, bench/workflow.py
 (in-process, one after the other) and bench/latency.py (a subprocess), prints a table of
@@ -94,7 +94,34 @@ def run_latency(quick: bool) -> dict:
         result["error"] = f"exit status {proc.returncode}: {proc.stderr[-2000:]}"
     elif out.exists():
         result["data"] = json.loads(out.read_text())
+        result["targets"] = latency_targets(result["data"])
     return result
+
+
+SIZE_GOAL = 0.3  # ticket file / dense checkpoint at 80 % sparsity
+SPEEDUP_GOAL = 1.5  # structured 50 % channels vs dense, CPU, 1 thread
+SPEEDUP_MODELS = ("cnn5", "resnet18")
+
+
+def latency_targets(data: dict) -> list[dict]:
+    """bench/latency.py's targets: ticket file size per model, structured speed-up."""
+    targets = [
+        {"id": f"ticket-size-{r['model']}{r['input_size']}",
+         "title": f"ticket file / dense checkpoint at 80 % sparsity, {r['model']}@{r['input_size']}",
+         "measured": round(r["ratio_fp32"], 3), "goal": SIZE_GOAL, "op": "<=", "unit": "x",
+         "met": r["ratio_fp32"] <= SIZE_GOAL}
+        for r in data.get("size", [])
+    ]
+    for r in data.get("latency", []):
+        if (r["model"] in SPEEDUP_MODELS and r["threads"] == 1
+                and abs(r["channel_sparsity"] - 0.5) < 0.02 and r["variant"].startswith("structured")):
+            targets.append({
+                "id": f"structured-speedup-{r['model']}-b{r['batch']}",
+                "title": f"dense / structured (50 % channels) CPU latency, {r['model']}@"
+                         f"{r['input_size']}, batch {r['batch']}, 1 thread",
+                "measured": round(r["speedup_vs_dense"], 2), "goal": SPEEDUP_GOAL, "op": ">=",
+                "unit": "x", "met": r["speedup_vs_dense"] >= SPEEDUP_GOAL})
+    return targets
 
 
 def _fmt(value, unit: str) -> str:
@@ -331,7 +358,7 @@ def _with_demo(markdown: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a fast pass: fewer repeats/inputs")
-    parser.add_argument("--only", nargs="+", choices=BENCHMARKS,
+    parser.add_argument("--only", nargs="+", choices=[*BENCHMARKS, "latency"],
                         help="run only these; the others keep their figures from the last run")
     parser.add_argument("--no-latency", action="store_true", help="skip bench/latency.py")
     parser.add_argument("--no-markdown", action="store_true", help="leave BENCHMARKS.md alone")
@@ -354,9 +381,11 @@ def main(argv: list[str] | None = None) -> int:
         previous = {r["name"]: r for r in old.get("results", [])}
     fresh = []
     for name in args.only or BENCHMARKS:
+        if name == "latency":
+            continue
         print(f"== {name}", file=sys.stderr, flush=True)
         fresh.append(run_one(name, args.quick))
-    if not args.no_latency and not args.only:
+    if "latency" in (args.only or []) or (not args.no_latency and not args.only):
         print("== latency", file=sys.stderr, flush=True)
         fresh.append(run_latency(args.quick))
     for r in fresh:
