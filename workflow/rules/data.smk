@@ -1,5 +1,8 @@
 # acquire -> extract (one job per shard) -> pack
 
+# Downloads (urls, kaggle) run where snakemake runs: cluster compute nodes often have no internet.
+localrules: acquire
+
 
 rule acquire:
     """Fetch, list or generate a dataset's raw files (source types: synthetic, local, urls, kaggle)."""
