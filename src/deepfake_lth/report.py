@@ -1030,11 +1030,12 @@ def latency_section(results_dir: Path, config: dict) -> Section:
     for (dataset, model), df in data.groupby(["dataset", "model"], sort=True):
         batches = sorted({int(b) for b in df["batch"]})
         table = Table(
-            f"{dataset} / {model}",
+            f"{dataset} / {model}: CPU latency",
             ["Method", "Level", "Sparsity (%)", "Channels pruned (%)", "Params", "MMACs",
              *[f"batch {b}: ms (speed-up)" for b in batches]],
             text_columns=2,
-            note=f"{_seeds_words(df)}; times are means over seeds of each seed's median.",
+            note=(f"Times and speed-ups are means over {df['seed'].nunique()} seeds of each "
+                  "seed's median." if df["seed"].nunique() > 1 else "One seed."),
         )
         levels = df.groupby(["method", "level"], sort=False)
         order = sorted(levels.groups, key=lambda key: (
