@@ -91,3 +91,13 @@ def test_bad_input_is_a_user_error(run, tmp_path, capsys):
     assert rc == 2
     assert "nowhere" in capsys.readouterr().err
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_fast_networks_get_more_rounds_up_to_ten_times():
+    net = torch.nn.Conv2d(3, 2, 1).eval()
+    x = torch.zeros(1, 3, 4, 4)
+    assert [len(t) for t in latency.time_models([net, net], x, 0, 3)] == [3, 3]
+    # a forward of a 1×1 conv takes microseconds: 0.5 s is not reached in 30 rounds
+    assert [len(t) for t in latency.time_models([net], x, 0, 3, min_seconds=0.5)] == [30]
+    with pytest.raises(UserError, match="min_seconds"):
+        latency.parse_spec({"min_seconds": -1})

@@ -38,6 +38,7 @@ SPEC_DEFAULTS: dict[str, Any] = {
     "threads": 1,
     "warmup": 3,
     "repeats": 20,
+    "min_seconds": 2.0,  # per batch size: more rounds (up to 10 × repeats) until this long
 }
 COLUMNS = [
     "method",
@@ -84,20 +85,31 @@ def count_macs(model: nn.Module, size: int) -> int:
 
 
 def time_models(
-    models: Sequence[nn.Module], x: torch.Tensor, warmup: int, repeats: int
+    models: Sequence[nn.Module],
+    x: torch.Tensor,
+    warmup: int,
+    repeats: int,
+    min_seconds: float = 0.0,
 ) -> list[list[float]]:
     """Seconds per forward of every model on ``x``, timed round-robin after ``warmup``
-    passes of each (models in eval mode, no autograd)."""
+    passes of each (models in eval mode, no autograd): ``repeats`` rounds, and more (up to
+    10 × ``repeats``) while the rounds so far took less than ``min_seconds``, so that fast
+    forwards get enough samples for a stable median."""
     times: list[list[float]] = [[] for _ in models]
     with torch.inference_mode():
         for _ in range(warmup):
             for m in models:
                 m(x)
-        for _ in range(repeats):
+        start = time.perf_counter()
+        rounds = 0
+        while rounds < repeats or (
+            rounds < 10 * repeats and time.perf_counter() - start < min_seconds
+        ):
             for i, m in enumerate(models):
                 t0 = time.perf_counter()
                 m(x)
                 times[i].append(time.perf_counter() - t0)
+            rounds += 1
     return times
 
 
@@ -125,6 +137,8 @@ def parse_spec(spec: Mapping[str, Any] | str | None) -> dict[str, Any]:
     for key, least in (("threads", 1), ("warmup", 0), ("repeats", 1)):
         if not isinstance(out[key], int) or out[key] < least:
             raise UserError(f"latency.{key} must be an integer ≥ {least}, got {out[key]!r}")
+    if not isinstance(out["min_seconds"], (int, float)) or out["min_seconds"] < 0:
+        raise UserError(f"latency.min_seconds must be a number ≥ 0, got {out['min_seconds']!r}")
     return out
 
 
@@ -222,7 +236,9 @@ def latency_stage(
     rows = []
     for batch in spec["batch_sizes"]:
         x = torch.rand(batch, 3, input_size, input_size, generator=gen)
-        times = time_models(models, x, int(spec["warmup"]), int(spec["repeats"]))
+        times = time_models(
+            models, x, int(spec["warmup"]), int(spec["repeats"]), float(spec["min_seconds"])
+        )
         medians = [statistics.median(t) for t in times]
         for info, t, med in zip(infos, times, medians, strict=True):
             rows.append(
@@ -268,7 +284,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--model", required=True, help="registry model name")
     parser.add_argument(
-        "--spec", default="{}", help="JSON: input_size, batch_sizes, threads, warmup, repeats"
+        "--spec",
+        default="{}",
+        help="JSON: input_size, batch_sizes, threads, warmup, repeats, min_seconds",
     )
     parser.add_argument("--out", required=True, help="CSV to write")
 

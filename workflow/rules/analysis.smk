@@ -112,6 +112,7 @@ rule latency:
             "batch_sizes": config["latency"]["batch_sizes"],
             "repeats": config["latency"]["repeats"],
             "warmup": config["latency"]["warmup"],
+            "min_seconds": config["latency"]["min_seconds"],
             "threads": config["threads"],
         }),
     threads: config["threads"]
