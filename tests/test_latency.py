@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from deepfake_lth import cli, latency, pruning, structured
+from deepfake_lth import cli, latency, plan, pruning, structured
 from deepfake_lth.errors import UserError
 from deepfake_lth.models import build_model
 
@@ -84,7 +84,7 @@ def test_bad_input_is_a_user_error(run, tmp_path, capsys):
     with pytest.raises(UserError, match="batch_sizes"):
         latency.parse_spec({"batch_sizes": [0]})
     with pytest.raises(UserError, match='has no "path"'):
-        latency.parse_levels([{"level": "dense"}])
+        plan.parse_levels([{"level": "dense"}])
     missing = [{"method": "dense", "path": str(tmp_path / "nowhere")}]
     rc = cli.main(["latency", "--levels", json.dumps(missing), "--model", "cnn5", "--out",
                    str(tmp_path / "x.csv")])

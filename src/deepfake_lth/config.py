@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -174,3 +175,23 @@ def get(config: dict[str, Any], dotted: str) -> Any:
     for part in dotted.split("."):
         node = node[part]
     return node
+
+
+def stage_spec(spec: Mapping[str, Any] | str | None, defaults: Mapping[str, Any],
+               stage: str) -> dict[str, Any]:
+    """A stage's ``--spec`` (a dict or its JSON) over ``defaults``; unknown keys are errors."""
+    import json
+
+    from deepfake_lth.errors import UserError
+
+    if isinstance(spec, str):
+        try:
+            spec = json.loads(spec)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"--spec is not valid JSON ({exc})") from None
+    spec = dict(spec or {})
+    unknown = sorted(set(spec) - set(defaults))
+    if unknown:
+        raise UserError(f"{stage} spec: unknown key(s) {', '.join(unknown)}; allowed keys: "
+                        f"{', '.join(defaults)}")
+    return {**defaults, **spec}

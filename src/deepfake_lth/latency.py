@@ -15,11 +15,8 @@ speed-up over the dense network's median at the same batch size.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
 import statistics
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -118,19 +115,9 @@ def time_models(
 
 def parse_spec(spec: Mapping[str, Any] | str | None) -> dict[str, Any]:
     """The stage spec (a dict or its JSON) with defaults filled in; unknown keys are errors."""
-    if isinstance(spec, str):
-        try:
-            spec = json.loads(spec)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"--spec is not valid JSON ({exc})") from None
-    spec = dict(spec or {})
-    unknown = sorted(set(spec) - set(SPEC_DEFAULTS))
-    if unknown:
-        raise UserError(
-            f"latency spec: unknown key(s) {', '.join(unknown)}; allowed keys: "
-            f"{', '.join(SPEC_DEFAULTS)}"
-        )
-    out = {**SPEC_DEFAULTS, **spec}
+    from deepfake_lth.config import stage_spec
+
+    out = stage_spec(spec, SPEC_DEFAULTS, "latency")
     batches = out["batch_sizes"]
     if not batches or not all(isinstance(b, int) and b >= 1 for b in batches):
         raise UserError(f"latency.batch_sizes must be integers ≥ 1, got {batches!r}")
@@ -142,36 +129,13 @@ def parse_spec(spec: Mapping[str, Any] | str | None) -> dict[str, Any]:
     return out
 
 
-def parse_levels(levels: str | Sequence[Any]) -> list[dict[str, Any]]:
-    """``--levels``: a JSON list of {"method", "level", "path"}, the dense network first."""
-    if isinstance(levels, str):
-        try:
-            levels = json.loads(levels)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"--levels is not valid JSON ({exc})") from None
-    if not isinstance(levels, list) or not levels:
-        raise UserError('--levels must be a non-empty JSON list of {"method", "level", "path"}')
-    out = []
-    for item in levels:
-        if not isinstance(item, Mapping) or "path" not in item:
-            raise UserError(f'--levels: {item!r} has no "path" (a folder with checkpoint.pt)')
-        path = Path(item["path"])
-        out.append(
-            {
-                "method": str(item.get("method") or path.parent.name),
-                "level": str(item.get("level") or path.name),
-                "path": path,
-            }
-        )
-    return out
-
-
 def load_level(model_name: str, input_size: int, folder: Path) -> tuple[nn.Module, dict]:
     """The network of a level folder on CPU in eval mode, compacted when the folder holds a
     structured ticket (``channels.pt``), and its sparsities (from ``metrics.json``, else
     counted)."""
     from deepfake_lth.models import build_model
-    from deepfake_lth.pruning import load_state, prunable_parameters, state_sparsity
+    from deepfake_lth.plan import level_sparsity
+    from deepfake_lth.pruning import load_state, prunable_parameters
 
     ckpt = folder / "checkpoint.pt"
     state = load_state(ckpt)
@@ -180,16 +144,8 @@ def load_level(model_name: str, input_size: int, folder: Path) -> tuple[nn.Modul
         model.load_state_dict(state)
     except RuntimeError as exc:
         raise UserError(f"{ckpt} does not fit {model_name} ({str(exc).splitlines()[0]})") from None
-    metrics: dict = {}
-    if (folder / "metrics.json").is_file():
-        try:
-            metrics = json.loads((folder / "metrics.json").read_text())
-        except json.JSONDecodeError:
-            metrics = {}
-    sparsity = metrics.get("sparsity")
-    if not isinstance(sparsity, (int, float)):
-        sparsity = state_sparsity(state, list(prunable_parameters(model)))
-    info = {"sparsity": float(sparsity), "channel_sparsity": 0.0}
+    sparsity = level_sparsity(folder, state, list(prunable_parameters(model)))
+    info = {"sparsity": sparsity, "channel_sparsity": 0.0}
     channels = folder / "channels.pt"
     if channels.is_file():
         from deepfake_lth.structured import (
@@ -215,7 +171,9 @@ def latency_stage(
     and returns its DataFrame."""
     import pandas as pd
 
+    from deepfake_lth.files import write_csv
     from deepfake_lth.models import get_spec
+    from deepfake_lth.plan import parse_levels
 
     spec = parse_spec(spec)
     levels = parse_levels(levels)
@@ -260,16 +218,7 @@ def latency_stage(
                 medians[0] / med,
             )
     df = pd.DataFrame(rows, columns=COLUMNS)
-    out_csv = Path(out_csv)
-    out_csv.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_csv.name}.", suffix=".tmp", dir=out_csv.parent)
-    os.close(fd)
-    try:
-        df.to_csv(tmp, index=False)
-        os.replace(tmp, out_csv)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_csv(df, out_csv)
     return df
 
 

@@ -7,8 +7,10 @@ shape from here, so a path is spelt in one place (the path scheme of DESIGN.md).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 # step-size names and rounds are spelt once, next to the stage that writes them (no torch import)
 from deepfake_lth.stages import rate_tag, rounds_to_reach, step_size_method  # noqa: F401
@@ -184,3 +186,49 @@ def method_levels(config: dict, dataset: str, model: str, seed: int, method: str
     else:
         raise ValueError(f"unknown method {method!r}")
     return out
+
+
+# ---- stage inputs: the levels a stage reads -----------------------------------------------
+
+
+def parse_levels(levels: str | Sequence[Any]) -> list[dict[str, Any]]:
+    """A stage's ``--levels``: a JSON list of {"method", "level", "path"} (or of folders);
+    ``level`` defaults to the folder's name, ``method`` to its parent's."""
+    import json
+
+    from deepfake_lth.errors import UserError
+
+    if isinstance(levels, str):
+        try:
+            levels = json.loads(levels)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"--levels is not valid JSON ({exc})") from None
+    if not isinstance(levels, list) or not levels:
+        raise UserError('--levels must be a non-empty JSON list of {"level", "path"}')
+    out = []
+    for item in levels:
+        if isinstance(item, str):
+            item = {"path": item}
+        if not isinstance(item, Mapping) or "path" not in item:
+            raise UserError(f'--levels: {item!r} has no "path" (a folder with checkpoint.pt)')
+        path = Path(item["path"])
+        out.append({"method": str(item.get("method") or path.parent.name),
+                    "level": str(item.get("level") or path.name), "path": path})
+    return out
+
+
+def level_sparsity(folder: Path, state: Mapping, names: Sequence[str]) -> float:
+    """A level's sparsity: its metrics.json's, else the zeros of its prunable weights."""
+    import json
+
+    from deepfake_lth.pruning import state_sparsity
+
+    metrics = Path(folder) / "metrics.json"
+    if metrics.is_file():
+        try:
+            value = json.loads(metrics.read_text()).get("sparsity")
+            if isinstance(value, (int, float)):
+                return float(value)
+        except json.JSONDecodeError:
+            pass
+    return state_sparsity(state, names)

@@ -13,9 +13,7 @@ sparsity is 1 − (1 − rate)^k up to the rounding of each round's count.
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
@@ -346,16 +344,9 @@ def rewind_weights(
 
 def atomic_torch_save(obj: object, path: str | Path) -> None:
     """torch.save to a temporary name next to ``path``, then rename (no half files)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from deepfake_lth.files import atomic_write
+
+    atomic_write(path, lambda fh: torch.save(obj, fh), binary=True)
 
 
 # what torch.load raises on a truncated, foreign or tampered file (IndexError: a text file)

@@ -22,11 +22,8 @@ folds``.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,6 +31,8 @@ from typing import Any
 import numpy as np
 
 from deepfake_lth.errors import UserError
+from deepfake_lth.files import write_csv
+from deepfake_lth.plan import level_sparsity, parse_levels
 
 log = logging.getLogger(__name__)
 
@@ -145,17 +144,9 @@ def separability(
 
 def parse_spec(spec: Mapping[str, Any] | str | None) -> dict[str, Any]:
     """The stage spec (a dict or its JSON) with defaults filled in; unknown keys are errors."""
-    if isinstance(spec, str):
-        try:
-            spec = json.loads(spec)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"--spec is not valid JSON ({exc})") from None
-    spec = dict(spec or {})
-    unknown = sorted(set(spec) - set(SPEC_DEFAULTS))
-    if unknown:
-        raise UserError(f"separability spec: unknown key(s) {', '.join(unknown)}; allowed keys: "
-                        f"{', '.join(SPEC_DEFAULTS)}")
-    out = {**SPEC_DEFAULTS, **spec}
+    from deepfake_lth.config import stage_spec
+
+    out = stage_spec(spec, SPEC_DEFAULTS, "separability")
     if not isinstance(out["folds"], int) or out["folds"] < 2:
         raise UserError(f"separability.folds must be an integer ≥ 2, got {out['folds']!r}")
     if out["max_samples"] is not None and (not isinstance(out["max_samples"], int)
@@ -163,41 +154,6 @@ def parse_spec(spec: Mapping[str, Any] | str | None) -> dict[str, Any]:
         raise UserError("separability.max_samples must be null or an integer ≥ 4, got "
                         f"{out['max_samples']!r}")
     return out
-
-
-def parse_levels(levels: str | Sequence[Any]) -> list[dict[str, Any]]:
-    """``--levels``: a JSON list of {"level": name, "path": folder} (or of folders)."""
-    if isinstance(levels, str):
-        try:
-            levels = json.loads(levels)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"--levels is not valid JSON ({exc})") from None
-    if not isinstance(levels, list) or not levels:
-        raise UserError("--levels must be a non-empty JSON list of {\"level\", \"path\"}")
-    out = []
-    for item in levels:
-        if isinstance(item, str):
-            item = {"path": item}
-        if not isinstance(item, Mapping) or "path" not in item:
-            raise UserError(f"--levels: {item!r} has no \"path\" (a folder with checkpoint.pt)")
-        path = Path(item["path"])
-        out.append({"level": str(item.get("level") or path.name), "path": path})
-    return out
-
-
-def _sparsity(folder: Path, state: Mapping, names: Sequence[str]) -> float:
-    """The level's sparsity: metrics.json's, else the zeros of its prunable weights."""
-    from deepfake_lth.pruning import state_sparsity
-
-    metrics = folder / "metrics.json"
-    if metrics.is_file():
-        try:
-            value = json.loads(metrics.read_text()).get("sparsity")
-            if isinstance(value, (int, float)):
-                return float(value)
-        except json.JSONDecodeError:
-            pass
-    return state_sparsity(state, names)
 
 
 def _subset(n: int, max_samples: int | None, labels: np.ndarray, seed: int) -> np.ndarray:
@@ -209,18 +165,6 @@ def _subset(n: int, max_samples: int | None, labels: np.ndarray, seed: int) -> n
     keep, _ = train_test_split(np.arange(n), train_size=max_samples, stratify=labels,
                                random_state=seed)
     return np.sort(keep)
-
-
-def _write_csv(df, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        df.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def separability_stage(
@@ -281,13 +225,14 @@ def separability_stage(
                                     int(spec["batch_size"]))
         scores = separability(features, labels, int(spec["folds"]), seed)
         rows.append({"method": method, "level": item["level"],
-                     "sparsity": _sparsity(item["path"], state, list(prunable_parameters(model))),
+                     "sparsity": level_sparsity(item["path"], state,
+                                                list(prunable_parameters(model))),
                      **scores, "n_samples": len(labels), "feature_dim": features.shape[1]})
         log.info("%s %s: sparsity %.3f probe acc %.3f ± %.3f silhouette %.3f",
                  method, item["level"], rows[-1]["sparsity"], scores["probe_acc"],
                  scores["probe_acc_std"], scores["silhouette"])
     df = pd.DataFrame(rows, columns=COLUMNS).sort_values("sparsity", kind="stable")
-    _write_csv(df, Path(out_csv))
+    write_csv(df, out_csv)
     return df
 
 

@@ -21,10 +21,8 @@ import copy
 import json
 import logging
 import math
-import os
 import re
 import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -109,18 +107,6 @@ def parse_spec(spec: Mapping[str, Any] | str | None) -> dict[str, Any]:
 # --------------------------------------------------------------------------- helpers
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _json_safe(value: Any) -> Any:
     """NaN/inf → null (strict JSON); numpy scalars → python numbers."""
     if isinstance(value, dict):
@@ -136,7 +122,9 @@ def _json_safe(value: Any) -> Any:
 
 def write_metrics(path: str | Path, metrics: Mapping[str, Any]) -> None:
     """metrics.json, atomically, as strict JSON (NaN written as null)."""
-    _atomic_write_text(Path(path), json.dumps(_json_safe(dict(metrics)), indent=2) + "\n")
+    from deepfake_lth.files import write_text
+
+    write_text(path, json.dumps(_json_safe(dict(metrics)), indent=2) + "\n")
 
 
 def read_metrics(folder: str | Path) -> dict[str, Any]:
@@ -648,14 +636,11 @@ def transfer_dense(
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt = dense_dir / "checkpoint.pt"
     if ckpt.is_file():  # a copy, not a link: a fresh mtime keeps Snakemake's view consistent
-        fd, tmp = tempfile.mkstemp(prefix=".checkpoint.pt.", suffix=".tmp", dir=out_dir)
-        os.close(fd)
-        try:
-            shutil.copyfile(ckpt, tmp)
-            os.replace(tmp, out_dir / "checkpoint.pt")
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        from deepfake_lth.files import atomic_write
+
+        with ckpt.open("rb") as src:
+            atomic_write(out_dir / "checkpoint.pt", lambda fh: shutil.copyfileobj(src, fh),
+                         binary=True)
     write_metrics(out_dir / "metrics.json", metrics)
     return metrics
 
