@@ -20,12 +20,13 @@ import statistics
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from deepfake_lth.errors import UserError
+
+if TYPE_CHECKING:  # torch is imported where it runs: the report reads COLUMNS without it
+    import torch
+    from torch import nn
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,9 @@ COLUMNS = [
 
 def count_macs(model: nn.Module, size: int) -> int:
     """Multiply-accumulates of one forward pass of a single ``size``² image (convs, linears)."""
+    import torch
+    from torch import nn
+
     total = 0
 
     def hook(m: nn.Module, _inputs: tuple, out: torch.Tensor) -> None:
@@ -92,6 +96,8 @@ def time_models(
     passes of each (models in eval mode, no autograd): ``repeats`` rounds, and more (up to
     10 × ``repeats``) while the rounds so far took less than ``min_seconds``, so that fast
     forwards get enough samples for a stable median."""
+    import torch
+
     times: list[list[float]] = [[] for _ in models]
     with torch.inference_mode():
         for _ in range(warmup):
@@ -170,6 +176,7 @@ def latency_stage(
     """Time every level (the dense one first) side by side; writes ``out_csv`` (``COLUMNS``)
     and returns its DataFrame."""
     import pandas as pd
+    import torch
 
     from deepfake_lth.files import write_csv
     from deepfake_lth.models import get_spec

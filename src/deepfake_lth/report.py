@@ -895,15 +895,17 @@ def seeds_section(runs, config: dict, model_order: list[str] | None) -> Section:
     return section
 
 
-def collect_separability(results_dir: str | Path, config: dict | None = None):
-    """Every results/separability/{dataset}/{model}/seed{s}/{method}.csv as one DataFrame."""
+def _collect_csvs(results_dir: str | Path, config: dict | None, kind: str, pattern: str,
+                  required: set[str], columns: list[str]):
+    """Every results/{kind}/{dataset}/{model}/seed{s}/… CSV matching ``pattern`` that the
+    config asks for, as one DataFrame with dataset, model, seed and group (the file's stem);
+    an unreadable file or one without the ``required`` columns is skipped with a warning."""
     import pandas as pd
 
-    config = config or {}
-    datasets, models, seeds = _wanted(config)
+    datasets, models, seeds = _wanted(config or {})
     frames = []
-    base = Path(results_dir) / "separability"
-    for path in sorted(base.glob("*/*/seed*/*.csv")):
+    base = Path(results_dir) / kind
+    for path in sorted(base.glob(pattern)):
         dataset, model, seed_dir, _ = path.relative_to(base).parts
         seed = _seed(seed_dir)
         if seed is None or (datasets and dataset not in datasets):
@@ -915,14 +917,20 @@ def collect_separability(results_dir: str | Path, config: dict | None = None):
         except (OSError, ValueError) as exc:
             log.warning("skipping %s: %s", path, exc)
             continue
-        if not {"sparsity", "probe_acc", "silhouette"} <= set(df.columns):
-            log.warning("skipping %s: not a separability table", path)
+        if not required <= set(df.columns):
+            log.warning("skipping %s: not a %s table", path, kind)
             continue
         frames.append(df.assign(dataset=dataset, model=model, seed=seed, group=path.stem))
     if not frames:
-        return pd.DataFrame(columns=["dataset", "model", "seed", "group", "level", "sparsity",
-                                     "probe_acc", "probe_acc_std", "silhouette"])
+        return pd.DataFrame(columns=["dataset", "model", "seed", "group", *columns])
     return pd.concat(frames, ignore_index=True)
+
+
+def collect_separability(results_dir: str | Path, config: dict | None = None):
+    """Every results/separability/{dataset}/{model}/seed{s}/{method}.csv as one DataFrame."""
+    columns = ["level", "sparsity", "probe_acc", "probe_acc_std", "silhouette"]
+    return _collect_csvs(results_dir, config, "separability", "*/*/seed*/*.csv",
+                         {"sparsity", "probe_acc", "silhouette"}, columns)
 
 
 def separability_section(results_dir: Path, config: dict, figures: _Figures) -> Section:
@@ -983,33 +991,10 @@ def separability_section(results_dir: Path, config: dict, figures: _Figures) -> 
 
 def collect_latency(results_dir: str | Path, config: dict | None = None):
     """Every results/latency/{dataset}/{model}/seed{s}/latency.csv as one DataFrame."""
-    import pandas as pd
-
     from deepfake_lth.latency import COLUMNS
 
-    config = config or {}
-    datasets, models, seeds = _wanted(config)
-    frames = []
-    base = Path(results_dir) / "latency"
-    for path in sorted(base.glob("*/*/seed*/latency.csv")):
-        dataset, model, seed_dir, _ = path.relative_to(base).parts
-        seed = _seed(seed_dir)
-        if seed is None or (datasets and dataset not in datasets):
-            continue
-        if (models and model not in models) or (seeds and seed not in seeds):
-            continue
-        try:
-            df = pd.read_csv(path)
-        except (OSError, ValueError) as exc:
-            log.warning("skipping %s: %s", path, exc)
-            continue
-        if not set(COLUMNS) <= set(df.columns):
-            log.warning("skipping %s: not a latency table", path)
-            continue
-        frames.append(df.assign(dataset=dataset, model=model, seed=seed))
-    if not frames:
-        return pd.DataFrame(columns=["dataset", "model", "seed", *COLUMNS])
-    return pd.concat(frames, ignore_index=True)
+    return _collect_csvs(results_dir, config, "latency", "*/*/seed*/latency.csv", set(COLUMNS),
+                         COLUMNS)
 
 
 def latency_section(results_dir: Path, config: dict) -> Section:
