@@ -16,13 +16,12 @@ packed path; only its loading time is kept.
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import tempfile
 import time
 from pathlib import Path
 
+import _cli  # bench/_cli.py: the shared command line
 import numpy as np
 
 MODELS = [("mesonet", 64), ("cnn5", 48)]
@@ -226,13 +225,7 @@ def table(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer faces, one epoch")
-    args = parser.parse_args(argv)
-    result = run(args.quick)
-    print(table(result))
-    print(json.dumps(result["targets"], indent=2))
-    return 0
+    return _cli.main(__doc__, run, table, "fewer faces, one epoch", argv)
 
 
 if __name__ == "__main__":

@@ -25,15 +25,14 @@ same frames (IoU): the crops must still hold the face.
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures as cf
-import json
 import multiprocessing as mp
 import os
 import tempfile
 import time
 from pathlib import Path
 
+import _cli  # bench/_cli.py: the shared command line
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -338,13 +337,7 @@ def table(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer videos, one repeat")
-    args = parser.parse_args(argv)
-    result = run(args.quick)
-    print(table(result))
-    print(json.dumps(result["targets"], indent=2))
-    return 0
+    return _cli.main(__doc__, run, table, "fewer videos, one repeat", argv)
 
 
 if __name__ == "__main__":

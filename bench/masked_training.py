@@ -21,13 +21,12 @@ from other processes cancels). One thread, as a workflow job runs.
 
 from __future__ import annotations
 
-import argparse
 import copy
-import json
 import random
 import statistics
 import time
 
+import _cli  # bench/_cli.py: the shared command line
 import torch
 from torch import nn
 from torch.nn.utils import prune as torch_prune
@@ -182,13 +181,7 @@ def table(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer steps")
-    args = parser.parse_args(argv)
-    result = run(args.quick)
-    print(table(result))
-    print(json.dumps(result["targets"], indent=2))
-    return 0
+    return _cli.main(__doc__, run, table, "fewer steps", argv)
 
 
 if __name__ == "__main__":

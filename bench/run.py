@@ -67,7 +67,7 @@ def run_one(name: str, quick: bool) -> dict:
     t0 = time.perf_counter()
     try:
         result = module.run(quick)
-        result["table"] = module.tables(result) if hasattr(module, "tables") else module.table(result)
+        result["table"] = module.table(result)
     except Exception as exc:  # noqa: BLE001  (report it; the others still run)
         result = {"name": name, "error": f"{type(exc).__name__}: {exc}",
                   "traceback": traceback.format_exc()[-4000:], "targets": []}

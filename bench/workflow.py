@@ -35,6 +35,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import _cli  # bench/_cli.py: the shared command line
+
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 OVERHEAD_GOAL = 0.20
@@ -431,7 +433,7 @@ def run(quick: bool = False) -> dict:
     return result
 
 
-def tables(result: dict) -> str:
+def table(result: dict) -> str:
     lines = [("| run | rounds | models | seeds | cores | jobs | wall s | job compute s | "
               "overhead | CPU s (all processes) | CPU s / job | cores busy | jobs / base | "
               "CPU / base | wall / base |"),
@@ -454,18 +456,15 @@ def tables(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="base run on 1 and 2 cores only")
-    parser.add_argument("--job-breakdown", nargs=2, metavar=("FACES", "OUT"),
-                        help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.job_breakdown:
-        print(json.dumps(job_breakdown(*args.job_breakdown)))
+    internal = argparse.ArgumentParser(add_help=False)  # run inside the tiny train job
+    internal.add_argument("--job-breakdown", nargs=2, metavar=("FACES", "OUT"),
+                          help=argparse.SUPPRESS)
+    known, _ = internal.parse_known_args(argv)
+    if known.job_breakdown:
+        print(json.dumps(job_breakdown(*known.job_breakdown)))
         return 0
-    result = run(args.quick)
-    print(tables(result))
-    print(json.dumps(result["targets"], indent=2))
-    return 0
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], parents=[internal])
+    return _cli.main(__doc__, run, table, "base run on 1 and 2 cores only", argv, parser)
 
 
 if __name__ == "__main__":
