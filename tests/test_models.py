@@ -267,3 +267,26 @@ def test_pretrained_errors(tmp_path):
     garbage.write_text("not a checkpoint")
     with pytest.raises(UserError, match="garbage.pt"):
         build_model("cnn5", pretrained=str(garbage))
+
+
+def test_registry_declarations_match_the_model_modules():
+    """The torch-free declarations agree with each model module's own MIN_INPUT_SIZE, and every
+    model has a GPU share in (0, 1]."""
+    from deepfake_lth.models import cnn5, mesonet, resnet, xception
+    from deepfake_lth.models.registry import gpu_share_percent
+
+    modules = {"mesonet": mesonet, "cnn5": cnn5, "resnet18": resnet, "xception": xception}
+    assert set(modules) == set(MODELS)
+    for name, module in modules.items():
+        assert MODELS[name].min_input_size == module.MIN_INPUT_SIZE, name
+        assert 0 < MODELS[name].gpu_share <= 1, name
+    assert gpu_share_percent("xception") == 100 and gpu_share_percent("mesonet") == 25
+
+
+def test_the_registry_imports_without_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, deepfake_lth.models.registry, deepfake_lth.plan; "
+            "sys.exit(1 if 'torch' in sys.modules else 0)")
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

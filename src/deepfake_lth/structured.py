@@ -70,42 +70,58 @@ class ChannelGroup:
 
 
 def channel_groups(model: nn.Module) -> list[ChannelGroup]:
-    """The prunable channel groups of ``model`` (cnn5, mesonet, torchvision ResNets)."""
-    from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
+    """The prunable channel groups of ``model``: the function its registry entry names
+    (``ModelSpec.channel_groups``) that recognises it."""
+    from deepfake_lth.models.registry import MODELS, resolve
 
+    for spec in MODELS.values():
+        if spec.channel_groups:
+            groups = resolve(spec.channel_groups)(model)
+            if groups is not None:
+                return groups
+    supported = ", ".join(n for n, s in MODELS.items() if s.channel_groups)
+    raise UserError(
+        f"structured pruning supports {supported}, not {type(model).__name__}; use "
+        "unstructured IMP (imp-round) for this model"
+    )
+
+
+def cnn5_groups(model: nn.Module) -> list[ChannelGroup] | None:
+    """CNN-5: each block's conv output, read by the next block (the last by ``fc``)."""
     from deepfake_lth.models.cnn5 import CNN5
+
+    if not isinstance(model, CNN5):
+        return None
+    names = [n for n, _ in model.features.named_children()]
+    groups = []
+    for i, name in enumerate(names):
+        nxt = (f"features.{names[i + 1]}.conv", 1) if i + 1 < len(names) else ("fc", 1)
+        groups.append(ChannelGroup.single(f"features.{name}.conv", f"features.{name}.bn", (nxt,)))
+    return groups
+
+
+def mesonet_groups(model: nn.Module) -> list[ChannelGroup] | None:
+    """Meso-4: each block's conv output; block 4's is read by ``classifier.fc1``."""
     from deepfake_lth.models.mesonet import Meso4
 
-    groups: list[ChannelGroup] = []
-    if isinstance(model, CNN5):
-        names = [n for n, _ in model.features.named_children()]
-        for i, name in enumerate(names):
-            nxt = (f"features.{names[i + 1]}.conv", 1) if i + 1 < len(names) else ("fc", 1)
-            groups.append(
-                ChannelGroup.single(f"features.{name}.conv", f"features.{name}.bn", (nxt,))
-            )
-    elif isinstance(model, Meso4):
-        blocks = ["block1", "block2", "block3", "block4"]
-        last = model.block4.conv.out_channels
-        per_channel = model.classifier.fc1.in_features // last
-        for i, name in enumerate(blocks):
-            nxt = (
-                (f"{blocks[i + 1]}.conv", 1)
-                if i + 1 < len(blocks)
-                else (
-                    "classifier.fc1",
-                    per_channel,
-                )
-            )
-            groups.append(ChannelGroup.single(f"{name}.conv", f"{name}.bn", (nxt,)))
-    elif isinstance(model, ResNet):
-        groups = _resnet_groups(model, BasicBlock, Bottleneck)
-    else:
-        raise UserError(
-            f"structured pruning supports cnn5, mesonet and resnet18, not "
-            f"{type(model).__name__}; use unstructured IMP (imp-round) for this model"
-        )
+    if not isinstance(model, Meso4):
+        return None
+    blocks = ["block1", "block2", "block3", "block4"]
+    per_channel = model.classifier.fc1.in_features // model.block4.conv.out_channels
+    groups = []
+    for i, name in enumerate(blocks):
+        nxt = (f"{blocks[i + 1]}.conv", 1) if i + 1 < len(blocks) else ("classifier.fc1", per_channel)
+        groups.append(ChannelGroup.single(f"{name}.conv", f"{name}.bn", (nxt,)))
     return groups
+
+
+def resnet_groups(model: nn.Module) -> list[ChannelGroup] | None:
+    """torchvision ResNets: see :func:`_resnet_groups`."""
+    from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
+
+    if not isinstance(model, ResNet):
+        return None
+    return _resnet_groups(model, BasicBlock, Bottleneck)
 
 
 def _resnet_groups(model: nn.Module, basic: type, bottleneck: type) -> list[ChannelGroup]:
