@@ -20,17 +20,110 @@ STD = (0.229, 0.224, 0.225)
 MANIFEST_COLUMNS = ["index", "video_id", "label", "split", "frame_index", "source"]
 
 
+def read_rows(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Rows ``rows`` of ``array`` (a memory map or an array) as a contiguous uint8 copy.
+
+    The rows are read in ascending order (sequential reads of the file behind a memory map)
+    and put back in the order asked for; a run of consecutive rows is one slice.
+    """
+    rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+    if len(rows) == 0:
+        return np.zeros((0, *array.shape[1:]), dtype=array.dtype)
+    first, last = int(rows[0]), int(rows[-1])
+    if last - first == len(rows) - 1 and np.all(np.diff(rows) == 1):
+        return np.array(array[first : last + 1], copy=True).view(np.ndarray)
+    order = np.argsort(rows, kind="stable")
+    ascending = rows[order]
+    if np.array_equal(order, np.arange(len(rows))):
+        return np.asarray(array[ascending]).view(np.ndarray)
+    out = np.empty((len(rows), *array.shape[1:]), dtype=array.dtype)
+    out[order] = array[ascending]
+    return out
+
+
+class FaceImages:
+    """The faces of one split as a lazy view of the packed ``faces.npy``: nothing is read
+    until indexed, and indexing reads only the rows asked for.
+
+    ``images[positions]`` (an integer, a slice, an integer or boolean array of positions in
+    the split) returns a contiguous uint8 NHWC array of just those faces, in that order;
+    ``len()``, ``shape``, ``dtype`` and ``ndim`` work as on an array. Memory thus does not grow
+    with the dataset: the file's pages are the kernel's page cache, shared and reclaimable.
+    ``np.asarray(images)`` still works, by reading every row (avoid it on a large split).
+    """
+
+    def __init__(self, array: np.ndarray, rows: np.ndarray) -> None:
+        self.array = array  # (N, S, S, 3) uint8, typically a read-only memory map
+        self.rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.rows), *self.array.shape[1:])
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.array.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self.array.ndim
+
+    def __getitem__(self, key) -> np.ndarray:
+        if isinstance(key, tuple):
+            if len(key) == 0:
+                return read_rows(self.array, self.rows)
+            return self[key[0]][(slice(None), *key[1:])]
+        if isinstance(key, int | np.integer):
+            return np.array(self.array[self.rows[key]], copy=True).view(np.ndarray)
+        if hasattr(key, "numpy") and not isinstance(key, np.ndarray):  # a torch tensor
+            key = key.numpy()
+        return read_rows(self.array, self.rows[key])
+
+    def subset(self, positions) -> FaceImages:
+        """A lazy view of the faces at ``positions`` of this one (nothing is read)."""
+        return FaceImages(self.array, self.rows[positions])
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = read_rows(self.array, self.rows)
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+    def __repr__(self) -> str:
+        return f"FaceImages(shape={self.shape}, dtype={self.dtype})"
+
+
 @dataclass
 class FaceSplit:
-    """One split of a packed dataset, as uint8 images and labels."""
+    """One split of a packed dataset: uint8 images and labels.
 
-    images: np.ndarray  # uint8, (n, S, S, 3), RGB; may be a read-only memory map
+    ``images`` is a :class:`FaceImages` view of the memory-mapped ``faces.npy`` (what
+    :func:`load_split` returns) or a plain array in memory (tests, ``mmap=False``); both are
+    indexed the same way.
+    """
+
+    images: np.ndarray | FaceImages  # uint8, (n, S, S, 3), RGB
     labels: np.ndarray  # int64, (n,), 0 real, 1 fake
     video_ids: np.ndarray  # str, (n,)
     rows: np.ndarray  # int64, (n,), row in faces.npy / manifest.csv
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def subset(self, positions) -> FaceSplit:
+        """The samples at ``positions`` (an index array or slice); a lazy view stays lazy."""
+        images = (
+            self.images.subset(positions)
+            if isinstance(self.images, FaceImages)
+            else np.ascontiguousarray(self.images[positions])
+        )
+        return FaceSplit(
+            images=images,
+            labels=self.labels[positions],
+            video_ids=self.video_ids[positions],
+            rows=self.rows[positions],
+        )
 
 
 def faces_dir(results: str | Path, dataset: str) -> Path:
@@ -47,25 +140,44 @@ def load_manifest(faces: str | Path):
 
 
 def load_split(faces: str | Path, split: str, mmap: bool = True) -> FaceSplit:
-    """Faces of one split (``train``, ``val`` or ``test``) of a packed dataset folder."""
+    """Faces of one split (``train``, ``val`` or ``test``) of a packed dataset folder.
+
+    With ``mmap`` (the default) the images are a lazy :class:`FaceImages` view of the
+    memory-mapped ``faces.npy``: batches are read by index when used, so a job's memory does
+    not grow with the dataset. ``mmap=False`` reads the split into memory (small sets, tests).
+    """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
     faces = Path(faces)
     manifest = load_manifest(faces)
     sel = manifest[manifest["split"] == split]
-    array = np.load(faces / "faces.npy", mmap_mode="r" if mmap else None)
+    path = faces / "faces.npy"
+    if not path.exists():
+        raise UserError(f"{path} is missing: run the pack stage first (snakemake {path})")
     rows = sel["index"].to_numpy(dtype=np.int64)
-    images = array[rows] if len(rows) else np.zeros((0, *array.shape[1:]), dtype=np.uint8)
+    array = np.load(path, mmap_mode="r")
+    n = len(array)
+    if len(rows) and (rows.min() < 0 or rows.max() >= n):
+        raise UserError(
+            f"{faces / 'manifest.csv'} names row {int(rows.max())} but {path} has {n} faces: "
+            "the two files do not belong together; rerun the pack stage"
+        )
+    # mmap=False: only the split's rows, read into memory through the map
+    images = FaceImages(array, rows) if mmap else read_rows(array, rows)
     return FaceSplit(
-        images=np.ascontiguousarray(images),
+        images=images,
         labels=sel["label"].to_numpy(dtype=np.int64),
         video_ids=sel["video_id"].to_numpy(dtype=str),
         rows=rows,
     )
 
 
-def to_tensor(images: np.ndarray, size: int | None = None, device=None):
-    """uint8 NHWC images -> normalised float NCHW tensor, resized to ``size`` when given.
+def to_tensor(images, size: int | None = None, device=None):
+    """uint8 NHWC images (an array, or a uint8 tensor, e.g. in pinned memory) -> normalised
+    float NCHW tensor on ``device``, resized to ``size`` when given.
+
+    The uint8 batch is copied to ``device`` first (``non_blocking``: asynchronous from pinned
+    memory), so the conversion, the resize and the normalisation run on the device.
 
     The arithmetic runs on contiguous NCHW memory (a per-channel broadcast over an NHWC
     layout is several times slower on the CPU); the result is handed back in channels-last
@@ -74,7 +186,10 @@ def to_tensor(images: np.ndarray, size: int | None = None, device=None):
     import torch
     import torch.nn.functional as F
 
-    x = torch.from_numpy(np.ascontiguousarray(images))
+    if isinstance(images, torch.Tensor):
+        x = images
+    else:
+        x = torch.from_numpy(np.ascontiguousarray(images))
     if device is not None:
         x = x.to(device, non_blocking=True)
     x = x.permute(0, 3, 1, 2).contiguous().float().div_(255.0)

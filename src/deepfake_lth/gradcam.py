@@ -303,7 +303,7 @@ def gradcam_stage(
     import pandas as pd
     import torch
 
-    from deepfake_lth.data import load_manifest, to_tensor
+    from deepfake_lth.data import load_manifest, read_rows, to_tensor
 
     if target not in TARGETS:
         raise UserError(f"Grad-CAM target {target!r} is not one of {', '.join(TARGETS)}")
@@ -330,7 +330,7 @@ def gradcam_stage(
     manifest = load_manifest(faces_dir).set_index("index")
     labels = manifest.loc[rows, "label"].to_numpy(dtype=np.int64)
     video_ids = manifest.loc[rows, "video_id"].to_numpy(dtype=str)
-    images = np.ascontiguousarray(np.load(faces_dir / "faces.npy", mmap_mode="r")[rows])
+    images = read_rows(np.load(faces_dir / "faces.npy", mmap_mode="r"), rows)  # just these
     x = to_tensor(images, size=input_size, device=dev)
 
     for _, _, ckpt in levels:  # a missing checkpoint fails before any work
