@@ -494,7 +494,7 @@ def fit(
                 bar.update(1)
                 if stop is not None and stop.requested:
                     batches.close()
-                    _stop(epoch, resume, mid_epoch=True)
+                    _stop(epoch, resume, stop, mid_epoch=True)
             bar.update(n_batches - len(steps))
         if enforcer is not None:  # exact zeros already (see train_step); kept as a safety net
             enforcer.mask_weights()
@@ -543,7 +543,7 @@ def fit(
                 )
             )
         if stop is not None and stop.requested:
-            _stop(epoch, resume, mid_epoch=False)
+            _stop(epoch, resume, stop, mid_epoch=False)
     result.train_seconds = elapsed_before + time.perf_counter() - start
     missing = sorted(e for e in save_epochs if e not in result.epoch_states)
     for e in missing:  # training stopped before epoch e: keep its last weights instead
@@ -564,17 +564,22 @@ def fit(
     return result
 
 
-def _stop(epoch: int, resume: ResumeState | None, *, mid_epoch: bool) -> None:
+def _stop(epoch: int, resume: ResumeState | None, stop: StopSignals, *, mid_epoch: bool) -> None:
     """Raise StopRequested, saying which epoch's state a rerun continues from."""
     from deepfake_lth.resume import StopRequested
 
-    done = epoch - 1 if mid_epoch else epoch
-    where = (
-        f"a rerun resumes after epoch {done}" if resume is not None and done > 0
-        else "a rerun starts over" if resume is not None
-        else "no resume state is kept"
+    done = epoch - 1 if mid_epoch else epoch  # the epoch of the state that stands
+    when = f"{'during' if mid_epoch else 'after'} epoch {epoch}"
+    if resume is not None and done > 0:
+        where = f"a rerun resumes after epoch {done} ({resume.path})"
+    elif resume is not None:
+        where = "no epoch completed: a rerun starts over"
+    else:
+        where = "no resume state is kept: a rerun starts over"
+    log.warning("stop requested %s: %s", when, where)
+    raise StopRequested(
+        f"stopped {when}; {where}",
+        signum=getattr(stop, "signum", None),
+        state=resume.path if resume is not None else None,
+        epoch=done,
     )
-    log.warning(
-        "stop requested %s epoch %d: %s", "during" if mid_epoch else "after", epoch, where
-    )
-    raise StopRequested(f"stopped {'during' if mid_epoch else 'after'} epoch {epoch}; {where}")
