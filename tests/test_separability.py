@@ -161,3 +161,24 @@ def test_stage_with_a_custom_model_separates_bright_fakes(tmp_path) -> None:
                                 feature_layer="5")
     row = df.iloc[0]
     assert row["probe_acc"] == 1.0 and row["silhouette"] > 0.5 and row["n_samples"] == 32
+
+
+def test_folds_grouped_by_video_do_not_leak() -> None:
+    """Frames of one video share its look but the labels are random per video: a probe that
+    sees a video's frames in training recognises them at test (frame folds leak); grouped
+    folds keep every video on one side, and the probe falls to chance."""
+    rng = np.random.default_rng(0)
+    videos, frames, dim = 40, 10, 60
+    looks = rng.normal(size=(videos, dim))
+    video_labels = rng.permutation(np.repeat([0, 1], videos // 2))
+    x = np.repeat(looks, frames, axis=0) + 0.05 * rng.normal(size=(videos * frames, dim))
+    y = np.repeat(video_labels, frames)
+    groups = np.repeat([f"v{i}" for i in range(videos)], frames)
+    leaky = sep.separability(x, y, folds=5)
+    grouped = sep.separability(x, y, folds=5, groups=groups)
+    assert leaky["probe_acc"] > 0.95
+    assert grouped["probe_acc"] < 0.75 and grouped["folds"] == 5
+    # the folds follow the smaller class's videos, not its frames
+    _, _, k = sep.linear_probe(x, np.where(np.isin(groups, ["v0", "v1", "v2"]), 1, 0), 5,
+                               groups=groups)
+    assert k == 3

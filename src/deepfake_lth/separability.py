@@ -7,6 +7,7 @@ features of the test faces are read with a forward hook on the registry's ``feat
 
 * ``probe_acc``: accuracy of a linear probe (standardised features, scikit-learn
   ``LogisticRegression``) under stratified k-fold cross-validation (5 folds by default),
+  grouped by video so that no video has frames in both the training and the test fold,
   with ``probe_acc_std`` its standard deviation over the folds;
 * ``silhouette``: the silhouette score (scikit-learn, Euclidean) of the real/fake labels on
   the features as the network has them (the final linear layer reads them unscaled): near
@@ -31,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from deepfake_lth.errors import UserError
+from deepfake_lth.execution import add_execution_arguments, apply_execution
 from deepfake_lth.files import write_csv
 from deepfake_lth.plan import level_sparsity, parse_levels
 
@@ -93,25 +95,40 @@ def extract_features(
 
 
 def linear_probe(
-    features: np.ndarray, labels: np.ndarray, folds: int = 5, seed: int = 0
+    features: np.ndarray, labels: np.ndarray, folds: int = 5, seed: int = 0,
+    groups: np.ndarray | None = None,
 ) -> tuple[float, float, int]:
     """(mean, std) accuracy of a logistic-regression probe on standardised ``features`` under
     stratified ``folds``-fold cross-validation, and the folds used (fewer when a class has
-    fewer faces than ``folds``); NaN when a class has fewer than two faces."""
+    fewer faces, or fewer videos, than ``folds``); NaN when a class has fewer than two.
+
+    ``groups`` (a video id per face): the folds are grouped (``StratifiedGroupKFold``), so the
+    frames of one video never sit in both the training and the test fold; without them every
+    face is its own group (an image set)."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, cross_val_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     labels = np.asarray(labels)
-    counts = np.bincount(labels.astype(int), minlength=2) if len(labels) else np.zeros(2)
-    k = int(min(folds, counts.min())) if len(counts) >= 2 else 0
-    if k < 2 or len(np.unique(labels)) < 2:
+    if len(labels) == 0 or len(np.unique(labels)) < 2:
+        return math.nan, math.nan, 0
+    if groups is not None:
+        groups = np.asarray(groups)
+        units = {(g, int(y)) for g, y in zip(groups, labels, strict=True)}
+        counts = np.bincount([y for _, y in units], minlength=2)
+    else:
+        counts = np.bincount(labels.astype(int), minlength=2)
+    k = int(min(folds, counts.min()))
+    if k < 2:
         return math.nan, math.nan, 0
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-    cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    if groups is not None:
+        cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    else:
+        cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     scores = cross_val_score(probe, np.asarray(features, dtype=np.float64), labels, cv=cv,
-                             scoring="accuracy")
+                             scoring="accuracy", groups=groups)
     return float(scores.mean()), float(scores.std()), k
 
 
@@ -131,10 +148,12 @@ def silhouette(features: np.ndarray, labels: np.ndarray) -> float:
 
 
 def separability(
-    features: np.ndarray, labels: np.ndarray, folds: int = 5, seed: int = 0
+    features: np.ndarray, labels: np.ndarray, folds: int = 5, seed: int = 0,
+    groups: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """``probe_acc``, ``probe_acc_std``, ``silhouette``, ``folds`` of one feature matrix."""
-    acc, std, k = linear_probe(features, labels, folds, seed)
+    """``probe_acc``, ``probe_acc_std``, ``silhouette``, ``folds`` of one feature matrix;
+    ``groups``: the video of each face (folds grouped by video)."""
+    acc, std, k = linear_probe(features, labels, folds, seed, groups)
     return {"probe_acc": acc, "probe_acc_std": std, "silhouette": silhouette(features, labels),
             "folds": k}
 
@@ -210,6 +229,9 @@ def separability_stage(
         raise UserError(f"{faces_dir}: the test split is empty; separability is measured on it")
     keep = _subset(len(test), spec["max_samples"], test.labels, seed)
     images, labels = test.images[keep], np.asarray(test.labels)[keep]
+    videos = np.asarray(test.video_ids)[keep]
+    # one face per video (an image set): plain stratified folds; frames of videos: grouped
+    groups = videos if len(np.unique(videos)) < len(videos) else None
     rows = []
     for item in levels:
         ckpt = item["path"] / "checkpoint.pt"
@@ -223,7 +245,7 @@ def separability_stage(
         model.to(device)
         features = extract_features(model, images, feature_layer, input_size, device,
                                     int(spec["batch_size"]))
-        scores = separability(features, labels, int(spec["folds"]), seed)
+        scores = separability(features, labels, int(spec["folds"]), seed, groups)
         rows.append({"method": method, "level": item["level"],
                      "sparsity": level_sparsity(item["path"], state,
                                                 list(prunable_parameters(model))),
@@ -249,9 +271,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spec", default="{}",
                         help="JSON: input_size, device, threads, folds, max_samples, batch_size")
     parser.add_argument("--out", required=True, help="CSV to write")
+    add_execution_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    args.spec = apply_execution(args.spec, args)
     separability_stage(args.faces, args.levels, args.model, args.method, args.out, args.seed,
                        args.spec)
     return 0
