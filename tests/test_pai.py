@@ -13,8 +13,9 @@ import pytest
 import torch
 from torch import nn
 
-from deepfake_lth import cli, pruning, stages
+from deepfake_lth import cli, plan, pruning, stages
 from deepfake_lth.errors import UserError
+from deepfake_lth.stages import pai
 
 torch.set_num_threads(1)
 
@@ -186,16 +187,16 @@ def test_scores_leave_the_model_alone_and_are_deterministic() -> None:
 
 
 def test_step_size_names_and_rounds() -> None:
-    assert stages.step_size_method("global", 0.05) == "imp-global-rate0.05"
-    assert stages.step_size_method("local", 0.1) == "imp-local-rate0.1"
-    assert stages.parse_step_size_method("imp-global-rate0.05") == ("global", 0.05)
-    assert stages.parse_step_size_method("imp-global") is None
+    assert plan.step_size_method("global", 0.05) == "imp-global-rate0.05"
+    assert plan.step_size_method("local", 0.1) == "imp-local-rate0.1"
+    assert plan.parse_step_size_method("imp-global-rate0.05") == ("global", 0.05)
+    assert plan.parse_step_size_method("imp-global") is None
     final = 1 - 0.8**8
-    assert stages.rounds_to_reach(0.2, final) == 8  # not 9 from rounding
-    assert stages.rounds_to_reach(0.1, final) == 17
-    assert stages.rounds_to_reach(0.05, final) == 35
+    assert plan.rounds_to_reach(0.2, final) == 8  # not 9 from rounding
+    assert plan.rounds_to_reach(0.1, final) == 17
+    assert plan.rounds_to_reach(0.05, final) == 35
     for rate in (0.05, 0.1, 0.2):
-        k = stages.rounds_to_reach(rate, final)
+        k = plan.rounds_to_reach(rate, final)
         assert 1 - (1 - rate) ** k >= final - 1e-12 > 1 - (1 - rate) ** (k - 1)
 
 
@@ -282,8 +283,8 @@ def test_prune_init_cli_and_bad_input(dense, tmp_path) -> None:
             "--model", "mesonet", "--seed", "0", "--method", "snip", "--sparsity", "0.36",
             "--batches", "1", "--spec", json.dumps(SPEC)]
     parser = argparse.ArgumentParser()
-    stages.add_prune_init_arguments(parser)  # what cli.py calls for `prune-init`
-    rc = stages.run_prune_init(parser.parse_args(argv))
+    pai.add_arguments(parser)  # what cli.py calls for `prune-init`
+    rc = pai.run(parser.parse_args(argv))
     assert rc == 0
     assert check_ticket(out, 0.36)["score_batches"] == 1
     with pytest.raises(UserError, match="snip, grasp"):

@@ -12,6 +12,7 @@ import torch
 
 from deepfake_lth import cli, pruning, stages
 from deepfake_lth.errors import UserError
+from deepfake_lth.methods import CONTROLS
 
 torch.set_num_threads(1)
 
@@ -163,15 +164,20 @@ def test_dense_imp_oneshot_controls_transfer(data) -> None:
 
     imp2 = run / "imp-global" / "round2"
     imp_mask = pruning.load_mask(imp2 / "mask.pt")
-    for name in stages.CONTROLS:
+    imp1_mask = pruning.load_mask(run / "imp-global" / "round1" / "mask.pt")
+    for name in CONTROLS:
         out = run / f"control-{name}" / "round2"
-        m = stages.control(faces_a, imp2, run / "dense", out, "mesonet", 0, name, SPEC)
+        m = stages.control(faces_a, imp2, run / "dense", out, "mesonet", 0, name, SPEC,
+                           prev_dir=run / "imp-global" / "round1")
         assert m["method"] == f"control-{name}" and m["round"] == 2
         check_ticket(out, 0.36)
         mask = pruning.load_mask(out / "mask.pt")
         same = all(torch.equal(mask[n], imp_mask[n]) for n in mask)
         assert same == (name == "reinit")
         assert all(int(mask[n].sum()) == int(imp_mask[n].sum()) for n in mask)
+        if name == "random-prune-trained":  # pruned at random among round 1's survivors
+            assert all(not (mask[n] & ~imp1_mask[n]).any() for n in mask)
+            assert m["control_prev"].endswith("round1")
 
     tdir = root / "transfer" / "dsa-to-dsb" / "mesonet" / "seed0"
     tmp = root / "frozen"

@@ -15,6 +15,7 @@ from torch import nn
 from deepfake_lth import pruning, stages, structured
 from deepfake_lth.errors import UserError
 from deepfake_lth.models import build_model
+from deepfake_lth.stages import structured as structured_stage
 
 torch.set_num_threads(1)
 
@@ -155,7 +156,7 @@ def test_masked_training_keeps_pruned_channels_at_zero(name, group, bn):
     assert bool(drop.any())
     assert not bool(norm.bias[drop].any()) and not bool(norm.weight[drop].any())
     assert bool(norm.bias[~drop].ne(0).any())  # the rest did train
-    assert structured._stray_channel_params(model, cmask) == []
+    assert structured.stray_channel_params(model, cmask) == []
     x = torch.randn(2, 3, 32, 32)
     with torch.inference_mode():
         compact = structured.compact_model(model, cmask)
@@ -246,17 +247,17 @@ def test_structured_rounds_write_the_files(tmp_path):
     faces = write_faces(tmp_path)
     run = tmp_path / "run"
     stages.train_dense(faces, run / "dense", "cnn5", 0, SPEC)
-    r1 = structured.structured_round(
+    r1 = structured_stage.structured_round(
         faces, run / "dense", run / "dense", run / "r1", "cnn5", 0, 1, "local", SPEC
     )
     parser = argparse.ArgumentParser()
-    structured.add_arguments(parser)
+    structured_stage.add_arguments(parser)
     args = parser.parse_args(
         ["--faces", str(faces), "--out", str(run / "r2"), "--model", "cnn5", "--prev",
          str(run / "r1"), "--dense", str(run / "dense"), "--round", "2", "--criterion", "local",
          "--spec", json.dumps(SPEC)]
     )  # fmt: skip
-    assert structured.run(args) == 0
+    assert structured_stage.run(args) == 0
 
     r2 = json.loads((run / "r2" / "metrics.json").read_text())
     for r, k in ((r1, 1), (r2, 2)):
@@ -292,6 +293,6 @@ def test_structured_rounds_write_the_files(tmp_path):
 
     # round 3 needs round 2 as its previous folder
     with pytest.raises(UserError, match="round 1, but round 3"):
-        structured.structured_round(
+        structured_stage.structured_round(
             faces, run / "r1", run / "dense", run / "r3", "cnn5", 0, 3, "local", SPEC
         )

@@ -18,13 +18,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "acquire": ("deepfake_lth.acquire", "fetch or generate a dataset's raw files"),
     "extract": ("deepfake_lth.faces", "sample frames and crop faces for one shard"),
     "pack": ("deepfake_lth.pack", "merge shards into a packed dataset with splits"),
-    "train": ("deepfake_lth.stages", "train the dense model (round 0)"),
-    "imp-round": ("deepfake_lth.stages", "one iterative magnitude pruning round"),
-    "oneshot": ("deepfake_lth.stages", "prune the dense model once to a sparsity and retrain"),
-    "control": ("deepfake_lth.stages", "control baselines at an IMP sparsity"),
-    "prune-init": ("deepfake_lth.stages", "SNIP or GraSP at initialization, then train once"),
-    "structured-round": ("deepfake_lth.structured", "one structured pruning round: remove whole conv filters"),
-    "transfer": ("deepfake_lth.stages", "train a ticket of one dataset on another"),
+    "train": ("deepfake_lth.stages.dense", "train the dense model (round 0)"),
+    "imp-round": ("deepfake_lth.stages.imp", "one iterative magnitude pruning round"),
+    "oneshot": ("deepfake_lth.stages.oneshot",
+                "prune the dense model once to a sparsity and retrain"),
+    "control": ("deepfake_lth.stages.control", "control baselines at an IMP sparsity"),
+    "prune-init": ("deepfake_lth.stages.pai", "SNIP or GraSP at initialization, then train once"),
+    "structured-round": ("deepfake_lth.stages.structured",
+                         "one structured pruning round: remove whole conv filters"),
+    "transfer": ("deepfake_lth.stages.transfer", "train a ticket of one dataset on another"),
     "gradcam": ("deepfake_lth.gradcam", "Grad-CAM heatmaps and their change across sparsities"),
     "separability": ("deepfake_lth.separability", "probe and silhouette of penultimate features"),
     "latency": ("deepfake_lth.latency", "CPU latency of the dense network and its tickets"),
@@ -44,9 +46,7 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text)
         if name == wanted:  # only the chosen stage's module is imported
             mod = importlib.import_module(module)
-            adder = getattr(mod, f"add_{name.replace('-', '_')}_arguments", None) or getattr(
-                mod, "add_arguments"
-            )
+            adder = getattr(mod, f"add_{name.replace('-', '_')}_arguments", None) or mod.add_arguments
             adder(p)
             p.set_defaults(_module=mod, _name=name)
     return parser
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     mod = args._module
-    runner = getattr(mod, f"run_{args._name.replace('-', '_')}", None) or getattr(mod, "run")
+    runner = getattr(mod, f"run_{args._name.replace('-', '_')}", None) or mod.run
     try:
         return int(runner(args) or 0)
     except UserError as exc:  # bad input: a clear message, no traceback

@@ -20,8 +20,11 @@ SCHEMA_PATH = ROOT / "workflow" / "schemas" / "config.schema.yaml"
 
 
 def load_schema() -> dict:
+    """The config schema, its ``x-registry`` markers filled in from the registries."""
+    from deepfake_lth.methods import fill_registries
+
     with open(SCHEMA_PATH) as fh:
-        return yaml.safe_load(fh)
+        return fill_registries(yaml.safe_load(fh))
 
 
 def _key(path) -> str:

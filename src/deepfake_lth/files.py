@@ -3,9 +3,11 @@ killed job never leaves a half-written file that a rerun would take for finished
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -33,3 +35,36 @@ def write_text(path: str | Path, text: str) -> Path:
 def write_csv(df, path: str | Path) -> Path:
     """A pandas DataFrame to ``path`` as CSV (no index), atomically."""
     return atomic_write(path, lambda fh: df.to_csv(fh, index=False))
+
+
+def json_safe(value: Any) -> Any:
+    """NaN/inf → null (strict JSON); numpy scalars → python numbers."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_metrics(path: str | Path, metrics: Mapping[str, Any]) -> Path:
+    """metrics.json, atomically, as strict JSON (NaN written as null)."""
+    return write_text(path, json.dumps(json_safe(dict(metrics)), indent=2) + "\n")
+
+
+def read_metrics(folder: str | Path) -> dict[str, Any]:
+    """The metrics.json of a run folder; UserError naming the file when missing or broken."""
+    from deepfake_lth.errors import UserError
+
+    path = Path(folder) / "metrics.json"
+    if not path.is_file():
+        raise UserError(f"{path} is missing: run the stage that writes {Path(folder)} first")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(
+            f"{path} is not valid JSON ({exc}); delete it and rerun its stage"
+        ) from None

@@ -39,6 +39,7 @@ from typing import Self
 import numpy as np
 
 from deepfake_lth.errors import UserError
+from deepfake_lth.execution import add_execution_arguments, apply_execution
 
 log = logging.getLogger(__name__)
 
@@ -54,15 +55,6 @@ log = logging.getLogger(__name__)
 # the ReLU removes all evidence against "fake".
 TARGETS = ("label", "fake", "real", "predicted")
 TOP_FRACTION = 0.1  # concentration: share of the heat in the hottest 10 % of pixels
-
-
-def resolve_device(device: str | None):
-    """``auto`` → CUDA when present, else CPU; anything else is passed to torch.device."""
-    import torch
-
-    if device in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 class GradCAM:
@@ -321,7 +313,9 @@ def gradcam_stage(
         if target_layer is None:
             raise ValueError("target_layer is needed with model_factory")
         layer = target_layer
-    dev = resolve_device(device)
+    from deepfake_lth.train import resolve_device
+
+    dev = resolve_device(device or "auto")
 
     faces_dir = Path(faces_dir)
     if not (faces_dir / "faces.npy").is_file():
@@ -435,12 +429,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         '"target" (label|fake|real|predicted), "batch_size"}',
     )
     parser.add_argument("--out", required=True, help="output folder")
+    add_execution_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    spec = _json_arg(args.spec, "--spec")
+    spec = _json_arg(apply_execution(args.spec, args), "--spec")
     if not isinstance(spec, dict):
         raise UserError("--spec must be a JSON object")
     unknown = set(spec) - {

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deepfake_lth.errors import UserError
+from deepfake_lth.execution import add_execution_arguments, apply_execution
 
 if TYPE_CHECKING:  # torch is imported where it runs: the report reads COLUMNS without it
     import torch
@@ -245,8 +246,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="JSON: input_size, batch_sizes, threads, warmup, repeats, min_seconds",
     )
     parser.add_argument("--out", required=True, help="CSV to write")
+    add_execution_arguments(parser, ("threads",))
 
 
 def run(args: argparse.Namespace) -> int:
+    args.spec = apply_execution(args.spec, args, ("threads",))
     latency_stage(args.levels, args.model, args.out, args.spec)
     return 0

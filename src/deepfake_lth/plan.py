@@ -1,19 +1,22 @@
-"""What a config asks for: method names, the sparsities they reach, and their folders.
+"""The study's arithmetic and names: sparsities of rounds and levels, folder names.
 
-The workflow (workflow/rules/common.smk), the report and the tests all read the study's
-shape from here, so a path is spelt in one place (the path scheme of DESIGN.md).
+Which methods a config runs, and their folders, are the method registry's
+(:mod:`deepfake_lth.methods`), built on these functions; docs/ARCHITECTURE.md has the path
+scheme. Importable without torch.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# step-size names and rounds are spelt once, next to the stage that writes them (no torch import)
-from deepfake_lth.stages import rate_tag, rounds_to_reach, step_size_method  # noqa: F401
+from deepfake_lth.errors import UserError
+
+STEP_SIZE_RE = re.compile(r"imp-(\w+)-rate(0?\.\d+)")
 
 
 def imp_sparsity(rate: float, k: int) -> float:
@@ -57,71 +60,41 @@ def run_dir(results: str | Path, dataset: str, model: str, seed: int) -> Path:
     return Path(results) / dataset / model / f"seed{seed}"
 
 
-@dataclass(frozen=True)
-class Level:
-    """One trained network of a method: its folder and the sparsity it was pruned to."""
-
-    method: str  # dense | imp-global | imp-local | oneshot-global | control-reinit ...
-    sparsity: float
-    path: Path  # folder with checkpoint.pt (and mask.pt, metrics.json)
-    round: int  # IMP round (0 dense); for one-shot the round whose sparsity it matches
-
-
-def level_for(config: dict, dataset: str, model: str, seed: int, method: str, sparsity: float) -> Level:
-    """The trained network of ``method`` nearest to ``sparsity`` (sparsity 0: dense)."""
-    base = run_dir(config["results"], dataset, model, seed)
-    if sparsity <= 0 or method == "dense":
-        return Level("dense", 0.0, base / "dense", 0)
-    kind, _, criterion = method.partition("-")
-    if kind == "imp" or kind == "control":
-        k = nearest_round(config, sparsity)
-        if k == 0:
-            return Level("dense", 0.0, base / "dense", 0)
-        s = imp_sparsity(config["prune"]["rate"], k)
-        return Level(method, s, base / method / f"round{k}", k)
-    if kind == "oneshot":
-        s = nearest_oneshot(config, sparsity)
-        return Level(method, s, base / method / f"sparsity{pct(s)}", nearest_round(config, s))
-    raise ValueError(f"unknown method {method!r}")
-
-
-def transfer_methods(config: dict) -> list[str]:
-    """Folder names under results/transfer/{A}-to-{B}/{model}/seed{seed}/: dense + tickets."""
-    names = ["dense"]
-    for method in config["transfer"]["methods"]:
-        for s in config["transfer"]["sparsities"]:
-            names.append(f"{method}-sparsity{pct(transfer_level(config, method, s))}")
-    return list(dict.fromkeys(names))
-
-
-def transfer_level(config: dict, method: str, sparsity: float) -> float:
-    """Actual sparsity of the ticket transferred for a requested ``sparsity``."""
-    if method.startswith("imp-"):
-        return imp_sparsity(config["prune"]["rate"], max(1, nearest_round(config, sparsity)))
-    return nearest_oneshot(config, sparsity)
-
-
-def parse_transfer_method(config: dict, name: str) -> tuple[str, float]:
-    """``imp-global-sparsity59`` -> (``imp-global``, 0.59…): the source method and its sparsity."""
-    method, _, p = name.rpartition("-sparsity")
-    for s in config["transfer"]["sparsities"]:
-        level = transfer_level(config, method, s)
-        if pct(level) == int(p):
-            return method, level
-    raise ValueError(f"{name!r} is not a transfer method of this config")
-
-
-def methods(config: dict) -> list[str]:
-    """Pruning methods a dataset × model × seed runs (besides dense)."""
-    out = [f"imp-{c}" for c in config["prune"]["criteria"]]
-    out += [f"oneshot-{c}" for c in config["oneshot"]["criteria"]]
-    out += [f"control-{c}" for c in config["controls"]]
-    out += list(config["prune_at_init"]["methods"])
-    out += [name for name, *_ in step_sizes(config)]
-    return out
-
-
 # ---- beyond the paper: step sizes, pruning at initialization, separability -------------
+
+
+def rate_tag(rate: float) -> str:
+    """A pruning rate as written in folder names: 0.05 → ``0.05``, 0.1 → ``0.1``."""
+    return f"{float(rate):g}"
+
+
+def step_size_method(criterion: str, rate: float) -> str:
+    """Name (and folder) of IMP at another step size: ``imp-global-rate0.05``. The config's
+    own ``prune.rate`` keeps the plain name ``imp-{criterion}``."""
+    return f"imp-{criterion}-rate{rate_tag(rate)}"
+
+
+def parse_step_size_method(name: str) -> tuple[str, float] | None:
+    """``imp-global-rate0.05`` → (``global``, 0.05); None for any other method name."""
+    m = STEP_SIZE_RE.fullmatch(str(name))
+    return (m.group(1), float(m.group(2))) if m else None
+
+
+def rounds_to_reach(rate: float, sparsity: float) -> int:
+    """IMP rounds at ``rate`` needed to reach ``sparsity``: ceil(log(1 − s) / log(1 − rate))."""
+    if not 0 < rate < 1 or not 0 <= sparsity < 1:
+        raise UserError(
+            f"rounds_to_reach: rate {rate!r} and sparsity {sparsity!r} must be in (0, 1)"
+        )
+    if sparsity == 0:
+        return 0
+    # the tolerance keeps 1 − 0.8^8 at exactly 8 rounds of 0.2 despite rounding
+    return max(1, math.ceil(math.log1p(-sparsity) / math.log1p(-rate) - 1e-9))
+
+
+def nearest_round_at(rate: float, sparsity: float) -> int:
+    """IMP round whose sparsity 1 − (1 − rate)^k is nearest ``sparsity`` (k ≥ 1)."""
+    return min(range(1, 200), key=lambda k: (abs(imp_sparsity(rate, k) - sparsity), k))
 
 
 def final_sparsity(config: dict) -> float:
@@ -160,44 +133,12 @@ def pai_sparsities(config: dict) -> list[float]:
     return [seen[p] for p in sorted(seen)]
 
 
-def method_levels(config: dict, dataset: str, model: str, seed: int, method: str) -> list[Level]:
-    """Every trained network of ``method`` for one dataset × model × seed, the dense one first."""
-    base = run_dir(config["results"], dataset, model, seed)
-    out = [Level("dense", 0.0, base / "dense", 0)]
-    rate = config["prune"]["rate"]
-    if method in ("imp-global", "imp-local") or method.startswith("control-"):
-        for k in range(1, config["prune"]["rounds"] + 1):
-            out.append(Level(method, imp_sparsity(rate, k), base / method / f"round{k}", k))
-    elif method.startswith("oneshot-") or method in ("snip", "grasp"):
-        if method.startswith("oneshot-"):
-            levels = oneshot_sparsities(config)
-        else:
-            levels = pai_sparsities(config)
-        for s in levels:
-            out.append(Level(method, s, base / method / f"sparsity{pct(s)}",
-                             nearest_round(config, s)))
-    elif method.startswith("structured-"):
-        for k in range(1, config["structured"]["rounds"] + 1):
-            out.append(Level(method, imp_sparsity(rate, k), base / method / f"round{k}", k))
-    elif "-rate" in method:
-        step, rounds = step_size_rate(config, method)
-        for k in range(1, rounds + 1):
-            out.append(Level(method, imp_sparsity(step, k), base / method / f"round{k}", k))
-    else:
-        raise ValueError(f"unknown method {method!r}")
-    return out
-
-
 # ---- stage inputs: the levels a stage reads -----------------------------------------------
 
 
 def parse_levels(levels: str | Sequence[Any]) -> list[dict[str, Any]]:
     """A stage's ``--levels``: a JSON list of {"method", "level", "path"} (or of folders);
     ``level`` defaults to the folder's name, ``method`` to its parent's."""
-    import json
-
-    from deepfake_lth.errors import UserError
-
     if isinstance(levels, str):
         try:
             levels = json.loads(levels)
@@ -219,8 +160,6 @@ def parse_levels(levels: str | Sequence[Any]) -> list[dict[str, Any]]:
 
 def level_sparsity(folder: Path, state: Mapping, names: Sequence[str]) -> float:
     """A level's sparsity: its metrics.json's, else the zeros of its prunable weights."""
-    import json
-
     from deepfake_lth.pruning import state_sparsity
 
     metrics = Path(folder) / "metrics.json"

@@ -25,8 +25,6 @@ from deepfake_lth.errors import UserError
 Mask = dict[str, torch.Tensor]
 State = dict[str, torch.Tensor]
 
-CRITERIA = ("global", "local")
-
 
 # --------------------------------------------------------------------------- masks as data
 
@@ -150,12 +148,17 @@ def _prune(
     criterion: str,
     n_remove: Callable[[int, int], int],
 ) -> Mask:
-    """Shared core: ``n_remove(alive, total)`` weights go, over all layers or in each layer."""
-    if criterion not in CRITERIA:
-        raise UserError(f"pruning criterion {criterion!r} is not one of {', '.join(CRITERIA)}")
+    """Shared core: ``n_remove(alive, total)`` weights go, over all layers or in each layer,
+    ranked by the criterion's scores (:mod:`deepfake_lth.criteria`)."""
+    from deepfake_lth.criteria import get_criterion
+    from deepfake_lth.models.registry import resolve
+
+    crit = get_criterion(criterion)
     scores = _scores(weights, mask)
     alive = [m.detach().cpu().flatten().clone() for m in mask.values()]
-    if criterion == "global":
+    if crit.scores is not None:
+        scores = resolve(crit.scores)(scores, alive)
+    if crit.scope == "global":
         n_alive = sum(int(a.sum()) for a in alive)
         n_total = sum(a.numel() for a in alive)
         new = _remove_smallest(scores, alive, n_remove(n_alive, n_total))

@@ -62,7 +62,7 @@ TARGET_WORDS = {
 
 def method_label(method: str) -> str:
     """Folder name → the paper's words: ``imp-global`` → ``IMP-Global``."""
-    from deepfake_lth.stages import parse_step_size_method
+    from deepfake_lth.plan import parse_step_size_method
 
     step = parse_step_size_method(method)
     if step:
@@ -88,7 +88,7 @@ def method_label(method: str) -> str:
 def _method_key(method: str) -> tuple[int, str]:
     """Sort key: the paper's methods in METHOD_ORDER, SNIP and GraSP after them, and a step-size
     variant right after its IMP method (``imp-global-rate0.05`` after ``imp-global``)."""
-    from deepfake_lth.stages import parse_step_size_method
+    from deepfake_lth.plan import parse_step_size_method
 
     order = METHOD_ORDER + ["structured-global", "structured-local"] + list(PAI_LABELS)
     step = parse_step_size_method(method)
@@ -812,7 +812,7 @@ def pai_section(runs, config: dict, figures: _Figures, model_order: list[str] | 
 def step_size_section(runs, config: dict, figures: _Figures, model_order: list[str] | None
                       ) -> Section:
     """IMP at several pruning rates reaching the same final sparsity."""
-    from deepfake_lth.stages import parse_step_size_method
+    from deepfake_lth.plan import parse_step_size_method
     from deepfake_lth.stats import mean_ci
 
     rate = float((config.get("prune") or {}).get("rate", 0.2))
@@ -1185,7 +1185,7 @@ def build_report(
     if enabled["pai"]:
         own |= set(PAI_LABELS)
     if enabled["step-sizes"]:
-        from deepfake_lth.stages import parse_step_size_method
+        from deepfake_lth.plan import parse_step_size_method
 
         own |= {m for m in runs["method"].unique() if parse_step_size_method(m)}
     accuracy = accuracy_figures(runs, figures, model_order, own) if not runs.empty else {}

@@ -660,7 +660,7 @@ def _claim_transfer(transfers) -> Claim:
 
 
 def _claim_step_size(runs) -> Claim:
-    from deepfake_lth.stages import parse_step_size_method
+    from deepfake_lth.plan import parse_step_size_method
 
     outcomes, evidence = [], []
     variants = sorted(m for m in runs["method"].unique() if parse_step_size_method(m))

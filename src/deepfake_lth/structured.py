@@ -33,13 +33,11 @@ dense model with the same function.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -49,7 +47,7 @@ from deepfake_lth.errors import UserError
 log = logging.getLogger(__name__)
 
 ChannelMask = dict[str, torch.Tensor]
-CRITERIA = ("global", "local")
+CRITERIA = ("global", "local")  # channels: one L1 threshold over all groups, or per group
 
 
 @dataclass(frozen=True)
@@ -462,105 +460,7 @@ def load_channels(path: str | Path) -> ChannelMask:
     return load_mask(path)
 
 
-# --------------------------------------------------------------------------- stage
-
-
-def structured_round(
-    faces_dir: str | Path,
-    prev_dir: str | Path,
-    dense_dir: str | Path,
-    out_dir: str | Path,
-    model_name: str,
-    seed: int,
-    k: int,
-    criterion: str,
-    spec: Mapping[str, Any] | str | None = None,
-) -> dict[str, Any]:
-    """Structured round ``k``: prune ``prune.rate`` of the surviving channels of round k−1
-    (``prev_dir``; round 0 is ``dense_dir``) by filter L1 norm, rewind, retrain with the
-    pruned channels held at zero. Writes channels.pt, checkpoint.pt (full shape, pruned
-    channels zero), mask.pt (the weight mask) and metrics.json (method
-    ``structured-{criterion}``)."""
-    from deepfake_lth.plan import imp_sparsity
-    from deepfake_lth.stages import (
-        _load_into,
-        _rewound_start,
-        _setup,
-        _train_and_write,
-        build,
-        parse_spec,
-        read_metrics,
-    )
-
-    spec = parse_spec(spec)
-    if k < 1:
-        raise UserError(f"structured round must be ≥ 1, got {k}")
-    if criterion not in CRITERIA:
-        raise UserError(f"structured criterion {criterion!r} is not one of {', '.join(CRITERIA)}")
-    prev_dir, dense_dir, out_dir = Path(prev_dir), Path(dense_dir), Path(out_dir)
-    prev_metrics = read_metrics(prev_dir)
-    if prev_metrics.get("round") is not None and int(prev_metrics["round"]) != k - 1:
-        raise UserError(
-            f"{prev_dir}/metrics.json is round {prev_metrics['round']}, but round {k} needs "
-            f"round {k - 1}; pass the previous round's folder as --prev"
-        )
-    from deepfake_lth.pruning import load_state
-
-    device = _setup(spec, seed)
-    model = build(model_name, spec)
-    prev_state = load_state(prev_dir / "checkpoint.pt")
-    _load_into(model, prev_state, str(prev_dir / "checkpoint.pt"))
-    if k == 1:
-        prev_cmask = None
-    else:
-        path = prev_dir / "channels.pt"
-        if not path.is_file():
-            raise UserError(
-                f"{path} is missing: round {k} needs the channel mask of structured round "
-                f"{k - 1}; pass a structured round folder as --prev"
-            )
-        prev_cmask = check_channel_mask(model, load_channels(path), str(path))
-    rate = spec["prune"]["rate"]
-    cmask = channel_mask(model, prev_cmask, rate, criterion)
-    mask = channel_weight_mask(model, cmask)
-    start = _rewound_start(spec["prune"]["rewind"], prev_state, dense_dir, mask)
-    _load_into(model, start, "the rewound weights")
-    apply_channel_mask(model, cmask)
-    compact = compact_model(model, cmask)
-    save_channels(out_dir / "channels.pt", cmask)
-    log.info(
-        "channel sparsity %.4f; channels per layer: %s",
-        channel_sparsity(cmask),
-        ", ".join(f"{n} {c}" for n, c in channel_counts(cmask).items()),
-    )
-    metrics = _train_and_write(
-        faces_dir=faces_dir,
-        out_dir=out_dir,
-        model_name=model_name,
-        seed=seed,
-        spec=spec,
-        device=device,
-        model=model,
-        mask=mask,
-        meta={
-            "method": f"structured-{criterion}",
-            "criterion": criterion,
-            "round": k,
-            "prune_rate": rate,
-            "channel_sparsity": channel_sparsity(cmask),
-            "target_channel_sparsity": imp_sparsity(rate, k),
-            "channels": channel_counts(cmask),
-            "channels_total": {n: m.numel() for n, m in cmask.items()},
-            "compact_params": count_parameters(compact),
-        },
-    )
-    stray = _stray_channel_params(model, cmask)
-    if stray:  # the masks guarantee this; a failure here is a bug, not bad input
-        raise RuntimeError(f"pruned channels have nonzero biases or BN parameters: {stray[:3]}")
-    return metrics
-
-
-def _stray_channel_params(model: nn.Module, cmask: Mapping[str, torch.Tensor]) -> list[str]:
+def stray_channel_params(model: nn.Module, cmask: Mapping[str, torch.Tensor]) -> list[str]:
     """Channel groups whose pruned channels have a nonzero bias or BN parameter."""
     out = []
     for g in channel_groups(model):
@@ -568,25 +468,3 @@ def _stray_channel_params(model: nn.Module, cmask: Mapping[str, torch.Tensor]) -
         if any(bool(p.detach()[drop].any()) for p in _per_channel_params(model, g)):
             out.append(g.name)
     return out
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``deepfake-lth structured-round`` (those of ``imp-round``)."""
-    from deepfake_lth.stages import add_imp_round_arguments
-
-    add_imp_round_arguments(parser)
-
-
-def run(args: argparse.Namespace) -> int:
-    structured_round(
-        args.faces,
-        args.prev,
-        args.dense,
-        args.out,
-        args.model,
-        args.seed,
-        args.round,
-        args.criterion,
-        args.spec,
-    )
-    return 0

@@ -1,16 +1,35 @@
 # Paths, wildcard constraints, input functions and the JSON slices each stage depends on.
+# Which methods a config runs, and their folders, come from the method registry
+# (deepfake_lth.methods); docs/ARCHITECTURE.md has the map.
 import json
+import os
 import re
 import sys
+from pathlib import Path
+
+from deepfake_lth import methods
+from deepfake_lth.criteria import CRITERIA
+from deepfake_lth.models.registry import MODELS as MODEL_REGISTRY
 
 RESULTS = config["results"]
 RESOURCES = config["resources"]
 LOGS = f"{RESULTS}/logs"
 BENCH = f"{RESULTS}/benchmarks"
 REPORT = f"{RESULTS}/report.html"
-SRC = f"{workflow.basedir}/src/deepfake_lth"  # absolute: runs with --directory elsewhere work
-# the stages run with the Python that runs Snakemake (the project's .venv), on any PATH
-DLTH = f"{sys.executable} -m deepfake_lth"
+# Code inputs relative to the working directory: a checkout copied or moved with its results
+# stays cached (an absolute path would change, and Snakemake would rerun every job).
+SRC = os.path.relpath(os.path.join(workflow.basedir, "src", "deepfake_lth"))
+# Jobs run `python -m deepfake_lth`: the Python of the environment the job runs in (a conda
+# environment under --software-deployment-method conda, else the one running Snakemake, put
+# first on PATH here) with this checkout's src/ on PYTHONPATH.
+CONDA_ENV = "../../environment.yml"
+os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable),
+                                      os.environ.get("PATH", "")])
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in [os.path.join(workflow.basedir, "src"), os.environ.get("PYTHONPATH", "")] if p)
+# `device` says where a job runs, not what it computes: it reaches the jobs as DLTH_DEVICE
+# (the --device default), outside the spec, so changing it reruns nothing.
+os.environ["DLTH_DEVICE"] = str(config["device"])
 DATASETS = list(config["datasets"])
 MODELS = list(config["models"])
 SEEDS = [str(s) for s in config["seeds"]]
@@ -27,12 +46,12 @@ wildcard_constraints:
     dst=_alternatives(DATASETS),
     model=_alternatives(MODELS),
     seed=r"\d+",
-    criterion="global|local",
+    criterion=_alternatives(CRITERIA),
     k=r"\d+",
     pct=r"\d+",
     shard=r"\d+",
-    control="reinit|random-mask",
-    pai="snip|grasp",
+    control=_alternatives(methods.CONTROLS),
+    pai=_alternatives(methods.PAI_METHODS),
     rate=r"0\.\d+",
 
 
@@ -41,8 +60,22 @@ def code(*modules):
     return [f"{SRC}/{m}" for m in modules]
 
 
-TRAIN_CODE = code("stages.py", "train.py", "pruning.py", "data.py", "models/__init__.py",
-                  "models/mesonet.py", "models/cnn5.py", "models/resnet.py", "models/xception.py")
+def _model_modules():
+    return sorted({spec.builder.partition(":")[0].rpartition(".")[2] + ".py"
+                   for spec in MODEL_REGISTRY.values()})
+
+
+# what every training job runs: the runner, training, masks and criteria, data, models
+TRAIN_CODE = code("stages/runner.py", "stages/spec.py", "train.py", "pruning.py", "data.py",
+                  "files.py", "criteria/__init__.py", "models/registry.py", "models/build.py",
+                  *[f"models/{m}" for m in _model_modules()]) + [
+    f"{SRC}/criteria/{c.scores.partition(':')[0].rpartition('.')[2]}.py"
+    for c in CRITERIA.values() if c.scores]
+
+
+def stage_code(stage):
+    """TRAIN_CODE and the stage's own module (stages/{stage}.py)."""
+    return TRAIN_CODE + code(f"stages/{stage}.py")
 
 
 def as_json(obj):
@@ -71,15 +104,14 @@ def detect_flag(w):
 
 # ---- training -------------------------------------------------------------------------
 def train_spec(w, dataset=None):
-    """Everything a training job depends on, as JSON (a change reruns it, nothing else does)."""
+    """Everything a training job's result depends on, as JSON (a change reruns it, nothing
+    else does); device and threads say how it runs and are passed outside it."""
     m = config["models"][w.model]
     return as_json({
         "train": config["train"],
         "prune": {"rate": config["prune"]["rate"], "rewind": config["prune"]["rewind"]},
         "input_size": m.get("input_size"),
         "pretrained": m.get("pretrained"),
-        "device": config["device"],
-        "threads": config["threads"],
     })
 
 
@@ -101,50 +133,85 @@ def run_dir(w, dataset=None):
     return f"{RESULTS}/{dataset or w.dataset}/{w.model}/seed{w.seed}"
 
 
-def prev_round(w):
-    """Round k-1 of the chain (round 0 is the dense model)."""
+def _chain_method(w):
+    """The method of a round rule's wildcards: imp-{criterion}[-rate{rate}], structured-…."""
+    if w.get("rate") is not None:
+        return f"imp-{w.criterion}-rate{w.rate}"
+    return f"{w.get('family', 'imp')}-{w.criterion}"
+
+
+def previous(w, method=None):
+    """Round k-1 of a chain (round 0 is the dense model): its checkpoint, mask (and channels
+    for structured rounds), from the method registry's levels."""
+    method = method or _chain_method(w)
+    levels = methods.method_levels(config, w.dataset, w.model, int(w.seed), method)
     k = int(w.k)
-    if k < 1 or k > ROUNDS:
-        raise ValueError(f"round {k} is outside 1..prune.rounds ({ROUNDS})")
-    base = run_dir(w)
+    if k < 1 or k >= len(levels):
+        raise ValueError(f"round {k} is outside 1..{len(levels) - 1} of {method}")
+    prev = levels[k - 1].path
     if k == 1:
-        return {"checkpoint": f"{base}/dense/checkpoint.pt"}
-    prev = f"{base}/imp-{w.criterion}/round{k - 1}"
-    return {"checkpoint": f"{prev}/checkpoint.pt", "mask": f"{prev}/mask.pt"}
+        return {"checkpoint": f"{prev}/checkpoint.pt"}
+    out = {"checkpoint": f"{prev}/checkpoint.pt", "mask": f"{prev}/mask.pt"}
+    if methods.family_of(method).name == "structured":
+        out["channels"] = f"{prev}/channels.pt"
+    return out
+
+
+def prev_round(w):
+    return previous(w)
 
 
 def prev_structured(w):
-    """Structured round k-1 (round 0 is the dense model)."""
-    k = int(w.k)
-    if k < 1 or k > config["structured"]["rounds"]:
-        raise ValueError(f"round {k} is outside 1..structured.rounds")
-    base = run_dir(w)
-    if k == 1:
-        return {"checkpoint": f"{base}/dense/checkpoint.pt"}
-    prev = f"{base}/structured-{w.criterion}/round{k - 1}"
-    return {"checkpoint": f"{prev}/checkpoint.pt", "mask": f"{prev}/mask.pt",
-            "channels": f"{prev}/channels.pt"}
+    return previous(w, f"structured-{w.criterion}")
+
+
+def prev_round_rate(w):
+    return previous(w, f"imp-{w.criterion}-rate{w.rate}")
 
 
 def structured_models():
-    return [m for m in MODELS if m in config["structured"]["models"]]
+    """The configured models structured tickets run for."""
+    return [m for m in MODELS
+            if any(methods.family_of(x).name == "structured" for x in methods.planned_methods(config, m))]
 
 
-def oneshot_fraction(w):
-    for s in plan.oneshot_sparsities(config):
-        if plan.pct(s) == int(w.pct):
-            return s
-    raise ValueError(f"sparsity{w.pct} is not a one-shot level of this config")
+def level_sparsity(method):
+    """Input function: the sparsity of the sparsity{pct} level of ``method`` (a fraction)."""
+    def sparsity(w):
+        name = method.format(**dict(w.items()))
+        for lv in methods.method_levels(config, w.dataset, w.model, int(w.seed), name)[1:]:
+            if lv.path.name == f"sparsity{w.pct}":
+                return lv.sparsity
+        raise ValueError(f"sparsity{w.pct} is not a level of {name} in this config")
+
+    return sparsity
 
 
 CONTROL_CRITERION = config["prune"]["criteria"][0] if config["prune"]["criteria"] else "global"
 
 
-def pai_fraction(w):
-    for s in plan.pai_sparsities(config):
-        if plan.pct(s) == int(w.pct):
-            return s
-    raise ValueError(f"sparsity{w.pct} is not a prune_at_init level of this config")
+def control_ticket(w):
+    return f"{run_dir(w)}/imp-{CONTROL_CRITERION}/round{w.k}"
+
+
+def control_inputs(w):
+    """The ticket a control is of, and for random-prune-trained round k-1 of its chain."""
+    out = {"ticket": f"{control_ticket(w)}/mask.pt"}
+    if w.control == methods.MATCHED_CONTROL:
+        prev = previous(w, f"imp-{CONTROL_CRITERION}")
+        out.update({f"prev_{k}": v for k, v in prev.items()})
+    return out
+
+
+def control_prev(w):
+    if w.control != methods.MATCHED_CONTROL:
+        return ""
+    return "--prev " + str(Path(previous(w, f"imp-{CONTROL_CRITERION}")["checkpoint"]).parent)
+
+
+def control_spec(w):
+    """The matched control retrains like the ticket; the others train once from θ0."""
+    return retrain_spec(w) if w.control == methods.MATCHED_CONTROL else train_spec(w)
 
 
 def rate_spec(w):
@@ -154,70 +221,76 @@ def rate_spec(w):
     return as_json(spec)
 
 
-def prev_round_rate(w):
-    """Round k-1 of a step-size chain imp-{criterion}-rate{rate} (round 0: the dense model)."""
-    k = int(w.k)
-    method = plan.step_size_method(w.criterion, float(w.rate))
-    _, rounds = plan.step_size_rate(config, method)
-    if k < 1 or k > rounds:
-        raise ValueError(f"round {k} is outside 1..{rounds} of {method}")
-    base = run_dir(w)
-    if k == 1:
-        return {"checkpoint": f"{base}/dense/checkpoint.pt"}
-    prev = f"{base}/{method}/round{k - 1}"
-    return {"checkpoint": f"{prev}/checkpoint.pt", "mask": f"{prev}/mask.pt"}
+# ---- transfer and analysis --------------------------------------------------------------
+def transfer_source(w):
+    """Folder of A's ticket for a transfer method such as imp-global-sparsity59."""
+    method, sparsity = methods.parse_transfer_method(config, w.method)
+    return methods.level_for(config, w.src, w.model, int(w.seed), method, sparsity).path
+
+
+def gradcam_levels(w):
+    """The trained networks Grad-CAM compares: nearest level of the method to each sparsity."""
+    levels = []
+    for s in config["gradcam"]["sparsities"]:
+        level = methods.level_for(config, w.dataset, w.model, int(w.seed), w.method, s)
+        levels.append({"sparsity": level.sparsity, "method": level.method,
+                       "checkpoint": str(level.path / "checkpoint.pt")})
+    unique = {lv["checkpoint"]: lv for lv in levels}
+    return list(unique.values())
+
+
+def separability_levels(w):
+    """The dense network and every ticket of the method, as the stage's --levels."""
+    levels = methods.method_levels(config, w.dataset, w.model, int(w.seed), w.method)
+    return [{"level": lv.path.name, "path": str(lv.path)} for lv in levels]
+
+
+def latency_levels(w):
+    """The dense network, then every ticket of each configured latency method."""
+    out = []
+    for method in latency_methods(w.model):
+        for lv in methods.method_levels(config, w.dataset, w.model, int(w.seed), method):
+            if lv.method == "dense" and out:
+                continue
+            out.append({"method": lv.method, "level": lv.path.name, "path": str(lv.path)})
+    return out
+
+
+def report_inputs(w):
+    out = []
+    for d in DATASETS:
+        out += [f"{RESULTS}/{d}/faces/extraction_log.csv", f"{RESULTS}/{d}/faces/summary.json"]
+        out += study_metrics(d)
+    return (out + transfer_metrics() + gradcam_outputs() + separability_outputs()
+            + latency_outputs())
 
 
 # ---- targets ----------------------------------------------------------------------------
 def study_metrics(dataset):
-    """Every metrics.json the study computes for one dataset."""
+    """Every metrics.json the study computes for one dataset (the registry's planned levels)."""
     out = []
     for model in MODELS:
         for seed in SEEDS:
-            base = f"{RESULTS}/{dataset}/{model}/seed{seed}"
-            out.append(f"{base}/dense/metrics.json")
-            for c in config["prune"]["criteria"]:
-                out += [f"{base}/imp-{c}/round{k}/metrics.json" for k in range(1, ROUNDS + 1)]
-            for c in config["oneshot"]["criteria"]:
-                out += [f"{base}/oneshot-{c}/sparsity{plan.pct(s)}/metrics.json"
-                        for s in plan.oneshot_sparsities(config)]
-            if model in structured_models():
-                for c in config["structured"]["criteria"]:
-                    out += [f"{base}/structured-{c}/round{k}/metrics.json"
-                            for k in range(1, config["structured"]["rounds"] + 1)]
-            if config["prune"]["criteria"]:
-                for name in config["controls"]:
-                    out += [f"{base}/control-{name}/round{k}/metrics.json" for k in range(1, ROUNDS + 1)]
-            for m in config["prune_at_init"]["methods"]:
-                out += [f"{base}/{m}/sparsity{plan.pct(s)}/metrics.json"
-                        for s in plan.pai_sparsities(config)]
-            for method, _, _, rounds in plan.step_sizes(config):
-                out += [f"{base}/{method}/round{k}/metrics.json" for k in range(1, rounds + 1)]
+            out += [f"{lv.path}/metrics.json"
+                    for lv in methods.planned_levels(config, dataset, model, int(seed))]
     return out
+
+
+def method_configured(method, model=None):
+    """Whether the config runs ``method`` (for ``model``)."""
+    return method in methods.planned_methods(config, model) and bool(
+        methods.method_levels(config, DATASETS[0], model or MODELS[0], 0, method)[1:])
 
 
 def separability_outputs():
     return [f"{RESULTS}/separability/{d}/{m}/seed{s}/{method}.csv"
             for d in DATASETS for m in MODELS for s in SEEDS
-            for method in config["separability"]["methods"] if _separability_configured(method)]
-
-
-def _separability_configured(method):
-    return method in plan.methods(config) and (ROUNDS > 0 or not method.startswith(("imp-", "control-")))
+            for method in config["separability"]["methods"] if method_configured(method, m)]
 
 
 def latency_methods(model):
     """The configured latency methods this model runs."""
-    out = []
-    for method in config["latency"]["methods"]:
-        kind, _, criterion = method.partition("-")
-        if kind == "structured":
-            ok = model in structured_models() and criterion in config["structured"]["criteria"]
-        else:
-            ok = _separability_configured(method)
-        if ok:
-            out.append(method)
-    return out
+    return [m for m in config["latency"]["methods"] if method_configured(m, model)]
 
 
 def latency_outputs():
@@ -230,7 +303,7 @@ def transfer_metrics():
     for pair in config["transfer"]["pairs"]:
         for model in MODELS:
             for seed in SEEDS:
-                for method in plan.transfer_methods(config):
+                for method in methods.transfer_methods(config):
                     out.append(f"{RESULTS}/transfer/{pair['from']}-to-{pair['to']}/{model}/"
                                f"seed{seed}/{method}/metrics.json")
     return out
@@ -239,10 +312,5 @@ def transfer_metrics():
 def gradcam_outputs():
     return [f"{RESULTS}/gradcam/{d}/{m}/seed{s}/{method}/delta.csv"
             for d in DATASETS for m in MODELS for s in SEEDS for method in config["gradcam"]["methods"]
-            if _method_configured(method)]
+            if method_configured(method, m)]
 
-
-def _method_configured(method):
-    kind, _, criterion = method.partition("-")
-    key = {"imp": ("prune", "criteria"), "oneshot": ("oneshot", "criteria")}[kind]
-    return criterion in config[key[0]][key[1]] and (kind != "imp" or ROUNDS > 0)

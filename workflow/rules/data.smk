@@ -16,11 +16,13 @@ rule acquire:
     params:
         source=lambda w: as_json(dataset_cfg(w)["source"]),
         out=lambda w: f"{RESOURCES}/{w.dataset}",
+    conda:
+        CONDA_ENV
     log:
         f"{LOGS}/acquire/{{dataset}}.log",
     shell:
-        "{DLTH} acquire --dataset {wildcards.dataset} --source {params.source:q} "
-        "--out {params.out} > {log} 2>&1"
+        "python -m deepfake_lth acquire --dataset {wildcards.dataset} --source {params.source:q} "
+        "--out {params.out} > {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
 
 
 rule extract_faces:
@@ -40,14 +42,16 @@ rule extract_faces:
         prefix=lambda w: f"{RESULTS}/{w.dataset}/faces/shards/shard{w.shard}",
         device=config["device"],
     threads: 1
+    conda:
+        CONDA_ENV
     log:
         f"{LOGS}/extract/{{dataset}}-shard{{shard}}.log",
     benchmark:
         f"{BENCH}/extract_faces/{{dataset}}-shard{{shard}}.tsv"
     shell:
-        "{DLTH} extract --sources {input.sources} --shard {wildcards.shard} "
+        "python -m deepfake_lth extract --sources {input.sources} --shard {wildcards.shard} "
         "--shards {params.shards} --spec {params.spec:q} --detect {params.detect} "
-        "--out {params.prefix} --device {params.device} --threads {threads} > {log} 2>&1"
+        "--out {params.prefix} --device {params.device} --threads {threads} > {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
 
 
 rule pack_faces:
@@ -66,8 +70,10 @@ rule pack_faces:
         shards=lambda w: dataset_cfg(w)["shards"],
         split=as_json(config["faces"]["split"]),
         seed=config["faces"]["split_seed"],
+    conda:
+        CONDA_ENV
     log:
         f"{LOGS}/pack/{{dataset}}.log",
     shell:
-        "{DLTH} pack --faces {params.faces} --sources {input.sources} "
-        "--shards {params.shards} --split {params.split:q} --seed {params.seed} > {log} 2>&1"
+        "python -m deepfake_lth pack --faces {params.faces} --sources {input.sources} "
+        "--shards {params.shards} --split {params.split:q} --seed {params.seed} > {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"

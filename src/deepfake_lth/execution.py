@@ -1,0 +1,62 @@
+"""How a job runs, kept apart from what it computes.
+
+``--device`` and ``--threads`` are flags of every subcommand that trains or runs a network.
+The workflow passes them outside the ``--spec`` that keys a job's outputs, so changing
+``device`` or ``threads`` in the config reruns nothing; the values a job ran with are still
+recorded in its outputs (``metrics.json``: ``device``, ``threads``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from deepfake_lth.errors import UserError
+
+
+def add_execution_arguments(parser: argparse.ArgumentParser,
+                            keys: Sequence[str] = ("device", "threads")) -> None:
+    """The ``--device`` and ``--threads`` flags (those named in ``keys``)."""
+    if "device" in keys:
+        parser.add_argument(
+            "--device", default=os.environ.get("DLTH_DEVICE") or None,
+            help="auto | cpu | cuda | cuda:N: where the network runs (default: $DLTH_DEVICE, "
+            "which the workflow sets from the config's device; else the spec's, else auto)",
+        )
+    if "threads" in keys:
+        parser.add_argument(
+            "--threads", type=int, default=None,
+            help="torch CPU threads (default: the spec's, else 1)",
+        )
+
+
+def apply_execution(spec: Mapping[str, Any] | str | None, args: argparse.Namespace,
+                    keys: Sequence[str] = ("device", "threads")) -> Any:
+    """``spec`` (a dict or its JSON) with the ``--device``/``--threads`` flags of ``args``
+    applied; returns the same kind it was given (JSON text stays JSON text, ``@file`` too
+    unless a flag is set)."""
+    overrides = {k: getattr(args, k, None) for k in keys}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if "threads" in overrides and int(overrides["threads"]) < 1:
+        raise UserError(f"--threads must be ≥ 1, got {overrides['threads']}")
+    if not overrides:
+        return spec
+    if spec is None:
+        spec = {}
+    if isinstance(spec, str):
+        text = spec
+        if text.startswith("@"):
+            from pathlib import Path
+
+            text = Path(text[1:]).read_text()
+        try:
+            parsed = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"--spec is not valid JSON ({exc})") from None
+        if not isinstance(parsed, dict):
+            raise UserError("--spec must be a JSON object")
+        return json.dumps({**parsed, **overrides})
+    return {**spec, **overrides}

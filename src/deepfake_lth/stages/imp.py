@@ -1,0 +1,143 @@
+"""``deepfake-lth imp-round``: one round of iterative magnitude pruning (Algorithm 1).
+
+Round k prunes ``rate`` of the weights that survived round k−1 by the configured criterion
+(:mod:`deepfake_lth.criteria`), rewinds, and retrains with the mask enforced. With
+``--rate`` the round belongs to IMP at another step size, method ``imp-{criterion}-rate{rate}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from deepfake_lth.criteria import CRITERIA
+from deepfake_lth.errors import UserError
+from deepfake_lth.files import read_metrics
+from deepfake_lth.plan import imp_sparsity, step_size_method
+from deepfake_lth.stages.runner import (
+    add_common_arguments,
+    build,
+    load_into,
+    rewound_start,
+    setup,
+    spec_from_args,
+    train_and_write,
+)
+from deepfake_lth.stages.spec import parse_spec
+
+
+def check_previous_round(prev_dir: Path, k: int, kind: str = "round") -> dict[str, Any]:
+    """The metrics of round k−1 (``prev_dir``); UserError when it is another round."""
+    if k < 1:
+        raise UserError(f"{kind} must be ≥ 1, got {k}")
+    prev_metrics = read_metrics(prev_dir)
+    if prev_metrics.get("round") is not None and int(prev_metrics["round"]) != k - 1:
+        raise UserError(
+            f"{prev_dir}/metrics.json is round {prev_metrics['round']}, but round {k} needs "
+            f"round {k - 1}; pass the previous round's folder as --prev"
+        )
+    return prev_metrics
+
+
+def imp_round(
+    faces_dir: str | Path,
+    prev_dir: str | Path,
+    dense_dir: str | Path,
+    out_dir: str | Path,
+    model_name: str,
+    seed: int,
+    k: int,
+    criterion: str,
+    spec: Mapping[str, Any] | str | None = None,
+    *,
+    rate: float | None = None,
+) -> dict[str, Any]:
+    """IMP round ``k``: prune ``rate`` (default: the spec's ``prune.rate``) of the surviving
+    weights of round k−1 (``prev_dir``; round 0 is ``dense_dir``), rewind, retrain with the
+    mask enforced. A ``rate`` writes method ``imp-{criterion}-rate{rate}``."""
+    from deepfake_lth.pruning import full_mask, load_mask, load_state, magnitude_prune
+
+    spec = parse_spec(spec)
+    method = None
+    if rate is not None:
+        if not isinstance(rate, (int, float)) or not 0 < rate < 1:
+            raise UserError(f"--rate must be in (0, 1), got {rate!r}")
+        spec["prune"]["rate"] = float(rate)
+        method = step_size_method(criterion, rate)
+    prev_dir, dense_dir = Path(prev_dir), Path(dense_dir)
+    prev_metrics = check_previous_round(prev_dir, k, "IMP round")
+    rate = spec["prune"]["rate"]
+    prev_rate = prev_metrics.get("prune_rate") if method is not None and k > 1 else None
+    if prev_rate is not None and not math.isclose(float(prev_rate), rate, rel_tol=1e-9):
+        raise UserError(
+            f"{prev_dir}/metrics.json was pruned at rate {prev_rate}, but {method} prunes at "
+            f"rate {rate}; pass round {k - 1} of {method} as --prev"
+        )
+    device = setup(spec, seed)
+    model = build(model_name, spec)
+    prev_state = load_state(prev_dir / "checkpoint.pt")
+    load_into(model, prev_state, str(prev_dir / "checkpoint.pt"))
+    prev_mask = full_mask(model) if k == 1 else load_mask(prev_dir / "mask.pt")
+    mask = magnitude_prune(prev_state, prev_mask, rate, criterion)
+    start = rewound_start(spec["prune"]["rewind"], prev_state, dense_dir, mask)
+    load_into(model, start, "the rewound weights")
+    return train_and_write(
+        faces_dir=faces_dir,
+        out_dir=out_dir,
+        model_name=model_name,
+        seed=seed,
+        spec=spec,
+        device=device,
+        model=model,
+        mask=mask,
+        meta={
+            "method": method or f"imp-{criterion}",
+            "criterion": criterion,
+            "round": k,
+            "target_sparsity": imp_sparsity(rate, k),
+            "prune_rate": rate,
+        },
+    )
+
+
+def imp_round_at_rate(
+    faces_dir: str | Path,
+    prev_dir: str | Path,
+    dense_dir: str | Path,
+    out_dir: str | Path,
+    model_name: str,
+    seed: int,
+    k: int,
+    criterion: str,
+    rate: float,
+    spec: Mapping[str, Any] | str | None = None,
+) -> dict[str, Any]:
+    """IMP round ``k`` at step size ``rate``, method ``imp-{criterion}-rate{rate}``."""
+    return imp_round(faces_dir, prev_dir, dense_dir, out_dir, model_name, seed, k, criterion,
+                     spec, rate=rate)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_common_arguments(parser)
+    parser.add_argument("--prev", required=True, help="folder of round k−1 (dense/ for k = 1)")
+    parser.add_argument("--dense", required=True, help="dense/ folder (θ0 for rewinding)")
+    parser.add_argument("--round", type=int, required=True, help="round k (≥ 1)")
+    parser.add_argument("--criterion", required=True, choices=list(CRITERIA),
+                        help="pruning criterion (deepfake_lth.criteria)")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="step size: prune this fraction of the surviving weights in this round, written "
+        "as method imp-{criterion}-rate{rate} (default: the spec's prune.rate, method "
+        "imp-{criterion})",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    imp_round(args.faces, args.prev, args.dense, args.out, args.model, args.seed, args.round,
+              args.criterion, spec_from_args(args), rate=args.rate)
+    return 0

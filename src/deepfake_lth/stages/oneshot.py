@@ -1,0 +1,80 @@
+"""``deepfake-lth oneshot``: prune the trained dense network once, straight to a sparsity."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from deepfake_lth.criteria import CRITERIA
+from deepfake_lth.errors import UserError
+from deepfake_lth.plan import nearest_round_at
+from deepfake_lth.stages.runner import (
+    add_common_arguments,
+    build,
+    load_into,
+    rewound_start,
+    setup,
+    spec_from_args,
+    train_and_write,
+)
+from deepfake_lth.stages.spec import parse_spec
+
+
+def oneshot(
+    faces_dir: str | Path,
+    dense_dir: str | Path,
+    out_dir: str | Path,
+    model_name: str,
+    seed: int,
+    sparsity: float,
+    criterion: str,
+    spec: Mapping[str, Any] | str | None = None,
+) -> dict[str, Any]:
+    """Prune the trained dense network once, straight to ``sparsity``, rewind and retrain."""
+    from deepfake_lth.pruning import full_mask, load_state, prune_to_sparsity
+
+    spec = parse_spec(spec)
+    if not 0 < sparsity < 1:
+        raise UserError(f"one-shot sparsity must be in (0, 1), got {sparsity!r}")
+    dense_dir = Path(dense_dir)
+    device = setup(spec, seed)
+    model = build(model_name, spec)
+    dense_state = load_state(dense_dir / "checkpoint.pt")
+    load_into(model, dense_state, str(dense_dir / "checkpoint.pt"))
+    mask = prune_to_sparsity(dense_state, sparsity, criterion, mask=full_mask(model))
+    start = rewound_start(spec["prune"]["rewind"], dense_state, dense_dir, mask)
+    load_into(model, start, "the rewound weights")
+    return train_and_write(
+        faces_dir=faces_dir,
+        out_dir=out_dir,
+        model_name=model_name,
+        seed=seed,
+        spec=spec,
+        device=device,
+        model=model,
+        mask=mask,
+        meta={
+            "method": f"oneshot-{criterion}",
+            "criterion": criterion,
+            # the IMP round this level matches (as methods.Level does); one pruning step
+            "round": nearest_round_at(spec["prune"]["rate"], sparsity),
+            "target_sparsity": float(sparsity),
+        },
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_common_arguments(parser)
+    parser.add_argument("--dense", required=True, help="dense/ folder (its checkpoint is pruned)")
+    parser.add_argument("--sparsity", type=float, required=True,
+                        help="target fraction of prunable weights removed, e.g. 0.59")
+    parser.add_argument("--criterion", required=True, choices=list(CRITERIA),
+                        help="pruning criterion (deepfake_lth.criteria)")
+
+
+def run(args: argparse.Namespace) -> int:
+    oneshot(args.faces, args.dense, args.out, args.model, args.seed, args.sparsity,
+            args.criterion, spec_from_args(args))
+    return 0

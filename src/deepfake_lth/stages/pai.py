@@ -1,0 +1,152 @@
+"""``deepfake-lth prune-init``: pruning at initialization (SNIP, GraSP), then training once."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from deepfake_lth.errors import UserError
+from deepfake_lth.methods import PAI_METHODS
+from deepfake_lth.plan import nearest_round_at
+from deepfake_lth.pruning import GRASP_TEMPERATURE
+from deepfake_lth.stages.runner import (
+    add_common_arguments,
+    build,
+    load_into,
+    setup,
+    spec_from_args,
+    train_and_write,
+)
+from deepfake_lth.stages.spec import input_size_of, parse_spec
+
+log = logging.getLogger(__name__)
+
+PAI_BATCHES = 4  # training batches SNIP and GraSP score θ0 on
+
+
+def score_batches(split, n_batches: int, batch_size: int, input_size: int, device, seed: int):
+    """``n_batches`` training batches (x, y) for pruning at initialization: a seeded random
+    draw of the split, without augmentation, on ``device``."""
+    import numpy as np
+    import torch
+
+    from deepfake_lth.data import to_tensor
+
+    if len(split) == 0:
+        raise UserError("the train split is empty: pruning at initialization scores on it")
+    if n_batches < 1 or batch_size < 1:
+        raise UserError(f"score batches: need ≥ 1 batch of ≥ 1 face, got {n_batches}×{batch_size}")
+    order = np.random.default_rng(seed).permutation(len(split))[: n_batches * batch_size]
+    out = []
+    for start in range(0, len(order), batch_size):
+        idx = np.sort(order[start : start + batch_size])
+        x = to_tensor(split.images[idx], input_size, device)
+        y = torch.as_tensor(np.asarray(split.labels)[idx], dtype=torch.float32, device=device)
+        out.append((x, y))
+    return out
+
+
+def prune_at_init(
+    faces_dir: str | Path,
+    dense_dir: str | Path,
+    out_dir: str | Path,
+    model_name: str,
+    seed: int,
+    method: str,
+    sparsity: float,
+    spec: Mapping[str, Any] | str | None = None,
+    *,
+    batches: int = PAI_BATCHES,
+    temperature: float = GRASP_TEMPERATURE,
+) -> dict[str, Any]:
+    """Pruning at initialization: score θ0 (``dense_dir/init.pt``) with SNIP or GraSP on
+    ``batches`` training batches, keep the mask of ``sparsity``, train m ⊙ θ0 once."""
+    from deepfake_lth.data import load_split
+    from deepfake_lth.pruning import (
+        collapsed_layers,
+        grasp_mask,
+        load_state,
+        mask_state,
+        snip_mask,
+    )
+
+    spec = parse_spec(spec)
+    if method not in PAI_METHODS:
+        raise UserError(
+            f"pruning at initialization: {method!r} is not one of {', '.join(PAI_METHODS)}"
+        )
+    if not 0 < sparsity < 1:
+        raise UserError(f"{method} sparsity must be in (0, 1), got {sparsity!r}")
+    dense_dir = Path(dense_dir)
+    device = setup(spec, seed)
+    model = build(model_name, spec)
+    init = load_state(dense_dir / "init.pt")
+    load_into(model, init, str(dense_dir / "init.pt"))
+    model.to(device)
+    train_split = load_split(faces_dir, "train")
+    data = score_batches(
+        train_split,
+        int(batches),
+        int(spec["train"]["batch_size"]),
+        input_size_of(model_name, spec),
+        device,
+        seed,
+    )
+    if method == "snip":
+        mask = snip_mask(model, data, sparsity)
+    else:
+        mask = grasp_mask(model, data, sparsity, temperature=temperature)
+    del data
+    collapsed = collapsed_layers(mask)
+    if collapsed:
+        log.warning("%s removed every weight of %s", method, ", ".join(collapsed))
+    load_into(model, mask_state(init, mask), "θ0 under the mask")
+    meta: dict[str, Any] = {
+        "method": method,
+        "criterion": "global",
+        # the IMP round this level matches (as methods.Level does); one pruning step, at θ0
+        "round": nearest_round_at(spec["prune"]["rate"], sparsity),
+        "target_sparsity": float(sparsity),
+        "rewind": "init",
+        "score_batches": int(batches),
+        "score_samples": min(int(batches) * int(spec["train"]["batch_size"]), len(train_split)),
+        "collapsed_layers": collapsed,
+    }
+    if method == "grasp":
+        meta["temperature"] = float(temperature)
+    return train_and_write(
+        faces_dir=faces_dir,
+        out_dir=out_dir,
+        model_name=model_name,
+        seed=seed,
+        spec=spec,
+        device=device,
+        model=model,
+        mask=mask,
+        meta=meta,
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_common_arguments(parser)
+    parser.add_argument("--dense", required=True, help="dense/ folder (θ0 = init.pt)")
+    parser.add_argument("--method", required=True, choices=list(PAI_METHODS),
+                        help="the saliency score: snip or grasp")
+    parser.add_argument("--sparsity", type=float, required=True,
+                        help="target fraction of prunable weights removed, e.g. 0.59")
+    parser.add_argument(
+        "--batches", type=int, default=PAI_BATCHES, help="training batches the scores use"
+    )
+    parser.add_argument(
+        "--temperature", type=float, default=GRASP_TEMPERATURE, help="GraSP temperature"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    prune_at_init(args.faces, args.dense, args.out, args.model, args.seed, args.method,
+                  args.sparsity, spec_from_args(args), batches=args.batches,
+                  temperature=args.temperature)
+    return 0
