@@ -30,6 +30,15 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 
+.PHONY: gpu-check
+# GPU only: the tests marked `gpu` and bench/gpu.py; without CUDA it says so and exits 0
+gpu-check: $(STAMP)
+	@if $(BIN)/python -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then \
+		$(BIN)/python -m pytest -q -ra -m gpu && $(BIN)/python bench/gpu.py; \
+	else \
+		echo "make gpu-check needs a CUDA GPU (torch.cuda.is_available() is False here): skipped"; \
+	fi
+
 clean-results:
 	rm -rf results/* resources/*
 	git checkout -- results/.gitkeep resources/.gitkeep
