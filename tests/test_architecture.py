@@ -1,0 +1,128 @@
+"""The structure docs/ARCHITECTURE.md describes: registries as the one source of names, modules
+that import downwards only, and no module too large to read."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+from deepfake_lth import cli, config, methods
+from deepfake_lth.criteria import CRITERIA
+from deepfake_lth.models.registry import MODELS
+
+ROOT = Path(__file__).resolve().parents[1]
+PKG = ROOT / "src" / "deepfake_lth"
+MAX_LINES = 600
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(PKG.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def _modules() -> dict[str, Path]:
+    return {_module_name(p): p for p in PKG.rglob("*.py")}
+
+
+def _imports(path: Path, name: str) -> list[tuple[str, list[str]]]:
+    """(module, imported names) of every import in the file, function-level ones included."""
+    tree = ast.parse(path.read_text())
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [(a.name, []) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            mod = node.module or ""
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                mod = ".".join(base + ([mod] if mod else []))
+            out.append((mod, [a.name for a in node.names]))
+    return out
+
+
+def test_no_module_imports_another_modules_private_names():
+    mods = _modules()
+    offenders = []
+    for name, path in mods.items():
+        for mod, names in _imports(path, name):
+            if mod.startswith("deepfake_lth") and mod != name:
+                offenders += [f"{name} imports {mod}.{n}" for n in names
+                              if n.startswith("_") and not n.startswith("__")]
+    assert offenders == []
+
+
+def test_no_import_cycles():
+    mods = _modules()
+    graph: dict[str, set[str]] = {}
+    for name, path in mods.items():
+        deps = set()
+        for mod, names in _imports(path, name):
+            if not mod.startswith("deepfake_lth"):
+                continue
+            # `from pkg import sub` imports the submodule sub
+            targets = [f"{mod}.{n}" for n in names if f"{mod}.{n}" in mods] or [mod]
+            deps |= {t for t in targets if t in mods and t != name}
+        graph[name] = deps
+    # a package's __init__ re-exporting its own submodules is not a cycle through them
+    for name in graph:
+        graph[name] = {d for d in graph[name] if not (d.startswith(name + ".") and
+                                                      mods[name].name == "__init__.py")}
+    state: dict[str, int] = {}
+    cycles = []
+
+    def visit(node, stack):
+        state[node] = 1
+        for dep in graph[node]:
+            if state.get(dep) == 1:
+                cycles.append(stack[stack.index(dep):] + [dep])
+            elif dep not in state:
+                visit(dep, stack + [dep])
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    assert cycles == []
+
+
+def test_no_module_is_over_the_size_limit():
+    sizes = {name: len(path.read_text().splitlines()) for name, path in _modules().items()}
+    assert {n: s for n, s in sizes.items() if s > MAX_LINES} == {}
+
+
+def test_schema_names_come_from_the_registries():
+    schema = config.load_schema()
+    props = schema["properties"]
+    assert props["prune"]["properties"]["criteria"]["items"]["enum"] == list(CRITERIA)
+    assert props["oneshot"]["properties"]["criteria"]["items"]["enum"] == list(CRITERIA)
+    assert props["models"]["propertyNames"]["enum"] == list(MODELS)
+    assert props["controls"]["items"]["enum"] == list(methods.CONTROLS)
+    raw = (ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text()
+    for name in [*CRITERIA, *MODELS, *methods.CONTROLS]:  # never spelt in the schema itself
+        assert not re.search(rf"enum: \[[^\]]*\b{re.escape(name)}\b", raw), name
+    pattern = props["separability"]["properties"]["methods"]["items"]["pattern"]
+    for ok in ("imp-global", "oneshot-local", "snip", "control-random-prune-trained"):
+        assert re.fullmatch(pattern, ok)
+    assert not re.fullmatch(pattern, "imp-nonsense")
+
+
+def test_every_family_has_its_stage_and_rule():
+    rules = "\n".join(p.read_text() for p in (ROOT / "workflow" / "rules").glob("*.smk"))
+    for fam in methods.FAMILIES:
+        assert fam.stage in cli.COMMANDS, fam.name
+        assert re.search(rf"^rule {fam.rule}:", rules, re.M), fam.rule
+
+
+def test_every_method_name_has_exactly_one_family():
+    cfg = config.validate(config.read_yaml(ROOT / "config" / "controls.yaml"))
+    planned = methods.planned_methods(cfg)
+    assert planned and len(planned) == len(set(planned))
+    for method in planned:
+        assert sum(bool(f.match(method)) for f in methods.FAMILIES) == 1, method
+        assert methods.label(method) != method  # a label in the paper's words
