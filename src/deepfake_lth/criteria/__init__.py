@@ -31,6 +31,7 @@ CRITERIA: dict[str, Criterion] = {
     for c in (
         Criterion("global", "global", None, "Global", "|w|, one threshold over all layers"),
         Criterion("local", "layer", None, "Local", "|w|, the same fraction in every layer"),
+        Criterion("lamp", "global", "deepfake_lth.criteria.lamp:scores", "LAMP", "LAMP score"),
     )
 }
 
