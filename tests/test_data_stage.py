@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
+import re
 from pathlib import Path
 
 import cv2
@@ -12,16 +15,18 @@ import pytest
 import torch
 
 from deepfake_lth.acquire import acquire, read_sources, synthetic
+from deepfake_lth.errors import UserError
 from deepfake_lth.faces import (
     FaceDetector,
     FaceSpec,
     crop_face,
+    extract_file,
     extract_shard,
     fill_missing_boxes,
     read_video_frames,
     sample_indices,
 )
-from deepfake_lth.pack import assign_splits, pack
+from deepfake_lth.pack import assign_splits, check_splits, pack
 
 torch.set_num_threads(1)
 
@@ -139,25 +144,125 @@ def test_bad_videos_are_logged_and_skipped(bad_inputs, tmp_path):
     assert faces[: len(crops)].std() > 5  # real image content, not the empty preallocation
 
 
-def test_sharded_extraction_and_pack(bad_inputs, tmp_path):
+def test_sharded_extraction_and_pack_stops_on_a_split_without_both_classes(bad_inputs,
+                                                                          tmp_path, capsys):
     spec = FaceSpec(frames_per_video=10, min_frames=10, size=32, min_face_size=30,
                     detect_max_side=320)
     faces_dir = tmp_path / "faces"
     for shard in range(3):
         extract_shard(bad_inputs / "sources.csv", bad_inputs, shard, 3, spec, None,
                       faces_dir / "shards" / f"shard{shard}")
-    summary = pack(faces_dir, bad_inputs / "sources.csv", 3,
-                   {"train": 0.5, "val": 0.25, "test": 0.25}, seed=0)
+    # 4 (or 5) good videos cannot give train, val and test both classes
+    with pytest.raises(UserError) as err:
+        pack(faces_dir, bad_inputs / "sources.csv", 3, {"train": 0.5, "val": 0.25, "test": 0.25},
+             seed=0)
+    text = str(err.value)
+    assert re.search(r"the (train|val|test) split has \d+ real and \d+ fake videos", text)
+    assert "every split needs both classes" in text and "faces.split" in text
+    assert "no_face 1" in text and "missing 1" in text  # the failed files, by status
+    assert not (faces_dir / "faces.npy").exists()
+
+
+def _shards(faces_dir: Path, videos: list[tuple[str, int, str, str]], statuses: list[str],
+            crops: int = 2, shards: int = 2) -> Path:
+    """Shard files as extract_shard writes them (no MTCNN), and the sources.csv."""
+    rows = [{"path": f"{v}.mp4", "video_id": v, "label": lab, "split": split, "kind": "video",
+             "group": group} for v, lab, split, group in videos]
+    rows += [{"path": f"bad{i}.mp4", "video_id": f"bad{i}", "label": 1, "split": "",
+              "kind": "video", "group": ""} for i in range(len(statuses))]
+    sources = faces_dir.parent / "sources.csv"
+    faces_dir.joinpath("shards").mkdir(parents=True)
+    pd.DataFrame(rows).to_csv(sources, index=False)
+    for shard in range(shards):
+        mine = rows[shard::shards]
+        log, crop_rows = [], []
+        for r in mine:
+            status = "ok" if not r["video_id"].startswith("bad") else statuses[
+                int(r["video_id"][3:])]
+            log.append({"source": r["path"], "video_id": r["video_id"], "label": r["label"],
+                        "status": status, "frames_read": 8, "faces": crops,
+                        "upscaled": 1 if status == "ok" else 0, "message": ""})
+            if status == "ok":
+                crop_rows += [{"video_id": r["video_id"], "label": r["label"], "split": "",
+                               "frame_index": i, "source": r["path"], "detected": 1}
+                              for i in range(crops)]
+        prefix = faces_dir / "shards" / f"shard{shard}"
+        pd.DataFrame(crop_rows).to_csv(prefix.with_suffix(".csv"), index=False)
+        pd.DataFrame(log).to_csv(prefix.with_suffix(".log.csv"), index=False)
+        np.save(prefix.with_suffix(".npy"), np.full((len(crop_rows), 8, 8, 3), 7, np.uint8))
+    return sources
+
+
+def test_pack_records_settings_warnings_and_failed_files(tmp_path, capsys):
+    videos = [(f"v{i}", i % 2, "", f"g{i // 2}") for i in range(24)]  # 12 real, 12 fake
+    faces_dir = tmp_path / "demo" / "faces"
+    sources = _shards(faces_dir, videos, ["no_face", "no_face", "unreadable"])
+    settings = {"size": 8, "min_face_size": 40, "detect_max_side": 320}
+    summary = pack(faces_dir, sources, 2, {"train": 0.5, "val": 0.25, "test": 0.25}, 0,
+                   face_settings=settings)
     manifest = pd.read_csv(faces_dir / "manifest.csv", keep_default_na=False)
     log = pd.read_csv(faces_dir / "extraction_log.csv", keep_default_na=False)
     assert list(manifest.columns[:5]) == ["index", "video_id", "label", "split", "frame_index"]
     assert set(log.columns) >= {"source", "video_id", "label", "status", "frames_read", "faces"}
-    assert len(log) == 10 and summary["status"]["ok"] >= 4
     assert manifest.groupby("video_id")["split"].nunique().max() == 1  # one split per video
-    faces = np.load(faces_dir / "faces.npy")
-    assert len(faces) == len(manifest) == summary["faces"]
-    # rows of faces.npy line up with the manifest: crops of one video look alike
-    assert manifest["index"].tolist() == list(range(len(manifest)))
+    assert len(np.load(faces_dir / "faces.npy")) == len(manifest) == summary["faces"] == 48
+    on_disk = json.loads((faces_dir / "summary.json").read_text())
+    assert on_disk["face_settings"] == settings
+    assert on_disk["failed"] == {"no_face": 2, "unreadable": 1}
+    assert on_disk["upscaled_frames"] == 24
+    for split in ("train", "val", "test"):
+        counts = on_disk["splits"][split]
+        assert counts["real_videos"] >= 1 and counts["fake_videos"] >= 1
+    # 24 videos: every split has fewer than 10 of a class; each gets a sentence
+    assert len(on_disk["warnings"]) == 3
+    assert all("fewer than 10 per class" in w for w in on_disk["warnings"])
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("demo: 24 of 27 files ok; failed: no_face 2, unreadable 1 (see ")
+    assert "extraction_log.csv" in line and "3 warnings" in line
+
+
+def test_check_splits_names_the_split_its_counts_and_the_fix():
+    counts = {"train": {"real": 30, "fake": 30}, "val": {"real": 12, "fake": 11},
+              "test": {"real": 0, "fake": 9}}
+    with pytest.raises(UserError) as err:
+        check_splits(counts, "mine")
+    text = str(err.value)
+    assert "the test split has 0 real and 9 fake videos" in text
+    assert "'datasets.mine.faces.split'" in text
+    with pytest.raises(UserError, match="split folders"):
+        check_splits(counts, "mine", "images", given=True)
+    counts["test"]["real"] = 10
+    warnings = check_splits(counts, "mine")
+    assert warnings == [("The test split of mine has only 9 fake videos (fewer than 10 per "
+                        "class): its accuracy and AUC are noisy.")]
+
+
+def test_small_faces_are_retried_at_a_larger_size(tmp_path, caplog):
+    """A ~58 px face in a 960×720 frame: at detect_max_side 240 it is ~15 px, below
+    min_face_size 20; the retry at 480 and 960 px finds it."""
+    rng = np.random.default_rng(1)
+    ident = synthetic.sample_identity(rng)
+    frames = []
+    for f in synthetic.render_frames(ident, None, 4, 160, 128, rng, 0.5):
+        canvas = np.full((720, 960, 3), 110, np.uint8)
+        canvas[300:396, 400:520] = cv2.resize(f, (120, 96), interpolation=cv2.INTER_AREA)
+        frames.append(cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
+    _write_video(tmp_path / "group.mp4", frames)
+    spec = FaceSpec(frames_per_video=4, min_frames=4, size=32, min_face_size=20,
+                    detect_max_side=240)
+    detector = FaceDetector(spec)
+    row = {"path": "group.mp4", "video_id": "group", "label": 0}
+    assert all(b is None for b in detector.detect(
+        read_video_frames(tmp_path / "group.mp4", 4)[0]))  # nothing at 240 px
+    with caplog.at_level(logging.INFO, logger="deepfake_lth.faces"):
+        crops, _rows, entry = extract_file(row, tmp_path / "group.mp4", spec, detector, "video")
+    assert entry["status"] == "ok" and entry["faces"] == 4 and entry["upscaled"] == 4
+    assert len(crops) == 4 and "4 of 4 frames had a face only at a larger detection size" in (
+        caplog.text)
+    # without the retry the same video is no_face
+    detector.retry_larger = lambda frames, boxes: (boxes, 0)
+    _, _, entry = extract_file(row, tmp_path / "group.mp4", spec, detector, "video")
+    assert entry["status"] == "no_face"
 
 
 def test_assign_splits_by_group_and_keeps_given_splits():
@@ -223,7 +328,7 @@ def test_other_containers_and_grayscale(tmp_path, ext, fourcc, gray):
     from deepfake_lth.faces import extract_file
 
     row = {"path": path.name, "video_id": "clip", "label": 0, "split": ""}
-    crops, rows, entry = extract_file(row, path, spec, FaceDetector(spec), "video")
+    crops, _rows, entry = extract_file(row, path, spec, FaceDetector(spec), "video")
     assert entry["status"] == "ok", entry
     assert len(crops) == 10 and entry["frames_read"] == 14
     # colour: a face in (nearly) every frame; grayscale loses MTCNN a few, the rest borrow boxes

@@ -12,7 +12,8 @@ ok          faces cropped; a video gives exactly ``frames_per_video`` crops
 empty       a zero-byte file
 unreadable  not a video/image OpenCV can decode (corrupt, truncated, a text file named .mp4)
 too_short   fewer than ``min_frames`` readable frames
-no_face     MTCNN found a face in fewer than half of the sampled frames (or none in an image)
+no_face     MTCNN found a face in fewer than half of the sampled frames (or none in an image),
+            also after retrying the frames without one at larger sizes
 missing     the file listed in sources.csv does not exist
 ==========  ===============================================================================
 
@@ -21,7 +22,10 @@ sampled frame where MTCNN finds no face (motion blur, a turned head) borrows the
 nearest frame that has one, so every ``ok`` video contributes the same number of crops; a
 crop reaching past the frame border is padded with black, never dropped. Detection runs on
 a copy of the frame downscaled to ``detect_max_side`` (boxes scaled back), and the crop is
-cut from the full-resolution frame.
+cut from the full-resolution frame. MTCNN's ``min_face_size`` applies to that downscaled copy,
+so small faces in large frames can be missed: before a file is called ``no_face``, its frames
+without a detection are retried at twice the size, then twice again, up to full resolution.
+The ``upscaled`` column of the log counts the frames whose face was found only that way.
 """
 
 from __future__ import annotations
@@ -40,7 +44,8 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 VIDEO_EXTS = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"}
-LOG_COLUMNS = ["source", "video_id", "label", "status", "frames_read", "faces", "message"]
+LOG_COLUMNS = ["source", "video_id", "label", "status", "frames_read", "faces", "upscaled",
+               "message"]
 CROP_COLUMNS = ["video_id", "label", "split", "frame_index", "source", "detected"]
 # MTCNN input pixels per batch on the CPU: 16 frames of 640x360 (bounded memory)
 CPU_BATCH_PIXELS = 16 * 640 * 360
@@ -74,7 +79,7 @@ def sample_indices(n_frames: int, k: int) -> list[int]:
         return []
     if n_frames <= k:
         return list(range(n_frames))
-    return [int(round(x)) for x in np.linspace(0, n_frames - 1, k)]
+    return [round(x) for x in np.linspace(0, n_frames - 1, k)]
 
 
 def read_video_frames(path: Path, k: int) -> tuple[list[np.ndarray], list[int], int]:
@@ -165,8 +170,10 @@ class FaceDetector:
             post_process=False,
         )
 
-    def detect(self, frames: list[np.ndarray]) -> list[np.ndarray | None]:
-        """Largest face box (x1, y1, x2, y2) in full-resolution pixels per frame, or None.
+    def detect(self, frames: list[np.ndarray],
+               max_side: int | None = None) -> list[np.ndarray | None]:
+        """Largest face box (x1, y1, x2, y2) in full-resolution pixels per frame, or None,
+        detected on the frame downscaled to ``max_side`` (default ``detect_max_side``).
 
         Frames of one size go to MTCNN in batches of ``batch_size``; on the CPU a batch holds
         at most CPU_BATCH_PIXELS pixels (batching gives the same boxes, 1.3-1.7x faster on
@@ -174,18 +181,19 @@ class FaceDetector:
         """
         out: list[np.ndarray | None] = []
         bs = self.spec.batch_size
+        side = max_side or self.spec.detect_max_side
         if not str(self.device).startswith("cuda") and frames:
             h, w = frames[0].shape[:2]
-            s = min(1.0, self.spec.detect_max_side / max(h, w))
+            s = min(1.0, side / max(h, w))
             bs = max(1, min(bs, CPU_BATCH_PIXELS // max(1, int(h * s * w * s))))
         for start in range(0, len(frames), bs):
             chunk = frames[start : start + bs]
             scales, small = [], []
             for f in chunk:
                 h, w = f.shape[:2]
-                s = min(1.0, self.spec.detect_max_side / max(h, w))
+                s = min(1.0, side / max(h, w))
                 scales.append(s)
-                small.append(f if s >= 1.0 else cv2.resize(f, (int(round(w * s)), int(round(h * s))),
+                small.append(f if s >= 1.0 else cv2.resize(f, (round(w * s), round(h * s)),
                                                          interpolation=cv2.INTER_AREA))
             if len(small) > 1 and len({im.shape for im in small}) == 1:
                 boxes, _ = self.mtcnn.detect(np.stack(small))
@@ -200,14 +208,32 @@ class FaceDetector:
                 out.append(b[int(np.argmax(areas))] / s)
         return out
 
+    def retry_larger(self, frames: list[np.ndarray],
+                     boxes: list[np.ndarray | None]) -> tuple[list[np.ndarray | None], int]:
+        """``boxes`` with the frames that have none detected again at 2×, 4×, …
+        ``detect_max_side``, up to full resolution; also how many were found that way."""
+        boxes = list(boxes)
+        full = max((max(f.shape[:2]) for f in frames), default=0)
+        side, found = self.spec.detect_max_side, 0
+        while side < full:
+            side = min(2 * side, full)
+            todo = [i for i, b in enumerate(boxes) if b is None]
+            if not todo:
+                break
+            for i, b in zip(todo, self.detect([frames[i] for i in todo], max_side=side)):
+                if b is not None:
+                    boxes[i] = b
+                    found += 1
+        return boxes, found
+
 
 def crop_face(frame: np.ndarray, box: np.ndarray, size: int, margin: float) -> np.ndarray:
     """Square crop around ``box`` enlarged by ``margin``, padded at borders, resized to ``size``."""
     x1, y1, x2, y2 = (float(v) for v in box)
     cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
     side = max(x2 - x1, y2 - y1) * (1 + margin)
-    left, top = int(round(cx - side / 2)), int(round(cy - side / 2))
-    side_i = max(1, int(round(side)))
+    left, top = round(cx - side / 2), round(cy - side / 2)
+    side_i = max(1, round(side))
     h, w = frame.shape[:2]
     pad = [max(0, -top), max(0, top + side_i - h), max(0, -left), max(0, left + side_i - w)]
     region = frame[max(0, top) : min(h, top + side_i), max(0, left) : min(w, left + side_i)]
@@ -238,7 +264,7 @@ def extract_file(row: dict, path: Path, spec: FaceSpec, detector: FaceDetector |
                  kind: str) -> tuple[list[np.ndarray], list[dict], dict]:
     """Crops, crop rows and the log row of one source file. Never raises on bad input."""
     entry = {"source": row["path"], "video_id": row["video_id"], "label": row["label"],
-             "status": "ok", "frames_read": 0, "faces": 0, "message": ""}
+             "status": "ok", "frames_read": 0, "faces": 0, "upscaled": 0, "message": ""}
 
     def fail(status: str, message: str):
         entry.update(status=status, message=message)
@@ -267,15 +293,22 @@ def extract_file(row: dict, path: Path, spec: FaceSpec, detector: FaceDetector |
             detected = [True] * len(frames)
         else:
             raw = detector.detect(frames)
+            if sum(b is not None for b in raw) < 0.5 * len(frames):  # no_face, unless larger
+                raw, entry["upscaled"] = detector.retry_larger(frames, raw)
+                if entry["upscaled"]:
+                    log.info("%s: %d of %d frames had a face only at a larger detection size "
+                             "than detect_max_side %d", row["path"], entry["upscaled"],
+                             len(frames), detector.spec.detect_max_side)
             detected = [b is not None for b in raw]
             entry["faces"] = sum(detected)
             if sum(detected) == 0 or sum(detected) < 0.5 * len(frames):
-                return fail("no_face", f"a face in {sum(detected)} of {len(frames)} sampled frames")
+                return fail("no_face", f"a face in {sum(detected)} of {len(frames)} sampled frames"
+                            " (also at full resolution)")
             boxes = fill_missing_boxes(raw)
         entry["faces"] = sum(detected)
         margin = spec.margin if detector is not None else 0.0  # a face-crop set: keep it whole
         crops = [crop_face(f, b, spec.size, margin) for f, b in zip(frames, boxes)]
-    except Exception as exc:  # a decoder error on a broken file must not stop the shard
+    except Exception as exc:  # noqa: BLE001 - a broken file must not stop the shard
         return fail("unreadable", f"{type(exc).__name__}: {exc}")
     rows = [{"video_id": row["video_id"], "label": row["label"], "split": row.get("split", ""),
              "frame_index": idx, "source": row["path"], "detected": int(d)}
@@ -325,6 +358,7 @@ def extract_shard(sources_csv: Path, dataset_dir: Path, shard: int, shards: int,
     _write_csv(out_prefix.with_suffix(".log.csv"), LOG_COLUMNS, log_rows)
     npy_tmp.replace(out_prefix.with_suffix(".npy"))  # last: its presence marks a finished shard
     stats = {"files": len(log_rows), "crops": len(crop_rows), "seconds": round(elapsed, 2),
+             "upscaled_frames": sum(r["upscaled"] for r in log_rows),
              "frames_per_second": round(n_frames / elapsed, 2) if elapsed > 0 else None,
              "status": {s: sum(r["status"] == s for r in log_rows) for s in {r["status"] for r in log_rows}}}
     log.info("shard %d/%d: %s", shard, shards, json.dumps(stats))
@@ -342,14 +376,19 @@ def _write_csv(path: Path, columns: list[str], rows: list[dict]) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sources", required=True, help="resources/{dataset}/sources.csv")
-    parser.add_argument("--shard", type=int, required=True)
-    parser.add_argument("--shards", type=int, required=True)
-    parser.add_argument("--spec", required=True, help="config 'faces' section as JSON")
+    parser.add_argument("--shard", type=int, required=True,
+                        help="the shard to extract: rows i of sources.csv with "
+                        "i %% shards == shard")
+    parser.add_argument("--shards", type=int, required=True,
+                        help="number of shards the dataset is split into")
+    parser.add_argument("--spec", required=True,
+                        help="the dataset's face settings (config 'faces', with "
+                        "datasets.{name}.faces on top) as JSON")
     parser.add_argument("--detect", choices=["auto", "yes", "no"], default="auto",
                         help="run MTCNN on images (videos always)")
     parser.add_argument("--out", required=True, help="output prefix, e.g. .../shards/shard0")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (for MTCNN)")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
 
 
 def run(args: argparse.Namespace) -> int:

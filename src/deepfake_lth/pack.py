@@ -7,7 +7,13 @@ Writes, under ``results/{dataset}/faces/``:
   ``split``, ``frame_index``, ``source``, ``detected`` (1 when MTCNN found the face in that
   very frame, 0 when the box came from the nearest frame);
 - ``extraction_log.csv``: one row per source file with its status (see faces.py);
-- ``summary.json``: counts per split, label and status.
+- ``summary.json``: counts per split, label and status; ``face_settings`` (the dataset's
+  ``faces`` settings the crops were made with, read back by ``deepfake-lth export``);
+  ``failed`` (files per failed status); ``warnings`` (sentences, e.g. a split with fewer
+  than ``MIN_PER_CLASS`` videos of a class).
+
+A split without both classes stops packing (UserError naming the split, its counts and the
+fix): a detector cannot be trained, stopped early or tested on one class.
 
 Splits are assigned per video (never two splits for one video) with a fixed seed. Files
 whose source fixes the split (an image set's Train/Validation/Test folders, a test list)
@@ -25,9 +31,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from deepfake_lth import files
 from deepfake_lth.errors import UserError
 
 log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+# fewer videos (or images) of a class in a split: a warning in summary.json
+MIN_PER_CLASS = 10
 
 
 def assign_splits(videos: pd.DataFrame, fractions: dict[str, float], seed: int) -> pd.Series:
@@ -72,9 +83,62 @@ def assign_splits(videos: pd.DataFrame, fractions: dict[str, float], seed: int) 
     return out
 
 
+def split_counts(videos: pd.DataFrame, split_of: pd.Series) -> dict[str, dict[str, int]]:
+    """Videos per split and class: {split: {"real": n, "fake": n}}."""
+    table = videos.assign(split=videos["video_id"].map(split_of))
+    return {s: {"real": int(((table["split"] == s) & (table["label"] == 0)).sum()),
+                "fake": int(((table["split"] == s) & (table["label"] == 1)).sum())}
+            for s in SPLITS}
+
+
+def check_splits(counts: dict[str, dict[str, int]], dataset: str, unit: str = "videos",
+                 given: bool = False) -> list[str]:
+    """UserError when a split lacks a class; the warnings (sentences) for small splits."""
+    for s in SPLITS:
+        c = counts[s]
+        if not c["real"] or not c["fake"]:
+            where = (f"the split folders (or split column) of the source give {s} one class"
+                     if given else
+                     f"raise 'faces.split.{s}' (or 'datasets.{dataset}.faces.split') so that "
+                     f"{s} gets more {unit}, or add {unit} of identities not yet used")
+            raise UserError(
+                f"{dataset}: the {s} split has {c['real']} real and {c['fake']} fake {unit} "
+                f"after packing (train {counts['train']['real']}/{counts['train']['fake']}, val "
+                f"{counts['val']['real']}/{counts['val']['fake']}, test "
+                f"{counts['test']['real']}/{counts['test']['fake']} real/fake); every split "
+                f"needs both classes: add {unit} of the missing class, or {where}"
+            )
+    warnings = []
+    for s in SPLITS:
+        c = counts[s]
+        small = [f"{c[k]} {k}" for k in ("real", "fake") if c[k] < MIN_PER_CLASS]
+        if small:
+            warnings.append(
+                f"The {s} split of {dataset} has only {' and '.join(small)} {unit} (fewer than "
+                f"{MIN_PER_CLASS} per class): its accuracy and AUC are noisy."
+            )
+    return warnings
+
+
+def failed_line(dataset: str, faces_dir: Path, status: dict[str, int], files: int,
+                warnings: int = 0, log_path: str | None = None) -> str:
+    """One console line: the dataset's failed files by status, pointing to the log."""
+    failed = {k: v for k, v in sorted(status.items()) if k != "ok" and v}
+    text = f"{dataset}: {status.get('ok', 0)} of {files} files ok"
+    if failed:
+        where = log_path or faces_dir / "extraction_log.csv"
+        text += f"; failed: {', '.join(f'{k} {v}' for k, v in failed.items())} (see {where})"
+    if warnings:
+        text += f"; {warnings} warning{'s' if warnings > 1 else ''} in {faces_dir / 'summary.json'}"
+    return text
+
+
 def pack(faces_dir: Path, sources_csv: Path, shards: int, fractions: dict[str, float],
-         seed: int) -> dict:
-    """Merge ``faces_dir/shards/shard{i}.*`` into faces.npy, manifest.csv, extraction_log.csv."""
+         seed: int, face_settings: dict | None = None) -> dict:
+    """Merge ``faces_dir/shards/shard{i}.*`` into faces.npy, manifest.csv, extraction_log.csv.
+
+    ``face_settings`` (the dataset's ``faces`` settings) is recorded in summary.json.
+    """
     from deepfake_lth.acquire import read_sources
 
     sources = read_sources(sources_csv)
@@ -107,6 +171,17 @@ def pack(faces_dir: Path, sources_csv: Path, shards: int, fractions: dict[str, f
     if bad:
         raise UserError(f"{sources_csv}: unknown split names {sorted(bad)}; use train, val or test")
     split_of = assign_splits(videos, fractions, seed)
+    dataset = faces_dir.parent.name if faces_dir.name == "faces" else faces_dir.name
+    per_video = manifest.groupby("video_id").size()
+    unit = "videos" if (set(sources["kind"]) == {"video"} or per_video.max() > 1) else "images"
+    status = {str(k): int(v) for k, v in extraction_log["status"].value_counts().items()}
+    try:
+        warnings = check_splits(split_counts(videos, split_of), dataset, unit,
+                                given=bool((videos["split"] != "").all()))
+    except UserError as exc:
+        failed = failed_line(dataset, faces_dir, status, len(extraction_log),
+                             log_path=str(shard_dir / "shard*.log.csv"))
+        raise UserError(f"{exc} ({failed.partition(': ')[2]})") from None
     manifest["split"] = manifest["video_id"].map(split_of)
     manifest.insert(0, "index", np.arange(len(manifest)))
     # faces.npy, written in chunks through a memory map (bounded memory)
@@ -128,32 +203,63 @@ def pack(faces_dir: Path, sources_csv: Path, shards: int, fractions: dict[str, f
     extraction_log.to_csv(faces_dir / "extraction_log.csv", index=False)
     columns = ["index", "video_id", "label", "split", "frame_index", "source", "detected"]
     manifest[columns].to_csv(faces_dir / "manifest.csv", index=False)
+    counts = split_counts(videos, split_of)
+    upscaled = (pd.to_numeric(extraction_log["upscaled"], errors="coerce").fillna(0)
+                if "upscaled" in extraction_log else pd.Series(0, index=extraction_log.index))
     summary = {
-        "faces": int(len(manifest)),
+        "faces": len(manifest),
         "videos": int(manifest["video_id"].nunique()),
-        "files": int(len(extraction_log)),
-        "status": {k: int(v) for k, v in extraction_log["status"].value_counts().items()},
+        "files": len(extraction_log),
+        "status": status,
+        "failed": {k: v for k, v in status.items() if k != "ok"},
         "splits": {
             s: {"faces": int((manifest["split"] == s).sum()),
                 "videos": int(manifest.loc[manifest["split"] == s, "video_id"].nunique()),
-                "fake": int(manifest.loc[manifest["split"] == s, "label"].sum())}
-            for s in ("train", "val", "test")
+                "fake": int(manifest.loc[manifest["split"] == s, "label"].sum()),
+                "real_videos": counts[s]["real"],
+                "fake_videos": counts[s]["fake"]}
+            for s in SPLITS
         },
         "detected_fraction": float(manifest["detected"].mean()),
+        "upscaled_frames": int(upscaled.sum()),
+        "face_settings": dict(face_settings or {}),
+        "warnings": warnings,
     }
-    (faces_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    files.write_text(faces_dir / "summary.json", json.dumps(summary, indent=2))
     log.info("%s: %s", faces_dir, json.dumps(summary))
+    for w in warnings:
+        log.warning("%s", w)
+    print(failed_line(dataset, faces_dir, status, len(extraction_log), len(warnings)), flush=True)
     return summary
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--faces", required=True, help="results/{dataset}/faces")
-    parser.add_argument("--sources", required=True)
-    parser.add_argument("--shards", type=int, required=True)
-    parser.add_argument("--split", required=True, help='JSON {"train":..,"val":..,"test":..}')
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--faces", required=True,
+                        help="the dataset's faces folder, results/{dataset}/faces (shards/ inside)")
+    parser.add_argument("--sources", required=True, help="resources/{dataset}/sources.csv")
+    parser.add_argument("--shards", type=int, required=True,
+                        help="number of extraction shards to merge (shard0 .. shard{N-1})")
+    parser.add_argument("--split", required=True,
+                        help='fractions of the videos per split, JSON '
+                        '{"train":..,"val":..,"test":..}')
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split assignment")
+    parser.add_argument("--spec", default=None,
+                        help="the dataset's face settings as JSON, recorded in summary.json "
+                        "(read back by `deepfake-lth export`)")
+
+
+def _json_arg(text: str, flag: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{flag} is not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise UserError(f"{flag} must be a JSON object")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
-    pack(Path(args.faces), Path(args.sources), args.shards, json.loads(args.split), args.seed)
+    spec = _json_arg(args.spec, "--spec") if args.spec else None
+    pack(Path(args.faces), Path(args.sources), args.shards, _json_arg(args.split, "--split"),
+         args.seed, spec)
     return 0

@@ -1,4 +1,12 @@
 # acquire -> extract (one job per shard) -> pack
+# A dataset's face settings are config["datasets"][name]["faces"]: the global `faces` section
+# with the dataset's own keys on top (config.validate), so a change reruns only its jobs.
+
+
+def crop_spec(w):
+    """The face settings that decide the crops (the split is pack's)."""
+    return {k: v for k, v in dataset_cfg(w)["faces"].items() if k not in ("split", "split_seed")}
+
 
 # Downloads (urls, kaggle) run where snakemake runs: cluster compute nodes often have no internet.
 localrules: acquire
@@ -35,8 +43,7 @@ rule extract_faces:
         csv=f"{RESULTS}/{{dataset}}/faces/shards/shard{{shard}}.csv",
         log_csv=f"{RESULTS}/{{dataset}}/faces/shards/shard{{shard}}.log.csv",
     params:
-        spec=lambda w: as_json({k: v for k, v in config["faces"].items()
-                                if k not in ("split", "split_seed")}),
+        spec=lambda w: as_json(crop_spec(w)),
         shards=lambda w: dataset_cfg(w)["shards"],
         detect=detect_flag,
         prefix=lambda w: f"{RESULTS}/{w.dataset}/faces/shards/shard{w.shard}",
@@ -51,7 +58,8 @@ rule extract_faces:
     shell:
         "python -m deepfake_lth extract --sources {input.sources} --shard {wildcards.shard} "
         "--shards {params.shards} --spec {params.spec:q} --detect {params.detect} "
-        "--out {params.prefix} --device {params.device} --threads {threads} > {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
+        "--out {params.prefix} --device {params.device} --threads {threads} > {log} 2>&1 "
+        "|| {{ rc=$?; tail -n 1 {log}; exit $rc; }}"
 
 
 rule pack_faces:
@@ -68,12 +76,16 @@ rule pack_faces:
     params:
         faces=lambda w: faces_dir(w.dataset),
         shards=lambda w: dataset_cfg(w)["shards"],
-        split=as_json(config["faces"]["split"]),
-        seed=config["faces"]["split_seed"],
+        split=lambda w: as_json(dataset_cfg(w)["faces"]["split"]),
+        seed=lambda w: dataset_cfg(w)["faces"]["split_seed"],
+        spec=lambda w: as_json({**crop_spec(w), "detect_faces": detect_flag(w)}),
     conda:
         CONDA_ENV
     log:
         f"{LOGS}/pack/{{dataset}}.log",
+    # the log's last line (the dataset's failed files by status, or why packing stopped)
+    # goes to the console too
     shell:
-        "python -m deepfake_lth pack --faces {params.faces} --sources {input.sources} "
-        "--shards {params.shards} --split {params.split:q} --seed {params.seed} > {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
+        "rc=0; python -m deepfake_lth pack --faces {params.faces} --sources {input.sources} "
+        "--shards {params.shards} --split {params.split:q} --seed {params.seed} "
+        "--spec {params.spec:q} > {log} 2>&1 || rc=$?; tail -n 1 {log}; exit $rc"
