@@ -63,10 +63,13 @@ def load_detector(
     input_size: int | None = None,
     device: torch.device | str = "cpu",
 ) -> Detector:
-    """A ticket file (from ``deepfake-lth export``), or a checkpoint.pt with its registry
-    ``arch`` (and optionally its mask.pt), as an eval-mode :class:`Detector`."""
-    from deepfake_lth.export import TICKET_FORMAT, load_file, unpack_ticket
-    from deepfake_lth.models import build_model, get_spec
+    """A ticket file (from ``deepfake-lth export``), or a checkpoint.pt, as an eval-mode
+    :class:`Detector`. A checkpoint's architecture, input size, mask and face settings come
+    from its run folder (``metrics.json`` beside it, as for ``deepfake-lth export``) or, where
+    the folder records none, from ``arch``, ``input_size`` and ``mask``; a value given that
+    contradicts the folder is an error."""
+    from deepfake_lth.export import TICKET_FORMAT, load_file, resolve_run, unpack_ticket
+    from deepfake_lth.models import build_model
     from deepfake_lth.pruning import apply_mask, load_mask
 
     path = Path(model_path)
@@ -78,16 +81,18 @@ def load_detector(
         ticket = unpack_ticket(obj, str(path))
         if arch and arch != ticket.model_name:
             raise UserError(f"--arch {arch} but the ticket {path} holds a {ticket.model_name}")
+        if input_size and int(input_size) != ticket.input_size:
+            raise UserError(f"--input-size {input_size} but the ticket {path} was trained at "
+                            f"{ticket.input_size}; drop --input-size")
         model = ticket.build(device=device)
         return Detector(model, ticket.input_size, device, dict(ticket.meta))
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise UserError(f"--model {path} is neither a ticket file nor a state_dict checkpoint")
-    if not arch:
-        raise UserError(
-            f"--model {path} is a plain checkpoint: name its architecture with --arch "
-            "(e.g. --arch cnn5), or export a ticket that records it"
-        )
-    size = int(input_size or get_spec(arch).input_size)
+    try:
+        run, arch, size, faces = resolve_run(path, mask, arch, input_size)
+    except UserError as exc:
+        raise UserError(str(exc).replace("--model", "--arch")) from None
+    mask = run.mask
     model = build_model(arch, input_size=size)
     try:
         model.load_state_dict(obj)
@@ -98,7 +103,12 @@ def load_detector(
         ) from None
     if mask:
         apply_mask(model, load_mask(mask))
-    return Detector(model.to(device).eval(), size, device, {})
+    if run.channels:
+        from deepfake_lth.structured import compact_model, load_channels
+
+        model = compact_model(model, load_channels(run.channels))
+    meta: dict[str, Any] = {"faces": faces} if faces else {}
+    return Detector(model.to(device).eval(), size, device, meta)
 
 
 def collect_files(paths: Iterable[str | Path]) -> list[Path]:
@@ -113,11 +123,13 @@ def collect_files(paths: Iterable[str | Path]) -> list[Path]:
     return out
 
 
-def face_spec(frames: int, overrides: Mapping[str, Any] | None = None) -> FaceSpec:
-    """The crop parameters: ``overrides`` (the config's ``faces`` section) on the defaults,
-    ``frames`` frames per video and no minimum frame count."""
+def face_spec(frames: int | None, overrides: Mapping[str, Any] | None = None) -> FaceSpec:
+    """The crop parameters: ``overrides`` (a dataset's face settings) on the defaults,
+    ``frames`` frames per video (None: the settings' ``frames_per_video``) and no minimum
+    frame count."""
     spec = FaceSpec.from_dict(dict(overrides or {}))
-    spec.frames_per_video = int(frames)
+    if frames is not None:
+        spec.frames_per_video = int(frames)
     spec.min_frames = 1
     return spec
 
@@ -209,16 +221,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         required=True,
         help="ticket file from `deepfake-lth export`, or a checkpoint.pt with --arch",
     )
-    parser.add_argument("--arch", help="registry model name of a plain checkpoint, e.g. cnn5")
-    parser.add_argument("--mask", help="mask.pt applied to a plain checkpoint")
     parser.add_argument(
-        "--input-size", type=int, help="input side of a plain checkpoint (default: its spec's)"
+        "--arch",
+        help="registry model name of a checkpoint, e.g. cnn5 (default: its run folder's "
+        "metrics.json; needed without one)",
     )
-    parser.add_argument("--frames", type=int, default=40, help="frames sampled per video")
+    parser.add_argument(
+        "--mask", help="mask.pt applied to a checkpoint (default: the one beside it, if any)"
+    )
+    parser.add_argument(
+        "--input-size",
+        type=int,
+        help="input side of a checkpoint (default: its run folder's; needed without one)",
+    )
+    parser.add_argument(
+        "--frames",
+        type=int,
+        default=None,
+        help="frames sampled per video (default: the recorded frames_per_video, else 40)",
+    )
     parser.add_argument(
         "--faces",
-        help="the config's `faces` section as JSON (crop size, margin, MTCNN settings), "
-        "default: the ticket's, else the built-in defaults",
+        help="face settings as JSON (crop size, margin, min_face_size, detect_max_side, ...), "
+        "default: those recorded in the ticket (the run's dataset's), else the built-in defaults",
     )
     parser.add_argument(
         "--face-crops", action="store_true", help="images are already face crops: no MTCNN"
@@ -234,18 +259,20 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.frames < 1:
+    if args.frames is not None and args.frames < 1:
         raise UserError(f"--frames must be at least 1, got {args.frames}")
     device = resolve_device(args.device)
     detector = load_detector(args.model, args.arch, args.mask, args.input_size, device)
-    overrides = detector.meta.get("faces") if isinstance(detector.meta.get("faces"), dict) else {}
+    recorded = detector.meta.get("faces") if isinstance(detector.meta.get("faces"), dict) else {}
+    overrides = dict(recorded)
     if args.faces:
         try:
-            overrides = json.loads(args.faces)
+            given = json.loads(args.faces)
         except json.JSONDecodeError as exc:
             raise UserError(f"--faces is not valid JSON ({exc}); e.g. '{{\"size\": 64}}'") from None
-        if not isinstance(overrides, dict):
+        if not isinstance(given, dict):
             raise UserError("--faces must be a JSON object, e.g. '{\"size\": 64}'")
+        overrides.update(given)
     spec = face_spec(args.frames, overrides)
     results = detect(args.inputs, detector, spec, args.threshold, args.face_crops)
     if not results:

@@ -19,6 +19,11 @@ lists and dicts (read with ``weights_only=True``; no pickled modules)::
      "channels": {conv: bool tensor} | absent,   # structured tickets (deepfake_lth.structured)
      "meta": {str: str | int | float | bool | None}}
 
+``deepfake-lth export <run folder>`` reads what the workflow's run folder records (the
+model, input size, mask and channel mask beside the checkpoint, in ``metrics.json``, and the
+dataset's face settings in ``results/{dataset}/faces/summary.json``): a flag is needed only
+where nothing is recorded, and one that contradicts the folder is an error naming both.
+
 :func:`load_ticket` rebuilds the registry model (physically compacted when the ticket has a
 channel mask). :func:`to_onnx` writes any ticket as ONNX for runtimes without torch.
 """
@@ -28,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -196,7 +202,7 @@ def unpack_ticket(ticket: Mapping[str, Any], source: str = "ticket") -> Ticket:
     if not isinstance(ticket, Mapping) or ticket.get("format") != TICKET_FORMAT:
         raise UserError(
             f"{source} is not a ticket file; write one with `deepfake-lth export "
-            "<checkpoint> <mask> -o ticket.pt --model NAME`"
+            "<run folder> -o ticket.pt`"
         )
     if ticket.get("version") != TICKET_VERSION:
         raise UserError(
@@ -300,51 +306,174 @@ def load_ticket(
     return read_ticket(path).build(compact=compact, device=device)
 
 
+@dataclass
+class RunFolder:
+    """What a run folder (a round, sparsity or dense folder of the workflow) knows about its
+    checkpoint: the files beside it, its ``metrics.json`` and its dataset's face settings."""
+
+    checkpoint: Path
+    mask: Path | None = None
+    channels: Path | None = None
+    metrics_path: Path | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    faces: dict[str, Any] | None = None  # the dataset's face settings (summary.json)
+    faces_path: Path | None = None
+
+    @property
+    def model(self) -> str | None:
+        return self.metrics.get("model")
+
+    @property
+    def input_size(self) -> int | None:
+        size = self.metrics.get("input_size")
+        return int(size) if isinstance(size, (int, float)) else None
+
+
+def read_run_folder(path: str | Path) -> RunFolder:
+    """The checkpoint of a run folder (or the folder of a ``checkpoint.pt``) and what the
+    folder records: ``mask.pt``, ``channels.pt``, ``metrics.json`` (model, input size,
+    dataset) and the dataset's face settings, from ``{results}/{dataset}/faces/summary.json``
+    (found in the folders above; the ``face_settings`` that ``deepfake-lth pack`` records)."""
+    path = Path(path)
+    if path.is_dir():
+        folder, checkpoint = path, path / "checkpoint.pt"
+        if not checkpoint.is_file():
+            raise UserError(f"{path} has no checkpoint.pt; give a round folder of the workflow "
+                            "(e.g. results/{dataset}/{model}/seed0/imp-global/round7) or a "
+                            "checkpoint file")
+    else:
+        folder, checkpoint = path.parent, path
+        if not checkpoint.is_file():
+            raise UserError(f"{path} does not exist")
+    run = RunFolder(checkpoint=checkpoint)
+    for name, attr in (("mask.pt", "mask"), ("channels.pt", "channels")):
+        if (folder / name).is_file():
+            setattr(run, attr, folder / name)
+    metrics = folder / "metrics.json"
+    if metrics.is_file():
+        try:
+            data = json.loads(metrics.read_text())
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{metrics} is not valid JSON ({exc}); rerun the job that wrote "
+                            "it, or give --model and --input-size") from None
+        if isinstance(data, dict):
+            run.metrics_path, run.metrics = metrics, data
+    dataset = run.metrics.get("dataset")
+    if isinstance(dataset, str) and dataset:
+        for parent in folder.absolute().parents:
+            summary = parent / dataset / "faces" / "summary.json"
+            if summary.is_file():
+                try:
+                    settings = json.loads(summary.read_text()).get("face_settings")
+                except (json.JSONDecodeError, AttributeError):
+                    settings = None
+                if isinstance(settings, dict) and settings:
+                    run.faces, run.faces_path = settings, summary
+                break
+    return run
+
+
+def _agree(flag: str, given: Any, recorded: Any, where: Path | None) -> Any:
+    """The recorded value, or the flag's when nothing is recorded; UserError when both are
+    there and differ."""
+    if given is not None and recorded is not None and given != recorded:
+        raise UserError(f"{flag} {given} contradicts the run folder: {where} records "
+                        f"{recorded}; drop {flag}, or give the folder of the run you mean")
+    return recorded if recorded is not None else given
+
+
+def resolve_run(
+    checkpoint: str | Path,
+    mask: str | Path | None = None,
+    model_name: str | None = None,
+    input_size: int | None = None,
+    channels: str | Path | None = None,
+    faces: Mapping[str, Any] | None = None,
+) -> tuple[RunFolder, str, int, dict[str, Any] | None]:
+    """The run folder of ``checkpoint`` (a folder or a file) with the explicit values checked
+    against what it records: (run, model, input size, face settings). A value the folder
+    does not record must be given; there is no registry default."""
+    run = read_run_folder(checkpoint)
+    if mask:
+        run.mask = Path(mask)
+    if channels:
+        run.channels = Path(channels)
+    where = run.metrics_path
+    model = _agree("--model", model_name, run.model, where)
+    size = _agree("--input-size", int(input_size) if input_size else None, run.input_size, where)
+    missing = [flag for flag, v in (("--model", model), ("--input-size", size)) if v is None]
+    if missing:
+        raise UserError(
+            f"{run.checkpoint}: no metrics.json beside it records the "
+            f"{' and '.join(f[2:].replace('-', ' ') for f in missing)}; give "
+            f"{' and '.join(missing)} (the model and the input side it was trained at)"
+        )
+    settings = dict(run.faces) if run.faces else None
+    if faces:
+        for key, value in faces.items():
+            if settings is not None and key in settings and settings[key] != value:
+                raise UserError(
+                    f"--faces {key}={value!r} contradicts the run's face settings: "
+                    f"{run.faces_path} records {key}={settings[key]!r}; drop it from --faces"
+                )
+        settings = {**(settings or {}), **dict(faces)}
+    return run, str(model), int(size), settings
+
+
 def export_ticket(
     checkpoint: str | Path,
     mask: str | Path | None,
     out: str | Path,
-    model_name: str,
+    model_name: str | None = None,
     input_size: int | None = None,
     fp16: bool = False,
     channels: str | Path | None = None,
     faces: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write the ticket of ``checkpoint`` under ``mask`` (a mask.pt; None: the checkpoint's
-    nonzero weights) to ``out``; returns sizes and sparsity. ``faces`` (the config's
-    ``faces`` section) is recorded so that ``deepfake-lth detect`` crops faces the same way."""
+    """Write the ticket of ``checkpoint`` (a run folder or its checkpoint.pt) to ``out``;
+    returns sizes, sparsity and what was read from the run folder.
+
+    The model, input size, mask (``mask.pt``; without one, the checkpoint's nonzero
+    weights), channel mask and the dataset's face settings come from the run folder
+    (:func:`resolve_run`); ``mask``, ``model_name``, ``input_size``, ``channels`` and
+    ``faces`` may be given, and must agree with what the folder records. The face settings
+    are stored so that ``deepfake-lth detect`` crops faces the way the run's data was cropped.
+    """
     from deepfake_lth.pruning import load_mask, load_state, sparsity
 
-    state = load_state(checkpoint)
-    weight_mask = load_mask(mask) if mask else None
+    run, model, size, settings = resolve_run(checkpoint, mask, model_name, input_size,
+                                             channels, faces)
+    state = load_state(run.checkpoint)
+    weight_mask = load_mask(run.mask) if run.mask else None
     cmask = None
-    if channels:
+    if run.channels:
         from deepfake_lth.structured import load_channels
 
-        cmask = load_channels(channels)
-    meta = {"checkpoint": str(checkpoint), "mask": str(mask) if mask else None}
-    metrics = Path(checkpoint).with_name("metrics.json")
-    if metrics.is_file():
-        try:
-            m = json.loads(metrics.read_text())
-            meta.update({k: m.get(k) for k in ("dataset", "method", "round", "seed", "test_acc")})
-        except json.JSONDecodeError:
-            pass
-    if faces:
-        meta["faces"] = dict(faces)
+        cmask = load_channels(run.channels)
+    meta: dict[str, Any] = {"checkpoint": str(run.checkpoint),
+                            "mask": str(run.mask) if run.mask else None}
+    meta.update({k: run.metrics.get(k)
+                 for k in ("dataset", "method", "round", "seed", "test_acc")})
+    if settings:
+        meta["faces"] = settings
     ticket = pack_ticket(
-        state, weight_mask, model_name, input_size, fp16, cmask, meta, source=str(checkpoint)
+        state, weight_mask, model, size, fp16, cmask, meta, source=str(run.checkpoint)
     )
-    size = save_ticket(out, ticket)
-    dense_size = Path(checkpoint).stat().st_size
+    nbytes = save_ticket(out, ticket)
+    dense_size = run.checkpoint.stat().st_size
     t = unpack_ticket(ticket)
     return {
         "ticket": str(out),
-        "ticket_bytes": size,
+        "ticket_bytes": nbytes,
         "checkpoint_bytes": dense_size,
-        "ratio": size / dense_size,
+        "ratio": nbytes / dense_size,
         "sparsity": sparsity(t.mask),
         "dtype": ticket["dtype"],
+        "model": model,
+        "input_size": size,
+        "mask": str(run.mask) if run.mask else None,
+        "channels": str(run.channels) if run.channels else None,
+        "faces": str(run.faces_path) if run.faces_path else ("--faces" if faces else None),
     }
 
 
@@ -402,21 +531,35 @@ def check_onnx(model: nn.Module, path: str | Path, x: torch.Tensor, atol: float 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="checkpoint.pt (a plain state_dict)")
     parser.add_argument(
-        "mask", nargs="?", help="mask.pt of the checkpoint (default: its nonzero weights)"
+        "checkpoint",
+        help="a run folder of the workflow (e.g. results/demo-videos/cnn5/seed0/imp-global/"
+        "round7) or its checkpoint.pt; its mask.pt, channels.pt, metrics.json (model, input "
+        "size) and the dataset's face settings are read from there",
+    )
+    parser.add_argument(
+        "mask", nargs="?",
+        help="mask.pt of the checkpoint (default: the folder's mask.pt, else the nonzero weights)",
     )
     parser.add_argument("-o", "--out", required=True, help="ticket file to write, e.g. ticket.pt")
-    parser.add_argument("--model", required=True, help="registry model name, e.g. cnn5")
     parser.add_argument(
-        "--input-size", type=int, help="input side the model was trained at (default: its spec's)"
+        "--model",
+        help="registry model name, e.g. cnn5 (default: the run folder's; needed without one)",
+    )
+    parser.add_argument(
+        "--input-size", type=int,
+        help="input side the model was trained at (default: the run folder's; needed without one)",
     )
     parser.add_argument("--fp16", action="store_true", help="store weights as float16")
     parser.add_argument(
-        "--channels", help="channels.pt of a structured round: load_ticket compacts the model"
+        "--channels",
+        help="channels.pt of a structured round (default: the folder's): load_ticket compacts "
+        "the model",
     )
     parser.add_argument(
-        "--faces", help="the config's `faces` section as JSON, recorded for `deepfake-lth detect`"
+        "--faces",
+        help="face settings as JSON, recorded for `deepfake-lth detect` (default: the ones the "
+        "run's dataset was packed with; keys given here must agree with those)",
     )
     parser.add_argument("--onnx", help="also write the ticket as ONNX to this path")
 
@@ -442,9 +585,14 @@ def run(args: argparse.Namespace) -> int:
     )
     print(
         f"{info['ticket']}: {info['ticket_bytes']:,} bytes ({info['ratio']:.3f}× of "
-        f"{args.checkpoint}, {info['checkpoint_bytes']:,} bytes); sparsity "
-        f"{info['sparsity']:.4f}, {info['dtype']}"
+        f"{args.checkpoint}, {info['checkpoint_bytes']:,} bytes); {info['model']} at "
+        f"{info['input_size']} px, sparsity {info['sparsity']:.4f}, {info['dtype']}"
     )
+    if info["faces"]:
+        print(f"face settings for detect: {info['faces']}")
+    else:
+        print("no face settings recorded for this run's dataset (pack it again, or give "
+              "--faces); detect will use its defaults", file=sys.stderr)
     if args.onnx:
         missing = onnx_missing()
         if missing:
