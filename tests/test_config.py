@@ -88,12 +88,13 @@ def test_strings_are_coerced_where_the_schema_wants_numbers(demo):
     # what snakemake's --config "prune={rate: 0.3, rounds: 5}" hands over: strings
     cfg = study_config.merge(demo, {"prune": {"rate": "0.3", "rounds": "5"},
                                     "transfer": {"sparsities": ["0.5", "0.75"]},
-                                    "train": {"augment": "false"},
+                                    "train": {"augment": "false", "lr": "1e-3"},
                                     "oneshot": {"sparsities": "null"}})
     out = study_config.validate(cfg)
     assert out["prune"]["rate"] == 0.3 and out["prune"]["rounds"] == 5
     assert out["transfer"]["sparsities"] == [0.5, 0.75]
     assert out["train"]["augment"] is False and out["oneshot"]["sparsities"] is None
+    assert out["train"]["lr"] == 1e-3
     # a string that is not a number still names the key
     with pytest.raises(ConfigError, match="prune.rate"):
         study_config.validate(study_config.merge(demo, {"prune": {"rate": "fast"}}))

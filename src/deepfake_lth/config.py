@@ -125,10 +125,18 @@ def coerce(value: Any, schema: Mapping[str, Any]) -> Any:
     types = schema.get("type")
     types = [types] if isinstance(types, str) else list(types or [])
     if isinstance(value, str) and types and "string" not in types:
-        try:
-            parsed = yaml.safe_load(value) if value.strip() else None
-        except yaml.YAMLError:
-            parsed = value
+        parsed: Any = value
+        for t, convert in (("integer", int), ("number", float)):  # 1e-3 too, unlike YAML 1.1
+            if t in types and parsed is value:
+                try:
+                    parsed = convert(value.strip())
+                except ValueError:
+                    pass
+        if parsed is value:
+            try:
+                parsed = yaml.safe_load(value) if value.strip() else None
+            except yaml.YAMLError:
+                parsed = value
         if _fits(parsed, types):
             value = parsed
     if isinstance(value, dict):
