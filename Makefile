@@ -27,8 +27,11 @@ bench: $(STAMP)
 	$(BIN)/python -m pytest -q -ra -m slow
 	$(BIN)/python bench/run.py
 
+# ruff (version and rules pinned in pyproject.toml), snakefmt and snakemake --lint
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
+	$(BIN)/snakefmt --check --line-length 100 Snakefile workflow/rules
+	$(BIN)/snakemake --lint
 
 .PHONY: gpu-check
 # GPU only: the tests marked `gpu` and bench/gpu.py; without CUDA it says so and exits 0

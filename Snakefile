@@ -10,12 +10,12 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from deepfake_lth import config as study_config
 from deepfake_lth import plan
 
-
 # config.yaml is the default; a --configfile replaces it (rather than merging into the demo's
 # datasets), and --config key=value overrides apply on top of either.
 if not workflow.config_settings.configfiles:
-    config.update(study_config.merge(study_config.read_yaml(Path(workflow.basedir) / "config.yaml"),
-                                     config))
+    config.update(
+        study_config.merge(study_config.read_yaml(Path(workflow.basedir) / "config.yaml"), config)
+    )
 
 _checked = study_config.validate(config)  # stops here, naming the key, on a bad config
 config.clear()
@@ -32,6 +32,6 @@ include: "workflow/rules/analysis.smk"
 
 
 rule all:
+    default_target: True
     input:
         REPORT,
-    default_target: True

@@ -21,7 +21,6 @@ import torch
 import yaml
 
 from deepfake_lth import config as study_config
-
 from deepfake_lth.plan import imp_sparsity
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -60,3 +60,27 @@ def apply_execution(spec: Mapping[str, Any] | str | None, args: argparse.Namespa
             raise UserError("--spec must be a JSON object")
         return json.dumps({**parsed, **overrides})
     return {**spec, **overrides}
+
+
+def prepare_jobs(basedir: str, device: str) -> None:
+    """The environment the workflow's jobs inherit (called once by workflow/rules/common.smk).
+
+    Jobs run ``python -m deepfake_lth``: the Python of the environment a job runs in (a conda
+    environment under ``--software-deployment-method conda``, else the one running Snakemake,
+    put first on PATH here), with this checkout's ``src/`` on PYTHONPATH. ``device`` reaches
+    the jobs as ``DLTH_DEVICE`` (the ``--device`` default): where a job runs is not what it
+    computes, so changing it reruns nothing.
+    """
+    import sys
+
+    os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable),
+                                          os.environ.get("PATH", "")])
+    src = os.path.join(basedir, "src")
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in [src, os.environ.get("PYTHONPATH", "")] if p)
+    os.environ["DLTH_DEVICE"] = str(device)
+
+
+def site_setting(name: str, default: str = "") -> str:
+    """A site setting of the cluster profile, from the environment variable ``name``."""
+    return os.environ.get(name, default)

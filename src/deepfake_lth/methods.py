@@ -347,3 +347,19 @@ def fill_registries(node: Any) -> Any:
     if isinstance(node, list):
         return [fill_registries(v) for v in node]
     return node
+
+
+def training_code() -> list[str]:
+    """Source files (relative to the package) every training job runs: the runner, training,
+    masks, data, files, and the modules the model and criteria registries name. The workflow
+    makes them code inputs, so editing one reruns the training jobs."""
+    from deepfake_lth.models.registry import MODELS
+
+    def module_file(dotted: str) -> str:
+        return dotted.partition(":")[0].removeprefix("deepfake_lth.").replace(".", "/") + ".py"
+
+    files = ["stages/runner.py", "stages/spec.py", "train.py", "pruning.py", "data.py",
+             "files.py", "criteria/__init__.py", "models/registry.py", "models/build.py"]
+    files += [module_file(s.builder) for s in MODELS.values()]
+    files += [module_file(c.scores) for c in CRITERIA.values() if c.scores]
+    return list(dict.fromkeys(files))

@@ -10,25 +10,27 @@ rule gradcam:
     output:
         heatmaps=f"{RESULTS}/gradcam/{{dataset}}/{{model}}/seed{{seed}}/{{method}}/heatmaps.npz",
         delta=f"{RESULTS}/gradcam/{{dataset}}/{{model}}/seed{{seed}}/{{method}}/delta.csv",
-    wildcard_constraints:
-        method=methods.method_pattern(("imp", "oneshot")),
-    params:
-        faces=lambda w: faces_dir(w.dataset),
-        levels=lambda w: as_json(gradcam_levels(w)),
-        spec=lambda w: as_json({
-            "input_size": config["models"][w.model].get("input_size"),
-            "samples_per_class": config["gradcam"]["samples_per_class"],
-        }),
-        out=lambda w: f"{RESULTS}/gradcam/{w.dataset}/{w.model}/seed{w.seed}/{w.method}",
-    threads: config["threads"]
-    resources:
-        **gpu_job(minutes=60),
-    conda:
-        CONDA_ENV
     log:
         f"{LOGS}/gradcam/{{dataset}}-{{model}}-seed{{seed}}-{{method}}.log",
     benchmark:
         f"{BENCH}/gradcam/{{dataset}}-{{model}}-seed{{seed}}-{{method}}.tsv"
+    wildcard_constraints:
+        method=methods.method_pattern(("imp", "oneshot")),
+    conda:
+        CONDA_ENV
+    threads: config["threads"]
+    resources:
+        **gpu_job(minutes=60),
+    params:
+        faces=lambda w: faces_dir(w.dataset),
+        levels=lambda w: as_json(gradcam_levels(w)),
+        spec=lambda w: as_json(
+            {
+                "input_size": config["models"][w.model].get("input_size"),
+                "samples_per_class": config["gradcam"]["samples_per_class"],
+            }
+        ),
+        out=lambda w: f"{RESULTS}/gradcam/{w.dataset}/{w.model}/seed{w.seed}/{w.method}",
     shell:
         "python -m deepfake_lth gradcam --faces {params.faces} --model {wildcards.model} "
         "--seed {wildcards.seed} --levels {params.levels:q} --spec {params.spec:q} "
@@ -44,25 +46,27 @@ rule separability:
         code=code("separability.py") + TRAIN_CODE,
     output:
         csv=f"{RESULTS}/separability/{{dataset}}/{{model}}/seed{{seed}}/{{method}}.csv",
-    wildcard_constraints:
-        method=methods.method_pattern(("imp", "oneshot", "pai", "control")),
-    params:
-        faces=lambda w: faces_dir(w.dataset),
-        levels=lambda w: as_json(separability_levels(w)),
-        spec=lambda w: as_json({
-            "input_size": config["models"][w.model].get("input_size"),
-            "folds": config["separability"]["folds"],
-            "max_samples": config["separability"]["max_samples"],
-        }),
-    threads: config["threads"]
-    resources:
-        **gpu_job(minutes=60),
-    conda:
-        CONDA_ENV
     log:
         f"{LOGS}/separability/{{dataset}}-{{model}}-seed{{seed}}-{{method}}.log",
     benchmark:
         f"{BENCH}/separability/{{dataset}}-{{model}}-seed{{seed}}-{{method}}.tsv"
+    wildcard_constraints:
+        method=methods.method_pattern(("imp", "oneshot", "pai", "control")),
+    conda:
+        CONDA_ENV
+    threads: config["threads"]
+    resources:
+        **gpu_job(minutes=60),
+    params:
+        faces=lambda w: faces_dir(w.dataset),
+        levels=lambda w: as_json(separability_levels(w)),
+        spec=lambda w: as_json(
+            {
+                "input_size": config["models"][w.model].get("input_size"),
+                "folds": config["separability"]["folds"],
+                "max_samples": config["separability"]["max_samples"],
+            }
+        ),
     shell:
         "python -m deepfake_lth separability --faces {params.faces} --levels {params.levels:q} "
         "--model {wildcards.model} --method {wildcards.method} --seed {wildcards.seed} "
@@ -77,22 +81,24 @@ rule latency:
         code=code("latency.py", "structured.py") + TRAIN_CODE,
     output:
         csv=f"{RESULTS}/latency/{{dataset}}/{{model}}/seed{{seed}}/latency.csv",
-    params:
-        levels=lambda w: as_json(latency_levels(w)),
-        spec=lambda w: as_json({
-            "input_size": config["models"][w.model].get("input_size"),
-            "batch_sizes": config["latency"]["batch_sizes"],
-            "repeats": config["latency"]["repeats"],
-            "warmup": config["latency"]["warmup"],
-            "min_seconds": config["latency"]["min_seconds"],
-        }),
-    threads: config["threads"]
-    conda:
-        CONDA_ENV
     log:
         f"{LOGS}/latency/{{dataset}}-{{model}}-seed{{seed}}.log",
     benchmark:
         f"{BENCH}/latency/{{dataset}}-{{model}}-seed{{seed}}.tsv"
+    conda:
+        CONDA_ENV
+    threads: config["threads"]
+    params:
+        levels=lambda w: as_json(latency_levels(w)),
+        spec=lambda w: as_json(
+            {
+                "input_size": config["models"][w.model].get("input_size"),
+                "batch_sizes": config["latency"]["batch_sizes"],
+                "repeats": config["latency"]["repeats"],
+                "warmup": config["latency"]["warmup"],
+                "min_seconds": config["latency"]["min_seconds"],
+            }
+        ),
     shell:
         "python -m deepfake_lth latency --levels {params.levels:q} --model {wildcards.model} "
         "--spec {params.spec:q} --threads {threads} --out {output.csv} > {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
@@ -105,16 +111,20 @@ rule report:
         code=code("report.py", "stats.py", "templates/report.html.j2"),
     output:
         html=REPORT,
-        figures=report(directory(f"{RESULTS}/figures"), patterns=["{name}.png"],
-                       category="Figures", caption="../report/figures.rst"),
-    params:
-        results=RESULTS,
-        benchmarks=BENCH,
-        config=as_json(config),
-    conda:
-        CONDA_ENV
+        figures=report(
+            directory(f"{RESULTS}/figures"),
+            patterns=["{name}.png"],
+            category="Figures",
+            caption="../report/figures.rst",
+        ),
     log:
         f"{LOGS}/report.log",
+    conda:
+        CONDA_ENV
+    params:
+        results=lambda w, output: str(Path(output.html).parent),
+        benchmarks=lambda w, output: str(Path(output.html).parent / "benchmarks"),
+        config=as_json(config),
     shell:
         "python -m deepfake_lth report --results {params.results} --config-json {params.config:q} "
         "--benchmarks {params.benchmarks} --figures {output.figures} --out {output.html} > {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"

@@ -4,12 +4,11 @@
 import json
 import os
 import re
-import sys
 from pathlib import Path
 
 from deepfake_lth import methods
 from deepfake_lth.criteria import CRITERIA
-from deepfake_lth.models.registry import MODELS as MODEL_REGISTRY
+from deepfake_lth.execution import prepare_jobs
 
 RESULTS = config["results"]
 RESOURCES = config["resources"]
@@ -19,17 +18,10 @@ REPORT = f"{RESULTS}/report.html"
 # Code inputs relative to the working directory: a checkout copied or moved with its results
 # stays cached (an absolute path would change, and Snakemake would rerun every job).
 SRC = os.path.relpath(os.path.join(workflow.basedir, "src", "deepfake_lth"))
-# Jobs run `python -m deepfake_lth`: the Python of the environment the job runs in (a conda
-# environment under --software-deployment-method conda, else the one running Snakemake, put
-# first on PATH here) with this checkout's src/ on PYTHONPATH.
+# Jobs run `python -m deepfake_lth` of the environment they run in, with src/ on PYTHONPATH;
+# `device` reaches them as DLTH_DEVICE, outside the spec (deepfake_lth.execution.prepare_jobs).
 CONDA_ENV = "../../environment.yml"
-os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable),
-                                      os.environ.get("PATH", "")])
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in [os.path.join(workflow.basedir, "src"), os.environ.get("PYTHONPATH", "")] if p)
-# `device` says where a job runs, not what it computes: it reaches the jobs as DLTH_DEVICE
-# (the --device default), outside the spec, so changing it reruns nothing.
-os.environ["DLTH_DEVICE"] = str(config["device"])
+prepare_jobs(workflow.basedir, config["device"])
 DATASETS = list(config["datasets"])
 MODELS = list(config["models"])
 SEEDS = [str(s) for s in config["seeds"]]
@@ -60,22 +52,13 @@ def code(*modules):
     return [f"{SRC}/{m}" for m in modules]
 
 
-def _model_modules():
-    return sorted({spec.builder.partition(":")[0].rpartition(".")[2] + ".py"
-                   for spec in MODEL_REGISTRY.values()})
-
-
-# what every training job runs: the runner, training, masks and criteria, data, models
-TRAIN_CODE = code("stages/runner.py", "stages/spec.py", "train.py", "pruning.py", "data.py",
-                  "files.py", "criteria/__init__.py", "models/registry.py", "models/build.py",
-                  *[f"models/{m}" for m in _model_modules()]) + [
-    f"{SRC}/criteria/{c.scores.partition(':')[0].rpartition('.')[2]}.py"
-    for c in CRITERIA.values() if c.scores]
+# what every training job runs (the runner, training, masks, data, the registries' modules)
+TRAIN_CODE = code(*methods.training_code())
 
 
 def stage_code(stage):
     """TRAIN_CODE and the stage's own module (stages/{stage}.py)."""
-    return TRAIN_CODE + code(f"stages/{stage}.py")
+    return code(*methods.training_code(), f"stages/{stage}.py")
 
 
 def as_json(obj):
@@ -93,8 +76,11 @@ def faces_dir(dataset):
 
 def shards_of(w):
     n = dataset_cfg(w)["shards"]
-    return expand(f"{RESULTS}/{w.dataset}/faces/shards/shard{{i}}.{{ext}}", i=range(n),
-                  ext=["npy", "csv", "log.csv"])
+    return expand(
+        f"{RESULTS}/{w.dataset}/faces/shards/shard{{i}}.{{ext}}",
+        i=range(n),
+        ext=["npy", "csv", "log.csv"],
+    )
 
 
 def detect_flag(w):
@@ -107,12 +93,14 @@ def train_spec(w, dataset=None):
     """Everything a training job's result depends on, as JSON (a change reruns it, nothing
     else does); device and threads say how it runs and are passed outside it."""
     m = config["models"][w.model]
-    return as_json({
-        "train": config["train"],
-        "prune": {"rate": config["prune"]["rate"], "rewind": config["prune"]["rewind"]},
-        "input_size": m.get("input_size"),
-        "pretrained": m.get("pretrained"),
-    })
+    return as_json(
+        {
+            "train": config["train"],
+            "prune": {"rate": config["prune"]["rate"], "rewind": config["prune"]["rewind"]},
+            "input_size": m.get("input_size"),
+            "pretrained": m.get("pretrained"),
+        }
+    )
 
 
 def retrain_spec(w):
@@ -171,12 +159,18 @@ def prev_round_rate(w):
 
 def structured_models():
     """The configured models structured tickets run for."""
-    return [m for m in MODELS
-            if any(methods.family_of(x).name == "structured" for x in methods.planned_methods(config, m))]
+    return [
+        m
+        for m in MODELS
+        if any(
+            methods.family_of(x).name == "structured" for x in methods.planned_methods(config, m)
+        )
+    ]
 
 
 def level_sparsity(method):
     """Input function: the sparsity of the sparsity{pct} level of ``method`` (a fraction)."""
+
     def sparsity(w):
         name = method.format(**dict(w.items()))
         for lv in methods.method_levels(config, w.dataset, w.model, int(w.seed), name)[1:]:
@@ -206,7 +200,8 @@ def control_inputs(w):
 def control_prev(w):
     if w.control != methods.MATCHED_CONTROL:
         return ""
-    return "--prev " + str(Path(previous(w, f"imp-{CONTROL_CRITERION}")["checkpoint"]).parent)
+    prev = Path(previous(w, f"imp-{CONTROL_CRITERION}")["checkpoint"]).parent
+    return f"--prev {prev}"
 
 
 def control_spec(w):
@@ -233,8 +228,13 @@ def gradcam_levels(w):
     levels = []
     for s in config["gradcam"]["sparsities"]:
         level = methods.level_for(config, w.dataset, w.model, int(w.seed), w.method, s)
-        levels.append({"sparsity": level.sparsity, "method": level.method,
-                       "checkpoint": str(level.path / "checkpoint.pt")})
+        levels.append(
+            {
+                "sparsity": level.sparsity,
+                "method": level.method,
+                "checkpoint": str(level.path / "checkpoint.pt"),
+            }
+        )
     unique = {lv["checkpoint"]: lv for lv in levels}
     return list(unique.values())
 
@@ -261,8 +261,7 @@ def report_inputs(w):
     for d in DATASETS:
         out += [f"{RESULTS}/{d}/faces/extraction_log.csv", f"{RESULTS}/{d}/faces/summary.json"]
         out += study_metrics(d)
-    return (out + transfer_metrics() + gradcam_outputs() + separability_outputs()
-            + latency_outputs())
+    return out + transfer_metrics() + gradcam_outputs() + separability_outputs() + latency_outputs()
 
 
 # ---- targets ----------------------------------------------------------------------------
@@ -271,21 +270,29 @@ def study_metrics(dataset):
     out = []
     for model in MODELS:
         for seed in SEEDS:
-            out += [f"{lv.path}/metrics.json"
-                    for lv in methods.planned_levels(config, dataset, model, int(seed))]
+            out += [
+                f"{lv.path}/metrics.json"
+                for lv in methods.planned_levels(config, dataset, model, int(seed))
+            ]
     return out
 
 
 def method_configured(method, model=None):
     """Whether the config runs ``method`` (for ``model``)."""
     return method in methods.planned_methods(config, model) and bool(
-        methods.method_levels(config, DATASETS[0], model or MODELS[0], 0, method)[1:])
+        methods.method_levels(config, DATASETS[0], model or MODELS[0], 0, method)[1:]
+    )
 
 
 def separability_outputs():
-    return [f"{RESULTS}/separability/{d}/{m}/seed{s}/{method}.csv"
-            for d in DATASETS for m in MODELS for s in SEEDS
-            for method in config["separability"]["methods"] if method_configured(method, m)]
+    return [
+        f"{RESULTS}/separability/{d}/{m}/seed{s}/{method}.csv"
+        for d in DATASETS
+        for m in MODELS
+        for s in SEEDS
+        for method in config["separability"]["methods"]
+        if method_configured(method, m)
+    ]
 
 
 def latency_methods(model):
@@ -294,8 +301,13 @@ def latency_methods(model):
 
 
 def latency_outputs():
-    return [f"{RESULTS}/latency/{d}/{m}/seed{s}/latency.csv"
-            for d in DATASETS for m in MODELS for s in SEEDS if latency_methods(m)]
+    return [
+        f"{RESULTS}/latency/{d}/{m}/seed{s}/latency.csv"
+        for d in DATASETS
+        for m in MODELS
+        for s in SEEDS
+        if latency_methods(m)
+    ]
 
 
 def transfer_metrics():
@@ -304,13 +316,19 @@ def transfer_metrics():
         for model in MODELS:
             for seed in SEEDS:
                 for method in methods.transfer_methods(config):
-                    out.append(f"{RESULTS}/transfer/{pair['from']}-to-{pair['to']}/{model}/"
-                               f"seed{seed}/{method}/metrics.json")
+                    out.append(
+                        f"{RESULTS}/transfer/{pair['from']}-to-{pair['to']}/{model}/"
+                        f"seed{seed}/{method}/metrics.json"
+                    )
     return out
 
 
 def gradcam_outputs():
-    return [f"{RESULTS}/gradcam/{d}/{m}/seed{s}/{method}/delta.csv"
-            for d in DATASETS for m in MODELS for s in SEEDS for method in config["gradcam"]["methods"]
-            if method_configured(method, m)]
-
+    return [
+        f"{RESULTS}/gradcam/{d}/{m}/seed{s}/{method}/delta.csv"
+        for d in DATASETS
+        for m in MODELS
+        for s in SEEDS
+        for method in config["gradcam"]["methods"]
+        if method_configured(method, m)
+    ]

@@ -13,21 +13,21 @@ rule imp_round:
         checkpoint=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/imp-{{criterion}}/round{{k}}/checkpoint.pt",
         mask=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/imp-{{criterion}}/round{{k}}/mask.pt",
         metrics=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/imp-{{criterion}}/round{{k}}/metrics.json",
+    log:
+        f"{LOGS}/imp_round/{{dataset}}-{{model}}-seed{{seed}}-{{criterion}}-round{{k}}.log",
+    benchmark:
+        f"{BENCH}/imp_round/{{dataset}}-{{model}}-seed{{seed}}-{{criterion}}-round{{k}}.tsv"
+    conda:
+        CONDA_ENV
+    threads: config["threads"]
+    resources:
+        **gpu_job(),
     params:
         faces=lambda w: faces_dir(w.dataset),
         prev=lambda w: str(Path(prev_round(w)["checkpoint"]).parent),
         dense=lambda w: f"{run_dir(w)}/dense",
         out=lambda w: f"{run_dir(w)}/imp-{w.criterion}/round{w.k}",
         spec=retrain_spec,
-    threads: config["threads"]
-    resources:
-        **gpu_job(),
-    conda:
-        CONDA_ENV
-    log:
-        f"{LOGS}/imp_round/{{dataset}}-{{model}}-seed{{seed}}-{{criterion}}-round{{k}}.log",
-    benchmark:
-        f"{BENCH}/imp_round/{{dataset}}-{{model}}-seed{{seed}}-{{criterion}}-round{{k}}.tsv"
     shell:
         "python -m deepfake_lth imp-round --faces {params.faces} --prev {params.prev} --dense {params.dense} "
         "--out {params.out} --model {wildcards.model} --seed {wildcards.seed} --round {wildcards.k} "
@@ -46,21 +46,21 @@ rule oneshot:
         checkpoint=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/oneshot-{{criterion}}/sparsity{{pct}}/checkpoint.pt",
         mask=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/oneshot-{{criterion}}/sparsity{{pct}}/mask.pt",
         metrics=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/oneshot-{{criterion}}/sparsity{{pct}}/metrics.json",
+    log:
+        f"{LOGS}/oneshot/{{dataset}}-{{model}}-seed{{seed}}-{{criterion}}-sparsity{{pct}}.log",
+    benchmark:
+        f"{BENCH}/oneshot/{{dataset}}-{{model}}-seed{{seed}}-{{criterion}}-sparsity{{pct}}.tsv"
+    conda:
+        CONDA_ENV
+    threads: config["threads"]
+    resources:
+        **gpu_job(),
     params:
         faces=lambda w: faces_dir(w.dataset),
         dense=lambda w: f"{run_dir(w)}/dense",
         out=lambda w: f"{run_dir(w)}/oneshot-{w.criterion}/sparsity{w.pct}",
         sparsity=level_sparsity("oneshot-{criterion}"),
         spec=retrain_spec,
-    threads: config["threads"]
-    resources:
-        **gpu_job(),
-    conda:
-        CONDA_ENV
-    log:
-        f"{LOGS}/oneshot/{{dataset}}-{{model}}-seed{{seed}}-{{criterion}}-sparsity{{pct}}.log",
-    benchmark:
-        f"{BENCH}/oneshot/{{dataset}}-{{model}}-seed{{seed}}-{{criterion}}-sparsity{{pct}}.tsv"
     shell:
         "python -m deepfake_lth oneshot --faces {params.faces} --dense {params.dense} --out {params.out} "
         "--model {wildcards.model} --seed {wildcards.seed} --sparsity {params.sparsity} "
@@ -79,6 +79,15 @@ rule control:
         checkpoint=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/control-{{control}}/round{{k}}/checkpoint.pt",
         mask=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/control-{{control}}/round{{k}}/mask.pt",
         metrics=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/control-{{control}}/round{{k}}/metrics.json",
+    log:
+        f"{LOGS}/control/{{dataset}}-{{model}}-seed{{seed}}-{{control}}-round{{k}}.log",
+    benchmark:
+        f"{BENCH}/control/{{dataset}}-{{model}}-seed{{seed}}-{{control}}-round{{k}}.tsv"
+    conda:
+        CONDA_ENV
+    threads: config["threads"]
+    resources:
+        **gpu_job(),
     params:
         faces=lambda w: faces_dir(w.dataset),
         ticket=control_ticket,
@@ -86,15 +95,6 @@ rule control:
         dense=lambda w: f"{run_dir(w)}/dense",
         out=lambda w: f"{run_dir(w)}/control-{w.control}/round{w.k}",
         spec=control_spec,
-    threads: config["threads"]
-    resources:
-        **gpu_job(),
-    conda:
-        CONDA_ENV
-    log:
-        f"{LOGS}/control/{{dataset}}-{{model}}-seed{{seed}}-{{control}}-round{{k}}.log",
-    benchmark:
-        f"{BENCH}/control/{{dataset}}-{{model}}-seed{{seed}}-{{control}}-round{{k}}.tsv"
     shell:
         "python -m deepfake_lth control --faces {params.faces} --imp {params.ticket} --dense {params.dense} "
         "--out {params.out} --model {wildcards.model} --seed {wildcards.seed} "
@@ -114,21 +114,21 @@ rule structured_round:
         mask=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/structured-{{criterion}}/round{{k}}/mask.pt",
         channels=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/structured-{{criterion}}/round{{k}}/channels.pt",
         metrics=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/structured-{{criterion}}/round{{k}}/metrics.json",
+    log:
+        f"{LOGS}/structured_round/{{dataset}}-{{model}}-seed{{seed}}-{{criterion}}-round{{k}}.log",
+    benchmark:
+        f"{BENCH}/structured_round/{{dataset}}-{{model}}-seed{{seed}}-{{criterion}}-round{{k}}.tsv"
+    conda:
+        CONDA_ENV
+    threads: config["threads"]
+    resources:
+        **gpu_job(),
     params:
         faces=lambda w: faces_dir(w.dataset),
         prev=lambda w: str(Path(prev_structured(w)["checkpoint"]).parent),
         dense=lambda w: f"{run_dir(w)}/dense",
         out=lambda w: f"{run_dir(w)}/structured-{w.criterion}/round{w.k}",
         spec=retrain_spec,
-    threads: config["threads"]
-    resources:
-        **gpu_job(),
-    conda:
-        CONDA_ENV
-    log:
-        f"{LOGS}/structured_round/{{dataset}}-{{model}}-seed{{seed}}-{{criterion}}-round{{k}}.log",
-    benchmark:
-        f"{BENCH}/structured_round/{{dataset}}-{{model}}-seed{{seed}}-{{criterion}}-round{{k}}.tsv"
     shell:
         "python -m deepfake_lth structured-round --faces {params.faces} --prev {params.prev} --dense {params.dense} "
         "--out {params.out} --model {wildcards.model} --seed {wildcards.seed} --round {wildcards.k} "
@@ -147,21 +147,21 @@ rule imp_round_rate:
         checkpoint=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/imp-{{criterion}}-rate{{rate}}/round{{k}}/checkpoint.pt",
         mask=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/imp-{{criterion}}-rate{{rate}}/round{{k}}/mask.pt",
         metrics=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/imp-{{criterion}}-rate{{rate}}/round{{k}}/metrics.json",
+    log:
+        f"{LOGS}/imp_round_rate/{{dataset}}-{{model}}-seed{{seed}}-{{criterion}}-rate{{rate}}-round{{k}}.log",
+    benchmark:
+        f"{BENCH}/imp_round_rate/{{dataset}}-{{model}}-seed{{seed}}-{{criterion}}-rate{{rate}}-round{{k}}.tsv"
+    conda:
+        CONDA_ENV
+    threads: config["threads"]
+    resources:
+        **gpu_job(),
     params:
         faces=lambda w: faces_dir(w.dataset),
         prev=lambda w: str(Path(prev_round_rate(w)["checkpoint"]).parent),
         dense=lambda w: f"{run_dir(w)}/dense",
         out=lambda w: f"{run_dir(w)}/imp-{w.criterion}-rate{w.rate}/round{w.k}",
         spec=rate_spec,
-    threads: config["threads"]
-    resources:
-        **gpu_job(),
-    conda:
-        CONDA_ENV
-    log:
-        f"{LOGS}/imp_round_rate/{{dataset}}-{{model}}-seed{{seed}}-{{criterion}}-rate{{rate}}-round{{k}}.log",
-    benchmark:
-        f"{BENCH}/imp_round_rate/{{dataset}}-{{model}}-seed{{seed}}-{{criterion}}-rate{{rate}}-round{{k}}.tsv"
     shell:
         "python -m deepfake_lth imp-round --faces {params.faces} --prev {params.prev} --dense {params.dense} "
         "--out {params.out} --model {wildcards.model} --seed {wildcards.seed} --round {wildcards.k} "
@@ -179,6 +179,15 @@ rule prune_init:
         checkpoint=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/{{pai}}/sparsity{{pct}}/checkpoint.pt",
         mask=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/{{pai}}/sparsity{{pct}}/mask.pt",
         metrics=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/{{pai}}/sparsity{{pct}}/metrics.json",
+    log:
+        f"{LOGS}/prune_init/{{dataset}}-{{model}}-seed{{seed}}-{{pai}}-sparsity{{pct}}.log",
+    benchmark:
+        f"{BENCH}/prune_init/{{dataset}}-{{model}}-seed{{seed}}-{{pai}}-sparsity{{pct}}.tsv"
+    conda:
+        CONDA_ENV
+    threads: config["threads"]
+    resources:
+        **gpu_job(),
     params:
         faces=lambda w: faces_dir(w.dataset),
         dense=lambda w: f"{run_dir(w)}/dense",
@@ -187,15 +196,6 @@ rule prune_init:
         batches=config["prune_at_init"]["batches"],
         temperature=config["prune_at_init"]["temperature"],
         spec=train_spec,
-    threads: config["threads"]
-    resources:
-        **gpu_job(),
-    conda:
-        CONDA_ENV
-    log:
-        f"{LOGS}/prune_init/{{dataset}}-{{model}}-seed{{seed}}-{{pai}}-sparsity{{pct}}.log",
-    benchmark:
-        f"{BENCH}/prune_init/{{dataset}}-{{model}}-seed{{seed}}-{{pai}}-sparsity{{pct}}.tsv"
     shell:
         "python -m deepfake_lth prune-init --faces {params.faces} --dense {params.dense} --out {params.out} "
         "--model {wildcards.model} --seed {wildcards.seed} --method {wildcards.pai} "

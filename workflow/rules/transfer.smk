@@ -13,8 +13,17 @@ rule transfer_ticket:
     output:
         metrics=f"{RESULTS}/transfer/{{src}}-to-{{dst}}/{{model}}/seed{{seed}}/{{method}}/metrics.json",
         checkpoint=f"{RESULTS}/transfer/{{src}}-to-{{dst}}/{{model}}/seed{{seed}}/{{method}}/checkpoint.pt",
+    log:
+        f"{LOGS}/transfer/{{src}}-to-{{dst}}-{{model}}-seed{{seed}}-{{method}}.log",
+    benchmark:
+        f"{BENCH}/transfer/{{src}}-to-{{dst}}-{{model}}-seed{{seed}}-{{method}}.tsv"
     wildcard_constraints:
         method=f"(?:{methods.method_pattern(('imp', 'oneshot'))})-sparsity\\d+",
+    conda:
+        CONDA_ENV
+    threads: config["threads"]
+    resources:
+        **gpu_job(),
     params:
         faces=lambda w: faces_dir(w.dst),
         ticket=transfer_source,
@@ -22,15 +31,6 @@ rule transfer_ticket:
         out=lambda w: f"{RESULTS}/transfer/{w.src}-to-{w.dst}/{w.model}/seed{w.seed}/{w.method}",
         weights=config["transfer"]["weights"],
         spec=retrain_spec,
-    threads: config["threads"]
-    resources:
-        **gpu_job(),
-    conda:
-        CONDA_ENV
-    log:
-        f"{LOGS}/transfer/{{src}}-to-{{dst}}-{{model}}-seed{{seed}}-{{method}}.log",
-    benchmark:
-        f"{BENCH}/transfer/{{src}}-to-{{dst}}-{{model}}-seed{{seed}}-{{method}}.tsv"
     shell:
         "python -m deepfake_lth transfer --faces {params.faces} --ticket {params.ticket} --dense {params.dense} "
         "--out {params.out} --model {wildcards.model} --seed {wildcards.seed} "
@@ -43,13 +43,13 @@ rule transfer_dense:
         metrics=f"{RESULTS}/{{dst}}/{{model}}/seed{{seed}}/dense/metrics.json",
     output:
         metrics=f"{RESULTS}/transfer/{{src}}-to-{{dst}}/{{model}}/seed{{seed}}/dense/metrics.json",
+    log:
+        f"{LOGS}/transfer/{{src}}-to-{{dst}}-{{model}}-seed{{seed}}-dense.log",
+    conda:
+        CONDA_ENV
     params:
         dense=lambda w: f"{run_dir(w, w.dst)}/dense",
         out=lambda w: f"{RESULTS}/transfer/{w.src}-to-{w.dst}/{w.model}/seed{w.seed}/dense",
-    conda:
-        CONDA_ENV
-    log:
-        f"{LOGS}/transfer/{{src}}-to-{{dst}}-{{model}}-seed{{seed}}-dense.log",
     shell:
         "python -m deepfake_lth transfer --baseline {params.dense} --model {wildcards.model} --source-dataset {wildcards.src} "
         "--out {params.out} > {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
