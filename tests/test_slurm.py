@@ -223,6 +223,36 @@ def _same(a, b) -> bool:
     return a == pytest.approx(b, rel=0, abs=1e-9)
 
 
+def test_gpu_jobs_get_the_gpu_partition_and_no_other_job_does():
+    """A dry run of the controls preset through profiles/slurm: routing follows each job's own
+    `gpu` resource (workflow/rules/resources.smk), not a list of rule names."""
+    from test_gpu_share import planned_jobs
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "DLTH_SLURM_"))}
+    env.update(DLTH_SLURM_PARTITION="cpu-part", DLTH_SLURM_GPU_PARTITION="gpu-part",
+               DLTH_SLURM_GPU_MODEL="a100", DLTH_SLURM_GPU_HOURS="3")
+    jobs = planned_jobs("--profile", str(ROOT / "profiles" / "slurm"), "results/report.html",
+                        "--configfile", str(ROOT / "config" / "controls.yaml"), env=env)
+    gpu_jobs = [j for j in jobs if int(j["resources"].get("gpu", 0)) > 0]
+    assert len({j["rule"] for j in gpu_jobs}) >= 9
+    for job in gpu_jobs:
+        res = job["resources"]
+        assert res.get("slurm_partition") == "gpu-part", job
+        assert res.get("gpu_model") == "a100", job
+        assert res.get("gpu_share"), job  # the local budget travels, unused by SLURM
+        # wall time: DLTH_SLURM_GPU_HOURS for training, 60 min for the scoring jobs
+        assert int(res["runtime"]) in (180, 60), job
+        # SIGTERM 120 s before the limit, to the job step: training saves state and exits
+        assert res.get("slurm_extra", "").split() == ["--signal=TERM@120"], job
+    cpu_jobs = [j for j in jobs if int(j["resources"].get("gpu", 0)) == 0]
+    assert cpu_jobs
+    for job in cpu_jobs:
+        res = job["resources"]
+        assert res.get("slurm_partition") == "cpu-part", job
+        assert "gpu_model" not in res and "gpu_share" not in res, job
+    assert {j["rule"] for j in gpu_jobs}.isdisjoint(j["rule"] for j in cpu_jobs)
+
+
 def test_stop_cluster_ends_only_its_own_daemons(tmp_path):
     """stop-cluster.sh with a state folder of strangers' pids kills nothing."""
     if shutil.which("bash") is None:
