@@ -6,22 +6,24 @@ rule train_dense:
     input:
         faces=f"{RESULTS}/{{dataset}}/faces/faces.npy",
         manifest=f"{RESULTS}/{{dataset}}/faces/manifest.csv",
-        code=TRAIN_CODE,
+        code=stage_code("dense"),
     output:
         init=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/dense/init.pt",
         checkpoint=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/dense/checkpoint.pt",
         metrics=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/dense/metrics.json",
-    params:
-        faces=lambda w: faces_dir(w.dataset),
-        out=lambda w: f"{run_dir(w)}/dense",
-        spec=train_spec,
-    threads: config["threads"]
-    resources:
-        **gpu_job(),
     log:
         f"{LOGS}/train_dense/{{dataset}}-{{model}}-seed{{seed}}.log",
     benchmark:
         f"{BENCH}/train_dense/{{dataset}}-{{model}}-seed{{seed}}.tsv"
+    conda:
+        CONDA_ENV
+    threads: config["threads"]
+    resources:
+        **gpu_job(),
+    params:
+        faces=lambda w: faces_dir(w.dataset),
+        out=lambda w: f"{run_dir(w)}/dense",
+        spec=train_spec,
     shell:
-        "{DLTH} train --faces {params.faces} --out {params.out} --model {wildcards.model} "
-        "--seed {wildcards.seed} --spec {params.spec:q} > {log} 2>&1"
+        "python -m deepfake_lth train --faces {params.faces} --out {params.out} --model {wildcards.model} "
+        "--seed {wildcards.seed} --spec {params.spec:q} --threads {threads} > {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"

@@ -1,12 +1,6 @@
 # Ticket transfer (Table I): the ticket of dataset A, its mask fixed, trained on dataset B.
 
 
-def transfer_source(w):
-    """Folder of A's ticket for a transfer method such as imp-global-sparsity59."""
-    method, sparsity = plan.parse_transfer_method(config, w.method)
-    return plan.level_for(config, w.src, w.model, int(w.seed), method, sparsity).path
-
-
 rule transfer_ticket:
     """Train A's winning ticket (mask + weights) on B with its mask fixed."""
     input:
@@ -15,12 +9,21 @@ rule transfer_ticket:
         ticket=lambda w: f"{transfer_source(w)}/checkpoint.pt",
         mask=lambda w: f"{transfer_source(w)}/mask.pt",
         init=f"{RESULTS}/{{src}}/{{model}}/seed{{seed}}/dense/init.pt",
-        code=TRAIN_CODE,
+        code=stage_code("transfer"),
     output:
         metrics=f"{RESULTS}/transfer/{{src}}-to-{{dst}}/{{model}}/seed{{seed}}/{{method}}/metrics.json",
         checkpoint=f"{RESULTS}/transfer/{{src}}-to-{{dst}}/{{model}}/seed{{seed}}/{{method}}/checkpoint.pt",
+    log:
+        f"{LOGS}/transfer/{{src}}-to-{{dst}}-{{model}}-seed{{seed}}-{{method}}.log",
+    benchmark:
+        f"{BENCH}/transfer/{{src}}-to-{{dst}}-{{model}}-seed{{seed}}-{{method}}.tsv"
     wildcard_constraints:
-        method=r"(imp|oneshot)-(global|local)-sparsity\d+",
+        method=f"(?:{methods.method_pattern(('imp', 'oneshot'))})-sparsity\\d+",
+    conda:
+        CONDA_ENV
+    threads: config["threads"]
+    resources:
+        **gpu_job(),
     params:
         faces=lambda w: faces_dir(w.dst),
         ticket=transfer_source,
@@ -28,17 +31,10 @@ rule transfer_ticket:
         out=lambda w: f"{RESULTS}/transfer/{w.src}-to-{w.dst}/{w.model}/seed{w.seed}/{w.method}",
         weights=config["transfer"]["weights"],
         spec=retrain_spec,
-    threads: config["threads"]
-    resources:
-        **gpu_job(),
-    log:
-        f"{LOGS}/transfer/{{src}}-to-{{dst}}-{{model}}-seed{{seed}}-{{method}}.log",
-    benchmark:
-        f"{BENCH}/transfer/{{src}}-to-{{dst}}-{{model}}-seed{{seed}}-{{method}}.tsv"
     shell:
-        "{DLTH} transfer --faces {params.faces} --ticket {params.ticket} --dense {params.dense} "
+        "python -m deepfake_lth transfer --faces {params.faces} --ticket {params.ticket} --dense {params.dense} "
         "--out {params.out} --model {wildcards.model} --seed {wildcards.seed} "
-        "--weights {params.weights} --spec {params.spec:q} > {log} 2>&1"
+        "--weights {params.weights} --spec {params.spec:q} --threads {threads} > {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
 
 
 rule transfer_dense:
@@ -47,11 +43,13 @@ rule transfer_dense:
         metrics=f"{RESULTS}/{{dst}}/{{model}}/seed{{seed}}/dense/metrics.json",
     output:
         metrics=f"{RESULTS}/transfer/{{src}}-to-{{dst}}/{{model}}/seed{{seed}}/dense/metrics.json",
+    log:
+        f"{LOGS}/transfer/{{src}}-to-{{dst}}-{{model}}-seed{{seed}}-dense.log",
+    conda:
+        CONDA_ENV
     params:
         dense=lambda w: f"{run_dir(w, w.dst)}/dense",
         out=lambda w: f"{RESULTS}/transfer/{w.src}-to-{w.dst}/{w.model}/seed{w.seed}/dense",
-    log:
-        f"{LOGS}/transfer/{{src}}-to-{{dst}}-{{model}}-seed{{seed}}-dense.log",
     shell:
-        "{DLTH} transfer --baseline {params.dense} --model {wildcards.model} --source-dataset {wildcards.src} "
-        "--out {params.out} > {log} 2>&1"
+        "python -m deepfake_lth transfer --baseline {params.dense} --model {wildcards.model} --source-dataset {wildcards.src} "
+        "--out {params.out} > {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
