@@ -349,10 +349,19 @@ cores) − 1.
 """
 
 
+# sections of benchmarks run on their own, appended in this order when present: the demo
+# end to end (timed by hand), paper scale (bench/scale.py: writes GBs, minutes) and the GPU
+# feed (bench/gpu.py: needs CUDA, `make gpu-check`)
+SECTIONS = ("demo.md", "scale.md", "gpu.md")
+
+
 def _with_demo(markdown: str) -> str:
-    """``markdown`` followed by bench/demo.md (the demo end to end, timed by hand)."""
-    demo = ROOT / "bench" / "demo.md"
-    return markdown + ("\n" + demo.read_text() if demo.exists() else "")
+    """``markdown`` followed by the SECTIONS files of bench/ that exist."""
+    for name in SECTIONS:
+        path = ROOT / "bench" / name
+        if path.exists():
+            markdown += "\n" + path.read_text()
+    return markdown
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -155,3 +155,15 @@ def test_evaluate_streams_the_same_metrics(packed: Path) -> None:
     assert got.keys() == want.keys() and got["n"] == len(lazy) > 4
     for key, value in want.items():
         assert got[key] == value or (np.isnan(got[key]) and np.isnan(value)), key
+
+
+@pytest.mark.parametrize(("side", "size", "n"), [(40, 24, 75), (40, None, 40), (40, 40, 33)])
+def test_to_tensor_in_chunks_gives_the_same_tensor(monkeypatch, side: int, size, n: int) -> None:
+    from deepfake_lth import data
+
+    images = np.random.default_rng(0).integers(0, 256, (n, side, side, 3), dtype=np.uint8)
+    chunked = data.to_tensor(images, size)
+    monkeypatch.setattr(data, "CONVERT_CHUNK", 10**9)
+    whole = data.to_tensor(images, size)
+    assert n > 32 and torch.equal(chunked, whole) and chunked.stride() == whole.stride()
+    assert chunked.is_contiguous(memory_format=torch.channels_last)
