@@ -333,3 +333,25 @@ def test_other_containers_and_grayscale(tmp_path, ext, fourcc, gray):
     assert len(crops) == 10 and entry["frames_read"] == 14
     # colour: a face in (nearly) every frame; grayscale loses MTCNN a few, the rest borrow boxes
     assert entry["faces"] >= (5 if gray else 9)
+
+
+def test_defaults_find_small_faces_in_1080p_frames():
+    """Three ~80 px faces in 1920×1080 frames (a group shot): the defaults (20 px at 640) find
+    them; the demo's tuning (40 px at 320) needs them at 15 px and finds them only on retry."""
+    rng = np.random.default_rng(2)
+    tiles = [synthetic.render_frames(synthetic.sample_identity(rng), None, 4, 160, 128, rng, 0.5)
+             for _ in range(3)]
+    frames = []
+    for k in range(4):
+        canvas = np.full((1080, 1920, 3), 100, np.uint8)
+        for j, tile in enumerate(tiles):
+            canvas[400:520, 300 + 550 * j : 450 + 550 * j] = cv2.resize(
+                tile[k], (150, 120), interpolation=cv2.INTER_AREA)
+        frames.append(canvas)
+    defaults = FaceDetector(FaceSpec())
+    assert all(b is not None for b in defaults.detect(frames))
+    demo = FaceDetector(FaceSpec(min_face_size=40, detect_max_side=320))
+    missed = demo.detect(frames)
+    assert all(b is None for b in missed)
+    boxes, found = demo.retry_larger(frames, missed)
+    assert found == 4 and all(60 < b[3] - b[1] < 110 for b in boxes)
