@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -147,8 +148,10 @@ def test_killed_twice_then_resumed_identically(tmp_path: Path, reference) -> Non
         return hook
 
     path = tmp_path / "state.pt"
+    threads = threading.active_count()
     with pytest.raises(Killed):  # in epoch 2: the state of epoch 1 stands
         run(kill_at(STEPS + 4), resume=ResumeState(path, "key"))
+    assert threading.active_count() == threads  # the read-ahead thread ended with it
     with pytest.raises(Killed):  # resumed after epoch 1, killed in epoch 4
         run(kill_at(2 * STEPS + 1), resume=ResumeState(path, "key"))
     resumed = run(resume=ResumeState(path, "key"))

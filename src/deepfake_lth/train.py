@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -161,13 +162,14 @@ def _predict(
     positions = np.arange(len(split))
     slices = list(_batches(len(split), batch_size))
     batches = prefetched(lambda sl: read_batch(split.images, positions[sl], pin), slices, prefetch)
-    for raw in batches:
-        x = to_tensor(raw, input_size, device)
-        with torch.autocast(
-            device_type=device.type, dtype=dtype or torch.float16, enabled=dtype is not None
-        ):
-            logits = model(x)
-        out.append(logits.float().reshape(len(x), -1)[:, 0].cpu())
+    with closing(batches):  # an error stops the read-ahead thread too
+        for raw in batches:
+            x = to_tensor(raw, input_size, device)
+            with torch.autocast(
+                device_type=device.type, dtype=dtype or torch.float16, enabled=dtype is not None
+            ):
+                logits = model(x)
+            out.append(logits.float().reshape(len(x), -1)[:, 0].cpu())
     model.train(was_training)
     if not out:
         return np.zeros(0, dtype=np.float64)
@@ -477,7 +479,7 @@ def fit(
             steps,
             prefetch,
         )
-        with _progress(n_batches, f"epoch {epoch}") as bar:
+        with _progress(n_batches, f"epoch {epoch}") as bar, closing(batches):
             for sl, raw in zip(steps, batches, strict=True):
                 idx = order[sl]
                 x, y = load_batch(
@@ -493,7 +495,6 @@ def fit(
                 seen += len(idx)
                 bar.update(1)
                 if stop is not None and stop.requested:
-                    batches.close()
                     _stop(epoch, resume, stop, mid_epoch=True)
             bar.update(n_batches - len(steps))
         if enforcer is not None:  # exact zeros already (see train_step); kept as a safety net
