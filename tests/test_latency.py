@@ -101,3 +101,15 @@ def test_fast_networks_get_more_rounds_up_to_ten_times():
     assert [len(t) for t in latency.time_models([net], x, 0, 3, min_seconds=0.5)] == [30]
     with pytest.raises(UserError, match="min_seconds"):
         latency.parse_spec({"min_seconds": -1})
+
+
+def test_ratio_spread_of_paired_rounds():
+    from deepfake_lth.latency import ratio_spread
+
+    dense = [1.0] * 40
+    same = [1.0 + 0.05 * ((i % 5) - 2) for i in range(40)]  # the same work, some jitter
+    low, high = ratio_spread(dense, same)
+    assert low < 1.0 < high  # "no difference"
+    faster = [0.5] * 40
+    assert ratio_spread(dense, faster) == (2.0, 2.0)
+    assert ratio_spread([1.0], [0.5]) == (2.0, 2.0)

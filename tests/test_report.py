@@ -174,11 +174,11 @@ def test_table_one_numbers(built):
     part = html[start: html.index("</section>", start)]
     assert "dsA → dsB" in part
     header = re.findall(r"<th>(.*?)</th>", part)
-    assert header == ["Model", "PR", "Params (M)", "Base", "IMP", "One-shot"]
-    assert cells(part, "mesonet") == [["mesonet", "0%", "0.015", "59.9", "-", "-"]]
+    assert header == ["Model", "PR", "Params (M)", "Base", "IMP-Global", "One-shot Global"]
+    assert cells(part, "mesonet") == [["mesonet", "0 %", "0.015", "59.9", "-", "-"]]
     assert cells(part, "Ticket") == [
-        ["Ticket", "59%", "0.006", "-", "61.2", "59.8"],
-        ["Ticket", "79%", "0.003", "-", "59.3", "55.9"],
+        ["Ticket", "60 % (59.0 %)", "0.006", "-", "61.2", "59.8"],
+        ["Ticket", "80 % (79.0 %)", "0.003", "-", "59.3", "55.9"],
     ]
 
 
@@ -194,7 +194,7 @@ def test_results_table_and_filters(built, tmp_path):
     assert imp80[4] == "56.7 ± 0.7"
     # retained per seed: 0.562/0.626 and 0.572/0.636
     want = 100 * np.mean([0.562 / 0.626, 0.572 / 0.636])
-    assert imp80[7].startswith(f"{want:.1f} ± ")
+    assert imp80[6].startswith(f"{want:.1f} ± ")  # empty columns are left out
     assert ("One-shot Global", "36.0") in rows and ("IMP-Local", "20.0") in rows
     assert cells(part, "cnn5")[0][6] == "80.0 ± 0.0"  # video accuracy where it is known
     assert "11.1" not in part  # the stale dataset "old" is not in the config
@@ -330,7 +330,9 @@ def fabricate_beyond(root, seeds=(0, 1, 2)):
                 rows.append({"method": method, "level": level, "sparsity": s,
                              "channel_sparsity": cs, "params": params, "macs": params * 100,
                              "batch": batch, "threads": 1, "median_ms": ms, "min_ms": ms * 0.9,
-                             "speedup_vs_dense": dense_ms / ms})
+                             "speedup_vs_dense": dense_ms / ms,
+                             "speedup_low": 0.95 * dense_ms / ms,
+                             "speedup_high": 1.05 * dense_ms / ms})
         pd.DataFrame(rows).to_csv(lat / "latency.csv", index=False)
     return res
 
@@ -339,7 +341,9 @@ def beyond_config(seeds=(0, 1, 2)):
     cfg = config(seeds=seeds)
     cfg["datasets"]["dsA"]["source"]["kind"] = "images"
     cfg.update({"controls": ["reinit", "random-mask"],
-                "prune": {"rate": 0.2, "rounds": 4, "criteria": ["global", "local"]},
+                "prune": {"rate": 0.2, "rounds": 8, "criteria": ["global", "local"]},
+                "oneshot": {"criteria": ["global"],
+                            "sparsities": [0.2, 0.36, 0.488, 0.5904, 0.7903, 0.8]},
                 "prune_at_init": {"methods": ["snip", "grasp"]},
                 "step_sizes": {"rates": [0.05]},
                 "separability": {"methods": ["imp-global"]},
@@ -377,14 +381,18 @@ def test_sections_beyond_the_paper_when_configured(beyond):
     assert "accuracy_dsA.png" in pngs
 
     controls = section(html, "controls")
-    assert "mesonet: IMP-Global is a winning ticket up to 20.0 % sparsity" in controls
+    assert ("mesonet: IMP-Global is a winning ticket at every round up to 20.0 % sparsity"
+            in controls)
     rows = cells(controls, "mesonet")
     assert [r[1] for r in rows] == ["round1", "round2", "round3", "round4"]
     first = rows[0]  # 0.63 + shift vs dense 0.626 + shift; controls far below
-    assert first[2:5] == ["20.0", "3", "64.0"] and first[-3:] == ["yes", "yes", "yes"]
+    assert first[2:5] == ["20.0", "3", "64.0"]
+    assert first[-3:] == ["yes", "above the other controls", "yes"]
     assert rows[3][-1] == "no"
-    dense_sd = np.std([0.626, 0.636, 0.646], ddof=1)
-    assert first[6] == f"{100 * dense_sd / np.sqrt(3):.2f}" and first[7] == "seeds"
+    # the paper's a′ ≥ a beside the rule; the SE of the paired difference (the same on
+    # every seed here, so 0)
+    assert first[6] == "yes" and rows[1][6] == "no"
+    assert first[7:9] == ["0.00", "t-interval over 3 seeds"]
 
     pai = section(html, "pai")
     snip80 = [r for r in cells(pai, "mesonet") if r[1] == "IMP-Global − SNIP" and r[2] == "80.0"]
@@ -418,10 +426,14 @@ def test_sections_beyond_the_paper_when_configured(beyond):
     rows = {m: cells(lat, m)[0] for m in ("Dense", "IMP-Global", "Structured-Local")}
     assert rows["Dense"][1:] == ["dense", "0.0", "0.0", "15,000", "1.50", "2.00 (1.00×)",
                                  "40.00 (1.00×)"]
-    assert rows["IMP-Global"][6:] == ["2.04 (0.98×)", "40.80 (0.98×)"]
+    # an unstructured ticket whose speed-up spread contains 1: no difference, not a speed-up
+    r = 1 / 1.02
+    assert rows["IMP-Global"][6] == (f"2.04 (no difference: {r:.2f}× [{0.95 * r:.2f}, "
+                                      f"{1.05 * r:.2f}])")
     # the mean over seeds of 2 ms / (2, 3, 4) and of the speed-ups 2×, 3×, 4×
     assert rows["Structured-Local"][2:4] == ["75.0", "48.8"]
-    assert rows["Structured-Local"][6] == f"{np.mean([1.0, 2 / 3, 0.5]):.2f} (3.00×)"
+    assert rows["Structured-Local"][6] == (f"{np.mean([1.0, 2 / 3, 0.5]):.2f} (3.00× "
+                                           "[2.85, 3.15])")
 
 
 def verdicts(html: str) -> dict[str, str]:
@@ -437,10 +449,10 @@ def verdicts(html: str) -> dict[str, str]:
 def test_claims_table_verdicts(beyond):
     _, html = beyond
     v = verdicts(html)
-    assert len(v) == 10
+    assert len(v) == 11
     assert v["IMP-Global beats IMP-Local on the image set"] == "holds"  # +2 pp on every seed
     assert v["IMP ≥ one-shot pruning at 80 % sparsity"] == "holds"
-    assert v["ResNet-18 is the most robust model under pruning"] == "not enough evidence"
+    assert v["ResNet-18 is the most robust model under pruning"] == "not run"
     assert v["Iterative pruning"] == "holds"
     assert v["Smaller pruning steps"] == "holds"
     assert v["Pruned models narrow their Grad-CAM focus"] == "holds"  # 0.2 → 0.4 in fabricate
@@ -462,7 +474,7 @@ def test_sections_hidden_unless_configured(built, tmp_path):
     one = report.build_report(tmp_path / "results", config(), tmp_path / "one.html").read_text()
     for sid in EXTRA_IDS:
         assert f'<section id="{sid}">' not in one
-    assert "<h2>5. The paper's claims on this run</h2>" in one
+    assert "<h2>5. The paper's claims on this run</h2>" in htmllib.unescape(one)
     assert "<h2>6. Provenance</h2>" in one
     # configured but not run yet: the section says so
     empty = tmp_path / "empty"
@@ -470,7 +482,7 @@ def test_sections_hidden_unless_configured(built, tmp_path):
     html2 = report.build_report(empty, beyond_config(), tmp_path / "e.html").read_text()
     for sid in ["controls", "pai", "step-sizes", "separability", "latency"]:
         assert "not run" in section(html2, sid)
-    assert set(verdicts(html2).values()) == {"not enough evidence"}
+    assert set(verdicts(html2).values()) == {"not run"}  # nothing ran: not "not enough evidence"
 
 
 def test_accuracy_band_is_the_t_interval_over_seeds(tmp_path, monkeypatch):
@@ -501,9 +513,11 @@ def test_accuracy_band_is_the_t_interval_over_seeds(tmp_path, monkeypatch):
         seen[dataset] = list(methods)
         return real(runs, dataset, methods, *args, **kwargs)
 
-    monkeypatch.setattr(report, "curves_figure", spy)
-    report.accuracy_figures(runs, report._Figures(None), ["mesonet"], exclude={"snip", "grasp"})
+    from deepfake_lth.report import curves
+
+    monkeypatch.setattr(curves, "curves_figure", spy)
+    report.accuracy_figures(runs, report.Figures(None), ["mesonet"], exclude={"snip", "grasp"})
     assert "snip" not in seen["dsA"] and "imp-global-rate0.05" in seen["dsA"]
-    assert seen["dsA"][:3] == ["dense", "imp-global", "imp-global-rate0.05"]
-    report.accuracy_figures(runs, report._Figures(None), ["mesonet"])
+    assert seen["dsA"][:3] == ["dense", "imp-global", "imp-local"]  # the registry's order
+    report.accuracy_figures(runs, report.Figures(None), ["mesonet"])
     assert {"snip", "grasp", "control-reinit"} <= set(seen["dsA"])

@@ -9,6 +9,8 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
+from deepfake_lth import claims as claims_mod
+from deepfake_lth import config as study_config
 from deepfake_lth import stats
 
 COLUMNS = ["dataset", "model", "seed", "method", "level", "sparsity", "test_acc",
@@ -123,30 +125,62 @@ def test_winning_tickets_with_seeds_and_with_one_seed() -> None:
               "control-random-mask": [0.58, 0.57, 0.54, 0.50]}
     runs = runs_frame(study(0.62, curves))
     table = stats.winning_tickets(runs, "imp-global", ["reinit", "random-mask"])
-    dense = runs[runs["method"] == "dense"]["test_acc"]
-    se = dense.std(ddof=1) / math.sqrt(3)
-    assert table["dense_se"].iloc[0] == pytest.approx(se)
-    assert set(table["se_kind"]) == {"seeds"}
     by_level = table.set_index("level")
-    assert bool(by_level.loc["round1", "winning"])
+    # the SE is that of the paired ticket − dense difference over seeds
+    d = [by_seed - dense for by_seed, dense in zip(
+        runs[(runs["method"] == "imp-global") & (runs["level"] == "round2")]["test_acc"],
+        runs[runs["method"] == "dense"]["test_acc"], strict=True)]
+    assert by_level.loc["round2", "se"] == pytest.approx(np.std(d, ddof=1) / math.sqrt(3))
+    assert set(table["basis"]) == {"controls with shorter training"}
+    assert bool(by_level.loc["round1", "winning"]) and bool(by_level.loc["round1", "paper"])
     # round2: within 1 SE of dense but below the re-init control, so not a winning ticket
-    assert by_level.loc["round2", "ticket"] >= by_level.loc["round2", "dense"] - se
     assert bool(by_level.loc["round2", "within_se"])
     assert not by_level.loc["round2", "above_controls"] and not by_level.loc["round2", "winning"]
     assert not bool(by_level.loc["round4", "within_se"])
     assert stats.winning_up_to(table) == {("dsA", "mesonet"): pytest.approx(0.2)}
 
-    # one seed: the binomial SE of the dense test accuracy on n_test faces
+    # one seed on an image set: the binomial SE of the difference on n_test images
     one = runs[runs["seed"] == 0]
-    t1 = stats.winning_tickets(one, "imp-global", ["reinit", "random-mask"])
-    assert set(t1["se_kind"]) == {"binomial"}
-    assert t1["dense_se"].iloc[0] == pytest.approx(math.sqrt(0.62 * 0.38 / 400))
-    # without controls only the SE condition applies: the binomial SE (2.4 points on 400
-    # faces) is wider than the SE over seeds, so round4 (0.60 vs 0.62) now counts as well
     t0 = stats.winning_tickets(one, "imp-global", [])
+    assert t0["se"].iloc[0] == pytest.approx(math.hypot(math.sqrt(0.625 * 0.375 / 400),
+                                                        math.sqrt(0.62 * 0.38 / 400)), rel=0.05)
+    assert set(t0["basis"]) == {"no control"}
     assert list(t0["winning"]) == [True, True, True, False]
-    assert stats.winning_up_to(t0)[("dsA", "mesonet")] == pytest.approx(0.59)
     assert stats.winning_up_to(t0.assign(winning=False))[("dsA", "mesonet")] is None
+
+
+def test_d5_ticket_must_beat_the_matched_control() -> None:
+    """D5: the controls from θ0 have had one training, the round-k ticket k more; a ticket
+    above them but level with the matched control (its own previous round pruned at random
+    and retrained the same way) is not a winning ticket."""
+    curves = {"imp-global": [0.63, 0.625, 0.62, 0.60],
+              "control-reinit": [0.55, 0.54, 0.53, 0.50],
+              "control-random-mask": [0.55, 0.54, 0.53, 0.50],
+              "control-random-prune-trained": [0.629, 0.624, 0.619, 0.599]}
+    runs = runs_frame(study(0.62, curves))
+    matched = runs["method"] == "control-random-prune-trained"
+    runs.loc[matched, "test_acc"] += runs.loc[matched, "seed"].map({0: 0.01, 1: -0.01, 2: 0.0})
+    controls = ["reinit", "random-mask", "random-prune-trained"]
+    table = stats.winning_tickets(runs, "imp-global", controls)
+    assert set(table["basis"]) == {"matched control"}
+    assert bool(table["above_controls"].all())  # above the θ0 controls by their means
+    assert set(table["matched_outcome"]) == {stats.TIE}  # level with the matched control
+    assert not table["winning"].any()
+    assert bool(table.set_index("level").loc["round1", "paper"])  # a′ ≥ a, shown beside
+    cfg = {"controls": controls}
+    claim = claims_by_text(claims_mod.evaluate_claims(runs, None, None, cfg))[
+        "Deepfake detectors contain winning tickets at substantial sparsity"]
+    assert claim.verdict == stats.UNCLEAR
+    assert "matched control" in claim.evidence[0] and "a′ ≥ a" in claim.rule
+    # a ticket clearly above the matched control wins
+    better = runs.assign(test_acc=np.where(runs["method"] == "control-random-prune-trained",
+                                           runs["test_acc"] - 0.05, runs["test_acc"]))
+    table = stats.winning_tickets(better, "imp-global", controls)
+    assert set(table["matched_outcome"]) == {stats.GREATER}
+    assert list(table["winning"])[:3] == [True, True, True]
+    claim = claims_by_text(claims_mod.evaluate_claims(better, None, None, cfg))[
+        "Deepfake detectors contain winning tickets at substantial sparsity"]
+    assert claim.verdict == stats.HOLDS
 
 
 # --------------------------------------------------------------------------- decisions
@@ -164,10 +198,10 @@ def test_decide_and_verdict() -> None:
     assert stats.verdict([stats.GREATER, stats.GREATER]) == stats.HOLDS
     assert stats.verdict([stats.GREATER, stats.TIE]) == stats.UNCLEAR
     assert stats.verdict([stats.GREATER, stats.LESS]) == stats.FAILS
-    assert stats.verdict([]) == stats.UNCLEAR
+    assert stats.verdict([]) == stats.NOT_RUN
 
 
-def claims_by_text(claims) -> dict[str, stats.Claim]:
+def claims_by_text(claims) -> dict[str, claims_mod.Claim]:
     return {c.text.split(" (")[0]: c for c in claims}
 
 
@@ -188,13 +222,14 @@ def test_claims_hold_when_the_numbers_say_so() -> None:
                              "grasp": [0.60, 0.58, 0.55, 0.51]},
                        dataset="imgs", model=model)
     rows += study(0.70, {"imp-local": [0.72, 0.72, 0.71, 0.70],
-                         "imp-global": [0.70, 0.69, 0.68, 0.66]}, dataset="vids")
-    runs = runs_frame(rows)
+                         "imp-global": [0.70, 0.66, 0.65, 0.63]}, dataset="vids")
+    # no predictions.csv: the binomial SE over the (many) test videos
+    runs = runs_frame(rows).assign(test_videos=4000)
     deltas = pd.DataFrame([{"dataset": "imgs", "model": "mesonet", "group": "imp-global",
                             "seed": 0, "row": r, "sparsity": s,
                             "concentration": 0.2 + s * (0.2 + 0.01 * r)}
                            for r in range(4) for s in (0.0, 0.6, 0.8)])
-    claims = claims_by_text(stats.evaluate_claims(runs, None, deltas, CONFIG))
+    claims = claims_by_text(claims_mod.evaluate_claims(runs, None, deltas, CONFIG))
     assert claims["IMP-Global beats IMP-Local on the image set"].verdict == stats.HOLDS
     assert claims["IMP-Local beats IMP-Global on the video set"].verdict == stats.HOLDS
     assert claims["IMP ≥ one-shot pruning at 80 % sparsity"].verdict == stats.HOLDS
@@ -207,9 +242,10 @@ def test_claims_hold_when_the_numbers_say_so() -> None:
                   ].verdict == stats.FAILS  # vids has no controls, and imp-global drops early
     # the evidence names each comparison and the rule is stated
     c = claims["IMP-Global beats IMP-Local on the image set"]
-    assert len(c.evidence) == 2 and all("→ for" in e for e in c.evidence) and "t-interval" in c.rule
+    assert len(c.evidence) == 2 and all("counts for the claim" in e for e in c.evidence)
+    assert "95 % interval" in c.rule
     assert claims["A ticket transferred at 60 % sparsity keeps the target's dense accuracy"
-                  ].verdict == stats.UNCLEAR
+                  ].verdict == stats.NOT_RUN
 
 
 def test_claims_fail_or_stay_open() -> None:
@@ -222,28 +258,28 @@ def test_claims_fail_or_stay_open() -> None:
                             "seed": 0, "row": r, "sparsity": s,
                             "concentration": 0.5 - s * (0.2 + 0.01 * r)}
                            for r in range(4) for s in (0.0, 0.8)])
-    claims = claims_by_text(stats.evaluate_claims(runs, None, deltas, CONFIG))
+    claims = claims_by_text(claims_mod.evaluate_claims(runs, None, deltas, CONFIG))
     assert claims["IMP-Global beats IMP-Local on the image set"].verdict == stats.FAILS
     assert claims["IMP ≥ one-shot pruning at 80 % sparsity"].verdict == stats.FAILS
     assert claims["Pruned models narrow their Grad-CAM focus"].verdict == stats.FAILS
     resnet = claims["ResNet-18 is the most robust model under pruning"]
-    assert resnet.verdict == stats.UNCLEAR and "not in this run" in resnet.evidence[0]
-    assert claims["IMP-Local beats IMP-Global on the video set"].verdict == stats.UNCLEAR
-    assert claims["Smaller pruning steps"].verdict == stats.UNCLEAR
+    assert resnet.verdict == stats.NOT_RUN and "not in this run" in resnet.evidence[0]
+    assert claims["IMP-Local beats IMP-Global on the video set"].verdict == stats.NOT_RUN
+    assert claims["Smaller pruning steps"].verdict == stats.NOT_RUN
 
     # one seed and a difference within the binomial noise: not enough evidence
     one = runs_frame(study(0.62, {"imp-global": [0.62, 0.61, 0.60, 0.575],
                                   "oneshot-global": [0.62, 0.61, 0.60, 0.57]},
                            seeds=(0,), dataset="imgs"))
-    verdicts = claims_by_text(stats.evaluate_claims(one, None, None, CONFIG))
+    verdicts = claims_by_text(claims_mod.evaluate_claims(one, None, None, CONFIG))
     assert verdicts["IMP ≥ one-shot pruning at 80 % sparsity"].verdict == stats.UNCLEAR
     # …and outside it (n_test large): holds
     big = one.assign(test_samples=10_000_000)
-    verdicts = claims_by_text(stats.evaluate_claims(big, None, None, CONFIG))
+    verdicts = claims_by_text(claims_mod.evaluate_claims(big, None, None, CONFIG))
     assert verdicts["IMP ≥ one-shot pruning at 80 % sparsity"].verdict == stats.HOLDS
 
-    empty = stats.evaluate_claims(runs.iloc[0:0], None, None, {})
-    assert len(empty) == 10 and {c.verdict for c in empty} == {stats.UNCLEAR}
+    empty = claims_mod.evaluate_claims(runs.iloc[0:0], None, None, {})
+    assert len(empty) == 11 and {c.verdict for c in empty} == {stats.NOT_RUN}
     assert all(c.evidence for c in empty)  # each says why
 
 
@@ -254,9 +290,10 @@ def test_step_size_and_transfer_claims() -> None:
             s = 1 - 0.95**k
             rows.append(("imgs", "mesonet", seed, "imp-global-rate0.05", f"round{k}", s,
                          0.60 + j + 0.0001 * k * (1 + seed), 400))
-    claims = claims_by_text(stats.evaluate_claims(runs_frame(rows), None, None, CONFIG))
+    claims = claims_by_text(claims_mod.evaluate_claims(runs_frame(rows), None, None, CONFIG))
     step = claims["Smaller pruning steps"]
-    assert step.verdict == stats.HOLDS and "imp-global-rate0.05 vs imp-global" in step.evidence[0]
+    assert step.verdict == stats.HOLDS
+    assert "IMP-Global (rate 0.05) − IMP-Global" in step.evidence[0]
 
     transfers = pd.DataFrame([
         {"pair": "a-to-b", "model": "mesonet", "seed": s, "method": m, "test_acc": acc + j,
@@ -265,20 +302,157 @@ def test_step_size_and_transfer_claims() -> None:
         for m, acc in (("dense", 0.60), ("imp-global-sparsity59", 0.61 + 0.002 * s),
                        ("oneshot-global-sparsity59", 0.40))
     ])
-    claim = claims_by_text(stats.evaluate_claims(runs_frame(rows), transfers, None, CONFIG))[
+    claim = claims_by_text(claims_mod.evaluate_claims(runs_frame(rows), transfers, None, CONFIG))[
         "A ticket transferred at 60 % sparsity keeps the target's dense accuracy"]
     assert claim.verdict == stats.HOLDS and len(claim.evidence) == 1  # one-shot is not IMP
     worse = transfers.assign(test_acc=np.where(transfers["method"] == "dense",
                                                transfers["test_acc"] + 0.1,
                                                transfers["test_acc"]))
-    claim = claims_by_text(stats.evaluate_claims(runs_frame(rows), worse, None, CONFIG))[
+    claim = claims_by_text(claims_mod.evaluate_claims(runs_frame(rows), worse, None, CONFIG))[
         "A ticket transferred at 60 % sparsity keeps the target's dense accuracy"]
     assert claim.verdict == stats.FAILS
 
 
 def test_dataset_kind() -> None:
-    assert stats.dataset_kind(CONFIG, "imgs") == "images"
-    assert stats.dataset_kind(CONFIG, "vids") == "videos"
-    assert stats.dataset_kind({"datasets": {"x": {"source": {"type": "local"}}}}, "x") is None
-    assert stats.dataset_kind({"datasets": {"x": {"kind": "images",
+    assert claims_mod.dataset_kind(CONFIG, "imgs") == "images"
+    assert claims_mod.dataset_kind(CONFIG, "vids") == "videos"
+    assert claims_mod.dataset_kind({"datasets": {"x": {"source": {"type": "local"}}}}, "x") is None
+    assert claims_mod.dataset_kind({"datasets": {"x": {"kind": "images",
                                                   "source": {"type": "urls"}}}}, "x") == "images"
+
+
+# --------------------------------------------------------------------------- D1–D3
+
+
+def video_table(n_videos: int, n_correct: int, frames: int, offset: int = 0) -> pd.DataFrame:
+    """Per-video test results whose frames agree perfectly within each video: videos
+    ``offset`` … ``offset + n_correct − 1`` (cyclically) right, the others wrong."""
+    right = {(offset + i) % n_videos for i in range(n_correct)}
+    return pd.DataFrame({"n": frames, "correct": [frames if v in right else 0
+                                                  for v in range(n_videos)]},
+                        index=pd.Index([f"v{v:03d}" for v in range(n_videos)], name="video_id"))
+
+
+def video_runs(dataset: str, model: str, seeds, correct: dict[str, list[int]], n_videos: int,
+               frames: int) -> list[dict]:
+    """Rows with per_video tables: ``correct[method]`` = correct videos per IMP level (the
+    dense network: one value)."""
+    rows = []
+    for seed in seeds:
+        for method, per_level in correct.items():
+            levels = [("dense", 0.0)] if method == "dense" else IMP
+            for (level, s), c in zip(levels, per_level, strict=True):
+                table = video_table(n_videos, c, frames)
+                rows.append({"dataset": dataset, "model": model, "seed": seed, "method": method,
+                             "level": level, "sparsity": s,
+                             "test_acc": table["correct"].sum() / table["n"].sum(),
+                             "test_samples": n_videos * frames, "test_videos": n_videos,
+                             "per_video": table})
+    return rows
+
+
+def image_runs(dataset: str, model: str, seeds, accs: dict[str, list[float]], n: int) -> list:
+    rows = []
+    for seed in seeds:
+        for method, per_level in accs.items():
+            levels = [("dense", 0.0)] if method == "dense" else IMP
+            for (level, s), acc in zip(levels, per_level, strict=True):
+                rows.append({"dataset": dataset, "model": model, "seed": seed, "method": method,
+                             "level": level, "sparsity": s, "test_acc": acc, "test_samples": n})
+    return rows
+
+
+def preset(name: str, tmp_path) -> dict:
+    cfg = study_config.validate(study_config.read_yaml(name))
+    cfg["resources"] = str(tmp_path / "resources")  # nothing acquired: the config decides
+    return cfg
+
+
+@pytest.mark.parametrize("name", ["config/paper.yaml", "config.yaml", "config/controls.yaml"])
+def test_d1_criterion_claims_hold_under_every_preset(name, tmp_path) -> None:
+    """D1: with each preset's validated config and results in which IMP-Global beats
+    IMP-Local by a clear margin on every image set and the reverse on every video set (every
+    round, seed and model), both claims hold (or are not run where the preset lacks that kind
+    of set)."""
+    cfg = preset(name, tmp_path)
+    kinds = {d: claims_mod.dataset_kind(cfg, d) for d in cfg["datasets"]}
+    assert set(kinds.values()) <= {"images", "videos"}
+    if name == "config/paper.yaml":
+        assert kinds == {"openforensics": "images", "ffpp": "videos"}
+    rows = []
+    for dataset, kind in kinds.items():
+        for model in cfg["models"]:
+            if kind == "images":
+                rows += image_runs(dataset, model, cfg["seeds"],
+                                   {"dense": [0.62], "imp-global": [0.64, 0.63, 0.62, 0.60],
+                                    "imp-local": [0.58, 0.57, 0.56, 0.54]}, n=11_000)
+            else:
+                rows += video_runs(dataset, model, cfg["seeds"],
+                                   {"dense": [40], "imp-local": [48, 47, 47, 46],
+                                    "imp-global": [36, 35, 34, 33]}, n_videos=60, frames=40)
+    runs = pd.DataFrame(rows)
+    claims = claims_by_text(claims_mod.evaluate_claims(runs, None, None, cfg))
+    images = claims["IMP-Global beats IMP-Local on the image set"]
+    videos = claims["IMP-Local beats IMP-Global on the video set"]
+    want = {k: stats.HOLDS if k in kinds.values() else stats.NOT_RUN for k in ("images", "videos")}
+    assert (images.verdict, videos.verdict) == (want["images"], want["videos"])
+    if want["videos"] == stats.HOLDS:
+        assert all("paired by video over 60 test videos" in e for e in videos.evidence)
+
+
+def test_d1_kind_from_what_was_acquired(tmp_path) -> None:
+    cfg = preset("config/paper.yaml", tmp_path)
+    res = tmp_path / "resources"
+    (res / "openforensics").mkdir(parents=True)
+    (res / "ffpp").mkdir(parents=True)
+    pd.DataFrame({"path": ["a.jpg", "b.jpg"], "video_id": ["a", "b"], "label": [0, 1],
+                  "split": "", "kind": "image", "group": ""}).to_csv(
+        res / "openforensics" / "sources.csv", index=False)
+    # frame images grouped into videos by group_regex: a video set
+    pd.DataFrame({"path": ["x_1.jpg", "x_2.jpg", "y_1.jpg"], "video_id": ["x", "x", "y"],
+                  "label": [0, 0, 1], "split": "", "kind": "image", "group": ""}).to_csv(
+        res / "ffpp" / "sources.csv", index=False)
+    assert claims_mod.dataset_kind(cfg, "openforensics") == "images"
+    assert claims_mod.dataset_kind(cfg, "ffpp") == "videos"
+    # what was acquired beats the layout; an explicit kind beats both
+    pd.DataFrame({"path": ["x.mp4"], "video_id": ["x"], "label": [0], "split": "",
+                  "kind": "video", "group": ""}).to_csv(res / "openforensics" / "sources.csv",
+                                                        index=False)
+    assert claims_mod.dataset_kind(cfg, "openforensics") == "videos"
+    cfg["datasets"]["openforensics"]["kind"] = "images"
+    assert claims_mod.dataset_kind(cfg, "openforensics") == "images"
+    # a non-synthetic source type alone decides nothing
+    assert claims_mod.dataset_kind(
+        {"datasets": {"x": {"source": {"type": "kaggle", "layout": "folders"}}},
+         "resources": str(res)}, "x") is None
+
+
+def test_d3_the_video_is_the_unit(tmp_path) -> None:
+    """D3: frames of one video are not independent. With every frame of a video agreeing, the
+    verdict is the same with 40 frames per video as with 1 (here: 3 of 20 videos apart is
+    within the noise), where a binomial SE over frames would call it at 40."""
+    cfg = {"datasets": {"vids": {"kind": "videos", "source": {"type": "local"}}}}
+    verdicts = {}
+    for frames in (1, 40):
+        runs = pd.DataFrame(video_runs("vids", "mesonet", [0], {
+            "dense": [13], "imp-local": [14, 14, 14, 14], "imp-global": [11, 11, 11, 11]},
+            n_videos=20, frames=frames))
+        claim = claims_by_text(claims_mod.evaluate_claims(runs, None, None, cfg))[
+            "IMP-Local beats IMP-Global on the video set"]
+        verdicts[frames] = claim.verdict
+        assert "paired by video over 20 test videos" in claim.evidence[0]
+        diff = stats.estimate_diff(runs, "vids", "mesonet", "imp-local", "imp-global",
+                                   [("round1", "round1")], "videos")
+        # 3 of 20 videos differ: D = 0.15, cluster SE = √(20/19 · Σ (1/20)² (dᵥ − D)²)
+        d = np.r_[np.zeros(11), np.ones(3), np.zeros(6)]
+        se = math.sqrt(20 / 19 * np.sum((d - 0.15) ** 2) / 400)
+        assert (diff.mean, diff.se) == pytest.approx((0.15, se))
+    assert verdicts == {1: stats.UNCLEAR, 40: stats.UNCLEAR}
+    # several seeds: the between-seed variance is added to the video term
+    runs = pd.DataFrame(video_runs("vids", "mesonet", [0, 1], {
+        "imp-local": [14, 14, 14, 14], "imp-global": [11, 11, 11, 11]}, n_videos=20, frames=5))
+    shifted = runs.copy()
+    two = stats.estimate_diff(shifted, "vids", "mesonet", "imp-local", "imp-global",
+                              [("round1", "round1")], "videos")
+    assert two.n_seeds == 2 and "and 2 seeds" in two.how
+    assert two.se == pytest.approx(se)  # the same differences on both seeds: no seed term

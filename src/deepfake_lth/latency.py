@@ -5,8 +5,9 @@ a structured ticket (``channels.pt``, :mod:`deepfake_lth.structured`) is compact
 physically smaller dense model first, as it would be deployed. Every network of the run is
 timed in one process on CPU with a fixed number of torch threads, round-robin (one forward of
 each in turn, ``repeats`` times after ``warmup`` passes), so that load from anything else
-running on the machine falls on all of them alike; the table reports the median and the
-speed-up over the dense network's median at the same batch size.
+running on the machine falls on all of them alike; the table reports the median, the
+speed-up over the dense network's median at the same batch size, and the spread of that
+speed-up over the rounds (the 2.5th–97.5th percentiles of the per-round ratios).
 
 ``deepfake-lth latency --levels '[{"method", "level", "path"}, ...]' --model M --out CSV``
 (the dense level first) writes one row per level and batch size (``COLUMNS``).
@@ -51,7 +52,21 @@ COLUMNS = [
     "median_ms",
     "min_ms",
     "speedup_vs_dense",
+    "speedup_low",  # 2.5th percentile of the per-round ratios dense / this network
+    "speedup_high",  # 97.5th percentile: a speed-up with 1 inside [low, high] is no difference
 ]
+
+
+def ratio_spread(dense: Sequence[float], times: Sequence[float]) -> tuple[float, float]:
+    """The 2.5th and 97.5th percentiles of the per-round ratios dense time / this time (the
+    two timed in the same round-robin round, so shared load cancels)."""
+    ratios = sorted(d / t for d, t in zip(dense, times, strict=False) if t > 0)
+    if not ratios:
+        return float("nan"), float("nan")
+    if len(ratios) == 1:
+        return ratios[0], ratios[0]
+    q = statistics.quantiles(ratios, n=40, method="inclusive")
+    return q[0], q[-1]
 
 
 def count_macs(model: nn.Module, size: int) -> int:
@@ -207,6 +222,7 @@ def latency_stage(
         )
         medians = [statistics.median(t) for t in times]
         for info, t, med in zip(infos, times, medians, strict=True):
+            low, high = ratio_spread(times[0], t)
             rows.append(
                 {
                     **info,
@@ -215,6 +231,8 @@ def latency_stage(
                     "median_ms": med * 1e3,
                     "min_ms": min(t) * 1e3,
                     "speedup_vs_dense": medians[0] / med,
+                    "speedup_low": low,
+                    "speedup_high": high,
                 }
             )
             log.info(

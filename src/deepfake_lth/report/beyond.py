@@ -1,0 +1,265 @@
+"""Sections beyond the paper that compare methods: controls and winning tickets, pruning at
+initialization, pruning step sizes, seeds with confidence intervals."""
+
+from __future__ import annotations
+
+import numpy as np
+from markupsafe import Markup
+
+from deepfake_lth import methods as registry
+from deepfake_lth.plan import parse_step_size_method
+from deepfake_lth.report.common import (
+    Figures,
+    Part,
+    Section,
+    Table,
+    ci_text,
+    method_key,
+    method_label,
+    ordered,
+    p_text,
+    pct_text,
+    safe_name,
+    seeds_words,
+)
+from deepfake_lth.report.curves import curves_figure
+from deepfake_lth.stats import GREATER, LESS
+
+
+def main_imp(runs) -> str | None:
+    imps = sorted(registry.with_role(runs["method"].unique(), registry.TICKET), key=method_key)
+    return imps[0] if imps else None
+
+
+def datasets_with(runs, methods) -> list[str]:
+    return sorted(runs[runs["method"].isin(list(methods))]["dataset"].unique())
+
+
+def comparison_table(runs, dataset: str, pairs: list[tuple[str, str]], title: str,
+                      model_order: list[str] | None) -> Table | None:
+    """Paired differences A − B (percentage points) over seeds at every shared sparsity."""
+    from deepfake_lth.stats import paired_comparisons
+
+    table = Table(title, ["Model", "Comparison", "Sparsity (%)", "Seeds", "Difference (pp)",
+                          "95 % CI (pp)", "t", "p"], text_columns=2,
+                  note="Difference: mean over seeds of A − B test accuracy, paired by seed "
+                  "(the same seed's dense network, split and data order); 95 % t-interval and "
+                  "paired t-test (scipy.stats.ttest_rel). Fewer than two seeds: not enough "
+                  "seeds for a test.")
+    part = runs[runs["dataset"] == dataset]
+    rank = {m: i for i, m in enumerate(ordered(part["model"], model_order))}
+    rows = []
+    for i, (a, b) in enumerate(pairs):
+        comp = paired_comparisons(part, a, b)
+        for _, r in comp.iterrows():
+            ci = None if not np.isfinite(r["low"]) else r
+            rows.append((rank[r["model"]], i, r["sparsity"], [
+                r["model"], f"{method_label(a)} − {method_label(b)}", pct_text(r["sparsity"]),
+                str(int(r["n_pairs"])),
+                "–" if not np.isfinite(r["mean_diff"]) else f"{100 * r['mean_diff']:+.1f}",
+                "–" if ci is None else f"[{100 * r['low']:+.1f}, {100 * r['high']:+.1f}]",
+                "–" if not np.isfinite(r["t"]) else f"{r['t']:.2f}",
+                p_text(r["p"], r["note"]),
+            ]))
+    if not rows:
+        return None
+    table.rows = [row for *_, row in sorted(rows, key=lambda t: t[:3])]
+    return table
+
+
+def controls_section(runs, config: dict, figures: Figures, model_order: list[str] | None,
+                     kinds: dict | None = None) -> Section:
+    """Winning tickets: the IMP ticket against the dense network and the controls."""
+    from deepfake_lth.stats import winning_tickets, winning_up_to
+
+    controls = list(config.get("controls") or [])
+    imp = main_imp(runs) or f"imp-{((config.get('prune') or {}).get('criteria') or ['global'])[0]}"
+    matched = registry.MATCHED_CONTROL
+    section = Section(
+        "controls", "Controls and winning tickets",
+        Markup("The {} ticket at each round against its controls at the same per-layer "
+               "sparsity: random re-init (its mask, fresh random weights, trained once from "
+               "θ<sub>0</sub>), random mask (a random mask of the same layer counts on "
+               "θ<sub>0</sub>, trained once) and, where it ran, the <em>matched</em> control "
+               "(the ticket's own round k−1 network with the same number of weights per layer "
+               "removed at random instead of by magnitude, retrained like the ticket). With "
+               "<code>rewind: none</code> the round-k ticket has had k more trainings than a "
+               "network trained once from θ<sub>0</sub>, so only the matched control isolates "
+               "the mask. Rule: a ticket is a <em>winning ticket</em> at a round when its "
+               "accuracy minus the dense accuracy is above −1 standard error (of the paired "
+               "difference: over test videos on a video set, over images or seeds otherwise) "
+               "and the 95 % interval of ticket − matched control lies above 0 (without the "
+               "matched control: above the other controls). The paper's own criterion, "
+               "a′ ≥ a (ticket at least as accurate as dense), is shown beside it.").format(
+                   method_label(imp)),
+        empty="no control runs yet (results/…/control-*/).",
+    )
+    for dataset in datasets_with(runs, [f"control-{c}" for c in controls] + [imp]):
+        part = runs[runs["dataset"] == dataset]
+        methods = [imp] + [f"control-{c}" for c in controls]
+        prune = config.get("prune") or {}
+        fig = curves_figure(runs, dataset, methods, f"{dataset}: ticket vs controls",
+                            model_order, dense_se=True, rate=prune.get("rate"),
+                            rounds=prune.get("rounds"))
+        figure = None if fig is None else figures.add(
+            fig, f"controls_{safe_name(dataset)}",
+            f"{method_label(imp)} and the controls on {dataset} ({seeds_words(part)}); the "
+            "grey band is the dense accuracy ± 1 standard error.")
+        wt = winning_tickets(part, imp, controls, kinds or {}, matched)
+        labels = {c: method_label(f"control-{c}") for c in controls}
+        table = Table(f"{dataset}: winning tickets",
+                      ["Model", "Round", "Sparsity (%)", "Seeds", "Ticket acc (%)",
+                       "Dense (%)", "a′ ≥ a (paper)", "± SE (pp)", "SE from"]
+                      + [labels[c] + " (%)" for c in controls]
+                      + ["Ticket − matched control (pp)", "Within 1 SE", "Against controls",
+                         "Winning ticket"], text_columns=2)
+        rank = {m: i for i, m in enumerate(ordered(part["model"], model_order))}
+        for _, r in wt.sort_values(["model", "sparsity"], key=lambda c: c.map(rank)
+                                   if c.name == "model" else c).iterrows():
+            vs = r["vs_matched"]
+            against = ("beats the matched control" if r["matched_outcome"] == GREATER
+                       else "below the matched control" if r["matched_outcome"] == LESS
+                       else "level with the matched control" if vs is not None
+                       else ("above the other controls" if r["above_controls"]
+                             else "below a control") if r["controls_present"] else "–")
+            table.rows.append(
+                [r["model"], r["level"], pct_text(r["sparsity"]), str(r["n_seeds"]),
+                 pct_text(r["ticket"]), pct_text(r["dense"]), "yes" if r["paper"] else "no",
+                 pct_text(r["se"], 2), r["se_how"]]
+                + [pct_text(r[c]) for c in controls]
+                + ["–" if vs is None else vs.text().replace(" pp", ""),
+                   "yes" if r["within_se"] else "no", against,
+                   "yes" if r["winning"] else "no"])
+        table.drop_empty_columns()
+        lines = []
+        for (_, model), s in sorted(winning_up_to(wt).items(), key=lambda kv: rank[kv[0][1]]):
+            lines.append(f"{model}: {method_label(imp)} is "
+                         + ("not a winning ticket at its first round" if s is None
+                            else f"a winning ticket at every round up to {100 * s:.1f} % "
+                            "sparsity"))
+        section.parts.append(Part(dataset, figure, [table] if table.rows else [], lines))
+    return section
+
+
+def pai_section(runs, config: dict, figures: Figures, model_order: list[str] | None
+                ) -> Section:
+    """SNIP and GraSP (pruning at initialization) against IMP and one-shot pruning."""
+    pai = [m for m in ((config.get("prune_at_init") or {}).get("methods") or [])
+           if registry.with_role([m], registry.PAI)]
+    imp = main_imp(runs)
+    section = Section(
+        "pai", "Pruning at initialization: SNIP and GraSP",
+        "SNIP (Lee et al. 2019) keeps the weights of θ<sub>0</sub> with the largest "
+        "connection sensitivity |g ⊙ w|; GraSP (Wang et al. 2020) removes those with the "
+        "largest −θ ⊙ Hg (the weights whose removal reduces the gradient flow least), both "
+        "scored on a few training batches and ranked over the whole network. The mask is "
+        "fixed before any training and m ⊙ θ<sub>0</sub> is trained once, at the same "
+        "sparsities as one-shot pruning. The paper names both as future comparisons (§VI).",
+        empty="no SNIP or GraSP runs yet (results/…/snip/, results/…/grasp/).",
+    )
+    for dataset in datasets_with(runs, pai):
+        part = runs[runs["dataset"] == dataset]
+        methods = sorted(registry.with_role(part["method"].unique(), registry.TICKET)
+                         + registry.with_role(part["method"].unique(), registry.ONESHOT),
+                         key=method_key) + pai
+        fig = curves_figure(runs, dataset, methods, f"{dataset}: pruning at initialization",
+                            model_order)
+        figure = None if fig is None else figures.add(
+            fig, f"pai_{safe_name(dataset)}",
+            f"SNIP and GraSP against IMP and one-shot pruning on {dataset} "
+            f"({seeds_words(part)}).")
+        oneshots = sorted(registry.with_role(part["method"].unique(), registry.ONESHOT),
+                          key=method_key)
+        pairs = [(imp, m) for m in pai if imp] + [(o, m) for o in oneshots[:1] for m in pai]
+        table = comparison_table(runs, dataset, pairs, f"{dataset}: paired differences",
+                                  model_order)
+        section.parts.append(Part(dataset, figure, [table] if table else []))
+    return section
+
+
+def step_size_section(runs, config: dict, figures: Figures, model_order: list[str] | None
+                      ) -> Section:
+    """IMP at several pruning rates reaching the same final sparsity."""
+    from deepfake_lth.stats import mean_ci
+
+    rate = float((config.get("prune") or {}).get("rate", 0.2))
+    variants = sorted(registry.with_role(runs["method"].unique(), registry.STEP_SIZE),
+                      key=method_key)
+    section = Section(
+        "step-sizes", "Pruning step size",
+        Markup("IMP removes a fixed share of the surviving weights per round: {} in the "
+               "config (the paper's 20 %), and the other rates below, each run for as many "
+               "rounds as it needs to reach the same final sparsity, "
+               "⌈log(1 − s)/log(1 − rate)⌉. The paper suggests (§VI) that smaller steps of "
+               "5–10 % may preserve rare features better.").format(f"{rate:g}"),
+        empty="no IMP runs at other step sizes yet (results/…/imp-*-rate*/).",
+    )
+    for dataset in datasets_with(runs, variants):
+        part = runs[runs["dataset"] == dataset]
+        criteria = sorted({parse_step_size_method(v)[0] for v in variants})
+        methods = [f"imp-{c}" for c in criteria] + variants
+        fig = curves_figure(runs, dataset, methods, f"{dataset}: pruning step size",
+                            model_order)
+        figure = None if fig is None else figures.add(
+            fig, f"step_sizes_{safe_name(dataset)}",
+            f"IMP at several pruning rates on {dataset} ({seeds_words(part)}).")
+        table = Table(f"{dataset}: final level per rate",
+                      ["Model", "Method", "Rate", "Rounds", "Final sparsity (%)", "Seeds",
+                       "Test acc (%)", "95 % CI (%)"], text_columns=2,
+                      note="The last round of each rate; rounds = the levels it trained.")
+        for model in ordered(part["model"], model_order):
+            mp = part[part["model"] == model]
+            for method in methods:
+                g = mp[mp["method"] == method]
+                if g.empty:
+                    continue
+                final = g.groupby("level")["sparsity"].mean().idxmax()
+                at = g[g["level"] == final]
+                ci = mean_ci(at["test_acc"])
+                step = parse_step_size_method(method)
+                table.rows.append([model, method_label(method), f"{step[1] if step else rate:g}",
+                                   str(g["level"].nunique()), pct_text(at["sparsity"].mean()),
+                                   str(ci.n), pct_text(ci.mean), ci_text(ci)])
+        pairs = [(v, f"imp-{parse_step_size_method(v)[0]}") for v in variants]
+        comp = comparison_table(runs, dataset, pairs, f"{dataset}: paired differences",
+                                 model_order)
+        section.parts.append(Part(dataset, figure, [table] + ([comp] if comp else [])))
+    return section
+
+
+def seeds_section(runs, config: dict, model_order: list[str] | None) -> Section:
+    """Mean and 95 % t-interval over seeds of every network, and IMP vs one-shot tests."""
+    from deepfake_lth.stats import summarize
+
+    n = len(config.get("seeds") or [])
+    section = Section(
+        "seeds", "Seeds and confidence intervals",
+        f"The config runs {n} seeds (each its own θ<sub>0</sub>, data order and "
+        "controls; the split is shared). Means are over seeds, with two-sided 95 % "
+        "t-intervals (n − 1 degrees of freedom, scale sd/√n); the bands in the figures are "
+        "the same intervals. IMP and one-shot pruning are compared by a paired t-test over "
+        "seeds at each sparsity both reach.",
+        empty="no trained networks yet.",
+    )
+    for dataset in sorted(runs["dataset"].unique()):
+        part = runs[runs["dataset"] == dataset]
+        summary = summarize(part)
+        rank = {m: i for i, m in enumerate(ordered(part["model"], model_order))}
+        summary = summary.assign(_r=summary["model"].map(rank),
+                                 _m=summary["method"].map(method_key))
+        table = Table(f"{dataset}: test accuracy over seeds",
+                      ["Model", "Method", "Sparsity (%)", "Seeds", "Mean (%)",
+                       "95 % CI (%)", "sd (pp)"], text_columns=2)
+        for _, r in summary.sort_values(["_r", "_m", "sparsity"]).iterrows():
+            table.rows.append([r["model"], method_label(r["method"]), pct_text(r["sparsity"]),
+                               str(r["n"]), pct_text(r["mean"]), ci_text(r),
+                               pct_text(r["sd"])])
+        criteria = [registry.criterion_of(m) for m in sorted(
+            registry.with_role(part["method"].unique(), registry.TICKET), key=method_key)
+            if f"oneshot-{registry.criterion_of(m)}" in set(part["method"])]
+        comp = comparison_table(runs, dataset, [(f"imp-{c}", f"oneshot-{c}") for c in criteria],
+                                 f"{dataset}: IMP vs one-shot", model_order)
+        section.parts.append(Part(dataset, None, [table] + ([comp] if comp else [])))
+    return section
+
+

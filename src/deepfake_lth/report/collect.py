@@ -1,0 +1,339 @@
+"""Reading the results tree: metrics, predictions, Grad-CAM files and per-run CSVs.
+
+Only what the config plans is read (the method registry's levels per dataset, model and
+seed; the configured transfer pairs, Grad-CAM, separability and latency methods); every run
+folder left out is counted, with the reason, in a :class:`LeftOut` for the provenance.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deepfake_lth import methods as registry
+
+log = logging.getLogger(__name__)
+
+
+class LeftOut(Counter):
+    """Run folders found under results/ but left out of the report: reason → count."""
+
+    def sentences(self) -> list[str]:
+        return [f"{n} {'run' if n == 1 else 'runs'}: {why}" for why, n in sorted(self.items())]
+
+
+def planned(config: dict) -> bool:
+    """Whether ``config`` is a validated study config (the registry can plan from it)."""
+    return all(k in config for k in ("prune", "oneshot", "controls", "structured"))
+
+
+def planned_folders(config: dict, dataset: str, model: str, seed: int) -> set[tuple[str, str]]:
+    """(method, level folder) of every network the config plans for one dataset × model × seed."""
+    return {(lv.method, "dense" if lv.method == "dense" else lv.path.name)
+            for lv in registry.planned_levels(config, dataset, model, seed)}
+
+
+def read_predictions(folder: Path) -> Any:
+    """The run's predictions.csv as frames and correct frames per test video (threshold 0.5),
+    or None (an older run folder without it)."""
+    import pandas as pd
+
+    path = folder / "predictions.csv"
+    if not path.is_file():
+        return None
+    try:
+        df = pd.read_csv(path, dtype={"video_id": str})
+        correct = ((df["prob"] > 0.5).astype(int) == df["label"].astype(int)).astype(int)
+        table = pd.DataFrame({"video_id": df["video_id"], "correct": correct,
+                              "fake": df["label"].astype(int), "prob": df["prob"]})
+        return table.groupby("video_id").agg(n=("correct", "size"), correct=("correct", "sum"),
+                                            fake=("fake", "max"))
+    except (OSError, ValueError, KeyError) as exc:
+        log.warning("skipping %s: %s", path, exc)
+        return None
+
+
+def read_json(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        log.warning("skipping %s: %s", path, exc)
+        return None
+    if not isinstance(data, dict):
+        log.warning("skipping %s: not a JSON object", path)
+        return None
+    return data
+
+
+def num(value: Any) -> float:
+    """A metric as float; NaN for missing / null / non-numeric."""
+    if isinstance(value, bool) or value is None:
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def seed_of(part: str) -> int | None:
+    m = re.fullmatch(r"seed(\d+)", part)
+    return int(m.group(1)) if m else None
+
+
+def split_pair(name: str, config: dict) -> tuple[str, str] | None:
+    for pair in (config.get("transfer") or {}).get("pairs", []) or []:
+        if name == f"{pair['from']}-to-{pair['to']}":
+            return pair["from"], pair["to"]
+    if "-to-" in name:
+        a, _, b = name.partition("-to-")
+        return a, b
+    return None
+
+
+def metric_record(data: dict) -> dict[str, Any]:
+    return {
+        "sparsity": num(data.get("sparsity")),
+        "params_total": num(data.get("params_total")),
+        "params_nonzero": num(data.get("params_nonzero")),
+        "test_acc": num(data.get("test_acc")),
+        "test_auc": num(data.get("test_auc")),
+        "video_acc": num(data.get("video_acc")),
+        "val_acc": num(data.get("val_acc")),
+        "epochs": num(data.get("epochs")),
+        "train_seconds": num(data.get("train_seconds")),
+        "device": data.get("device"),
+        "test_samples": num(data.get("test_samples")),
+        "test_videos": num(data.get("test_videos")),
+        "val_threshold": num(data.get("val_threshold")),
+        "test_acc_val_threshold": num(data.get("test_acc_val_threshold")),
+        "control_of": data.get("control_of"),
+        "layer_sparsity": data.get("layer_sparsity") if isinstance(
+            data.get("layer_sparsity"), dict) else None,
+    }
+
+
+def wanted(config: dict) -> tuple[set | None, set | None, set | None]:
+    datasets = set(config["datasets"]) if isinstance(config.get("datasets"), dict) else None
+    models = set(config["models"]) if isinstance(config.get("models"), dict) else None
+    seeds = set(config["seeds"]) if isinstance(config.get("seeds"), list) else None
+    return datasets, models, seeds
+
+
+def collect_metrics(results_dir: str | Path, config: dict | None = None,
+                    left_out: LeftOut | None = None):
+    """Two DataFrames from the metrics.json files under ``results_dir``: the pruning runs
+    (dataset, model, seed, method, level, …, ``per_video`` from predictions.csv) and the
+    transfer runs (pair, source, target, …).
+
+    With a ``config``, only what it names is read (stale results of an earlier config stay
+    out); with a validated config, only the levels it plans. ``left_out`` counts the rest.
+    """
+    import pandas as pd
+
+    results_dir = Path(results_dir)
+    config = config or {}
+    left_out = left_out if left_out is not None else LeftOut()
+    datasets, models, seeds = wanted(config)
+    by_plan = planned(config)
+    plans: dict[tuple[str, str, int], set] = {}
+    transfer_names = set(registry.transfer_methods(config)) if by_plan else None
+    runs, transfers = [], []
+    for path in sorted(results_dir.rglob("metrics.json")):
+        parts = path.relative_to(results_dir).parts[:-1]
+        if parts and parts[0] == "gradcam":
+            continue
+        if parts and parts[0] == "transfer":
+            if len(parts) != 5 or seed_of(parts[3]) is None:
+                log.debug("not a transfer path: %s", path)
+                continue
+            pair = split_pair(parts[1], config)
+            rec = {"pair": parts[1], "source": pair[0] if pair else "",
+                   "target": pair[1] if pair else "", "model": parts[2],
+                   "seed": seed_of(parts[3]), "method": parts[4]}
+            if pair is None or (datasets and not set(pair) <= datasets):
+                left_out["transfer pair not in the config"] += 1
+                continue
+            if by_plan and parts[1] not in {f"{p['from']}-to-{p['to']}"
+                                            for p in config["transfer"]["pairs"]}:
+                left_out["transfer pair not in the config"] += 1
+                continue
+            if (models and rec["model"] not in models) or (seeds and rec["seed"] not in seeds):
+                left_out["model or seed not in the config"] += 1
+                continue
+            if transfer_names is not None and rec["method"] not in transfer_names:
+                left_out["transfer ticket not planned by the config"] += 1
+                continue
+            data = read_json(path)
+            if data is not None:
+                transfers.append(rec | metric_record(data))
+            continue
+        if len(parts) == 4 and parts[3] == "dense":
+            method, level = "dense", "dense"
+        elif len(parts) == 5:
+            method, level = parts[3], parts[4]
+        else:
+            log.debug("not a run path: %s", path)
+            continue
+        seed = seed_of(parts[2])
+        if seed is None:
+            continue
+        rec = {"dataset": parts[0], "model": parts[1], "seed": seed, "method": method,
+               "level": level}
+        if datasets and rec["dataset"] not in datasets:
+            left_out["dataset not in the config"] += 1
+            continue
+        if (models and rec["model"] not in models) or (seeds and seed not in seeds):
+            left_out["model or seed not in the config"] += 1
+            continue
+        if by_plan:
+            key = (rec["dataset"], rec["model"], seed)
+            if key not in plans:
+                plans[key] = planned_folders(config, *key)
+            if (method, level) not in plans[key]:
+                left_out["method or level the config does not plan"] += 1
+                continue
+        data = read_json(path)
+        if data is not None:
+            runs.append(rec | metric_record(data) | {"per_video": read_predictions(path.parent)})
+    run_cols = ["dataset", "model", "seed", "method", "level"]
+    tr_cols = ["pair", "source", "target", "model", "seed", "method"]
+    rest = list(metric_record({}))
+    return (
+        pd.DataFrame.from_records(runs, columns=run_cols + rest + ["per_video"]),
+        pd.DataFrame.from_records(transfers, columns=tr_cols + rest),
+    )
+
+
+def fill_test_videos(runs, results_dir: str | Path) -> None:
+    """Older runs without ``test_videos``: the count of test videos in the faces' manifest."""
+    import pandas as pd
+
+    for dataset in runs["dataset"].unique():
+        mask = (runs["dataset"] == dataset) & runs["test_videos"].isna()
+        if not mask.any():
+            continue
+        manifest = Path(results_dir) / dataset / "faces" / "manifest.csv"
+        try:
+            m = pd.read_csv(manifest, dtype={"video_id": str})
+            runs.loc[mask, "test_videos"] = float(m[m["split"] == "test"]["video_id"].nunique())
+        except (OSError, ValueError, KeyError):
+            continue
+
+
+def face_warnings(results_dir: str | Path, datasets: list[str]) -> list[str]:
+    """Sentences about tiny splits from results/{dataset}/faces/summary.json (``warnings``)."""
+    out = []
+    for dataset in datasets:
+        data = read_json(Path(results_dir) / dataset / "faces" / "summary.json") \
+            if (Path(results_dir) / dataset / "faces" / "summary.json").is_file() else None
+        for line in (data or {}).get("warnings") or []:
+            out.append(f"{dataset}: {line}")
+    return out
+
+
+@dataclass
+class GradcamRun:
+    dataset: str
+    model: str
+    seed: int
+    method: str
+    folder: Path
+    npz: dict | None
+    delta: Any  # DataFrame or None
+
+
+def collect_gradcam(results_dir: str | Path, config: dict | None = None) -> list[GradcamRun]:
+    """Every results/gradcam/{dataset}/{model}/seed{s}/{method}/ with its files."""
+    import pandas as pd
+
+    config = config or {}
+    datasets, models, seeds = wanted(config)
+    base = Path(results_dir) / "gradcam"
+    out = []
+    for folder in sorted(p for p in base.glob("*/*/seed*/*") if p.is_dir()):
+        dataset, model, seed_dir, method = folder.relative_to(base).parts
+        seed = seed_of(seed_dir)
+        if seed is None or (datasets and dataset not in datasets):
+            continue
+        if (models and model not in models) or (seeds and seed not in seeds):
+            continue
+        if planned(config) and method not in (config.get("gradcam") or {}).get("methods", []):
+            continue
+        npz = None
+        if (folder / "heatmaps.npz").is_file():
+            try:
+                with np.load(folder / "heatmaps.npz", allow_pickle=False) as z:
+                    npz = {k: z[k] for k in z.files}
+            except (OSError, ValueError) as exc:
+                log.warning("skipping %s: %s", folder / "heatmaps.npz", exc)
+        delta = None
+        if (folder / "delta.csv").is_file():
+            try:
+                delta = pd.read_csv(folder / "delta.csv")
+            except (OSError, ValueError) as exc:
+                log.warning("skipping %s: %s", folder / "delta.csv", exc)
+        if npz is not None or delta is not None:
+            out.append(GradcamRun(dataset, model, seed, method, folder, npz, delta))
+    return out
+
+
+def collect_csvs(results_dir: str | Path, config: dict | None, kind: str, pattern: str,
+                 required: set[str], columns: list[str]):
+    """Every results/{kind}/{dataset}/{model}/seed{s}/… CSV matching ``pattern`` that the
+    config asks for, as one DataFrame with dataset, model, seed and group (the file's stem);
+    an unreadable file or one without the ``required`` columns is skipped with a warning."""
+    import pandas as pd
+
+    datasets, models, seeds = wanted(config or {})
+    frames = []
+    base = Path(results_dir) / kind
+    for path in sorted(base.glob(pattern)):
+        dataset, model, seed_dir, _ = path.relative_to(base).parts
+        seed = seed_of(seed_dir)
+        if seed is None or (datasets and dataset not in datasets):
+            continue
+        if (models and model not in models) or (seeds and seed not in seeds):
+            continue
+        try:
+            df = pd.read_csv(path)
+        except (OSError, ValueError) as exc:
+            log.warning("skipping %s: %s", path, exc)
+            continue
+        if not required <= set(df.columns):
+            log.warning("skipping %s: not a %s table", path, kind)
+            continue
+        frames.append(df.assign(dataset=dataset, model=model, seed=seed, group=path.stem))
+    if not frames:
+        return pd.DataFrame(columns=["dataset", "model", "seed", "group", *columns])
+    return pd.concat(frames, ignore_index=True)
+
+
+def collect_separability(results_dir: str | Path, config: dict | None = None):
+    """Every results/separability/{dataset}/{model}/seed{s}/{method}.csv as one DataFrame."""
+    columns = ["level", "sparsity", "probe_acc", "probe_acc_std", "silhouette"]
+    data = collect_csvs(results_dir, config, "separability", "*/*/seed*/*.csv",
+                        {"sparsity", "probe_acc", "silhouette"}, columns)
+    if config and planned(config):
+        data = data[data["group"].isin(config["separability"]["methods"])]
+    return data
+
+
+def collect_latency(results_dir: str | Path, config: dict | None = None):
+    """Every results/latency/{dataset}/{model}/seed{s}/latency.csv as one DataFrame."""
+    from deepfake_lth.latency import COLUMNS
+
+    data = collect_csvs(results_dir, config, "latency", "*/*/seed*/latency.csv",
+                        set(COLUMNS) - {"median_sd_ms", "median_low_ms", "median_high_ms",
+                                        "speedup_low", "speedup_high"}, COLUMNS)
+    if config and planned(config):
+        data = data[data["method"].isin(["dense", *config["latency"]["methods"]])]
+    return data
+
