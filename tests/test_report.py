@@ -521,3 +521,42 @@ def test_accuracy_band_is_the_t_interval_over_seeds(tmp_path, monkeypatch):
     assert seen["dsA"][:3] == ["dense", "imp-global", "imp-local"]  # the registry's order
     report.accuracy_figures(runs, report.Figures(None), ["mesonet"])
     assert {"snip", "grasp", "control-reinit"} <= set(seen["dsA"])
+
+
+def test_d2_unplanned_runs_appear_nowhere(tmp_path):
+    """D2: a run folder of a method the config does not plan (here SNIP and a control, left
+    by another preset sharing results/) enters no figure, table or claim; the provenance
+    counts it."""
+    res, _ = fabricate(tmp_path)
+    run = res / "dsA" / "mesonet" / "seed0"
+    write_metrics(run / "snip" / "sparsity20", sparsity=0.2, params_nonzero=1, test_acc=0.4321)
+    write_metrics(run / "control-reinit" / "round1", sparsity=0.2, params_nonzero=1,
+                  test_acc=0.4321)
+    html = report.build_report(res, config(), tmp_path / "r.html").read_text()
+    page = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", htmllib.unescape(html))
+    outside_claims = page[:page.index('<section id="claims">')]
+    assert "43.2" not in page
+    assert "SNIP" not in outside_claims and "random re-init" not in page
+    from deepfake_lth.config import validate
+
+    runs, _ = report.collect_metrics(res, validate(config()))
+    assert not {"snip", "control-reinit"} & set(runs["method"])
+    prov = section(html, "provenance")
+    assert "method or level the config does not plan" in prov
+
+
+def test_miscalibrated_baseline_and_provenance_facts(tmp_path):
+    res, _ = fabricate(tmp_path)
+    write_metrics(res / "dsB" / "cnn5" / "seed0" / "dense", sparsity=0.0, params_nonzero=300000,
+                  test_acc=0.675, test_auc=0.999, test_acc_val_threshold=0.97,
+                  val_threshold=0.93, video_acc=0.7, test_samples=240, test_videos=6)
+    html = htmllib.unescape(report.build_report(res, config(), tmp_path / "r.html").read_text())
+    results = html[html.index('<section id="results">'):html.index('<section id="transfer">')]
+    assert "Dense (miscalibrated: see below)" in results
+    assert "67.5 % accuracy at the threshold 0.5 but 97.0 % at the validation threshold" in results
+    assert "6 test videos (240 frames)" in results  # the test-set size of a video set
+    claims = html[html.index('<section id="claims">'):html.index('<section id="provenance">')]
+    assert "The dense cnn5 on dsB has 67.5 %" in claims  # the claims resting on it say so
+    prov = html[html.index('<section id="provenance">'):]
+    assert re.search(r"git commit</td><td>([0-9a-f]{40}|unknown) \(", prov)
+    assert re.search(r"report built</td><td>\d{4}-\d\d-\d\d \d\d:\d\d UTC", prov)
