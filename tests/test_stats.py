@@ -11,7 +11,7 @@ from scipy import stats as sps
 
 from deepfake_lth import claims as claims_mod
 from deepfake_lth import config as study_config
-from deepfake_lth import stats
+from deepfake_lth import stats, tickets
 
 COLUMNS = ["dataset", "model", "seed", "method", "level", "sparsity", "test_acc",
            "test_samples"]
@@ -124,7 +124,7 @@ def test_winning_tickets_with_seeds_and_with_one_seed() -> None:
               "control-reinit": [0.60, 0.63, 0.55, 0.50],
               "control-random-mask": [0.58, 0.57, 0.54, 0.50]}
     runs = runs_frame(study(0.62, curves))
-    table = stats.winning_tickets(runs, "imp-global", ["reinit", "random-mask"])
+    table = tickets.winning_tickets(runs, "imp-global", ["reinit", "random-mask"])
     by_level = table.set_index("level")
     # the SE is that of the paired ticket − dense difference over seeds
     d = [by_seed - dense for by_seed, dense in zip(
@@ -137,16 +137,16 @@ def test_winning_tickets_with_seeds_and_with_one_seed() -> None:
     assert bool(by_level.loc["round2", "within_se"])
     assert not by_level.loc["round2", "above_controls"] and not by_level.loc["round2", "winning"]
     assert not bool(by_level.loc["round4", "within_se"])
-    assert stats.winning_up_to(table) == {("dsA", "mesonet"): pytest.approx(0.2)}
+    assert tickets.winning_up_to(table) == {("dsA", "mesonet"): pytest.approx(0.2)}
 
     # one seed on an image set: the binomial SE of the difference on n_test images
     one = runs[runs["seed"] == 0]
-    t0 = stats.winning_tickets(one, "imp-global", [])
+    t0 = tickets.winning_tickets(one, "imp-global", [])
     assert t0["se"].iloc[0] == pytest.approx(math.hypot(math.sqrt(0.625 * 0.375 / 400),
                                                         math.sqrt(0.62 * 0.38 / 400)), rel=0.05)
     assert set(t0["basis"]) == {"no control"}
     assert list(t0["winning"]) == [True, True, True, False]
-    assert stats.winning_up_to(t0.assign(winning=False))[("dsA", "mesonet")] is None
+    assert tickets.winning_up_to(t0.assign(winning=False))[("dsA", "mesonet")] is None
 
 
 def test_d5_ticket_must_beat_the_matched_control() -> None:
@@ -161,7 +161,7 @@ def test_d5_ticket_must_beat_the_matched_control() -> None:
     matched = runs["method"] == "control-random-prune-trained"
     runs.loc[matched, "test_acc"] += runs.loc[matched, "seed"].map({0: 0.01, 1: -0.01, 2: 0.0})
     controls = ["reinit", "random-mask", "random-prune-trained"]
-    table = stats.winning_tickets(runs, "imp-global", controls)
+    table = tickets.winning_tickets(runs, "imp-global", controls)
     assert set(table["basis"]) == {"matched control"}
     assert bool(table["above_controls"].all())  # above the θ0 controls by their means
     assert set(table["matched_outcome"]) == {stats.TIE}  # level with the matched control
@@ -175,7 +175,7 @@ def test_d5_ticket_must_beat_the_matched_control() -> None:
     # a ticket clearly above the matched control wins
     better = runs.assign(test_acc=np.where(runs["method"] == "control-random-prune-trained",
                                            runs["test_acc"] - 0.05, runs["test_acc"]))
-    table = stats.winning_tickets(better, "imp-global", controls)
+    table = tickets.winning_tickets(better, "imp-global", controls)
     assert set(table["matched_outcome"]) == {stats.GREATER}
     assert list(table["winning"])[:3] == [True, True, True]
     claim = claims_by_text(claims_mod.evaluate_claims(better, None, None, cfg))[

@@ -12,12 +12,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from deepfake_lth import methods as registry
+from deepfake_lth.kinds import dataset_kind
 from deepfake_lth.plan import parse_step_size_method
 from deepfake_lth.stats import (
     FAILS,
@@ -30,7 +30,6 @@ from deepfake_lth.stats import (
     TIE,
     UNCLEAR,
     Z,
-    baseline_flags,
     binomial_se,
     by_seed,
     decide,
@@ -42,14 +41,11 @@ from deepfake_lth.stats import (
     mean_ci,
     n_units,
     verdict,
-    winning_tickets,
-    winning_up_to,
 )
+from deepfake_lth.tickets import baseline_flags, winning_tickets, winning_up_to
 
 __all__ = ["FAILS", "HOLDS", "NOT_RUN", "UNCLEAR", "Claim", "dataset_kind", "evaluate_claims"]
 
-VIDEO_LAYOUTS = ("faceforensics", "celebdf")
-IMAGE_LAYOUTS = ("openforensics",)
 SAY = {GREATER: "which counts for the claim", LESS: "which counts against it",
        TIE: "which is within the noise"}
 
@@ -64,58 +60,6 @@ class Claim:
     rule: str
     evidence: list[str] = field(default_factory=list)
     caveats: list[str] = field(default_factory=list)  # e.g. a miscalibrated dense baseline
-
-
-# --------------------------------------------------------------------------- dataset kind
-
-
-def _kind_from_sources(path: Path) -> str | None:
-    """``videos`` when sources.csv lists video files, or image files grouped into videos
-    (several frames per video_id); ``images`` when every image is its own video_id."""
-    import pandas as pd
-
-    try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (OSError, ValueError):
-        return None
-    if "kind" not in table or table.empty:
-        return None
-    kinds = set(table["kind"].str.strip().str.lower())
-    if "video" in kinds:
-        return "videos"
-    if kinds == {"image"}:
-        if "video_id" in table and table["video_id"].nunique() < len(table):
-            return "videos"  # frame images grouped into videos (e.g. group_regex)
-        return "images"
-    return None
-
-
-def dataset_kind(config: Mapping[str, Any], dataset: str,
-                 resources: str | Path | None = None) -> str | None:
-    """``images`` or ``videos``: the dataset's explicit ``kind`` in the config; else what was
-    acquired (``resources/{dataset}/sources.csv``: video files, or frame images grouped into
-    videos, make a video set); else the synthetic generator's kind or a known layout
-    (openforensics: images; faceforensics, celebdf, or any layout with ``group_regex``:
-    videos); None when nothing says."""
-    cfg = (config.get("datasets") or {}).get(dataset) or {}
-    if cfg.get("kind") in ("images", "videos"):
-        return cfg["kind"]
-    base = resources if resources is not None else config.get("resources")
-    if base is not None:
-        found = _kind_from_sources(Path(base) / dataset / "sources.csv")
-        if found:
-            return found
-    source = cfg.get("source") or {}
-    if source.get("type") == "synthetic" and source.get("kind") in ("images", "videos"):
-        return source["kind"]
-    if source.get("group_regex"):
-        return "videos"
-    layout = source.get("layout")
-    if layout in IMAGE_LAYOUTS:
-        return "images"
-    if layout in VIDEO_LAYOUTS:
-        return "videos"
-    return None
 
 
 # --------------------------------------------------------------------------- helpers

@@ -70,7 +70,7 @@ def comparison_table(runs, dataset: str, pairs: list[tuple[str, str]], title: st
 def controls_section(runs, config: dict, figures: Figures, model_order: list[str] | None,
                      kinds: dict | None = None) -> Section:
     """Winning tickets: the IMP ticket against the dense network and the controls."""
-    from deepfake_lth.stats import winning_tickets, winning_up_to
+    from deepfake_lth.tickets import winning_tickets, winning_up_to
 
     controls = list(config.get("controls") or [])
     imp = main_imp(runs) or f"imp-{((config.get('prune') or {}).get('criteria') or ['global'])[0]}"

@@ -277,9 +277,9 @@ def build_report(
     """Write the study's report to ``out_path``; figures also as PNG in ``figures_dir``."""
     import jinja2
 
-    from deepfake_lth.claims import dataset_kind
+    from deepfake_lth.kinds import dataset_kind
     from deepfake_lth.files import write_text
-    from deepfake_lth.stats import baseline_flags
+    from deepfake_lth.tickets import baseline_flags
 
     results_dir = Path(results_dir)
     config = _validated(dict(config or {}))
