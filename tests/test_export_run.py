@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from deepfake_lth import cli, export, pruning
+from deepfake_lth import cli, export, pruning, runfolder
 from deepfake_lth.acquire import synthetic
 from deepfake_lth.errors import UserError
 from deepfake_lth.models import build_model
@@ -147,8 +147,8 @@ def test_transfer_folders_find_their_dataset_faces(tmp_path):
     (folder / "channels.pt").write_bytes(b"")
     (folder / "metrics.json").write_text(json.dumps({"dataset": "B", "model": "cnn5",
                                                      "input_size": 32}))
-    found = export.read_run_folder(folder)
+    found = runfolder.read_run_folder(folder)
     assert found.faces == {"size": 32} and found.channels == folder / "channels.pt"
     assert found.mask is None and found.input_size == 32
     with pytest.raises(UserError, match="no checkpoint.pt"):
-        export.read_run_folder(tmp_path)
+        runfolder.read_run_folder(tmp_path)

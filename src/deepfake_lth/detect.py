@@ -27,11 +27,11 @@ import torch
 from torch import nn
 
 from deepfake_lth.errors import UserError
-from deepfake_lth.faces import VIDEO_EXTS, FaceDetector, FaceSpec, extract_file
+from deepfake_lth.faces import FaceDetector, FaceSpec, extract_file
+from deepfake_lth.media import IMAGE_EXTS, VIDEO_EXTS
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
 @dataclass
@@ -68,9 +68,10 @@ def load_detector(
     from its run folder (``metrics.json`` beside it, as for ``deepfake-lth export``) or, where
     the folder records none, from ``arch``, ``input_size`` and ``mask``; a value given that
     contradicts the folder is an error."""
-    from deepfake_lth.export import TICKET_FORMAT, load_file, resolve_run, unpack_ticket
+    from deepfake_lth.export import TICKET_FORMAT, load_file, unpack_ticket
     from deepfake_lth.models import build_model
     from deepfake_lth.pruning import apply_mask, load_mask
+    from deepfake_lth.runfolder import resolve_run
 
     path = Path(model_path)
     if not path.is_file():

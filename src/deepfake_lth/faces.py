@@ -34,6 +34,7 @@ import argparse
 import csv
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,9 +42,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from deepfake_lth.media import VIDEO_EXTS
+
 log = logging.getLogger(__name__)
 
-VIDEO_EXTS = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"}
 LOG_COLUMNS = ["source", "video_id", "label", "status", "frames_read", "faces", "upscaled",
                "message"]
 CROP_COLUMNS = ["video_id", "label", "split", "frame_index", "source", "detected"]
@@ -387,7 +389,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detect", choices=["auto", "yes", "no"], default="auto",
                         help="run MTCNN on images (videos always)")
     parser.add_argument("--out", required=True, help="output prefix, e.g. .../shards/shard0")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (for MTCNN)")
+    parser.add_argument("--device", default=os.environ.get("DLTH_DEVICE") or "auto",
+                        help="auto | cpu | cuda | cuda:N for MTCNN (default: $DLTH_DEVICE, which "
+                        "the workflow sets from the config's device, else auto)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
 
 

@@ -7,7 +7,8 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -68,3 +69,21 @@ def read_metrics(folder: str | Path) -> dict[str, Any]:
         raise UserError(
             f"{path} is not valid JSON ({exc}); delete it and rerun its stage"
         ) from None
+
+
+@contextmanager
+def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
+    """A temporary path next to ``path`` (ending in ``suffix``, default ``path``'s own, for
+    writers that pick the format by extension) renamed to ``path`` when the block succeeds,
+    removed when it fails: for writers that take a file name, not a file object."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix or path.suffix,
+                               dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

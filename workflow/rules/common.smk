@@ -83,6 +83,11 @@ def shards_of(w):
     )
 
 
+def crop_spec(w):
+    """The face settings that decide the crops (the split is pack's)."""
+    return {k: v for k, v in dataset_cfg(w)["faces"].items() if k not in ("split", "split_seed")}
+
+
 def detect_flag(w):
     d = dataset_cfg(w).get("detect_faces")
     return {None: "auto", True: "yes", False: "no"}[d]

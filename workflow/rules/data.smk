@@ -3,31 +3,35 @@
 # with the dataset's own keys on top (config.validate), so a change reruns only its jobs.
 
 
-def crop_spec(w):
-    """The face settings that decide the crops (the split is pack's)."""
-    return {k: v for k, v in dataset_cfg(w)["faces"].items() if k not in ("split", "split_seed")}
-
-
 # Downloads (urls, kaggle) run where snakemake runs: cluster compute nodes often have no internet.
-localrules: acquire
+localrules:
+    acquire,
 
 
 rule acquire:
     """Fetch, list or generate a dataset's raw files (source types: synthetic, local, urls, kaggle)."""
     input:
-        manifest=lambda w: [dataset_cfg(w)["source"]["manifest"]]
-        if dataset_cfg(w)["source"]["type"] == "urls" else [],
-        code=code("acquire/__init__.py", "acquire/synthetic.py", "acquire/local.py", "acquire/urls.py",
-             "acquire/kaggle.py"),
+        manifest=lambda w: (
+            [dataset_cfg(w)["source"]["manifest"]]
+            if dataset_cfg(w)["source"]["type"] == "urls"
+            else []
+        ),
+        code=code(
+            "acquire/__init__.py",
+            "acquire/synthetic.py",
+            "acquire/local.py",
+            "acquire/urls.py",
+            "acquire/kaggle.py",
+        ),
     output:
         f"{RESOURCES}/{{dataset}}/sources.csv",
+    log:
+        f"{LOGS}/acquire/{{dataset}}.log",
+    conda:
+        CONDA_ENV
     params:
         source=lambda w: as_json(dataset_cfg(w)["source"]),
         out=lambda w: f"{RESOURCES}/{w.dataset}",
-    conda:
-        CONDA_ENV
-    log:
-        f"{LOGS}/acquire/{{dataset}}.log",
     shell:
         "python -m deepfake_lth acquire --dataset {wildcards.dataset} --source {params.source:q} "
         "--out {params.out} > {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
@@ -42,23 +46,22 @@ rule extract_faces:
         npy=f"{RESULTS}/{{dataset}}/faces/shards/shard{{shard}}.npy",
         csv=f"{RESULTS}/{{dataset}}/faces/shards/shard{{shard}}.csv",
         log_csv=f"{RESULTS}/{{dataset}}/faces/shards/shard{{shard}}.log.csv",
+    log:
+        f"{LOGS}/extract/{{dataset}}-shard{{shard}}.log",
+    benchmark:
+        f"{BENCH}/extract_faces/{{dataset}}-shard{{shard}}.tsv"
+    conda:
+        CONDA_ENV
+    threads: 1
     params:
         spec=lambda w: as_json(crop_spec(w)),
         shards=lambda w: dataset_cfg(w)["shards"],
         detect=detect_flag,
         prefix=lambda w: f"{RESULTS}/{w.dataset}/faces/shards/shard{w.shard}",
-        device=config["device"],
-    threads: 1
-    conda:
-        CONDA_ENV
-    log:
-        f"{LOGS}/extract/{{dataset}}-shard{{shard}}.log",
-    benchmark:
-        f"{BENCH}/extract_faces/{{dataset}}-shard{{shard}}.tsv"
     shell:
         "python -m deepfake_lth extract --sources {input.sources} --shard {wildcards.shard} "
         "--shards {params.shards} --spec {params.spec:q} --detect {params.detect} "
-        "--out {params.prefix} --device {params.device} --threads {threads} > {log} 2>&1 "
+        "--out {params.prefix} --threads {threads} > {log} 2>&1 "
         "|| {{ rc=$?; tail -n 1 {log}; exit $rc; }}"
 
 
@@ -73,16 +76,16 @@ rule pack_faces:
         manifest=f"{RESULTS}/{{dataset}}/faces/manifest.csv",
         log_csv=f"{RESULTS}/{{dataset}}/faces/extraction_log.csv",
         summary=f"{RESULTS}/{{dataset}}/faces/summary.json",
+    log:
+        f"{LOGS}/pack/{{dataset}}.log",
+    conda:
+        CONDA_ENV
     params:
         faces=lambda w: faces_dir(w.dataset),
         shards=lambda w: dataset_cfg(w)["shards"],
         split=lambda w: as_json(dataset_cfg(w)["faces"]["split"]),
         seed=lambda w: dataset_cfg(w)["faces"]["split_seed"],
         spec=lambda w: as_json({**crop_spec(w), "detect_faces": detect_flag(w)}),
-    conda:
-        CONDA_ENV
-    log:
-        f"{LOGS}/pack/{{dataset}}.log",
     # the log's last line (the dataset's failed files by status, or why packing stopped)
     # goes to the console too
     shell:

@@ -24,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from deepfake_lth.errors import UserError
+from deepfake_lth.files import write_csv
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def acquire(name: str, source: dict, out_dir: str | Path, seed: int = 0) -> Path
 
 
 def write_sources(table: pd.DataFrame, path: Path) -> Path:
-    """Check and write a sources table (atomically: a temporary name, then renamed)."""
+    """Check and write a sources table (atomically, deepfake_lth.files)."""
     table = table.copy()
     for col in SOURCE_COLUMNS:
         if col not in table:
@@ -64,9 +65,7 @@ def write_sources(table: pd.DataFrame, path: Path) -> Path:
         raise UserError(f"{path}: labels must be 0 (real) or 1 (fake); got {set(table['label'][bad])}")
     if table.empty:
         raise UserError(f"{path.parent}: the source listed no files; check its path or manifest")
-    tmp = path.with_suffix(".csv.tmp")
-    table.to_csv(tmp, index=False)
-    tmp.replace(path)
+    write_csv(table, path)
     log.info("%s: %d files (%d fake)", path, len(table), int(table["label"].sum()))
     return path
 
@@ -86,7 +85,7 @@ def resolve(path: str, dataset_dir: Path) -> Path:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--dataset", required=True, help="the dataset's name under datasets:")
     parser.add_argument("--source", required=True, help="the dataset's 'source' config as JSON")
     parser.add_argument("--out", required=True, help="dataset folder under resources/")
 

@@ -41,11 +41,10 @@ from pathlib import Path
 import pandas as pd
 
 from deepfake_lth.errors import UserError
+from deepfake_lth.media import IMAGE_EXTS, VIDEO_EXTS
 
 log = logging.getLogger(__name__)
 
-VIDEO_EXTS = frozenset({".mp4", ".avi", ".mkv", ".mov", ".webm"})
-IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 LAYOUTS = ("folders", "openforensics", "faceforensics", "celebdf")
 REAL_NAMES = ("real", "original", "originals", "pristine")
 FAKE_NAMES = ("fake", "manipulated", "deepfake", "deepfakes", "synthesis")

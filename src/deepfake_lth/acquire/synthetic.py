@@ -339,16 +339,17 @@ def render_image(target: Identity, donor: Identity | None, width: int, height: i
 
 def write_video(path: Path, frames: list[np.ndarray], fps: float, quality: int) -> None:
     """MP4 (MPEG-4 part 2); frames pass a JPEG round-trip first to mimic a compressed source."""
+    from deepfake_lth.files import atomic_path
+
     h, w = frames[0].shape[:2]
-    tmp = path.with_name(path.stem + ".part.mp4")
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-    if not writer.isOpened():
-        raise RuntimeError(f"OpenCV cannot write MP4 files here ({tmp})")
-    params = [cv2.IMWRITE_JPEG_QUALITY, quality]
-    for f in frames:
-        writer.write(cv2.imdecode(cv2.imencode(".jpg", f, params)[1], cv2.IMREAD_COLOR))
-    writer.release()
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+        if not writer.isOpened():
+            raise RuntimeError(f"OpenCV cannot write MP4 files here ({tmp})")
+        params = [cv2.IMWRITE_JPEG_QUALITY, quality]
+        for f in frames:
+            writer.write(cv2.imdecode(cv2.imencode(".jpg", f, params)[1], cv2.IMREAD_COLOR))
+        writer.release()
 
 
 def _pairs(n_ids: int, rng: np.random.Generator) -> tuple[int, int]:
