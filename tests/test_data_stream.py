@@ -167,3 +167,19 @@ def test_to_tensor_in_chunks_gives_the_same_tensor(monkeypatch, side: int, size,
     whole = data.to_tensor(images, size)
     assert n > 32 and torch.equal(chunked, whole) and chunked.stride() == whole.stride()
     assert chunked.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_cpu_evaluation_batches_are_bounded_by_pixels(packed: Path, monkeypatch) -> None:
+    from deepfake_lth import train as train_mod
+
+    assert train_mod.eval_batch_limit(64) >= 256  # the demo's batches are not split
+    assert train_mod.eval_batch_limit(299) < 256 and train_mod.eval_batch_limit(10**4) == 16
+    torch.manual_seed(0)
+    model, split = TinyNet(), load_split(packed, "train")
+    whole = evaluate(model, split, 12, "cpu", batch_size=256)
+    monkeypatch.setattr(train_mod, "EVAL_PIXELS", 16 * 12 * 12)  # batches of 16 faces
+    reads = CountingImages(split.images)
+    split.images = reads
+    parts = evaluate(model, split, 12, "cpu", batch_size=256)
+    assert max(reads.reads) == 16 < len(split)
+    np.testing.assert_array_equal(parts["probs"], whole["probs"])

@@ -143,6 +143,20 @@ def prefetched(load: Callable, items: Sequence, enabled: bool = True) -> Iterato
             yield current
 
 
+# faces × side² of one evaluation forward on the CPU: bounds the memory of its activations
+# (an evaluation batch of 256 faces at 256 px held ~1.1 GB of them); 256 faces up to 128 px
+EVAL_PIXELS = 2**22
+
+
+def eval_batch_limit(side: int) -> int:
+    """Most faces of ``side`` px per evaluation batch on the CPU (at least 16). Evaluation
+    is per face (batch norm uses its running statistics): the batch size bounds the memory,
+    the values stay those of one big batch (bit for bit with the registry models on the CPU
+    as measured; at most the last bits where a backend picks another kernel). The demo's
+    inputs (≤ 128 px, batches of 256) are not split at all."""
+    return max(16, EVAL_PIXELS // max(1, int(side)) ** 2)
+
+
 @torch.inference_mode()
 def _predict(
     model: nn.Module,
@@ -160,6 +174,8 @@ def _predict(
     dtype = amp_dtype(amp, device)
     pin = device.type == "cuda"
     positions = np.arange(len(split))
+    if device.type == "cpu":
+        batch_size = min(batch_size, eval_batch_limit(input_size or split.images.shape[1]))
     slices = list(_batches(len(split), batch_size))
     batches = prefetched(lambda sl: read_batch(split.images, positions[sl], pin), slices, prefetch)
     with closing(batches):  # an error stops the read-ahead thread too
