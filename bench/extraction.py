@@ -45,11 +45,13 @@ IOU_GOAL = 0.8
 CORES = 2
 
 
-def _config_faces(path: Path) -> dict:
-    """The ``faces`` section of a config file, without the split keys."""
-    import yaml
+def _config_faces(path: Path, dataset: str | None = None) -> dict:
+    """The face settings of a config file (of ``dataset`` when given: the global ``faces``
+    with the dataset's own keys on top), without the split keys."""
+    from deepfake_lth import config as study_config
 
-    faces = yaml.safe_load(path.read_text())["faces"]
+    cfg = study_config.load(path)
+    faces = cfg["datasets"][dataset]["faces"] if dataset else cfg["faces"]
     return {k: v for k, v in faces.items() if k not in ("split", "split_seed")}
 
 
@@ -291,7 +293,7 @@ def run(quick: bool = False) -> dict:
     demo = demo_videos(videos, 2)
     hd = hd_videos(videos, 1 if quick else 2)
     generate_s = time.perf_counter() - t0
-    demo_spec = _config_faces(ROOT / "config.yaml")
+    demo_spec = _config_faces(ROOT / "config.yaml", "demo-videos")
     hd_spec = _config_faces(ROOT / "config" / "paper.yaml")
     ctx = mp.get_context("spawn")
     rows = []
