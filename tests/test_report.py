@@ -76,8 +76,9 @@ def fabricate(root, seeds=(0,)):
             for i in range(n):
                 d = float(np.linalg.norm(norm[j, i] - norm[0, i]))
                 records.append({"row": i, "label": int(i >= 2), "sparsity": s, "method": m,
-                                "delta_l": d, "concentration": 0.2 + 0.1 * j,
-                                "prob_fake": 0.5})
+                                "delta_l": d, "delta_l_raw": 3 * d,
+                                "concentration": 0.2 + 0.1 * j,
+                                "prob_fake": 0.3 + 0.4 * (i >= 2)})
         pd.DataFrame(records).to_csv(gc / "delta.csv", index=False)
 
     faces = res / "dsA" / "faces"
@@ -173,7 +174,7 @@ def test_table_one_numbers(built):
     start = html.index('<section id="transfer">')
     part = html[start: html.index("</section>", start)]
     assert "dsA → dsB" in part
-    header = re.findall(r"<th>(.*?)</th>", part)
+    header = re.findall(r"<th(?: [^>]*)?>(.*?)</th>", part)
     assert header == ["Model", "PR", "Params (M)", "Base", "IMP-Global", "One-shot Global"]
     assert cells(part, "mesonet") == [["mesonet", "0 %", "0.015", "59.9", "-", "-"]]
     assert cells(part, "Ticket") == [
@@ -208,8 +209,10 @@ def test_gradcam_and_provenance(built):
     assert "dsA / mesonet" in part and "Explained score: the face&#39;s true class" in part
     rows = cells(part, "IMP-Global")
     assert [r[1] for r in rows] == ["0.0", "59.0", "79.0"]
-    assert rows[0][3] == "0.00 ± 0.00"  # ΔL at the dense level
-    assert float(rows[2][3].split(" ± ")[0]) > 0
+    assert rows[0][3:5] == ["0.000 ± 0.000", "0.00 ± 0.00"]  # raw and normalised ΔL, dense
+    raw, norm = (float(rows[2][i].split(" ± ")[0]) for i in (3, 4))
+    assert norm > 0 and raw == pytest.approx(3 * norm, abs=0.01)
+    assert rows[0][6:8] == ["0.30 ± 0.00", "0.70 ± 0.00"]  # p(fake) of real, of fake faces
     prov = html[html.index('<section id="provenance">'):]
     for name in ("torch", "torchvision", "snakemake", "facenet-pytorch", "numpy", "python"):
         assert f"<td>{name}</td>" in prov

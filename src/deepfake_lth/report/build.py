@@ -68,6 +68,8 @@ def accuracy_section(ctx: Context) -> Section:
     own: set[str] = set()  # methods plotted in a section of their own, not in Fig. 2
     if _enabled(ctx, "pai"):
         own |= set(registry.with_role(ctx.runs["method"].unique(), registry.PAI))
+    if _enabled(ctx, "step-sizes"):
+        own |= set(registry.with_role(ctx.runs["method"].unique(), registry.STEP_SIZE))
     prune = ctx.config.get("prune") or {}
     figs = (accuracy_figures(ctx.runs, ctx.figures, ctx.model_order, own, prune.get("rate"),
                              prune.get("rounds")) if not ctx.runs.empty else {})
@@ -300,6 +302,9 @@ def build_report(
     sections = [s for s in (build(ctx) for build in SECTIONS) if s is not None]
     for number, section in enumerate(sections, start=1):
         section.number = number
+        for part in section.parts:  # a column with nothing in any row says nothing
+            for table in part.tables:
+                table.drop_empty_columns()
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("deepfake_lth", "templates"),
         autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,

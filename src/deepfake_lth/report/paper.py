@@ -219,22 +219,19 @@ def delta_figure(runs: list[GradcamRun], dataset: str, model: str, figures: Figu
     hue_order = [h for h in hue_order if h in set(data["Method"])]
     with style():
         fig = MplFigure(figsize=(FIGURE_WIDTH, 3.4), layout="constrained")
-        axes = fig.subplots(1, 3)
-        for ax, column, ylabel in (
-            (axes[0], "delta_l_raw", "raw ΔL = ||L₀ − L_p||_F (the paper's)"),
-            (axes[1], "delta_l", "normalised ΔL (maps scaled to [0, 1])"),
-            (axes[2], "concentration", "heat in hottest 10 % of pixels"),
-        ):
-            if column not in data:
-                ax.set_axis_off()
-                continue
+        panels = [(c, y) for c, y in (
+            ("delta_l_raw", "raw ΔL = ||L₀ − L_p||_F (the paper's)"),
+            ("delta_l", "normalised ΔL (maps scaled to [0, 1])"),
+            ("concentration", "heat in hottest 10 % of pixels")) if c in data]
+        axes = fig.subplots(1, len(panels), squeeze=False)[0]
+        for ax, (column, ylabel) in zip(axes, panels, strict=True):
             sns.lineplot(data=data, x="sparsity_pct", y=column, hue="Method", style="Method",
                          hue_order=hue_order, style_order=hue_order, markers=True, dashes=False,
-                         errorbar="sd", ax=ax, legend=ax is axes[2])
+                         errorbar="sd", ax=ax, legend=ax is axes[-1])
             ax.set_xlabel("sparsity (%)")
             ax.set_ylabel(ylabel)
-        if axes[2].get_legend():
-            sns.move_legend(axes[2], "upper left", bbox_to_anchor=(1.02, 1), frameon=False)
+        if axes[-1].get_legend():
+            sns.move_legend(axes[-1], "upper left", bbox_to_anchor=(1.02, 1), frameon=False)
         fig.suptitle(f"{dataset} / {model}: change of attention under pruning")
     figure = figures.add(
         fig, f"delta_{safe_name(dataset)}_{safe_name(model)}",
