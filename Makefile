@@ -37,7 +37,9 @@ lint: $(STAMP)
 # GPU only: the tests marked `gpu` and bench/gpu.py; without CUDA it says so and exits 0
 gpu-check: $(STAMP)
 	@if $(BIN)/python -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then \
-		$(BIN)/python -m pytest -q -ra -m gpu && $(BIN)/python bench/gpu.py; \
+		$(BIN)/python -m pytest -q -ra -m gpu \
+		&& $(BIN)/python -m pytest -q -ra tests/test_gradcam.py::test_cpu_and_cuda_agree \
+		&& $(BIN)/python bench/gpu.py; \
 	else \
 		echo "make gpu-check needs a CUDA GPU (torch.cuda.is_available() is False here): skipped"; \
 	fi
