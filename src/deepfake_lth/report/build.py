@@ -279,8 +279,8 @@ def build_report(
     """Write the study's report to ``out_path``; figures also as PNG in ``figures_dir``."""
     import jinja2
 
-    from deepfake_lth.kinds import dataset_kind
     from deepfake_lth.files import write_text
+    from deepfake_lth.kinds import dataset_kind
     from deepfake_lth.tickets import baseline_flags
 
     results_dir = Path(results_dir)
