@@ -78,7 +78,7 @@ def test_save_is_atomic(tmp_path, monkeypatch):
         fh.write(b"half")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(resume.torch, "save", broken)
+    monkeypatch.setattr(torch, "save", broken)
     with pytest.raises(KeyboardInterrupt):
         state.save({"epoch": 2})
     monkeypatch.undo()
@@ -95,6 +95,7 @@ def test_clear_removes_the_state_and_its_empty_folders(tmp_path):
     other.save({"epoch": 1})
     state = ResumeState(path, "k")
     state.save({"epoch": 1})
+    (path.parent / ".state.pt.abc123.tmp").write_bytes(b"half")  # a save killed mid-write
     state.clear()
     assert not path.exists()
     assert not (results / ".resume" / "demo" / "mesonet" / "seed0").exists()
@@ -129,7 +130,7 @@ def test_key_follows_spec_inputs_and_weights(tmp_path):
     ckpt.write_bytes(b"weights-1")
     weights = {"w": torch.zeros(3)}
     base = {"stage": "imp-round", "spec": {"train": {"lr": 1e-4}}, "init": weights, "seed": 0,
-                "out": tmp_path / "out"}
+            "out": tmp_path / "out"}
     key = resume_key(inputs=[ckpt], **base)
     assert key == resume_key(inputs=[ckpt], **base)
     assert key != resume_key(inputs=[ckpt], **{**base, "spec": {"train": {"lr": 1e-3}}})

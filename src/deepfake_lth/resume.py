@@ -35,12 +35,13 @@ import threading
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Self
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING, Any, Self
 
 from deepfake_lth.files import atomic_write
+
+if TYPE_CHECKING:  # torch and numpy load on first use: the command line imports this module
+    import numpy as np
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +156,8 @@ class ResumeState:
 
     def load(self) -> dict | None:
         """The saved payload when the file exists and was written for this key, else None."""
+        import torch
+
         if not self.path.is_file():
             log.info("resume: no state at %s: fresh start", self.path)
             return None
@@ -179,15 +182,21 @@ class ResumeState:
 
     def save(self, payload: dict) -> None:
         """Write ``payload`` with this key, atomically (a kill mid-write keeps the old state)."""
+        import torch
+
         record = {"format": FORMAT, "key": self.key, "payload": payload}
         atomic_write(self.path, lambda fh: torch.save(record, fh), binary=True)
         self.saved_epoch = payload.get("epoch")
         log.debug("resume: state saved to %s (epoch %s)", self.path, self.saved_epoch)
 
     def clear(self) -> None:
-        """Remove the state file and the folders above it that are left empty, up to and
-        including the ``.resume`` folder (never above it, never DLTH_RESUME_DIR itself)."""
+        """Remove the state file (and half-written ones of a killed save) and the folders
+        above it left empty, up to and including the ``.resume`` folder (never above it, never
+        DLTH_RESUME_DIR itself)."""
         self.path.unlink(missing_ok=True)
+        # half-written states of a save killed mid-write (files.atomic_write's temporary name)
+        for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+            stale.unlink(missing_ok=True)
         stop_at = _clear_boundary(self.path)
         if stop_at is None:
             return
@@ -280,6 +289,9 @@ def file_identity(path: str | Path) -> dict[str, Any]:
 
 def tensor_digest(obj: torch.Tensor | np.ndarray | Mapping[str, Any]) -> str:
     """sha256 of a tensor, an array or a state dict (names, dtypes, shapes and values)."""
+    import numpy as np
+    import torch
+
     h = hashlib.sha256()
     items = sorted(obj.items()) if isinstance(obj, Mapping) else [("", obj)]
     for name, value in items:
@@ -296,6 +308,9 @@ def tensor_digest(obj: torch.Tensor | np.ndarray | Mapping[str, Any]) -> str:
 
 
 def _canonical(obj: Any) -> Any:
+    import numpy as np
+    import torch
+
     if isinstance(obj, Path):
         return str(obj)
     if isinstance(obj, (torch.Tensor, np.ndarray)):
@@ -310,6 +325,8 @@ def _canonical(obj: Any) -> Any:
 
 def _plain(obj: Any) -> Any:
     """State dicts become digests; the rest stays for json.dumps (with _canonical)."""
+    import torch
+
     if isinstance(obj, Mapping):
         if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
             return {"state_dict": tensor_digest(obj)}
@@ -323,6 +340,8 @@ def resume_key(*, inputs: Iterable[str | Path] = (), **parts: Any) -> str:
     """sha256 of the canonical JSON of ``parts`` (stage name, its arguments, the parsed spec,
     initial weights and mask as state dicts), the identity of every file in ``inputs`` and
     the code version. Equal keys mean the job would compute the same thing."""
+    import torch
+
     record = {
         "parts": _plain(parts),
         "inputs": {str(p): file_identity(p) for p in inputs},
@@ -339,6 +358,9 @@ def resume_key(*, inputs: Iterable[str | Path] = (), **parts: Any) -> str:
 def capture_rng() -> dict:
     """The RNG states of python, numpy and torch (CPU, and every CUDA device once CUDA is
     initialised), as plain lists and tensors that ``torch.load(weights_only=True)`` reads."""
+    import numpy as np
+    import torch
+
     version, internal, gauss = random.getstate()
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     state: dict[str, Any] = {
@@ -354,6 +376,9 @@ def capture_rng() -> dict:
 
 def restore_rng(state: dict) -> None:
     """Set the RNG states captured by :func:`capture_rng`."""
+    import numpy as np
+    import torch
+
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     kind, keys, pos, has_gauss, cached = state["numpy"]

@@ -163,10 +163,17 @@ def train_and_write(
         sparsity,
         state_sparsity,
     )
+    from deepfake_lth.resume import ResumeState, StopRequested, StopSignals, resume_key, state_path
     from deepfake_lth.train import evaluate, fit
 
     out_dir = Path(out_dir)
     train_split, val_split, test_split = (load_split(faces_dir, s) for s in ("train", "val", "test"))
+    # resume state of this job, keyed by everything it computes from (docs: resume.py)
+    resume = ResumeState(state_path(out_dir), resume_key(
+        stage="train_and_write", model=model_name, seed=seed, spec=spec, meta=meta,
+        save_epochs=list(save_epochs), init=model.state_dict(), mask=mask,
+        inputs=[Path(faces_dir) / "faces.npy", Path(faces_dir) / "manifest.csv"],
+    ))
     input_size = input_size_of(model_name, spec)
     t = spec["train"]
     if mask is not None:
@@ -175,25 +182,31 @@ def train_and_write(
             sparsity(mask),
             ", ".join(f"{k} {v:.3f}" for k, v in layer_sparsity(mask).items()),
         )
-    result = fit(
-        model,
-        train_split,
-        val_split,
-        input_size=input_size,
-        lr=t["lr"],
-        weight_decay=t["weight_decay"],
-        batch_size=t["batch_size"],
-        max_epochs=t["max_epochs"],
-        patience=t["patience"],
-        monitor=t["monitor"],
-        augment=t["augment"],
-        max_train_samples=t["max_train_samples"],
-        amp=t["amp"],
-        device=device,
-        seed=seed,
-        mask=mask,
-        save_epochs=save_epochs,
-    )
+    with StopSignals() as stop:  # SIGTERM/SIGINT: end the step, keep the state, exit non-zero
+        try:
+            result = fit(
+                model,
+                train_split,
+                val_split,
+                input_size=input_size,
+                lr=t["lr"],
+                weight_decay=t["weight_decay"],
+                batch_size=t["batch_size"],
+                max_epochs=t["max_epochs"],
+                patience=t["patience"],
+                monitor=t["monitor"],
+                augment=t["augment"],
+                max_train_samples=t["max_train_samples"],
+                amp=t["amp"],
+                device=device,
+                seed=seed,
+                mask=mask,
+                save_epochs=save_epochs,
+                resume=resume,
+                stop=stop,
+            )
+        except StopRequested as exc:
+            raise stop.stopped(exc, resume) from None
     eval_bs = max(int(t["batch_size"]), 256)
     test = evaluate(model, test_split, input_size, device, eval_bs, t["amp"])
     val = evaluate(model, val_split, input_size, device, eval_bs, t["amp"])
@@ -253,9 +266,11 @@ def train_and_write(
         "train": t,
         "layer_sparsity": {n: state_sparsity(state, [n]) for n in names},
         "history": result.history,
+        "resumed_from": list(result.resumed_from),
     }
     metrics.update(meta)
     write_metrics(out_dir / "metrics.json", metrics)
+    resume.clear()  # the job is complete: its state is of no further use
     log.info(
         "%s %s seed %d %s: sparsity %.4f, test acc %.4f auc %.4f video acc %.4f (%d epochs)",
         metrics["dataset"],
