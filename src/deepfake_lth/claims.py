@@ -178,7 +178,11 @@ def _claim_winning(runs, controls: Sequence[str], kinds, flags) -> Claim:
             else:
                 outcome = TIE
             outcomes.append(outcome)
-            basis = ", ".join(sorted(set(g["basis"])))
+            words = {"matched control": "judged against the matched control",
+                     "controls with shorter training": "judged against controls with shorter "
+                     "training, as the matched control did not run",
+                     "no control": "judged without a control, as none ran"}
+            basis = "; ".join(words.get(x, x) for x in sorted(set(g["basis"])))
             if best is None:
                 first = g.nsmallest(1, "sparsity").iloc[0]
                 said = (f"{_label(imp)} is not a winning ticket even at its first round "
@@ -189,8 +193,8 @@ def _claim_winning(runs, controls: Sequence[str], kinds, flags) -> Claim:
             paper = g[g["paper"]]["sparsity"]
             paper_words = (f"by the paper's a′ ≥ a up to {100 * paper.max():.0f} %"
                            if len(paper) else "by the paper's a′ ≥ a at no round")
-            evidence.append(f"{model} on {dataset}: {said} (judged against the {basis}; "
-                            f"{paper_words}), {SAY[outcome]}.")
+            evidence.append(f"{model} on {dataset}: {said} ({basis}; {paper_words}), "
+                            f"{SAY[outcome]}.")
     if not outcomes:
         evidence.append("No IMP ticket with its dense network in this run.")
     matched_words = (f"beats the matched control ({_label('control-' + registry.MATCHED_CONTROL)}:"

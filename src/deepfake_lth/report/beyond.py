@@ -163,7 +163,8 @@ def pai_section(runs, config: dict, figures: Figures, model_order: list[str] | N
                          + registry.with_role(part["method"].unique(), registry.ONESHOT),
                          key=method_key) + pai
         fig = curves_figure(runs, dataset, methods, f"{dataset}: pruning at initialization",
-                            model_order)
+                            model_order, rate=(config.get("prune") or {}).get("rate"),
+                            rounds=(config.get("prune") or {}).get("rounds"))
         figure = None if fig is None else figures.add(
             fig, f"pai_{safe_name(dataset)}",
             f"SNIP and GraSP against IMP and one-shot pruning on {dataset} "
@@ -199,7 +200,8 @@ def step_size_section(runs, config: dict, figures: Figures, model_order: list[st
         criteria = sorted({parse_step_size_method(v)[0] for v in variants})
         methods = [f"imp-{c}" for c in criteria] + variants
         fig = curves_figure(runs, dataset, methods, f"{dataset}: pruning step size",
-                            model_order)
+                            model_order, rate=(config.get("prune") or {}).get("rate"),
+                            rounds=(config.get("prune") or {}).get("rounds"))
         figure = None if fig is None else figures.add(
             fig, f"step_sizes_{safe_name(dataset)}",
             f"IMP at several pruning rates on {dataset} ({seeds_words(part)}).")

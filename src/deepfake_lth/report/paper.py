@@ -91,6 +91,10 @@ def results_tables(runs, model_order: list[str] | None = None,
                 mean_sd(retained),
                 str(g["seed"].nunique()),
             ])
+        if not df["test_acc_val_threshold"].notna().any():
+            table.note += (" The accuracy at the validation threshold is not shown: these run "
+                           "folders predate it (their metrics.json has no "
+                           "test_acc_val_threshold).")
         out[dataset] = table.drop_empty_columns()
     return out
 
