@@ -171,7 +171,10 @@ def _claim_winning(runs, controls: Sequence[str], kinds, flags) -> Claim:
             upto = g[g["sparsity"] <= 0.5 + LEVEL_TOLERANCE]
             if upto.empty:
                 upto = g.nsmallest(1, "sparsity")
-            if bool(upto["winning"].all()):
+            reached = float(g["sparsity"].max())
+            if reached < 0.5 - NEAR:
+                outcome = TIE  # the run stops short of the claim's sparsity
+            elif bool(upto["winning"].all()):
                 outcome = GREATER
             elif (~upto["within_se"]).any() or (upto["matched_outcome"] == LESS).any():
                 outcome = LESS
@@ -193,7 +196,9 @@ def _claim_winning(runs, controls: Sequence[str], kinds, flags) -> Claim:
             paper = g[g["paper"]]["sparsity"]
             paper_words = (f"by the paper's a′ ≥ a up to {100 * paper.max():.0f} %"
                            if len(paper) else "by the paper's a′ ≥ a at no round")
-            evidence.append(f"{model} on {dataset}: {said} ({basis}; {paper_words}), "
+            short = (f"; its rounds reach only {100 * reached:.0f} % sparsity"
+                     if reached < 0.5 - NEAR else "")
+            evidence.append(f"{model} on {dataset}: {said} ({basis}; {paper_words}{short}), "
                             f"{SAY[outcome]}.")
     if not outcomes:
         evidence.append("No IMP ticket with its dense network in this run.")

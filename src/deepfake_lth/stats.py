@@ -394,7 +394,8 @@ def estimate_diff(runs, dataset: str, model: str, a: str, b: str,
         pb = np.mean([float(y[s]["test_acc"]) for _, y in by_pair for s in seeds])
         se = math.sqrt(se_diff(pa, pb, n) ** 2 + seed_var)
         return Diff(float(d_seed.mean()), se, Z, n_seeds,
-                    f"binomial over {n:.0f} test {unit}{seed_words} (no predictions.csv)")
+                    f"binomial over {n:.0f} test {unit if n != 1 else unit[:-1]}{seed_words} "
+                    "(no predictions.csv)")
     if n_seeds >= 2:
         sd = float(d_seed.std(ddof=1))
         q = float(stats.t.ppf(0.5 + CONFIDENCE / 2, n_seeds - 1))

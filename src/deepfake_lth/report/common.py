@@ -109,7 +109,9 @@ def sparsity_ticks(ax, rate: float | None, rounds: int | None) -> None:
     if not rate or not rounds:
         return
     ticks = [100 * (1 - (1 - rate) ** k) for k in range(0, rounds + 1)]
-    keep = [0] + [k for k in range(1, rounds + 1) if k % max(1, rounds // 8) == 0]
+    right = ax.get_xlim()[1]
+    keep = [0] + [k for k in range(1, rounds + 1)
+                  if k % max(1, rounds // 8) == 0 and ticks[k] <= right]
     ax.set_xticks([ticks[k] for k in keep])
     ax.set_xticklabels([f"r{k}\n{ticks[k]:.0f} %" for k in keep], fontsize=8)
 

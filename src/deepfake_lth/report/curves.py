@@ -55,6 +55,7 @@ def curves_figure(runs, dataset: str, methods: list[str], title: str,
     )
     hue_order = [method_label(m) for m in sorted(data["method"].unique(), key=method_key)]
     several_seeds = df["seed"].nunique() > 1
+    right = min(100.0, float(data["sparsity_pct"].max()) + 5.0)
     legend: dict[str, Any] = {}
     extra = ["dense ± 1 SE"] if dense_se else []
     with style():
@@ -89,7 +90,7 @@ def curves_figure(runs, dataset: str, methods: list[str], title: str,
             ax.set_title(model)
             ax.set_xlabel("IMP round and sparsity (%)" if rate and rounds else "sparsity (%)")
             ax.set_ylabel("test accuracy (%)")
-            ax.set_xlim(-2, 100)
+            ax.set_xlim(-2, right)
             sparsity_ticks(ax, rate, rounds)
         shared_ylim(axes)
         labels = [h for h in hue_order + ["dense baseline"] + extra if h in legend]

@@ -40,7 +40,7 @@ def test_set_words(df, kind: str | None) -> str:
     if kind == "videos":
         v = int(videos.iloc[0]) if len(videos) else None
         if v is not None and n is not None:
-            return f"{v:,} test videos ({n:,} frames)"
+            return f"{v:,} test {'video' if v == 1 else 'videos'} ({n:,} frames)"
         return f"{n:,} test frames" if n is not None else "test set size unknown"
     return f"{n:,} test images" if n is not None else "test set size unknown"
 
