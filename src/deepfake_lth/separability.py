@@ -267,7 +267,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='JSON list of {"level": name, "path": folder}, the dense one first')
     parser.add_argument("--model", required=True, help="registry model name")
     parser.add_argument("--method", required=True, help="the tickets' method, e.g. imp-global")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the probe's folds and of the subsample of test faces")
     parser.add_argument("--spec", default="{}",
                         help="JSON: input_size, device, threads, folds, max_samples, batch_size")
     parser.add_argument("--out", required=True, help="CSV to write")
