@@ -553,8 +553,12 @@ def test_miscalibrated_baseline_and_provenance_facts(tmp_path):
     write_metrics(res / "dsB" / "cnn5" / "seed0" / "dense", sparsity=0.0, params_nonzero=300000,
                   test_acc=0.675, test_auc=0.999, test_acc_val_threshold=0.97,
                   val_threshold=0.93, video_acc=0.7, test_samples=240, test_videos=6)
+    (res / "dsB" / "faces").mkdir(parents=True)
+    (res / "dsB" / "faces" / "summary.json").write_text(json.dumps(
+        {"warnings": ["the test split has only 6 videos"]}))
     html = htmllib.unescape(report.build_report(res, config(), tmp_path / "r.html").read_text())
     results = html[html.index('<section id="results">'):html.index('<section id="transfer">')]
+    assert "dsB: the test split has only 6 videos" in results
     assert "Dense (miscalibrated: see below)" in results
     assert "67.5 % accuracy at the threshold 0.5 but 97.0 % at the validation threshold" in results
     assert "6 test videos (240 frames)" in results  # the test-set size of a video set

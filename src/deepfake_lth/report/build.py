@@ -95,6 +95,7 @@ def results_section(ctx: Context) -> Section:
     section = Section("results", "Results per dataset", "", empty="no metrics.json found.")
     for d in ctx.datasets:
         notes = [text for (ds, _), text in sorted(ctx.flags.items()) if ds == d]
+        notes += face_warnings(ctx.results_dir, [d])
         section.parts.append(Part(d, None, [tables[d]] if d in tables else [],
                                   notes=notes, notrun="" if d in tables else " "))
     return section
@@ -192,8 +193,10 @@ def claims_section(ctx: Context) -> Section:
                "this run's numbers by the stated rule: <em>holds</em>, <em>does not "
                "hold</em>, <em>not enough evidence</em> (it ran, and the interval straddles "
                "zero), or <em>not run</em> (the method or data was not in this run). On a "
-               "video set the unit of every interval is the test video, not the frame. The "
-               "verdicts speak for this run's data and settings only."),
+               "video set the unit of every interval is the test video, not the frame: "
+               "per-video accuracies (from each run's predictions.csv) paired by video, and "
+               "with several seeds the variance of the per-seed differences added to that of "
+               "the videos. The verdicts speak for this run's data and settings only."),
         claims=claims)
 
 
