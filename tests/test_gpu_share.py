@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from deepfake_lth.models.registry import get_spec, gpu_share_percent
@@ -62,6 +63,22 @@ def _most_share_at_once(runs) -> int:
     return max(sum(gpu_share_percent(m) for m, s, e in runs if s <= t < e) for _, t, _ in runs)
 
 
+def test_shards_replace_a_whole_gpu_where_the_site_has_them(monkeypatch):
+    from deepfake_lth.job_resources import gpu_job
+
+    monkeypatch.setenv("DLTH_SLURM_GPU_MODEL", "a100")
+    monkeypatch.setenv("DLTH_SLURM_GPU_PARTITION", "gpu")
+    whole = gpu_job()
+    assert (whole["gpu"], whole["gpu_model"], whole["slurm_partition"]) == (1, "a100", "gpu")
+    assert "gres" not in whole
+    monkeypatch.setenv("DLTH_SLURM_GPU_SHARDS", "16")
+    shared = gpu_job()
+    assert shared["gpu"] == 0 and "gpu_model" not in shared
+    assert shared["slurm_partition"] == "gpu"
+    mesonet, xception = {"model": "mesonet"}, {"model": "xception"}  # .get as on Wildcards
+    assert (shared["gres"](mesonet), shared["gres"](xception)) == ("shard:4", "shard:16")
+
+
 def test_registry_shares_are_whole_percents():
     assert [gpu_share_percent(m) for m in ("xception", "resnet18", "cnn5", "mesonet")] == [
         100, 50, 25, 25]
@@ -100,10 +117,11 @@ _JOB = re.compile(r"^(?:local)?rule (\w+):\n(.*?)(?=^\S|\Z)", re.M | re.S)
 def planned_jobs(*args: str, env: dict[str, str] | None = None) -> list[dict]:
     """Every job of a dry run of the study's Snakefile: rule, wildcards and resources as dicts
     of strings (tests/test_slurm.py uses it too)."""
-    cmd = [sys.executable, "-m", "snakemake", "-n", "--snakefile", str(ROOT / "Snakefile"),
-           "--directory", str(ROOT), *args]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300,
-                          check=False)
+    with tempfile.TemporaryDirectory() as work:  # no results yet: every job is planned
+        cmd = [sys.executable, "-m", "snakemake", "-n", "--snakefile", str(ROOT / "Snakefile"),
+               "--directory", work, *args]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300,
+                              check=False)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     jobs = []
     for rule, body in _JOB.findall(proc.stdout):

@@ -16,6 +16,10 @@ separability), declared once here; every such rule says ``resources: **gpu_job()
   local run ignores them. ``slurm_extra`` asks SLURM for SIGTERM 120 s before the time limit
   (``--signal=TERM@120``, sent to the job step, so the training process itself receives
   it, keeps its resume state and exits; the retry resumes: :mod:`deepfake_lth.resume`).
+- GPU sharing on SLURM: where the site configures GRES sharding (``shard``), set
+  ``DLTH_SLURM_GPU_SHARDS`` to the shards of one GPU; a job then asks for
+  ``--gres=shard:N`` (N: its ``gpu_share`` of those shards, at least 1) instead of a whole
+  GPU (``gpu=0``, no ``gpu_model``), still in the GPU partition.
 """
 
 from __future__ import annotations
@@ -49,6 +53,13 @@ def _runtime(minutes: int) -> Callable[[Any, int], int]:
     return runtime
 
 
+def _shards(per_gpu: int) -> Callable[[Any], str]:
+    def gres(wildcards: Any) -> str:
+        return f"shard:{max(1, round(gpu_share(wildcards) * per_gpu / 100))}"
+
+    return gres
+
+
 def _mem_mb(wildcards: Any, input: Any, attempt: int) -> int:
     # the packed faces are memory-mapped: the page cache grows with the input
     return (8000 + int(1.5 * input.size_mb)) * attempt
@@ -66,8 +77,12 @@ def gpu_job(minutes: int | None = None) -> dict[str, Any]:
     partition = slurm_gpu_partition()
     if partition:
         res["slurm_partition"] = partition
+    shards = int(site_setting("DLTH_SLURM_GPU_SHARDS", "0") or 0)
     model = site_setting("DLTH_SLURM_GPU_MODEL")
-    if model:
+    if shards > 0:
+        res["gpu"] = 0
+        res["gres"] = _shards(shards)
+    elif model:
         res["gpu_model"] = model
     signal = site_setting("DLTH_SLURM_SIGNAL", SIGNAL)
     extra = [f"--signal={signal}" if signal else "", site_setting("DLTH_SLURM_GPU_EXTRA")]
