@@ -429,8 +429,10 @@ def test_sections_beyond_the_paper_when_configured(beyond):
     rows = {m: cells(lat, m)[0] for m in ("Dense", "IMP-Global", "Structured-Local")}
     assert rows["Dense"][1:] == ["dense", "0.0", "0.0", "15,000", "1.50", "2.00 (1.00×)",
                                  "40.00 (1.00×)"]
-    # an unstructured ticket whose speed-up spread contains 1: no difference, not a speed-up
+    # an unstructured ticket whose speed-up spread contains 1: no difference, not a speed-up;
+    # its channels, parameters and MACs are the dense network's ("–": does not apply)
     r = 1 / 1.02
+    assert rows["IMP-Global"][3:6] == ["–", "–", "–"]
     assert rows["IMP-Global"][6] == (f"2.04 (no difference: {r:.2f}× [{0.95 * r:.2f}, "
                                       f"{1.05 * r:.2f}])")
     # the mean over seeds of 2 ms / (2, 3, 4) and of the speed-ups 2×, 3×, 4×
@@ -620,3 +622,16 @@ def test_paper_preset_report_says_holds_for_both_criterion_claims(tmp_path):
     page = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", htmllib.unescape(html))
     assert "12.3" not in page and "random re-init" not in page
     assert "1 run: method or level the config does not plan" in page
+
+
+def test_latency_of_an_unstructured_ticket_is_never_a_speed_up():
+    from deepfake_lth.report.measures import speedup_text
+
+    row = pd.DataFrame({"median_ms": [1.9], "speedup_vs_dense": [1.05],
+                        "speedup_low": [1.01], "speedup_high": [1.09]})
+    assert speedup_text(row, "imp-global") == ("1.90 (no speed-up: same work as dense; 1.05× "
+                                               "[1.01, 1.09] measured)")
+    assert speedup_text(row, "structured-local") == "1.90 (1.05× [1.01, 1.09])"
+    old = row.drop(columns=["speedup_low", "speedup_high"])  # a CSV from before the spread
+    assert "no speed-up" in speedup_text(old, "imp-global")
+    assert speedup_text(old, "structured-local") == "1.90 (1.05×, spread not recorded)"

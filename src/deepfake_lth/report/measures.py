@@ -110,8 +110,10 @@ def latency_section(results_dir: Path, config: dict) -> Section:
             text_columns=2,
             note=(f"Times and speed-ups are means over {df['seed'].nunique()} seeds of each "
                   "seed's median." if df["seed"].nunique() > 1 else "One seed.")
-            + ("" if structured else " Params and MACs are those of the dense network for "
-               "every unstructured ticket, so they are not shown."),
+            + (" –: does not apply (an unstructured ticket keeps every channel, and its "
+               "parameters and MACs are the dense network's)." if structured else
+               " Params and MACs are those of the dense network for every unstructured "
+               "ticket, so they are not shown."),
         )
         levels = df.groupby(["method", "level"], sort=False)
         order = sorted(levels.groups, key=lambda key: (
@@ -120,9 +122,10 @@ def latency_section(results_dir: Path, config: dict) -> Section:
         for method, level in order:
             g = levels.get_group((method, level))
             cells = [method_label(method), str(level), pct_text(g["sparsity"].mean())]
+            compacted = method == "dense" or registry.with_role([method], registry.STRUCTURED)
             if structured:
-                cells += [pct_text(g["channel_sparsity"].mean()), int_text(g["params"].mean()),
-                          f"{g['macs'].mean() / 1e6:.2f}"]
+                cells += ([pct_text(g["channel_sparsity"].mean()), int_text(g["params"].mean()),
+                           f"{g['macs'].mean() / 1e6:.2f}"] if compacted else ["–"] * 3)
             for b in batches:
                 gb = g[g["batch"] == b]
                 cells.append("–" if gb.empty else speedup_text(gb, method))
@@ -139,10 +142,10 @@ def speedup_text(rows, method: str) -> str:
         return f"{ms:.2f} (1.00×)"
     low = rows["speedup_low"].mean() if "speedup_low" in rows else np.nan
     high = rows["speedup_high"].mean() if "speedup_high" in rows else np.nan
-    if np.isfinite(low) and np.isfinite(high):
-        if low <= 1.0 <= high:
-            return f"{ms:.2f} (no difference: {ratio:.2f}× [{low:.2f}, {high:.2f}])"
-        return f"{ms:.2f} ({ratio:.2f}× [{low:.2f}, {high:.2f}])"
+    spread = (f" [{low:.2f}, {high:.2f}]" if np.isfinite(low) and np.isfinite(high) else "")
+    if spread and low <= 1.0 <= high:
+        return f"{ms:.2f} (no difference: {ratio:.2f}×{spread})"
     if not registry.with_role([method], registry.STRUCTURED):
-        return f"{ms:.2f} (no difference expected: same work as dense; {ratio:.2f}× measured)"
-    return f"{ms:.2f} ({ratio:.2f}×, spread not recorded)"
+        # the same work as the dense network: a measured ratio is load or cache, not a speed-up
+        return f"{ms:.2f} (no speed-up: same work as dense; {ratio:.2f}×{spread} measured)"
+    return f"{ms:.2f} ({ratio:.2f}×{spread or ', spread not recorded'})"
