@@ -381,6 +381,8 @@ def _claim_gradcam(deltas) -> Claim:
         top = g[g["sparsity"] == hi].set_index(key)["concentration"]
         d = (top - base.reindex(top.index)).to_numpy(dtype=float)
         d = d[np.isfinite(d)]
+        if not len(d):  # no face with a defined concentration at both levels
+            continue
         outcome = decide(d) if len(d) >= 2 else TIE
         outcomes.append(outcome)
         ci = mean_ci(d)
