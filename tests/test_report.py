@@ -246,8 +246,11 @@ def test_cli_with_config_json(tmp_path):
     res, bench = fabricate(tmp_path)
     out = tmp_path / "results" / "report.html"
     rc = main(["report", "--results", str(res), "--config-json", json.dumps(config()),
-               "--benchmarks", str(bench), "--out", str(out), "--figures", str(tmp_path / "f")])
+               "--benchmarks", str(bench), "--out", str(out), "--figures", str(tmp_path / "f"),
+               "--command", "snakemake --cores 2 results/report.html"])
     assert rc == 0 and out.is_file()
+    assert "<td>command line</td><td>snakemake --cores 2 results/report.html</td>" in (
+        out.read_text())
     assert len(re.findall("data:image/png;base64,", out.read_text())) >= 3
     rc = main(["report", "--results", str(res), "--config-json", "{not json",
                "--out", str(tmp_path / "x.html")])

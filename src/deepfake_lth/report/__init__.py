@@ -61,6 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--benchmarks", default=None, help="Snakemake benchmark folder")
     parser.add_argument("--out", required=True, help="HTML file to write")
     parser.add_argument("--figures", default=None, help="also write each figure as PNG here")
+    parser.add_argument("--command", default=os.environ.get("DEEPFAKE_LTH_COMMAND"),
+                        help="the command line that ran the workflow, for the provenance "
+                        "(default: $DEEPFAKE_LTH_COMMAND)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,4 +72,4 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--results {results} is not a folder: run the workflow first")
     build_report(results, load_config(args.config_json), args.out,
                  benchmarks_dir=args.benchmarks, figures_dir=args.figures,
-                 command=os.environ.get("DEEPFAKE_LTH_COMMAND"))
+                 command=args.command)
