@@ -123,6 +123,7 @@ def accuracy_figures(runs, figures: Figures, model_order: list[str] | None = Non
 def layer_sparsity_figure(runs, dataset: str, model: str, figures: Figures) -> Figure | None:
     """Per-layer sparsity of the IMP tickets at each round (§III-C: where the pruned weights
     are), a panel per IMP criterion, a line per round; None without ``layer_sparsity``."""
+    from matplotlib import colormaps
     from matplotlib.figure import Figure as MplFigure
 
     part = runs[(runs["dataset"] == dataset) & (runs["model"] == model)]
@@ -142,11 +143,11 @@ def layer_sparsity_figure(runs, dataset: str, model: str, figures: Figures) -> F
         fig = MplFigure(figsize=(FIGURE_WIDTH, 3.6), layout="constrained")
         axes = fig.subplots(1, len(panels), squeeze=False)[0]
         for ax, (method, rows) in zip(axes, panels, strict=True):
-            cmap = __import__("matplotlib").colormaps["viridis"]
+            cmap = colormaps["viridis"]
             for i, (_, r) in enumerate(rows.iterrows()):
                 values = [100 * float(r["layer_sparsity"].get(name, np.nan)) for name in layers]
                 ax.plot(range(len(layers)), values, marker="o", markersize=3,
-                        color=cmap(i / max(1, len(rows) - 1)),
+                        color=cmap(0.85 * i / max(1, len(rows) - 1)),
                         label=f"{r['level']} ({100 * r['sparsity']:.0f} %)")
             ax.set_title(method_label(method))
             ax.set_xticks(range(len(layers)))
