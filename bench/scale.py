@@ -50,6 +50,10 @@ SPEED_GOAL = 0.95
 SPEC = {"device": "cpu", "input_size": 64, "threads": 1,
         "train": {"batch_size": 32, "max_epochs": 1, "patience": 1, "amp": False,
                   "lr": 1e-3, "augment": True}}
+# the issue's must-show: the command with the stage's defaults (MesoNet at its registry input
+# size, 256 px) for one epoch on 8,000 faces, in the cgroup
+ISSUE_FACES = 8000
+ISSUE_SPEC = {"device": "cpu", "threads": 1, "train": {"max_epochs": 1}}
 
 
 def write_packed(folder: Path, n: int, size: int = SIZE, seed: int = 0) -> Path:
@@ -106,28 +110,34 @@ def _status(pid: int) -> dict[str, int]:
     return out
 
 
-def train_command(faces: Path, out: Path) -> list[str]:
+def train_command(faces: Path, out: Path, spec: dict = SPEC) -> list[str]:
     return [sys.executable, "-m", "deepfake_lth", "train", "--faces", str(faces), "--out",
-            str(out), "--model", "mesonet", "--seed", "0", "--spec", json.dumps(SPEC)]
+            str(out), "--model", "mesonet", "--seed", "0", "--spec", json.dumps(spec)]
 
 
-def run_train(faces: Path, out: Path, cgroup: Path | None = None) -> dict:
+def run_train(faces: Path, out: Path, cgroup: Path | None = None, spec: dict = SPEC) -> dict:
     """``deepfake-lth train`` as a subprocess (in ``cgroup`` when given), its peak RssAnon
     sampled every 20 ms, its exit status, wall time and steps/s."""
-    cmd = train_command(faces, out)
+    cmd = train_command(faces, out, spec)
     if cgroup is not None:  # join the cgroup, then become the training job (same pid)
         cmd = ["sh", "-c", f'echo $$ > {cgroup / "cgroup.procs"} && exec "$@"', "sh", *cmd]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
-    peak = {"RssAnon": 0, "RssFile": 0, "VmHWM": 0}
+    peak = {"RssAnon": 0, "RssFile": 0, "VmHWM": 0, "read_bytes": 0}
     done = threading.Event()
 
     def sample() -> None:
         while not done.is_set():
             for key, value in _status(proc.pid).items():
                 peak[key] = max(peak[key], value)
+            try:  # bytes the job made the kernel read from the disk, so far
+                io = Path(f"/proc/{proc.pid}/io").read_text()
+                peak["read_bytes"] = max(peak["read_bytes"], int(io.split("read_bytes:")[1]
+                                                                 .split()[0]))
+            except (OSError, IndexError, ValueError):
+                pass
             time.sleep(0.02)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -138,7 +148,9 @@ def run_train(faces: Path, out: Path, cgroup: Path | None = None) -> dict:
     wall = time.perf_counter() - t0
     result = {"returncode": proc.returncode, "wall_s": wall, "peak_rss_anon": peak["RssAnon"],
               "peak_rss_file": peak["RssFile"], "vm_hwm": peak["VmHWM"],
-              "command": " ".join(train_command(faces, out)).replace(sys.executable, "python"),
+              "disk_read_bytes": peak["read_bytes"],
+              "command": " ".join(train_command(faces, out, spec)).replace(sys.executable,
+                                                                           "python"),
               "log_tail": log[-1500:]}
     metrics = out / "metrics.json"
     if proc.returncode == 0 and metrics.exists():
@@ -147,9 +159,10 @@ def run_train(faces: Path, out: Path, cgroup: Path | None = None) -> dict:
 
         manifest = pd.read_csv(faces / "manifest.csv")
         n_train = int((manifest["split"] == "train").sum())
-        steps = -(-n_train // SPEC["train"]["batch_size"])
+        steps = -(-n_train // m["train"]["batch_size"])
         epoch_s = m["history"][0]["seconds"]
         result.update(train_faces=n_train, steps=steps, epoch_s=epoch_s,
+                      input_size=m["input_size"], batch_size=m["train"]["batch_size"],
                       steps_per_s=steps / epoch_s, epochs=m["epochs"],
                       test_acc=m["test_acc"])
     return result
@@ -183,14 +196,14 @@ def cgroup_figures(path: Path) -> dict:
             "oom_kill": int(oom.get("oom_kill", 0))}
 
 
-def run_cgroup(faces: Path, out: Path, name: str) -> dict:
+def run_cgroup(faces: Path, out: Path, name: str, spec: dict = SPEC) -> dict:
     cgroup, why = make_cgroup(name)
     if cgroup is None:
         print(f"skipping the cgroup run: {why}", file=sys.stderr)
         return {"skipped": why}
     try:
         drop_page_cache(faces / "faces.npy")
-        result = run_train(faces, out, cgroup)
+        result = run_train(faces, out, cgroup, spec)
         result["cgroup"] = cgroup_figures(cgroup)
     finally:
         try:
@@ -265,6 +278,11 @@ def run(quick: bool = False, sizes: tuple[int, ...] = (8000, 30000), work: Path 
                                        f"dlth-scale-{os.getpid()}-{n}")
             print(f"   in a {CGROUP_LIMIT / 1e9:.1f} GB cgroup: exit "
                   f"{row['cgroup'].get('returncode', 'skipped')}", file=sys.stderr, flush=True)
+            if n == ISSUE_FACES:
+                row["issue"] = run_cgroup(faces, work / f"n{n}" / "out-issue",
+                                          f"dlth-scale-{os.getpid()}-issue", ISSUE_SPEC)
+                print(f"   the issue's command (MesoNet@256) in the cgroup: exit "
+                      f"{row['issue'].get('returncode', 'skipped')}", file=sys.stderr, flush=True)
             rows.append(row)
             if not keep:
                 shutil.rmtree(work / f"n{n}")
@@ -294,6 +312,15 @@ def run(quick: bool = False, sizes: tuple[int, ...] = (8000, 30000), work: Path 
                             f"{CGROUP_LIMIT / 1e9:.1f} GB memory cgroup: exit status",
                             "measured": c["returncode"], "goal": 0, "op": "==", "unit": "",
                             "met": c["returncode"] == 0})
+    for r in rows:
+        c = r.get("issue")
+        if c and "skipped" not in c:
+            targets.append({"id": "scale-issue-cgroup", "title": f"the issue's must-show: one "
+                            f"epoch of `deepfake-lth train` (MesoNet, stage defaults: "
+                            f"{c.get('input_size', 256)} px) on {r['faces']:,} faces at {SIZE} px "
+                            f"in a {CGROUP_LIMIT / 1e9:.1f} GB memory cgroup: exit status",
+                            "measured": c["returncode"], "goal": 0, "op": "==", "unit": "",
+                            "met": c["returncode"] == 0})
     targets.append({"id": "scale-streaming-speed", "title": "streaming / in-memory speed, demo "
                     "(MesoNet@64, 1,000 faces)", "measured": demo["ratio"], "goal": SPEED_GOAL,
                     "op": ">=", "unit": "x", "met": demo["ratio"] >= SPEED_GOAL})
@@ -321,6 +348,21 @@ def table(result: dict) -> str:
                      f"{_gb(f['peak_rss_anon'])} | {_gb(f['peak_rss_file'])} | "
                      f"{f['returncode']} | {f.get('epoch_s', float('nan')):.1f} | "
                      f"{f.get('steps_per_s', float('nan')):.2f} | {cg} |")
+    for r in result["rows"]:
+        c = r.get("issue")
+        if not c:
+            continue
+        if "skipped" in c:
+            lines.append(f"\nThe issue's command in the cgroup: skipped ({c['skipped']}).")
+            continue
+        lines += ["", "| the issue's command, in the cgroup | input | exit | peak RssAnon | "
+                  "cgroup max usage | OOM kills | epoch s | wall s |", "|---|---:|---:|---:|---:|"
+                  "---:|---:|---:|",
+                  f"| {r['faces']:,} faces at {SIZE} px | {c.get('input_size', '?')} px | "
+                  f"{c['returncode']} | {_gb(c['peak_rss_anon'])} | "
+                  f"{_gb(c['cgroup']['max_usage'])} | {c['cgroup']['oom_kill']} | "
+                  f"{c.get('epoch_s', float('nan')):.0f} | {c['wall_s']:.0f} |",
+                  "", f"    {c['command']}"]
     d = result["demo"]
     m = d["median_s"]
     same = "yes" if d["identical_weights"] else "**no**"
