@@ -638,3 +638,22 @@ def test_latency_of_an_unstructured_ticket_is_never_a_speed_up():
     old = row.drop(columns=["speedup_low", "speedup_high"])  # a CSV from before the spread
     assert "no speed-up" in speedup_text(old, "imp-global")
     assert speedup_text(old, "structured-local") == "1.90 (1.05×, spread not recorded)"
+
+
+def test_per_layer_sparsity_figure(tmp_path):
+    """§III-C: where each IMP round prunes, global against local, from metrics.json."""
+    res = tmp_path / "results"
+    run = res / "dsA" / "mesonet" / "seed0"
+    write_metrics(run / "dense", sparsity=0.0, params_nonzero=100, test_acc=0.6)
+    for k, s in ((1, 0.2), (2, 0.36)):
+        write_metrics(run / "imp-global" / f"round{k}", sparsity=s, params_nonzero=80,
+                      test_acc=0.6, layer_sparsity={"conv.weight": s / 2, "fc.weight": 1.5 * s})
+        write_metrics(run / "imp-local" / f"round{k}", sparsity=s, params_nonzero=80,
+                      test_acc=0.6, layer_sparsity={"conv.weight": s, "fc.weight": s})
+    runs, _ = report.collect_metrics(res, config())
+    fig = report.curves.layer_sparsity_figure(runs, "dsA", "mesonet", report.Figures(tmp_path))
+    assert fig is not None and (tmp_path / "layers_dsA_mesonet.png").is_file()
+    assert "global one prunes the large layers hardest" in fig.caption
+    html = report.build_report(res, config(), tmp_path / "r.html").read_text()
+    assert "Share of each layer&#39;s weights removed after each IMP round" in html
+    assert report.curves.layer_sparsity_figure(runs, "dsA", "cnn5", report.Figures(None)) is None
