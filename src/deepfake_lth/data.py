@@ -103,9 +103,12 @@ class FaceImages:
 
     ``images[positions]`` (an integer, a slice, an integer or boolean array of positions in
     the split) returns a contiguous uint8 NHWC array of just those faces, in that order;
-    ``len()``, ``shape``, ``dtype`` and ``ndim`` work as on an array. Memory thus does not grow
-    with the dataset: the file's pages are the kernel's page cache, shared and reclaimable.
-    ``np.asarray(images)`` still works, by reading every row (avoid it on a large split).
+    ``len()``, ``shape``, ``dtype`` and ``ndim`` work as on an array. ``array`` is the
+    memory map ``np.load(mmap_mode="r")`` gives (its header: shape, dtype, offset); the rows
+    themselves are read from the file with ``pread`` (:func:`read_rows`). Memory thus does
+    not grow with the dataset: the file's pages are the kernel's page cache, shared between
+    jobs and reclaimable. ``np.asarray(images)`` still works, by reading every row (avoid it
+    on a large split).
     """
 
     def __init__(self, array: np.ndarray, rows: np.ndarray) -> None:
