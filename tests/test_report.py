@@ -657,3 +657,39 @@ def test_per_layer_sparsity_figure(tmp_path):
     html = report.build_report(res, config(), tmp_path / "r.html").read_text()
     assert "Share of each layer&#39;s weights removed after each IMP round" in html
     assert report.curves.layer_sparsity_figure(runs, "dsA", "cnn5", report.Figures(None)) is None
+
+
+def test_a_new_section_is_one_function_and_one_line(tmp_path, monkeypatch):
+    from deepfake_lth.report import build
+    from deepfake_lth.report.common import Part, Section
+
+    def notes_section(ctx):
+        return Section("notes", "Notes", "", [Part("", lines=[f"{len(ctx.runs)} runs"])])
+
+    monkeypatch.setattr(build, "SECTIONS", [*build.SECTIONS[:-1], notes_section,
+                                            build.SECTIONS[-1]])
+    res, _ = fabricate(tmp_path)
+    html = report.build_report(res, config(), tmp_path / "r.html").read_text()
+    assert '<a href="#notes">Notes</a>' in html
+    assert re.search(r'<section id="notes">\s*<h2>6\. Notes</h2>', html)
+    assert "<h2>7. Provenance</h2>" in html
+
+
+def test_controls_table_with_the_matched_control(tmp_path):
+    res, _ = fabricate(tmp_path, seeds=(0, 1, 2))
+    for seed in (0, 1, 2):
+        run = res / "dsA" / "mesonet" / f"seed{seed}"
+        for k, (s, acc) in enumerate([(0.2, 0.63), (0.36, 0.61), (0.488, 0.60), (0.8, 0.562)], 1):
+            write_metrics(run / "control-random-prune-trained" / f"round{k}", sparsity=s,
+                          params_nonzero=100, test_acc=acc + 0.01 * seed - 0.03 - 0.002 * seed,
+                          test_samples=400)
+    cfg = config(seeds=(0, 1, 2)) | {"controls": ["random-prune-trained"]}
+    cfg["datasets"]["dsA"]["source"]["kind"] = "images"  # the t-interval over seeds
+    html = htmllib.unescape(report.build_report(res, cfg, tmp_path / "r.html").read_text())
+    part = html[html.index('<section id="controls">'):html.index('<section id="seeds">')]
+    assert "Control: random prune, same training (%)" in part
+    rows = cells(part, "mesonet")
+    first = rows[0]  # ticket − matched control: +3.0, +3.2, +3.4 pp over the seeds
+    ci = stats.mean_ci([0.03, 0.032, 0.034])
+    assert first[-4] == f"+3.2 [{100 * ci.low:+.1f}, {100 * ci.high:+.1f}]"
+    assert first[-2:] == ["beats the matched control", "yes"]
