@@ -67,6 +67,8 @@ def test_times_every_level_at_every_batch_size(run):
         for r in (dense, masked, compact):
             assert 0 < r.min_ms <= r.median_ms
             assert r.speedup_vs_dense == pytest.approx(dense.median_ms / r.median_ms)
+            assert 0 < r.speedup_low <= r.speedup_high  # the spread over the rounds
+        assert dense.speedup_low == dense.speedup_high == 1.0  # dense against itself
 
 
 def test_count_macs_of_a_conv_and_a_linear():
