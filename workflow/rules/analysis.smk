@@ -108,7 +108,27 @@ rule report:
     """One self-contained HTML file: accuracy vs sparsity, tables, Table I, Grad-CAM, provenance."""
     input:
         report_inputs,
-        code=code(*[f"report/{m}.py" for m in ("__init__", "beyond", "build", "collect", "common", "curves", "measures", "paper", "provenance")], "stats.py", "tickets.py", "kinds.py", "claims.py", "templates/report.html.j2"),
+        code=code(
+            *[
+                f"report/{m}.py"
+                for m in (
+                    "__init__",
+                    "beyond",
+                    "build",
+                    "collect",
+                    "common",
+                    "curves",
+                    "measures",
+                    "paper",
+                    "provenance",
+                )
+            ],
+            "stats.py",
+            "tickets.py",
+            "kinds.py",
+            "claims.py",
+            "templates/report.html.j2",
+        ),
     output:
         html=REPORT,
         figures=report(
