@@ -4,10 +4,12 @@ The cluster is tests/slurm/start-cluster.sh (Debian's slurm-wlm, two fake GPUs o
 `fakegpu`); this module starts it when no cluster answers `sinfo` and it is root, and
 stops it again if it started it. Where neither works the tests skip and say why.
 
-Checked: the whole DAG reaches results/report.html through sbatch; every training,
-pruning, transfer and Grad-CAM job asked SLURM for one GPU of the configured model in the
-configured partition, the data and report jobs for none; the dense baselines went as one
-group job; and the trained networks' metrics equal those of a plain local run.
+Checked: the whole DAG reaches results/report.html through sbatch; every job whose rule
+declares `gpu` (read from a dry run, not from a list of rule names) asked SLURM for one GPU
+of the configured model in the GPU partition, every other job for none in the CPU
+partition; the dense baselines went as one group job; the trained networks' metrics equal
+those of a plain local run; and a training job sent SIGTERM through SLURM mid-run fails,
+is submitted again, resumes after its last completed epoch and ends equal to a local run.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -29,8 +32,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "tests" / "slurm"
 # another config can be tried with the same checks (its datasets must include smoke-images)
 CONFIG = Path(os.environ.get("DLTH_SLURM_TEST_CONFIG", ROOT / "config" / "smoke.yaml"))
-GPU_RULES = {"train_dense", "imp_round", "oneshot", "control", "transfer_ticket", "gradcam"}
-CPU_RULES = {"acquire", "extract_faces", "pack_faces", "report"}
 RUN = "results/smoke-images/mesonet/seed0"
 COMPARED = [f"{RUN}/dense/metrics.json", f"{RUN}/imp-global/round2/metrics.json",
             f"{RUN}/imp-local/round1/metrics.json"]
@@ -55,11 +56,14 @@ def _node_gres() -> str | None:
     return proc.stdout.strip()
 
 
-def _default_partition() -> str:
+def _partitions() -> tuple[str, str]:
+    """(default partition, GPU partition): `gpu` where the cluster has one (the test
+    cluster's second partition on the same node), else the default one."""
     proc = _slurm("sinfo", "--noheader", "--format=%P")
     names = proc.stdout.split() if proc is not None and proc.returncode == 0 else []
     default = [n.rstrip("*") for n in names if n.endswith("*")]
-    return (default or [n.rstrip("*") for n in names] or [""])[0]
+    first = (default or [n.rstrip("*") for n in names] or [""])[0]
+    return first, "gpu" if "gpu" in names else first
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +88,9 @@ def cluster():
     if not gpus:
         pytest.skip(f"the SLURM cluster here has no GPU GRES (sinfo shows {gres!r})")
     parts = re.sub(r"\(.*\)$", "", gpus[0]).split(":")  # gpu[:model]:count
-    yield {"partition": _default_partition(), "gpu_model": parts[1] if len(parts) == 3 else ""}
+    cpu_partition, gpu_partition = _partitions()
+    yield {"partition": cpu_partition, "gpu_partition": gpu_partition,
+           "gpu_model": parts[1] if len(parts) == 3 else ""}
     if started:
         subprocess.run(["bash", str(SCRIPTS / "stop-cluster.sh")], check=False,
                        capture_output=True, timeout=120)
@@ -135,13 +141,32 @@ def slurm_run(cluster, tmp_path_factory) -> tuple[Path, list[dict[str, str]], di
         pytest.fail("snakemake-executor-plugin-slurm is not installed in this Python; it is a "
                     "dependency of the project (pyproject.toml): run `make setup`")
     work = tmp_path_factory.mktemp("slurm-run")
+    _snakemake(work, *SLURM_PROFILES, "results/report.html", env=_slurm_env(cluster),
+               timeout=1500)
+    return work, _jobs_of(work), cluster
+
+
+SLURM_PROFILES = ("--profile", str(ROOT / "profiles" / "slurm"), "--profile",
+                  str(SCRIPTS / "profile"))
+
+
+def _slurm_env(cluster: dict) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "DLTH_SLURM_"))}
     env["PYTHONUNBUFFERED"] = "1"
     env["DLTH_SLURM_PARTITION"] = cluster["partition"]
+    env["DLTH_SLURM_GPU_PARTITION"] = cluster["gpu_partition"]
     env["DLTH_SLURM_GPU_MODEL"] = cluster["gpu_model"]
-    _snakemake(work, "--profile", str(ROOT / "profiles" / "slurm"), "--profile",
-               str(SCRIPTS / "profile"), "results/report.html", env=env, timeout=1500)
-    return work, _jobs_of(work), cluster
+    return env
+
+
+@pytest.fixture(scope="module")
+def gpu_rules() -> set[str]:
+    """The rules whose jobs declare a GPU in this config, from a dry run of the workflow."""
+    from test_gpu_share import planned_jobs
+
+    jobs = planned_jobs("--workflow-profile", "none", "--cores", "1", "results/report.html",
+                        "--configfile", str(CONFIG))
+    return {j["rule"] for j in jobs if int(j["resources"].get("gpu", 0)) > 0}
 
 
 @pytest.fixture(scope="module")
@@ -176,19 +201,22 @@ def test_smoke_study_reaches_the_report_through_sbatch(slurm_run):
     assert {j["JobId"] for j in jobs} <= logs
 
 
-def test_gpu_rules_ask_for_a_gpu_and_data_rules_do_not(slurm_run):
+def test_gpu_rules_ask_for_a_gpu_and_data_rules_do_not(slurm_run, gpu_rules):
     _, jobs, cluster = slurm_run
     model = cluster["gpu_model"]
     want = f"gres:gpu:{model}:1" if model else "gres:gpu:1"
-    gpu_jobs = [j for j in jobs if _rule(j) in GPU_RULES]
-    assert len(gpu_jobs) >= 6
+    assert len(gpu_rules) >= 6
+    gpu_jobs = [j for j in jobs if _rule(j) in gpu_rules]
+    assert {_rule(j) for j in gpu_jobs} == gpu_rules
     for job in gpu_jobs:
         assert job.get("TresPerJob") == want, (_rule(job), job.get("TresPerJob"))
-        assert job["Partition"] == cluster["partition"]
+        assert job["Partition"] == cluster["gpu_partition"], (_rule(job), job["Partition"])
         assert int(job["NumCPUs"]) == 1  # config threads: 1 -> --cpus-per-task=1
-    for job in jobs:
-        if _rule(job) in CPU_RULES:
-            assert "gpu" not in job.get("TresPerJob", "") + job.get("TresPerNode", ""), job
+    cpu_jobs = [j for j in jobs if _rule(j) not in gpu_rules]
+    assert {"extract_faces", "pack_faces", "report"} <= {_rule(j) for j in cpu_jobs}
+    for job in cpu_jobs:
+        assert "gpu" not in job.get("TresPerJob", "") + job.get("TresPerNode", ""), job
+        assert job["Partition"] == cluster["partition"], (_rule(job), job["Partition"])
     # wall time comes from the profile: 6 h for training, 1 h for Grad-CAM
     limits = {_rule(j): j["TimeLimit"] for j in gpu_jobs}
     assert limits["train_dense"] == "06:00:00" and limits["gradcam"] == "01:00:00", limits
@@ -215,6 +243,79 @@ def test_metrics_equal_a_local_run(slurm_run, local_run):
             pytest.approx(c, rel=0, abs=1e-9) for c in curve]
         assert on_slurm["layer_sparsity"] == local["layer_sparsity"]
         assert on_slurm["device"] == local["device"] == "cpu"
+
+
+RESUME_EPOCHS = 100  # tiny epochs; enough of them to signal the job mid-run
+RESUME_CONFIG = ("--config", f"train={{max_epochs: {RESUME_EPOCHS}, patience: {RESUME_EPOCHS}}}")
+DENSE = f"{RUN}/dense"
+DENSE_LOG = "results/logs/train_dense/smoke-images-mesonet-seed0.log"
+
+
+def _wait_for_text(path: Path, text: str, proc: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.is_file() and text in path.read_text(errors="replace"):
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"snakemake ended (rc {proc.returncode}) before {text!r} "
+                                 f"appeared in {path}")
+        time.sleep(0.1)
+    raise AssertionError(f"{text!r} did not appear in {path} within {timeout} s")
+
+
+def test_training_job_signalled_through_slurm_is_retried_and_resumes(slurm_run, local_run):
+    """SIGTERM (what SLURM sends at preemption and, with --signal, before the time limit)
+    reaches the training process inside the job step; the job fails, Snakemake submits it
+    again, and the retry continues after the saved epoch, ending equal to a local run."""
+    work, _, cluster = slurm_run
+    seen = {j["JobId"] for j in _jobs_of(work)}
+    # the same data; a longer training: only the dense job of smoke-images reruns
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
+           *SLURM_PROFILES, "--retries", "1", f"{DENSE}/metrics.json", *RESUME_CONFIG,
+           "--configfile", str(CONFIG)]
+    out = work / "resume-run.out"
+    with open(out, "w") as fh:
+        proc = subprocess.Popen(cmd, cwd=work, env=_slurm_env(cluster), stdout=fh,
+                                stderr=subprocess.STDOUT)
+        try:
+            _wait_for_text(work / DENSE_LOG, f"epoch {RESUME_EPOCHS // 4}/{RESUME_EPOCHS}", proc,
+                           timeout=300)
+            running = [j for j in _jobs_of(work) if j["JobId"] not in seen
+                       and _rule(j) == "train_dense" and j["JobState"] == "RUNNING"]
+            assert len(running) == 1, running
+            sent = _slurm("scancel", "--signal=TERM", running[0]["JobId"])
+            assert sent is not None and sent.returncode == 0, sent
+            proc.wait(timeout=600)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+                _cancel_jobs_of(work)
+    assert proc.returncode == 0, out.read_text()[-5000:]
+    attempts = sorted((j for j in _jobs_of(work) if j["JobId"] not in seen),
+                      key=lambda j: int(j["JobId"]))
+    assert [(_rule(j), j["JobState"]) for j in attempts] == [
+        ("train_dense", "FAILED"), ("train_dense", "COMPLETED")]
+    log = (work / DENSE_LOG).read_text()
+    metrics = json.loads((work / DENSE / "metrics.json").read_text())
+    assert len(metrics["resumed_from"]) == 1, metrics["resumed_from"]
+    epoch = metrics["resumed_from"][0]
+    assert RESUME_EPOCHS // 4 <= epoch < RESUME_EPOCHS
+    assert f"resumed from epoch {epoch}" in log
+    # the first attempt's job step got the signal
+    logs = work / ".snakemake" / "slurm_logs"
+    failed_log = next(logs.rglob(f"{attempts[0]['JobId']}.log")).read_text(errors="replace")
+    assert "SIGTERM" in failed_log, failed_log[-3000:]
+
+    _snakemake(local_run, "--cores", "2", f"{DENSE}/metrics.json", *RESUME_CONFIG,
+               env={**os.environ, "PYTHONUNBUFFERED": "1"}, timeout=600)
+    local = json.loads((local_run / DENSE / "metrics.json").read_text())
+    assert local["resumed_from"] == [] and local["epochs"] == metrics["epochs"]
+    for key in NUMBERS:
+        assert _same(metrics[key], local[key]), (key, metrics[key], local[key])
+    assert [(h["train_loss"], h["val_loss"]) for h in metrics["history"]] == [
+        pytest.approx((h["train_loss"], h["val_loss"]), rel=0, abs=1e-9)
+        for h in local["history"]]
 
 
 def _same(a, b) -> bool:

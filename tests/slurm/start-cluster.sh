@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # A one-node SLURM cluster on this machine, for tests/test_slurm.py and for trying
 # profiles/slurm without a real cluster. Needs root; installs Debian's slurm-wlm and
-# munge when they are missing. One partition `debug` with one node that has all CPUs,
-# most of the memory and two fake GPUs (gres gpu:fakegpu:2 on /dev/null and /dev/zero),
-# no accounting database (so `squeue` is the status command: tests/slurm/profile).
+# munge when they are missing. One node that has all CPUs, most of the memory and two
+# fake GPUs (gres gpu:fakegpu:2 on /dev/null and /dev/zero) in two partitions, `debug`
+# (the default) and `gpu`, no accounting database (so `squeue` is the status command:
+# tests/slurm/profile).
 #
 #   tests/slurm/start-cluster.sh          # idempotent: a running cluster is left as is
 #   sinfo; sbatch --gpus=1 --wrap 'echo $CUDA_VISIBLE_DEVICES'
@@ -148,6 +149,8 @@ InactiveLimit=0
 KillWait=5
 NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$real_mem Gres=gpu:$GPU_TYPE:$GPUS State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
+# the same node again, for the GPU jobs: a test sees which partition each job asked for
+PartitionName=gpu Nodes=$host Default=NO MaxTime=INFINITE State=UP
 EOF
 
 cat >"$CONF_DIR/gres.conf" <<EOF
