@@ -29,9 +29,7 @@ from deepfake_lth.stats import (
     NOT_RUN,
     TIE,
     UNCLEAR,
-    Z,
     binomial_se,
-    by_seed,
     decide,
     decide_values,
     estimate_diff,
@@ -39,10 +37,17 @@ from deepfake_lth.stats import (
     levels_of,
     match_levels,
     mean_ci,
-    n_units,
     verdict,
 )
-from deepfake_lth.tickets import baseline_flags, winning_tickets, winning_up_to
+from deepfake_lth.tickets import (
+    baseline_flags,
+    decide_unpaired,
+    level_near,
+    retained_se,
+    retained_share,
+    winning_tickets,
+    winning_up_to,
+)
 
 __all__ = ["FAILS", "HOLDS", "NOT_RUN", "UNCLEAR", "Claim", "dataset_kind", "evaluate_claims"]
 
@@ -98,55 +103,6 @@ def _compare_at(runs, kinds, dataset, model, a, b, target=None, tol=LEVEL_TOLERA
     outcome = diff.outcome
     return outcome, (f"{model} on {dataset}, {where}: {_label(a)} − {_label(b)} = "
                      f"{diff.text()} ({diff.how}), {SAY[outcome]}.")
-
-
-def _retained(runs, dataset, model, method, level) -> dict[int, float]:
-    dense = by_seed(runs, dataset, model, "dense", "dense")
-    acc = by_seed(runs, dataset, model, method, level)
-    return {s: acc[s] / dense[s] for s in acc if s in dense and dense[s] > 0}
-
-
-def _level_near(runs, dataset, model, method, target=0.8):
-    levels = levels_of(runs, dataset, model, method)
-    if not levels:
-        return None
-    level = min(levels, key=lambda k: abs(levels[k] - target))
-    return level if abs(levels[level] - target) <= NEAR else None
-
-
-def _retained_se(runs, kinds, dataset, model, method, level) -> float:
-    """Binomial SE of a ticket's retained share acc/dense: SE(acc) / dense, over the test
-    images, or the test videos on a video set."""
-    acc = finite(by_seed(runs, dataset, model, method, level).values())
-    dense = finite(by_seed(runs, dataset, model, "dense", "dense").values())
-    if not len(acc) or not len(dense) or dense.mean() <= 0:
-        return math.nan
-    n, _ = n_units(runs, dataset, model, kinds.get(dataset))
-    return binomial_se(float(acc.mean()), n) / float(dense.mean())
-
-
-def _decide_unpaired(a: np.ndarray, b: np.ndarray, se_a: float, se_b: float,
-                     videos: bool = False) -> str:
-    """A vs B from independent samples: Welch-style SE over seeds (t quantile with the
-    smaller sample's degrees of freedom) when both have two or more seeds (on a video set
-    with the binomial SEs over test videos added), otherwise the binomial SEs ``se_a``,
-    ``se_b`` and 1.96."""
-    from scipy import stats
-
-    diff = float(a.mean() - b.mean())
-    if len(a) >= 2 and len(b) >= 2:
-        units = se_a**2 + se_b**2 if videos else 0.0
-        se = math.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b) + units)
-        q = float(stats.t.ppf(0.975, min(len(a), len(b)) - 1))
-    else:
-        se, q = math.hypot(se_a, se_b), Z
-    if not np.isfinite(se):
-        return TIE
-    if diff - q * se > 0 or (se == 0 and diff > 0):
-        return GREATER
-    if diff + q * se < 0 or (se == 0 and diff < 0):
-        return LESS
-    return TIE
 
 
 def _baseline_caveats(flags, pairs) -> list[str]:
@@ -225,12 +181,12 @@ def _claim_retains(runs, kinds, flags) -> Claim:
     for (dataset, model), _ in runs.groupby(["dataset", "model"], sort=True):
         if imp is None:
             break
-        level = _level_near(runs, dataset, model, imp)
-        kept = _retained(runs, dataset, model, imp, level) if level else {}
+        level = level_near(runs, dataset, model, imp)
+        kept = retained_share(runs, dataset, model, imp, level) if level else {}
         if not kept:
             continue
         used.append((dataset, model))
-        se = _retained_se(runs, kinds, dataset, model, imp, level)
+        se = retained_se(runs, kinds, dataset, model, imp, level)
         outcome = decide_values([v - 0.9 for v in kept.values()], se, kinds.get(dataset))
         outcomes.append(outcome)
         evidence.append(f"{model} on {dataset}: the {_label(imp)} ticket at {level} keeps "
@@ -343,17 +299,17 @@ def _claim_resnet(runs, kinds) -> Claim:
         part = runs[runs["dataset"] == dataset]
         kept = {}
         for model in sorted(part["model"].unique()):
-            level = _level_near(runs, dataset, model, imp)
+            level = level_near(runs, dataset, model, imp)
             if level:
-                kept[model] = (finite(_retained(runs, dataset, model, imp, level).values()),
-                               _retained_se(runs, kinds, dataset, model, imp, level))
+                kept[model] = (finite(retained_share(runs, dataset, model, imp, level).values()),
+                               retained_se(runs, kinds, dataset, model, imp, level))
         if "resnet18" not in kept or len(kept) < 2:
             continue
         a, se_a = kept["resnet18"]
         for other, (b, se_b) in kept.items():
             if other == "resnet18" or not len(a) or not len(b):
                 continue
-            outcome = _decide_unpaired(a, b, se_a, se_b, kinds.get(dataset) == "videos")
+            outcome = decide_unpaired(a, b, se_a, se_b, kinds.get(dataset) == "videos")
             outcomes.append(outcome)
             evidence.append(f"On {dataset}, ResNet-18 keeps {100 * a.mean():.1f} % of its dense "
                             f"accuracy and {other} {100 * b.mean():.1f} %, {SAY[outcome]}.")

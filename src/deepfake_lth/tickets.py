@@ -3,7 +3,8 @@
 * :func:`winning_tickets`: whether an IMP ticket is a *winning ticket* at each round: within
   one standard error of the dense network and better than the control whose training matches
   the ticket's (the paper's own a′ ≥ a is reported beside it);
-* :func:`baseline_flags`: dense networks that rank well but are miscalibrated at 0.5.
+* :func:`baseline_flags`: dense networks that rank well but are miscalibrated at 0.5;
+* :func:`retained_share` and its standard error: a ticket's accuracy as a share of dense.
 """
 
 from __future__ import annotations
@@ -14,7 +15,19 @@ from typing import Any
 
 import numpy as np
 
-from deepfake_lth.stats import GREATER, by_seed, estimate_diff, finite, levels_of
+from deepfake_lth.stats import (
+    GREATER,
+    LESS,
+    NEAR,
+    TIE,
+    Z,
+    binomial_se,
+    by_seed,
+    estimate_diff,
+    finite,
+    levels_of,
+    n_units,
+)
 
 # --------------------------------------------------------------------------- winning tickets
 
@@ -135,3 +148,60 @@ def baseline_flags(runs) -> dict[tuple[str, str], str]:
                 "Shares of its accuracy (Retained) overstate the tickets, and verdicts that "
                 "compare with it are weaker than they look.")
     return out
+
+
+# --------------------------------------------------------------------------- retained share
+
+
+def retained_share(runs, dataset: str, model: str, method: str, level: str
+                   ) -> dict[int, float]:
+    """Seed → the network's test accuracy over the same seed's dense accuracy."""
+    dense = by_seed(runs, dataset, model, "dense", "dense")
+    acc = by_seed(runs, dataset, model, method, level)
+    return {s: acc[s] / dense[s] for s in acc if s in dense and dense[s] > 0}
+
+
+def level_near(runs, dataset: str, model: str, method: str, target: float = 0.8
+               ) -> str | None:
+    """The level of ``method`` nearest ``target`` sparsity, if within 5 points."""
+    levels = levels_of(runs, dataset, model, method)
+    if not levels:
+        return None
+    level = min(levels, key=lambda k: abs(levels[k] - target))
+    return level if abs(levels[level] - target) <= NEAR else None
+
+
+def retained_se(runs, kinds: Mapping[str, str | None], dataset: str, model: str, method: str,
+                level: str) -> float:
+    """Binomial SE of a ticket's retained share acc/dense: SE(acc) / dense, over the test
+    images, or the test videos on a video set."""
+    acc = finite(by_seed(runs, dataset, model, method, level).values())
+    dense = finite(by_seed(runs, dataset, model, "dense", "dense").values())
+    if not len(acc) or not len(dense) or dense.mean() <= 0:
+        return math.nan
+    n, _ = n_units(runs, dataset, model, kinds.get(dataset))
+    return binomial_se(float(acc.mean()), n) / float(dense.mean())
+
+
+def decide_unpaired(a: np.ndarray, b: np.ndarray, se_a: float, se_b: float,
+                     videos: bool = False) -> str:
+    """A vs B from independent samples: Welch-style SE over seeds (t quantile with the
+    smaller sample's degrees of freedom) when both have two or more seeds (on a video set
+    with the binomial SEs over test videos added), otherwise the binomial SEs ``se_a``,
+    ``se_b`` and 1.96."""
+    from scipy import stats
+
+    diff = float(a.mean() - b.mean())
+    if len(a) >= 2 and len(b) >= 2:
+        units = se_a**2 + se_b**2 if videos else 0.0
+        se = math.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b) + units)
+        q = float(stats.t.ppf(0.975, min(len(a), len(b)) - 1))
+    else:
+        se, q = math.hypot(se_a, se_b), Z
+    if not np.isfinite(se):
+        return TIE
+    if diff - q * se > 0 or (se == 0 and diff > 0):
+        return GREATER
+    if diff + q * se < 0 or (se == 0 and diff < 0):
+        return LESS
+    return TIE
