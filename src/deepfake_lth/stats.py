@@ -393,6 +393,10 @@ def estimate_diff(runs, dataset: str, model: str, a: str, b: str,
         pa = np.mean([float(x[s]["test_acc"]) for x, _ in by_pair for s in seeds])
         pb = np.mean([float(y[s]["test_acc"]) for _, y in by_pair for s in seeds])
         se = math.sqrt(se_diff(pa, pb, n) ** 2 + seed_var)
+        if not np.isfinite(n):
+            return Diff(float(d_seed.mean()), math.nan, Z, n_seeds,
+                        "no standard error: no predictions.csv and the number of test videos "
+                        "is unknown")
         return Diff(float(d_seed.mean()), se, Z, n_seeds,
                     f"binomial over {n:.0f} test {unit if n != 1 else unit[:-1]}{seed_words} "
                     "(no predictions.csv)")
@@ -405,7 +409,8 @@ def estimate_diff(runs, dataset: str, model: str, a: str, b: str,
     ses = [se_diff(float(x[seeds[0]]["test_acc"]), float(y[seeds[0]]["test_acc"]), n)
            for x, y in by_pair]
     return Diff(float(d_seed[0]), float(np.mean(ses)), Z, 1,
-                f"one seed, binomial over {n:.0f} test images")
+                f"one seed, binomial over {n:.0f} test images" if np.isfinite(n)
+                else "one seed and an unknown test-set size: no standard error")
 
 
 def decide_values(values: Sequence[float], se_unit: float, kind: str | None) -> str:
