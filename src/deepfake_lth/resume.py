@@ -12,7 +12,7 @@ to results>/state.pt``, e.g. ``results/.resume/smoke-images/mesonet/seed0/dense/
 for ``results/smoke-images/mesonet/seed0/dense``. It sits outside the job's own folder on
 purpose: Snakemake deletes the outputs of an incomplete job before it reruns it, and that
 must not take the state along. ``DLTH_RESUME_DIR`` moves every state under another folder
-(e.g. node-local scratch shared by the retries of a job).
+(one that every retry of a job can read, e.g. a scratch file system the nodes share).
 
 Signals (:class:`StopSignals`): SIGTERM (sent by SLURM at preemption and before a time
 limit) and SIGINT set a flag; training finishes its current step, keeps the state of the
