@@ -1,10 +1,10 @@
 """Training and evaluation of one detector on a packed face dataset.
 
-One process, no DataLoader workers: batches are read by index from the memory-mapped
+One process, no DataLoader workers: batches are read by index from the packed
 ``faces.npy`` (:class:`deepfake_lth.data.FaceImages`; the split is never copied into
-memory) in an order drawn from a seeded generator, one batch read ahead on a background
-thread, and converted per batch on the device, so a run is fixed by its seed (on the CPU bit
-for bit). On CUDA the uint8 batch goes through pinned memory with a ``non_blocking`` copy,
+memory) in an order drawn from a seeded generator and converted per batch on the device, so
+a run is fixed by its seed (on the CPU bit for bit). On CUDA the next batch is read on a
+background thread into pinned memory and copied with ``non_blocking``,
 ``cudnn.benchmark`` is on, and AMP runs in bf16 where the device has it (fp16 with a
 GradScaler elsewhere). Adam on BCEWithLogitsLoss of a single logit, early stopping on the
 validation loss or accuracy, the best validation weights restored at the end. A mask, when
@@ -157,6 +157,13 @@ def eval_batch_limit(side: int) -> int:
     return max(16, EVAL_PIXELS // max(1, int(side)) ** 2)
 
 
+def _prefetch(prefetch: bool | None, device: torch.device) -> bool:
+    """Read ahead on a background thread? None: on CUDA, where reading overlaps the device's
+    work; not on the CPU, where the demo's small batches come from the page cache and the
+    thread only competes for the cores (bench/scale.py measures both)."""
+    return device.type == "cuda" if prefetch is None else bool(prefetch)
+
+
 @torch.inference_mode()
 def _predict(
     model: nn.Module,
@@ -165,7 +172,7 @@ def _predict(
     device: torch.device,
     batch_size: int,
     amp: bool = False,
-    prefetch: bool = True,
+    prefetch: bool | None = None,
 ) -> np.ndarray:
     """Logits (float64, CPU) of every sample of ``split``."""
     was_training = model.training
@@ -177,7 +184,8 @@ def _predict(
     if device.type == "cpu":
         batch_size = min(batch_size, eval_batch_limit(input_size or split.images.shape[1]))
     slices = list(_batches(len(split), batch_size))
-    batches = prefetched(lambda sl: read_batch(split.images, positions[sl], pin), slices, prefetch)
+    batches = prefetched(lambda sl: read_batch(split.images, positions[sl], pin), slices,
+                         _prefetch(prefetch, device))
     with closing(batches):  # an error stops the read-ahead thread too
         for raw in batches:
             x = to_tensor(raw, input_size, device)
@@ -229,11 +237,12 @@ def evaluate(
     device: torch.device | str,
     batch_size: int = 256,
     amp: bool = False,
-    prefetch: bool = True,
+    prefetch: bool | None = None,
 ) -> dict:
     """Frame accuracy (at 0.5), ROC AUC (NaN with one class), video accuracy (mean fake
     probability per video at 0.5), mean BCE loss and per-sample probabilities. Batches are
-    read from ``split`` as they are used (``prefetch``: one ahead, on a background thread)."""
+    read from ``split`` as they are used (``prefetch``: one ahead, on a background thread;
+    None: on CUDA only, see :func:`fit`)."""
     device = torch.device(device)
     logits = _predict(model, split, input_size, device, batch_size, amp, prefetch)
     labels = np.asarray(split.labels, dtype=np.float64)
@@ -399,7 +408,7 @@ def fit(
     mask: Mapping[str, torch.Tensor] | None = None,
     save_epochs: Iterable[int] = (),
     compile: bool = False,
-    prefetch: bool = True,
+    prefetch: bool | None = None,
     resume: ResumeState | None = None,
     stop: StopSignals | None = None,
 ) -> FitResult:
@@ -408,7 +417,7 @@ def fit(
     CPU copies of the weights after those epochs (0: before training) for rewinding.
 
     ``compile``: run the model through ``torch.compile``. ``prefetch``: read the next batch
-    on a background thread. ``resume``: save the whole training state at the end of every
+    on a background thread (None: on CUDA only). ``resume``: save the whole training state at the end of every
     epoch and, when it holds a state of this job, continue from it (the caller clears it once
     the job's outputs are written). ``stop``: when its ``requested`` flag is set, finish the
     current step and raise :class:`deepfake_lth.resume.StopRequested`, the state of the last
@@ -493,7 +502,7 @@ def fit(
         batches = prefetched(
             lambda sl, order_np=order_np: read_batch(train.images, order_np[sl], pin),
             steps,
-            prefetch,
+            _prefetch(prefetch, device),
         )
         with _progress(n_batches, f"epoch {epoch}") as bar, closing(batches):
             for sl, raw in zip(steps, batches, strict=True):
