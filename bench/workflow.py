@@ -76,7 +76,7 @@ def _timed_cpu(cmd: list[str], cwd: Path | None = None,
 
 def _copy_project(dest: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
-    for name in ("Snakefile", "config.yaml"):
+    for name in ("Snakefile", "config.yaml", "environment.yml"):
         shutil.copy(ROOT / name, dest / name)
     for name in ("workflow", "config"):
         shutil.copytree(ROOT / name, dest / name)

@@ -127,3 +127,35 @@ def test_every_method_name_has_exactly_one_family():
     for method in planned:
         assert sum(bool(f.match(method)) for f in methods.FAMILIES) == 1, method
         assert methods.label(method) != method  # a label in the paper's words
+
+
+def test_every_cli_argument_has_help_text():
+    import argparse
+    import importlib
+
+    missing = []
+    for name, (module, _) in cli.COMMANDS.items():
+        parser = argparse.ArgumentParser()
+        mod = importlib.import_module(module)
+        adder = getattr(mod, f"add_{name.replace('-', '_')}_arguments", None) or mod.add_arguments
+        adder(parser)
+        missing += [f"{name} {a.option_strings or a.dest}" for a in parser._actions
+                    if not a.help and a.dest != "help"]
+    assert missing == []
+
+
+def test_stage_defaults_are_the_schemas():
+    """One source of each default: the stage spec and the GraSP temperature read the schema's."""
+    from deepfake_lth.pruning import GRASP_TEMPERATURE
+    from deepfake_lth.stages.pai import prune_at_init
+    from deepfake_lth.stages.spec import parse_spec
+
+    schema = config.load_schema()["properties"]
+    spec = parse_spec({})
+    for key, prop in schema["train"]["properties"].items():
+        assert spec["train"][key] == prop.get("default"), key
+    assert spec["prune"]["rate"] == schema["prune"]["properties"]["rate"]["default"]
+    assert spec["prune"]["rewind"] == schema["prune"]["properties"]["rewind"]["default"]
+    pai = schema["prune_at_init"]["properties"]
+    assert pai["temperature"]["default"] == GRASP_TEMPERATURE
+    assert prune_at_init.__kwdefaults__["temperature"] == GRASP_TEMPERATURE

@@ -125,6 +125,34 @@ def test_nothing_reruns_when_nothing_changed(work):
     assert planned(work) == []
 
 
+def test_smoke_metrics_match_the_figures_recorded_before_the_restructuring(work):
+    """The runs of smoke-images give the metrics recorded on main 133b4da, before the stages
+    became a package and faces were streamed from the memory map (tests/data)."""
+    ref = json.loads((ROOT / "tests" / "data" / "smoke_reference.json").read_text())["runs"]
+    base = work / "results" / "smoke-images" / "mesonet" / "seed0"
+    for folder, want in ref.items():
+        got = json.loads((base / folder / "metrics.json").read_text())
+        history = want.pop("history")
+        assert {k: got[k] for k in want} == pytest.approx(want, rel=1e-9, abs=1e-12), folder
+        assert len(got["history"]) == len(history), folder
+        for epoch, expected in zip(got["history"], history, strict=True):
+            epoch = {k: v for k, v in epoch.items() if k != "seconds"}
+            assert epoch == pytest.approx(expected, rel=1e-9, abs=1e-12), folder
+
+
+def test_a_copied_checkout_stays_cached(work, tmp_path):
+    """A finished run copied elsewhere with its results (cp -a) plans nothing there."""
+    moved = tmp_path / "elsewhere" / "study"
+    shutil.copytree(work, moved, symlinks=True)  # copies modification times, as cp -a does
+    assert planned(moved) == []
+
+
+def test_threads_and_device_rerun_nothing(work):
+    """How a job runs is not what it computes: threads and device are outside the spec."""
+    assert planned(work, "--config", "threads=2") == []
+    assert planned(work, "--config", "device=auto") == []
+
+
 def test_a_dataset_parameter_reruns_only_that_dataset(work):
     jobs = planned(work, change={"datasets": {"smoke-videos": {"shards": 3}}})
     touched = {w for _, w in jobs}
@@ -177,7 +205,7 @@ def test_rerun_from_one_round_and_until(work):
 
 
 def _copy_project(dest: Path) -> Path:
-    for name in ("Snakefile", "config.yaml"):
+    for name in ("Snakefile", "config.yaml", "environment.yml"):
         shutil.copy(ROOT / name, dest / name)
     for name in ("workflow", "config"):
         shutil.copytree(ROOT / name, dest / name)

@@ -12,6 +12,7 @@ import logging
 import sys
 
 from deepfake_lth.errors import UserError
+from deepfake_lth.resume import StopRequested
 
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -66,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:  # bad input: a clear message, no traceback
         print(f"deepfake-lth {args._name}: error: {exc}", file=sys.stderr)
         return 2
+    except StopRequested as exc:  # SIGTERM/SIGINT: the state is saved, a rerun resumes
+        print(f"deepfake-lth {args._name}: {exc}", file=sys.stderr)
+        return exc.exit_code
 
 
 if __name__ == "__main__":

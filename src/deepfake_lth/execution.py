@@ -71,6 +71,7 @@ def prepare_jobs(basedir: str, device: str) -> None:
     the jobs as ``DLTH_DEVICE`` (the ``--device`` default): where a job runs is not what it
     computes, so changing it reruns nothing.
     """
+    import shlex
     import sys
 
     os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable),
@@ -79,6 +80,9 @@ def prepare_jobs(basedir: str, device: str) -> None:
     os.environ["PYTHONPATH"] = os.pathsep.join(
         p for p in [src, os.environ.get("PYTHONPATH", "")] if p)
     os.environ["DLTH_DEVICE"] = str(device)
+    # the report's provenance names the command that ran the workflow (not a param: a new
+    # command line must not rerun the report)
+    os.environ.setdefault("DEEPFAKE_LTH_COMMAND", shlex.join(sys.argv))
 
 
 def site_setting(name: str, default: str = "") -> str:

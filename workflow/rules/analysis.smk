@@ -144,7 +144,7 @@ rule report:
     params:
         results=lambda w, output: str(Path(output.html).parent),
         benchmarks=lambda w, output: str(Path(output.html).parent / "benchmarks"),
-        config=as_json(config),
+        config=as_json(study_config()),
     shell:
         "python -m deepfake_lth report --results {params.results} --config-json {params.config:q} "
         "--benchmarks {params.benchmarks} --figures {output.figures} --out {output.html} > {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"

@@ -61,6 +61,11 @@ def stage_code(stage):
     return code(*methods.training_code(), f"stages/{stage}.py")
 
 
+def study_config():
+    """The config without how jobs run (threads, device): what the report depends on."""
+    return {k: v for k, v in config.items() if k not in ("threads", "device")}
+
+
 def as_json(obj):
     return json.dumps(obj, sort_keys=True, separators=(",", ":"))
 
