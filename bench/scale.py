@@ -430,9 +430,14 @@ the `.npy` memory map; on CUDA one batch ahead on a background thread); no stage
 memory any more, and evaluation on the CPU converts and runs at most 2^22 pixels (faces ×
 side²) at a time. `pread` rather than reads through the map: in the 1.5 GB cgroup, pages
 touched through a map were promoted over the job's own code pages and the epoch thrashed (it
-had read ~15 GB from disk after 2.5 min of a 2.1 GB set); read with `pread`, the same epoch
-read 2.9 GB. Before this change the same command on the 2.1 GB set peaked at 3.9 GB RSS and
+had read ~15 GB from disk after 2.5 min of a 2.1 GB set); read with `pread`, an epoch reads
+about the set once (the disk read column, torch's libraries included). Before this change the same command on the 2.1 GB set peaked at 3.9 GB RSS and
 was OOM-killed in a 1.5 GB cgroup (issue 13).
+
+On the CPU the read-ahead thread is off by default: on the demo-shaped set it was within
+noise of no thread in three runs on this shared 2-core machine (median s, with / without /
+in memory: 1.54 / 1.53 / 1.57 lightly loaded; 2.36 / 2.20 / 2.43 under a running demo;
+the run above), and the demo runs two jobs on two cores. On CUDA it is on.
 """
 
 
