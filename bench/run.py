@@ -283,7 +283,7 @@ Frames per second of the extraction stage (`faces.extract_shard` with the real
 jobs) against a naive baseline in the same script: decode every frame with OpenCV, keep 40
 evenly spaced, `MTCNN.detect` one frame at a time at full resolution (torch on 1 or 2
 threads, whichever a short probe finds faster). Demo input: synthetic videos at 192×160, 48
-frames, config.yaml's `faces`; 1080p input: the same generator at 1920×1080, 120 frames,
+frames, config.yaml's demo-videos face settings; 1080p input: the same generator at 1920×1080, 120 frames,
 config/paper.yaml's `faces` (`detect_max_side` 640).
 
 {_error_or_table(ext)}{_loads(ext)}

@@ -289,6 +289,7 @@ def test_cli_rejects_bad_spec(tmp_path, capsys):
     assert "sample_per_class" in capsys.readouterr().err
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cpu_and_cuda_agree():
     torch.manual_seed(3)

@@ -10,8 +10,8 @@ from torch import nn
 from deepfake_lth import pruning
 from deepfake_lth.data import FaceSplit
 from deepfake_lth.errors import UserError
+from deepfake_lth.scoring import video_accuracy
 from deepfake_lth.train import (
-    _video_accuracy,
     evaluate,
     fit,
     resolve_device,
@@ -168,5 +168,5 @@ def test_video_accuracy_averages_frames() -> None:
     labels = np.array([1, 1, 1, 0, 0, 0])
     vids = np.array(["a", "a", "a", "b", "b", "b"])
     # video a: mean 0.567 → fake (right); video b: mean 0.333 → real (right)
-    assert _video_accuracy(probs, labels, vids) == 1.0
-    assert _video_accuracy(probs, 1 - labels, vids) == 0.0
+    assert video_accuracy(probs, labels, vids) == 1.0
+    assert video_accuracy(probs, 1 - labels, vids) == 0.0

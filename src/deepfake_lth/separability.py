@@ -228,7 +228,7 @@ def separability_stage(
     if len(test) == 0:
         raise UserError(f"{faces_dir}: the test split is empty; separability is measured on it")
     keep = _subset(len(test), spec["max_samples"], test.labels, seed)
-    images, labels = test.images[keep], np.asarray(test.labels)[keep]
+    images, labels = test.subset(keep).images, np.asarray(test.labels)[keep]
     videos = np.asarray(test.video_ids)[keep]
     # one face per video (an image set): plain stratified folds; frames of videos: grouped
     groups = videos if len(np.unique(videos)) < len(videos) else None

@@ -202,6 +202,7 @@ def train_and_write(
                 seed=seed,
                 mask=mask,
                 save_epochs=save_epochs,
+                compile=bool(t.get("compile", False)),
                 resume=resume,
                 stop=stop,
             )
