@@ -250,4 +250,5 @@ def test_killed_extraction_resumes_without_redoing_finished_shards(tmp_path):
     assert (work / "resources" / "smoke-videos" / "sources.csv").stat().st_mtime_ns == sources
     assert sorted(p.name for p in shards.glob("shard*.npy")) == [f"shard{i}.npy" for i in range(3)]
     manifest = pd.read_csv(work / target)
-    assert manifest["video_id"].nunique() == 6
+    source = cfg["datasets"]["smoke-videos"]["source"]
+    assert manifest["video_id"].nunique() == 2 * source["videos_per_class"]  # every video, once
