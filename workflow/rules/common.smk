@@ -131,17 +131,9 @@ def run_dir(w, dataset=None):
     return f"{RESULTS}/{dataset or w.dataset}/{w.model}/seed{w.seed}"
 
 
-def _chain_method(w):
-    """The method of a round rule's wildcards: imp-{criterion}[-rate{rate}], structured-…."""
-    if w.get("rate") is not None:
-        return f"imp-{w.criterion}-rate{w.rate}"
-    return f"{w.get('family', 'imp')}-{w.criterion}"
-
-
-def previous(w, method=None):
+def previous(w, method):
     """Round k-1 of a chain (round 0 is the dense model): its checkpoint, mask (and channels
     for structured rounds), from the method registry's levels."""
-    method = method or _chain_method(w)
     levels = methods.method_levels(config, w.dataset, w.model, int(w.seed), method)
     k = int(w.k)
     if k < 1 or k >= len(levels):
@@ -156,7 +148,7 @@ def previous(w, method=None):
 
 
 def prev_round(w):
-    return previous(w)
+    return previous(w, f"imp-{w.criterion}")
 
 
 def prev_structured(w):
@@ -165,17 +157,6 @@ def prev_structured(w):
 
 def prev_round_rate(w):
     return previous(w, f"imp-{w.criterion}-rate{w.rate}")
-
-
-def structured_models():
-    """The configured models structured tickets run for."""
-    return [
-        m
-        for m in MODELS
-        if any(
-            methods.family_of(x).name == "structured" for x in methods.planned_methods(config, m)
-        )
-    ]
 
 
 def level_sparsity(method):
@@ -289,9 +270,8 @@ def study_metrics(dataset):
 
 def method_configured(method, model=None):
     """Whether the config runs ``method`` (for ``model``)."""
-    return method in methods.planned_methods(config, model) and bool(
-        methods.method_levels(config, DATASETS[0], model or MODELS[0], 0, method)[1:]
-    )
+    planned = method in methods.planned_methods(config, model)
+    return planned and bool(methods.family_of(method).levels(config, method))
 
 
 def separability_outputs():
