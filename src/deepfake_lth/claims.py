@@ -234,18 +234,23 @@ def _claim_criterion(runs, kinds, config, kind, better, worse) -> Claim:
     )
 
 
-def _claim_imp_vs_oneshot(runs, kinds) -> Claim:
+def _compare_pairs(runs, kinds, pairs, target: float) -> tuple[list, list]:
+    """Outcomes and evidence of ``a`` − ``b`` at the level nearest ``target``, for every
+    dataset × model and every (a, b) in ``pairs`` that both ran there."""
     outcomes, evidence = [], []
-    present = set(runs["method"])
     for (dataset, model), _ in runs.groupby(["dataset", "model"], sort=True):
-        for imp in _imp_methods(runs):
-            oneshot = f"oneshot-{registry.criterion_of(imp)}"
-            if oneshot not in present:
-                continue
-            res = _compare_at(runs, kinds, dataset, model, imp, oneshot, target=0.8)
+        for a, b in pairs:
+            res = _compare_at(runs, kinds, dataset, model, a, b, target=target)
             if res:
                 outcomes.append(res[0])
                 evidence.append(res[1])
+    return outcomes, evidence
+
+
+def _claim_imp_vs_oneshot(runs, kinds) -> Claim:
+    present = set(runs["method"])
+    pairs = [(imp, f"oneshot-{registry.criterion_of(imp)}") for imp in _imp_methods(runs)]
+    outcomes, evidence = _compare_pairs(runs, kinds, [p for p in pairs if p[1] in present], 0.8)
     if not outcomes:
         evidence.append("No IMP and one-shot levels of one criterion near 80 % in this run.")
     return Claim(
@@ -259,17 +264,10 @@ def _claim_imp_vs_oneshot(runs, kinds) -> Claim:
 
 
 def _claim_local_vs_oneshot(runs, kinds) -> Claim:
-    outcomes, evidence = [], []
-    imp_local = "imp-local"
     oneshots = sorted(registry.with_role(runs["method"].unique(), registry.ONESHOT),
                       key=registry.sort_key)
-    if imp_local in set(runs["method"]):
-        for (dataset, model), _ in runs.groupby(["dataset", "model"], sort=True):
-            for oneshot in oneshots:
-                res = _compare_at(runs, kinds, dataset, model, imp_local, oneshot, target=0.8)
-                if res:
-                    outcomes.append(res[0])
-                    evidence.append(res[1])
+    pairs = [("imp-local", o) for o in oneshots] if "imp-local" in set(runs["method"]) else []
+    outcomes, evidence = _compare_pairs(runs, kinds, pairs, 0.8)
     if not outcomes:
         evidence.append("IMP-Local and a one-shot method at about 80 % were not both run.")
     return Claim(
