@@ -205,30 +205,40 @@ def load_split(faces: str | Path, split: str, mmap: bool = True) -> FaceSplit:
     memory-mapped ``faces.npy``: batches are read by index when used, so a job's memory does
     not grow with the dataset. ``mmap=False`` reads the split into memory (small sets, tests).
     """
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
+    return load_splits(faces, (split,), mmap)[0]
+
+
+def load_splits(faces: str | Path, splits=SPLITS, mmap: bool = True) -> tuple[FaceSplit, ...]:
+    """:func:`load_split` of each of ``splits``, reading the manifest and the array's header
+    once."""
+    unknown = [s for s in splits if s not in SPLITS]
+    if unknown:
+        raise ValueError(f"split must be one of {SPLITS}, not {unknown[0]!r}")
     faces = Path(faces)
     manifest = load_manifest(faces)
-    sel = manifest[manifest["split"] == split]
     path = faces / "faces.npy"
     if not path.exists():
         raise UserError(f"{path} is missing: run the pack stage first (snakemake {path})")
-    rows = sel["index"].to_numpy(dtype=np.int64)
     array = np.load(path, mmap_mode="r")
     n = len(array)
-    if len(rows) and (rows.min() < 0 or rows.max() >= n):
-        raise UserError(
-            f"{faces / 'manifest.csv'} names row {int(rows.max())} but {path} has {n} faces: "
-            "the two files do not belong together; rerun the pack stage"
-        )
-    # mmap=False: only the split's rows, read into memory through the map
-    images = FaceImages(array, rows) if mmap else read_rows(array, rows)
-    return FaceSplit(
-        images=images,
-        labels=sel["label"].to_numpy(dtype=np.int64),
-        video_ids=sel["video_id"].to_numpy(dtype=str),
-        rows=rows,
-    )
+    out = []
+    for split in splits:
+        sel = manifest[manifest["split"] == split]
+        rows = sel["index"].to_numpy(dtype=np.int64)
+        if len(rows) and (rows.min() < 0 or rows.max() >= n):
+            raise UserError(
+                f"{faces / 'manifest.csv'} names row {int(rows.max())} but {path} has {n} "
+                "faces: the two files do not belong together; rerun the pack stage"
+            )
+        # mmap=False: only the split's rows, read into memory through the map
+        images = FaceImages(array, rows) if mmap else read_rows(array, rows)
+        out.append(FaceSplit(
+            images=images,
+            labels=sel["label"].to_numpy(dtype=np.int64),
+            video_ids=sel["video_id"].to_numpy(dtype=str),
+            rows=rows,
+        ))
+    return tuple(out)
 
 
 # faces converted at a time on the CPU: a float copy of 32 faces at 299 px is 34 MB, of an

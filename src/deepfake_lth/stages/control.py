@@ -20,11 +20,11 @@ from deepfake_lth.errors import UserError
 from deepfake_lth.files import read_metrics
 from deepfake_lth.methods import CONTROLS
 from deepfake_lth.stages.runner import (
+    Job,
     add_common_arguments,
     build,
     load_into,
     rewound_start,
-    setup,
     spec_from_args,
     train_and_write,
 )
@@ -87,7 +87,7 @@ def control(
     imp_dir, dense_dir = Path(imp_dir), Path(dense_dir)
     imp_metrics = read_metrics(imp_dir)
     imp_mask = load_mask(imp_dir / "mask.pt")
-    device = setup(spec, seed)
+    job = Job.start(faces_dir, out_dir, model_name, seed, spec)
     model = build(model_name, spec)
     other_seed = seed + CONTROL_SEED_OFFSET
     meta: dict[str, Any] = {}
@@ -115,12 +115,7 @@ def control(
         meta["control_prev"] = str(prev_dir)
     load_into(model, start, f"the {name} start weights")
     return train_and_write(
-        faces_dir=faces_dir,
-        out_dir=out_dir,
-        model_name=model_name,
-        seed=seed,
-        spec=spec,
-        device=device,
+        job,
         model=model,
         mask=mask,
         meta={

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from deepfake_lth.stages.runner import (
+    Job,
     add_common_arguments,
     build,
     rewind_epochs,
-    setup,
     spec_from_args,
     train_and_write,
 )
@@ -30,17 +30,12 @@ def train_dense(
     from deepfake_lth.pruning import atomic_torch_save
 
     spec = parse_spec(spec)
-    device = setup(spec, seed)
+    job = Job.start(faces_dir, out_dir, model_name, seed, spec)
     model = build(model_name, spec, pretrained=True)
     init = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     atomic_torch_save(init, Path(out_dir) / "init.pt")
     return train_and_write(
-        faces_dir=faces_dir,
-        out_dir=out_dir,
-        model_name=model_name,
-        seed=seed,
-        spec=spec,
-        device=device,
+        job,
         model=model,
         mask=None,
         meta={"method": "dense", "criterion": None, "round": 0, "target_sparsity": 0.0},

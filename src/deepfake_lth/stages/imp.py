@@ -18,11 +18,11 @@ from deepfake_lth.errors import UserError
 from deepfake_lth.files import read_metrics
 from deepfake_lth.plan import imp_sparsity, step_size_method
 from deepfake_lth.stages.runner import (
+    Job,
     add_common_arguments,
     build,
     load_into,
     rewound_start,
-    setup,
     spec_from_args,
     train_and_write,
 )
@@ -76,7 +76,7 @@ def imp_round(
             f"{prev_dir}/metrics.json was pruned at rate {prev_rate}, but {method} prunes at "
             f"rate {rate}; pass round {k - 1} of {method} as --prev"
         )
-    device = setup(spec, seed)
+    job = Job.start(faces_dir, out_dir, model_name, seed, spec)
     model = build(model_name, spec)
     prev_state = load_state(prev_dir / "checkpoint.pt")
     load_into(model, prev_state, str(prev_dir / "checkpoint.pt"))
@@ -85,12 +85,7 @@ def imp_round(
     start = rewound_start(spec["prune"]["rewind"], prev_state, dense_dir, mask)
     load_into(model, start, "the rewound weights")
     return train_and_write(
-        faces_dir=faces_dir,
-        out_dir=out_dir,
-        model_name=model_name,
-        seed=seed,
-        spec=spec,
-        device=device,
+        job,
         model=model,
         mask=mask,
         meta={

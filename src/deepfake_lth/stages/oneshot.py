@@ -11,11 +11,11 @@ from deepfake_lth.criteria import CRITERIA
 from deepfake_lth.errors import UserError
 from deepfake_lth.plan import nearest_round_at
 from deepfake_lth.stages.runner import (
+    Job,
     add_common_arguments,
     build,
     load_into,
     rewound_start,
-    setup,
     spec_from_args,
     train_and_write,
 )
@@ -39,7 +39,7 @@ def oneshot(
     if not 0 < sparsity < 1:
         raise UserError(f"one-shot sparsity must be in (0, 1), got {sparsity!r}")
     dense_dir = Path(dense_dir)
-    device = setup(spec, seed)
+    job = Job.start(faces_dir, out_dir, model_name, seed, spec)
     model = build(model_name, spec)
     dense_state = load_state(dense_dir / "checkpoint.pt")
     load_into(model, dense_state, str(dense_dir / "checkpoint.pt"))
@@ -47,12 +47,7 @@ def oneshot(
     start = rewound_start(spec["prune"]["rewind"], dense_state, dense_dir, mask)
     load_into(model, start, "the rewound weights")
     return train_and_write(
-        faces_dir=faces_dir,
-        out_dir=out_dir,
-        model_name=model_name,
-        seed=seed,
-        spec=spec,
-        device=device,
+        job,
         model=model,
         mask=mask,
         meta={

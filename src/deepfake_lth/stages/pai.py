@@ -13,10 +13,10 @@ from deepfake_lth.methods import PAI_METHODS
 from deepfake_lth.plan import nearest_round_at
 from deepfake_lth.pruning import GRASP_TEMPERATURE
 from deepfake_lth.stages.runner import (
+    Job,
     add_common_arguments,
     build,
     load_into,
-    setup,
     spec_from_args,
     train_and_write,
 )
@@ -81,7 +81,8 @@ def prune_at_init(
     if not 0 < sparsity < 1:
         raise UserError(f"{method} sparsity must be in (0, 1), got {sparsity!r}")
     dense_dir = Path(dense_dir)
-    device = setup(spec, seed)
+    job = Job.start(faces_dir, out_dir, model_name, seed, spec)
+    device = job.device
     model = build(model_name, spec)
     init = load_state(dense_dir / "init.pt")
     load_into(model, init, str(dense_dir / "init.pt"))
@@ -118,12 +119,7 @@ def prune_at_init(
     if method == "grasp":
         meta["temperature"] = float(temperature)
     return train_and_write(
-        faces_dir=faces_dir,
-        out_dir=out_dir,
-        model_name=model_name,
-        seed=seed,
-        spec=spec,
-        device=device,
+        job,
         model=model,
         mask=mask,
         meta=meta,

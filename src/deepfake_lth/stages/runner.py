@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -136,25 +137,39 @@ def val_threshold(probs, labels) -> float:
     return (float(p[best - 1]) + float(p[best])) / 2
 
 
+@dataclass(frozen=True)
+class Job:
+    """One training job: the packed faces it trains on, the run folder it writes, its model,
+    seed and parsed spec, and the device :func:`setup` chose."""
+
+    faces_dir: Path
+    out_dir: Path
+    model_name: str
+    seed: int
+    spec: dict[str, Any]
+    device: Any
+
+    @classmethod
+    def start(cls, faces_dir: str | Path, out_dir: str | Path, model_name: str, seed: int,
+              spec: dict[str, Any]) -> Job:
+        """Threads, device and seeds set up (:func:`setup`) for a job of a parsed ``spec``."""
+        return cls(Path(faces_dir), Path(out_dir), model_name, seed, spec, setup(spec, seed))
+
+
 def train_and_write(
+    job: Job,
     *,
-    faces_dir: str | Path,
-    out_dir: str | Path,
-    model_name: str,
-    seed: int,
-    spec: dict[str, Any],
-    device,
     model,
     mask: Mapping | None,
     meta: dict[str, Any],
     save_epochs: tuple[int, ...] = (),
 ) -> dict[str, Any]:
-    """Train ``model`` (weights already set) on ``faces_dir`` with ``mask`` enforced, evaluate
+    """Train ``model`` (weights already set) on the job's faces with ``mask`` enforced, evaluate
     on the validation and test splits, write checkpoint.pt (+ mask.pt, epoch{E}.pt),
     predictions.csv (test faces: video, label, p(fake)) and metrics.json (last)."""
     import numpy as np
 
-    from deepfake_lth.data import load_split
+    from deepfake_lth.data import load_splits
     from deepfake_lth.pruning import (
         atomic_torch_save,
         layer_sparsity,
@@ -166,8 +181,9 @@ def train_and_write(
     from deepfake_lth.resume import ResumeState, StopRequested, StopSignals, resume_key, state_path
     from deepfake_lth.train import evaluate, fit
 
-    out_dir = Path(out_dir)
-    train_split, val_split, test_split = (load_split(faces_dir, s) for s in ("train", "val", "test"))
+    faces_dir, out_dir, model_name = job.faces_dir, job.out_dir, job.model_name
+    seed, spec, device = job.seed, job.spec, job.device
+    train_split, val_split, test_split = load_splits(faces_dir, ("train", "val", "test"))
     # resume state of this job, keyed by everything it computes from (docs: resume.py)
     resume = ResumeState(state_path(out_dir), resume_key(
         stage="train_and_write", model=model_name, seed=seed, spec=spec, meta=meta,
@@ -313,6 +329,7 @@ def spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
 __all__ = [
     "add_common_arguments",
     "build",
+    "Job",
     "dataset_name",
     "device_name",
     "load_into",

@@ -17,11 +17,11 @@ from deepfake_lth.errors import UserError
 from deepfake_lth.plan import imp_sparsity
 from deepfake_lth.stages.imp import check_previous_round
 from deepfake_lth.stages.runner import (
+    Job,
     add_common_arguments,
     build,
     load_into,
     rewound_start,
-    setup,
     spec_from_args,
     train_and_write,
 )
@@ -67,7 +67,7 @@ def structured_round(
         raise UserError(f"structured criterion {criterion!r} is not one of {', '.join(CRITERIA)}")
     prev_dir, dense_dir, out_dir = Path(prev_dir), Path(dense_dir), Path(out_dir)
     check_previous_round(prev_dir, k, "structured round")
-    device = setup(spec, seed)
+    job = Job.start(faces_dir, out_dir, model_name, seed, spec)
     model = build(model_name, spec)
     prev_state = load_state(prev_dir / "checkpoint.pt")
     load_into(model, prev_state, str(prev_dir / "checkpoint.pt"))
@@ -95,12 +95,7 @@ def structured_round(
         ", ".join(f"{n} {c}" for n, c in channel_counts(cmask).items()),
     )
     metrics = train_and_write(
-        faces_dir=faces_dir,
-        out_dir=out_dir,
-        model_name=model_name,
-        seed=seed,
-        spec=spec,
-        device=device,
+        job,
         model=model,
         mask=mask,
         meta={

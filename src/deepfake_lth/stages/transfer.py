@@ -11,10 +11,10 @@ from typing import Any
 from deepfake_lth.errors import UserError
 from deepfake_lth.files import atomic_write, read_metrics, write_metrics
 from deepfake_lth.stages.runner import (
+    Job,
     add_common_arguments,
     build,
     load_into,
-    setup,
     spec_from_args,
     train_and_write,
 )
@@ -42,7 +42,7 @@ def transfer(
     ticket_dir, dense_dir = Path(ticket_dir), Path(dense_dir)
     source = read_metrics(ticket_dir)
     mask = load_mask(ticket_dir / "mask.pt")
-    device = setup(spec, seed)
+    job = Job.start(faces_dir, out_dir, model_name, seed, spec)
     model = build(model_name, spec)
     if weights == "trained":
         start = load_state(ticket_dir / "checkpoint.pt")
@@ -50,12 +50,7 @@ def transfer(
         start = load_state(dense_dir / "init.pt")
     load_into(model, mask_state(start, mask), f"the {weights} weights of {ticket_dir}")
     return train_and_write(
-        faces_dir=faces_dir,
-        out_dir=out_dir,
-        model_name=model_name,
-        seed=seed,
-        spec=spec,
-        device=device,
+        job,
         model=model,
         mask=mask,
         meta={
