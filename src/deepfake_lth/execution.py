@@ -36,8 +36,7 @@ def add_execution_arguments(parser: argparse.ArgumentParser,
 def apply_execution(spec: Mapping[str, Any] | str | None, args: argparse.Namespace,
                     keys: Sequence[str] = ("device", "threads")) -> Any:
     """``spec`` (a dict or its JSON) with the ``--device``/``--threads`` flags of ``args``
-    applied; returns the same kind it was given (JSON text stays JSON text, ``@file`` too
-    unless a flag is set)."""
+    applied; returns the same kind it was given (JSON text stays JSON text)."""
     overrides = {k: getattr(args, k, None) for k in keys}
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if "threads" in overrides and int(overrides["threads"]) < 1:
@@ -47,13 +46,8 @@ def apply_execution(spec: Mapping[str, Any] | str | None, args: argparse.Namespa
     if spec is None:
         spec = {}
     if isinstance(spec, str):
-        text = spec
-        if text.startswith("@"):
-            from pathlib import Path
-
-            text = Path(text[1:]).read_text()
         try:
-            parsed = json.loads(text)
+            parsed = json.loads(spec)
         except json.JSONDecodeError as exc:
             raise UserError(f"--spec is not valid JSON ({exc})") from None
         if not isinstance(parsed, dict):

@@ -323,7 +323,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, faces_required: bool =
 
 def spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The parsed ``--spec`` with ``--device``/``--threads`` applied."""
-    return parse_spec(apply_execution(args.spec, args))
+    return apply_execution(parse_spec(args.spec), args)
 
 
 __all__ = [
