@@ -7,8 +7,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from deepfake_lth import config as study_config
-from deepfake_lth import plan
+from deepfake_lth.workflow import config as study_config
+from deepfake_lth.pruning import plan
 
 # config.yaml is the default; a --configfile replaces it (rather than merging into the demo's
 # datasets), and --config key=value overrides apply on top of either.

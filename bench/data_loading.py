@@ -34,7 +34,7 @@ def make_faces(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """``n`` synthetic face crops (uint8, n×64×64×3, RGB), half real and half fake."""
     import cv2
 
-    from deepfake_lth.acquire import synthetic as syn
+    from deepfake_lth.data.acquire import synthetic as syn
 
     rng = np.random.default_rng(seed)
     idents = [syn.sample_identity(rng) for _ in range(12)]
@@ -67,7 +67,7 @@ def jpeg_batch(paths: list[str], labels, idx, flips, input_size: int, device):
     import cv2
     import torch
 
-    from deepfake_lth.data import to_tensor
+    from deepfake_lth.data.store import to_tensor
 
     imgs = [cv2.cvtColor(cv2.imread(paths[i]), cv2.COLOR_BGR2RGB) for i in idx.tolist()]
     x = to_tensor(np.stack(imgs), input_size, device)
@@ -81,7 +81,7 @@ def to_tensor_nhwc(images: np.ndarray, size: int | None = None):
     import torch
     import torch.nn.functional as F
 
-    from deepfake_lth.data import MEAN, STD
+    from deepfake_lth.data.store import MEAN, STD
 
     x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
     if size is not None and x.shape[-1] != size:
@@ -95,7 +95,7 @@ def to_tensor_reference(images: np.ndarray, sizes: list[int], repeats: int = 200
 
     import torch
 
-    from deepfake_lth.data import to_tensor
+    from deepfake_lth.data.store import to_tensor
 
     rows = []
     batch = images[:BATCH]
@@ -123,7 +123,8 @@ def bench_model(name: str, input_size: int, images: np.ndarray, labels: np.ndarr
     from torch import nn
 
     from deepfake_lth.models import build_model
-    from deepfake_lth.train import build_optimizer, load_batch, train_step
+    from deepfake_lth.training.batches import load_batch
+    from deepfake_lth.training.fit import build_optimizer, train_step
 
     device = torch.device("cpu")
     torch.manual_seed(seed)

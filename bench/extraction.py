@@ -48,7 +48,7 @@ CORES = 2
 def _config_faces(path: Path, dataset: str | None = None) -> dict:
     """The face settings of a config file (of ``dataset`` when given: the global ``faces``
     with the dataset's own keys on top), without the split keys."""
-    from deepfake_lth import config as study_config
+    from deepfake_lth.workflow import config as study_config
 
     cfg = study_config.load(path)
     faces = cfg["datasets"][dataset]["faces"] if dataset else cfg["faces"]
@@ -60,7 +60,7 @@ def _config_faces(path: Path, dataset: str | None = None) -> dict:
 
 def demo_videos(root: Path, per_class: int) -> Path:
     """``2 * per_class`` demo-size videos with a sources.csv (cached)."""
-    from deepfake_lth.acquire import acquire
+    from deepfake_lth.data.acquire import acquire
 
     folder = root / f"demo-{per_class}"
     if not (folder / "sources.csv").exists():
@@ -72,8 +72,8 @@ def hd_videos(root: Path, per_class: int) -> Path:
     """``2 * per_class`` 1920x1080 videos of the synthetic kind with a sources.csv (cached)."""
     import pandas as pd
 
-    from deepfake_lth.acquire import synthetic as syn
-    from deepfake_lth.acquire import write_sources
+    from deepfake_lth.data.acquire import synthetic as syn
+    from deepfake_lth.data.acquire import write_sources
 
     folder = root / f"hd-{per_class}"
     if (folder / "sources.csv").exists():
@@ -109,8 +109,8 @@ def naive_extract(folder: Path, spec_dict: dict, threads: int, videos: int | Non
     import torch
     from facenet_pytorch import MTCNN
 
-    from deepfake_lth.acquire import read_sources
-    from deepfake_lth.faces import FaceSpec, crop_face, sample_indices
+    from deepfake_lth.data.acquire import read_sources
+    from deepfake_lth.data.faces import FaceSpec, crop_face, sample_indices
 
     torch.set_num_threads(threads)
     spec = FaceSpec.from_dict(spec_dict)
@@ -158,11 +158,11 @@ def _worker_init() -> None:
     torch.set_num_threads(1)
     import facenet_pytorch  # noqa: F401
 
-    import deepfake_lth.faces  # noqa: F401
+    import deepfake_lth.data.faces  # noqa: F401
 
 
 def _warm(spec_dict: dict) -> int:
-    from deepfake_lth.faces import FaceDetector, FaceSpec
+    from deepfake_lth.data.faces import FaceDetector, FaceSpec
 
     det = FaceDetector(FaceSpec.from_dict(spec_dict))
     det.detect([np.zeros((120, 160, 3), np.uint8)])
@@ -171,7 +171,7 @@ def _warm(spec_dict: dict) -> int:
 
 
 def _extract(folder: str, shard: int, shards: int, spec_dict: dict, prefix: str) -> dict:
-    from deepfake_lth.faces import FaceSpec, extract_shard
+    from deepfake_lth.data.faces import FaceSpec, extract_shard
 
     t0 = time.perf_counter()
     stats = extract_shard(Path(folder) / "sources.csv", Path(folder), shard, shards,
@@ -195,8 +195,8 @@ def stage_extract(pool: cf.ProcessPoolExecutor, folder: Path, spec_dict: dict, s
 
 def stage_boxes(folder: Path, spec_dict: dict) -> dict[str, list]:
     """The stage's boxes (FaceDetector on the frames read_video_frames samples), per video."""
-    from deepfake_lth.acquire import read_sources
-    from deepfake_lth.faces import FaceDetector, FaceSpec, read_video_frames
+    from deepfake_lth.data.acquire import read_sources
+    from deepfake_lth.data.faces import FaceDetector, FaceSpec, read_video_frames
 
     spec = FaceSpec.from_dict(spec_dict)
     det = FaceDetector(spec)

@@ -60,16 +60,11 @@ def bench_model(name: str, input_size: int, faces: np.ndarray, steps: int, warmu
     import torch
     from torch import nn
 
-    from deepfake_lth.data import FaceImages, to_tensor
+    from deepfake_lth.data.store import FaceImages, to_tensor
     from deepfake_lth.models import build_model
-    from deepfake_lth.train import (
-        amp_dtype,
-        build_optimizer,
-        load_batch,
-        prefetched,
-        read_batch,
-        train_step,
-    )
+    from deepfake_lth.training.batches import load_batch, prefetched, read_batch
+    from deepfake_lth.training.device import amp_dtype
+    from deepfake_lth.training.fit import build_optimizer, train_step
 
     torch.backends.cudnn.benchmark = device.type == "cuda"
     dtype = amp_dtype(True, device)

@@ -4,11 +4,11 @@ structured (channel-pruned, compacted) networks.
     python bench/latency.py [--quick] [--out latency.json]
 
 1. Size: the dense checkpoint (a state_dict) against the compact ticket file
-   (deepfake_lth.export) at 80 % global magnitude sparsity, float32 and float16.
+   (deepfake_lth.deploy.export) at 80 % global magnitude sparsity, float32 and float16.
 2. Latency: median CPU forward time (batch 1 and 32, after warm-up, at fixed thread
    counts) of the dense model, the 80 % unstructured ticket (masked dense weights: the same
    work as dense) and structured tickets at several channel sparsities, compacted to
-   smaller dense models (deepfake_lth.structured). The variants of one setting are timed
+   smaller dense models (deepfake_lth.pruning.structured). The variants of one setting are timed
    interleaved, round-robin, so that load from other processes hits all of them alike.
 3. ONNX: every variant exported with torch.onnx and checked against onnxruntime
    (atol 1e-4); reported as not run when onnx/onnxruntime are not installed.
@@ -30,9 +30,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from deepfake_lth import export, pruning, structured
-from deepfake_lth.latency import count_macs, time_models
+from deepfake_lth.analysis.latency import count_macs, time_models
+from deepfake_lth.deploy import export
 from deepfake_lth.models import build_model
+from deepfake_lth.pruning import masks, structured
 
 SIZE_MODELS = [("mesonet", 256), ("mesonet", 64), ("cnn5", 64), ("resnet18", 64), ("xception", 71)]
 LATENCY_MODELS = [("mesonet", 64), ("cnn5", 64), ("resnet18", 64)]
@@ -65,8 +66,8 @@ def size_table(models: list[tuple[str, int]], workdir: Path) -> list[dict]:
     rows = []
     for name, size in models:
         model = make_model(name, size)
-        mask = pruning.prune_to_sparsity(model, UNSTRUCTURED_SPARSITY, "global")
-        pruning.apply_mask(model, mask)
+        mask = masks.prune_to_sparsity(model, UNSTRUCTURED_SPARSITY, "global")
+        masks.apply_mask(model, mask)
         state = model.state_dict()
         dense_path = workdir / f"{name}{size}.pt"
         torch.save(state, dense_path)
@@ -75,7 +76,7 @@ def size_table(models: list[tuple[str, int]], workdir: Path) -> list[dict]:
             "model": name,
             "input_size": size,
             "params": sum(p.numel() for p in model.parameters()),
-            "sparsity": pruning.sparsity(mask),
+            "sparsity": masks.sparsity(mask),
             "checkpoint_bytes": dense_bytes,
         }
         x = torch.randn(2, 3, size, size)
@@ -117,14 +118,14 @@ def variants(name: str, size: int) -> list[dict]:
     dense = make_model(name, size)
     out = [{"variant": "dense", "model": dense, "channel_sparsity": 0.0, "sparsity": 0.0}]
     unstructured = make_model(name, size)
-    mask = pruning.prune_to_sparsity(unstructured, UNSTRUCTURED_SPARSITY, "global")
-    pruning.apply_mask(unstructured, mask)
+    mask = masks.prune_to_sparsity(unstructured, UNSTRUCTURED_SPARSITY, "global")
+    masks.apply_mask(unstructured, mask)
     out.append(
         {
             "variant": f"unstructured {UNSTRUCTURED_SPARSITY:.0%}",
             "model": unstructured,
             "channel_sparsity": 0.0,
-            "sparsity": pruning.sparsity(mask),
+            "sparsity": masks.sparsity(mask),
         }
     )
     for cs in CHANNEL_SPARSITIES:
@@ -142,7 +143,7 @@ def variants(name: str, size: int) -> list[dict]:
                 "variant": f"structured {structured.channel_sparsity(cmask):.0%} channels",
                 "model": compact,
                 "channel_sparsity": structured.channel_sparsity(cmask),
-                "sparsity": pruning.sparsity(wmask),
+                "sparsity": masks.sparsity(wmask),
             }
         )
     for v in out:

@@ -31,10 +31,10 @@ import torch
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
-from deepfake_lth import pruning
-from deepfake_lth.data import to_tensor
+from deepfake_lth.data.store import to_tensor
 from deepfake_lth.models import build_model
-from deepfake_lth.train import build_optimizer, train_step
+from deepfake_lth.pruning import masks
+from deepfake_lth.training.fit import build_optimizer, train_step
 
 MODELS = [("mesonet", 64), ("cnn5", 64), ("resnet18", 64)]
 BATCH = 16
@@ -54,16 +54,16 @@ def bench_model(name: str, size: int, steps: int, warmup: int, seed: int = 0) ->
     """Median step seconds of the dense, masked (MaskEnforcer) and prune-hook variants."""
     torch.manual_seed(seed)
     base = build_model(name, input_size=size)
-    mask = pruning.prune_to_sparsity(base, SPARSITY, "global")
+    mask = masks.prune_to_sparsity(base, SPARSITY, "global")
     dense = copy.deepcopy(base).train()
     masked = copy.deepcopy(base).train()
-    pruning.apply_mask(masked, mask)
+    masks.apply_mask(masked, mask)
     hooked = _hooked(copy.deepcopy(base), mask).train()
     variants = {}
     for key, model in (("dense", dense), ("masked", masked), ("prune_hooks", hooked),
                        ("dense_loop_adam", copy.deepcopy(dense)),
                        ("masked_loop_adam", copy.deepcopy(masked))):
-        enforcer = pruning.MaskEnforcer(model, mask) if key.startswith("masked") else None
+        enforcer = masks.MaskEnforcer(model, mask) if key.startswith("masked") else None
         if key.endswith("loop_adam"):
             opt = torch.optim.Adam(model.parameters(), lr=1e-4, foreach=False)
         else:
@@ -99,15 +99,15 @@ def bench_model(name: str, size: int, steps: int, warmup: int, seed: int = 0) ->
             enforce.append(time.perf_counter() - t0)
     # masked weights stayed zero (the check train.fit relies on)
     stray = sum(int((p[~mask[n]] != 0).sum())
-                for n, p in pruning.prunable_parameters(masked).items())
+                for n, p in masks.prunable_parameters(masked).items())
     med = {k: statistics.median(v) for k, v in times.items()}
     paired = statistics.median(m / d for m, d in zip(times["masked"], times["dense"]))
     return {
         "model": name,
         "input_size": size,
         "batch": BATCH,
-        "sparsity": round(pruning.sparsity(mask), 4),
-        "prunable_weights": pruning.mask_counts(mask)[1],
+        "sparsity": round(masks.sparsity(mask), 4),
+        "prunable_weights": masks.mask_counts(mask)[1],
         "steps": steps,
         "dense_ms": med["dense"] * 1e3,
         "masked_ms": med["masked"] * 1e3,

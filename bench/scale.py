@@ -61,7 +61,7 @@ def write_packed(folder: Path, n: int, size: int = SIZE, seed: int = 0) -> Path:
     writer's memory stays small); videos of FRAMES faces, split 70/15/15 by video."""
     import pandas as pd
 
-    from deepfake_lth.data import MANIFEST_COLUMNS
+    from deepfake_lth.data.store import MANIFEST_COLUMNS
 
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -220,9 +220,10 @@ def speed_on_demo(repeats: int) -> dict:
 
     import torch
 
-    from deepfake_lth.data import load_split
+    from deepfake_lth.data.store import load_split
     from deepfake_lth.models import build_model
-    from deepfake_lth.train import evaluate, fit
+    from deepfake_lth.training.evaluate import evaluate
+    from deepfake_lth.training.fit import fit
 
     torch.set_num_threads(1)
     kw = {"input_size": 64, "lr": 3e-3, "batch_size": 16, "max_epochs": 2, "patience": 3,

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from deepfake_lth.acquire import acquire as acquire_dataset
-from deepfake_lth.acquire import kaggle as kg
-from deepfake_lth.acquire import read_sources
-from deepfake_lth.errors import UserError
+from deepfake_lth.core.errors import UserError
+from deepfake_lth.data.acquire import acquire as acquire_dataset
+from deepfake_lth.data.acquire import kaggle as kg
+from deepfake_lth.data.acquire import read_sources
 
 KAGGLE_ENV = ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_CONFIG_DIR", "KAGGLE_API_TOKEN")
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from deepfake_lth.acquire import local, write_sources
-from deepfake_lth.errors import UserError
+from deepfake_lth.core.errors import UserError
+from deepfake_lth.data.acquire import local, write_sources
 
 
 def touch(root: Path, *rels: str) -> None:

@@ -11,9 +11,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from deepfake_lth.acquire import acquire as acquire_dataset
-from deepfake_lth.acquire import read_sources, urls
-from deepfake_lth.errors import UserError
+from deepfake_lth.core.errors import UserError
+from deepfake_lth.data.acquire import acquire as acquire_dataset
+from deepfake_lth.data.acquire import read_sources, urls
 
 BODIES = {
     "/files/a.mp4": bytes(range(256)) * 40,  # 10 240 bytes

@@ -7,13 +7,30 @@ import ast
 import re
 from pathlib import Path
 
-from deepfake_lth import cli, config, methods
-from deepfake_lth.criteria import CRITERIA
+from deepfake_lth import cli
 from deepfake_lth.models.registry import MODELS
+from deepfake_lth.pruning import methods
+from deepfake_lth.pruning.criteria import CRITERIA
+from deepfake_lth.workflow import config
 
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "src" / "deepfake_lth"
 MAX_LINES = 600
+MAX_TRAINING_FUNCTION_LINES = 80
+# The layers, bottom to top (docs/ARCHITECTURE.md): a module imports its own package and
+# packages of a lower layer only. Packages on one layer do not import each other.
+LAYERS = {
+    "core": 0,
+    "models": 1, "data": 1,
+    "pruning": 2,
+    "training": 3, "workflow": 3,
+    "stages": 4,
+    "analysis": 5, "deploy": 5,
+    "report": 6,
+    "cli": 7, "__main__": 8,
+}
+# the only modules beside the packages in src/deepfake_lth/
+TOP_LEVEL_MODULES = {"__init__", "__main__", "cli"}
 
 
 def _module_name(path: Path) -> str:
@@ -91,6 +108,59 @@ def test_no_import_cycles():
     assert cycles == []
 
 
+def _layer(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def test_only_the_entry_points_lie_flat_in_the_package():
+    flat = {p.stem for p in PKG.glob("*.py")}
+    assert flat == TOP_LEVEL_MODULES
+    packages = {p.name for p in PKG.iterdir() if (p / "__init__.py").is_file()}
+    assert packages == set(LAYERS) - TOP_LEVEL_MODULES
+
+
+def test_imports_only_go_down_the_layers():
+    mods = _modules()
+    upward = []
+    for name, path in mods.items():
+        if name == "deepfake_lth":
+            continue
+        own = _layer(name)
+        for mod, names in _imports(path, name):
+            if not mod.startswith("deepfake_lth."):
+                if mod == "deepfake_lth":  # `from deepfake_lth import cli`
+                    targets = [f"deepfake_lth.{n}" for n in names]
+                else:
+                    continue
+            else:
+                targets = [mod]
+            for target in targets:
+                other = _layer(target)
+                if other != own and LAYERS[other] >= LAYERS[own]:
+                    upward.append(f"{name} imports {target}")
+    assert upward == []
+
+
+def test_the_layer_check_sees_an_upward_import(tmp_path):
+    """The check above reads `from deepfake_lth.x import y` and function-level imports."""
+    path = tmp_path / "fit.py"
+    path.write_text("def f():\n    from deepfake_lth.analysis.stats import mean_ci\n")
+    (mod, _), = _imports(path, "deepfake_lth.training.fit")
+    assert LAYERS[_layer(mod)] > LAYERS[_layer("deepfake_lth.training.fit")]
+
+
+def test_no_function_in_training_is_over_the_size_limit():
+    long = []
+    for path in (PKG / "training").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n > MAX_TRAINING_FUNCTION_LINES:
+                    long.append(f"{path.name}:{node.name} {n} lines")
+    assert long == []
+
+
 def test_no_module_is_over_the_size_limit():
     sizes = {name: len(path.read_text().splitlines()) for name, path in _modules().items()}
     assert {n: s for n, s in sizes.items() if s > MAX_LINES} == {}
@@ -146,7 +216,7 @@ def test_every_cli_argument_has_help_text():
 
 def test_stage_defaults_are_the_schemas():
     """One source of each default: the stage spec and the GraSP temperature read the schema's."""
-    from deepfake_lth.pruning import GRASP_TEMPERATURE
+    from deepfake_lth.pruning.saliency import GRASP_TEMPERATURE
     from deepfake_lth.stages.pai import prune_at_init
     from deepfake_lth.stages.spec import parse_spec
 

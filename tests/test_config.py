@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deepfake_lth import config as study_config
-from deepfake_lth.errors import ConfigError
+from deepfake_lth.core.errors import ConfigError
+from deepfake_lth.workflow import config as study_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 import torch
 
-from deepfake_lth.acquire import acquire, read_sources, synthetic
-from deepfake_lth.errors import UserError
-from deepfake_lth.faces import (
+from deepfake_lth.core.errors import UserError
+from deepfake_lth.data.acquire import acquire, read_sources, synthetic
+from deepfake_lth.data.faces import (
     FaceDetector,
     FaceSpec,
     crop_face,
@@ -26,7 +26,7 @@ from deepfake_lth.faces import (
     read_video_frames,
     sample_indices,
 )
-from deepfake_lth.pack import assign_splits, check_splits, pack
+from deepfake_lth.data.pack import assign_splits, check_splits, pack
 
 torch.set_num_threads(1)
 
@@ -254,7 +254,7 @@ def test_small_faces_are_retried_at_a_larger_size(tmp_path, caplog):
     row = {"path": "group.mp4", "video_id": "group", "label": 0}
     assert all(b is None for b in detector.detect(
         read_video_frames(tmp_path / "group.mp4", 4)[0]))  # nothing at 240 px
-    with caplog.at_level(logging.INFO, logger="deepfake_lth.faces"):
+    with caplog.at_level(logging.INFO, logger="deepfake_lth.data.faces"):
         crops, _rows, entry = extract_file(row, tmp_path / "group.mp4", spec, detector, "video")
     assert entry["status"] == "ok" and entry["faces"] == 4 and entry["upscaled"] == 4
     assert len(crops) == 4 and "4 of 4 frames had a face only at a larger detection size" in (
@@ -325,7 +325,7 @@ def test_other_containers_and_grayscale(tmp_path, ext, fourcc, gray):
     writer.release()
     spec = FaceSpec(frames_per_video=10, min_frames=10, size=32, min_face_size=40,
                     detect_max_side=320)
-    from deepfake_lth.faces import extract_file
+    from deepfake_lth.data.faces import extract_file
 
     row = {"path": path.name, "video_id": "clip", "label": 0, "split": ""}
     crops, _rows, entry = extract_file(row, path, spec, FaceDetector(spec), "video")

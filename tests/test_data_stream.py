@@ -11,9 +11,10 @@ import pytest
 import torch
 from torch import nn
 
-from deepfake_lth.data import MANIFEST_COLUMNS, FaceImages, FaceSplit, load_split, read_rows
-from deepfake_lth.errors import UserError
-from deepfake_lth.train import evaluate, fit
+from deepfake_lth.core.errors import UserError
+from deepfake_lth.data.store import MANIFEST_COLUMNS, FaceImages, FaceSplit, load_split, read_rows
+from deepfake_lth.training.evaluate import evaluate
+from deepfake_lth.training.fit import fit
 
 torch.set_num_threads(1)
 
@@ -159,7 +160,7 @@ def test_evaluate_streams_the_same_metrics(packed: Path) -> None:
 
 @pytest.mark.parametrize(("side", "size", "n"), [(40, 24, 75), (40, None, 40), (40, 40, 33)])
 def test_to_tensor_in_chunks_gives_the_same_tensor(monkeypatch, side: int, size, n: int) -> None:
-    from deepfake_lth import data
+    from deepfake_lth.data import store as data
 
     images = np.random.default_rng(0).integers(0, 256, (n, side, side, 3), dtype=np.uint8)
     chunked = data.to_tensor(images, size)
@@ -170,7 +171,7 @@ def test_to_tensor_in_chunks_gives_the_same_tensor(monkeypatch, side: int, size,
 
 
 def test_cpu_evaluation_batches_are_bounded_by_pixels(packed: Path, monkeypatch) -> None:
-    from deepfake_lth import train as train_mod
+    from deepfake_lth.training import evaluate as train_mod
 
     assert train_mod.eval_batch_limit(64) >= 256  # the demo's batches are not split
     assert train_mod.eval_batch_limit(299) < 256 and train_mod.eval_batch_limit(10**4) == 16

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deepfake_lth import config as study_config
+from deepfake_lth.workflow import config as study_config
 
 # about 1 min on 2 cores (a real data stage, then dry runs): run by `make bench`, not CI
 pytestmark = pytest.mark.slow

@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from deepfake_lth import cli, detect, export, pruning
-from deepfake_lth.acquire import synthetic
-from deepfake_lth.faces import FaceDetector, extract_file
+from deepfake_lth import cli
+from deepfake_lth.data.acquire import synthetic
+from deepfake_lth.data.faces import FaceDetector, extract_file
+from deepfake_lth.deploy import detect, export
 from deepfake_lth.models import build_model
+from deepfake_lth.pruning import checkpoints, masks
 
 torch.set_num_threads(1)
 
@@ -39,10 +41,10 @@ def files(tmp_path_factory):
         for m in model.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.running_var.fill_(0.05)
-    mask = pruning.prune_to_sparsity(model, 0.5, "global")
-    pruning.apply_mask(model, mask)
+    mask = masks.prune_to_sparsity(model, 0.5, "global")
+    masks.apply_mask(model, mask)
     torch.save(model.state_dict(), root / "checkpoint.pt")
-    pruning.save_mask(root / "mask.pt", mask)
+    checkpoints.save_mask(root / "mask.pt", mask)
     ticket = export.pack_ticket(model.state_dict(), mask, "mesonet", 32, meta={"faces": FACES})
     export.save_ticket(root / "ticket.pt", ticket)
     return root
@@ -75,7 +77,7 @@ def test_video_is_scored_per_frame(files, capsys):
     crops, _, entry = extract_file(row, files / "clip.mp4", spec, FaceDetector(spec), "video")
     assert entry["status"] == "ok"
     model = export.load_ticket(files / "ticket.pt")
-    from deepfake_lth.data import to_tensor
+    from deepfake_lth.data.store import to_tensor
 
     with torch.inference_mode():
         ref = torch.sigmoid(model(to_tensor(np.stack(crops), 32))[:, 0]).double().numpy()

@@ -7,9 +7,11 @@ import logging
 import pytest
 import torch
 
-from deepfake_lth import cli, export, pruning, structured
-from deepfake_lth.errors import UserError
+from deepfake_lth import cli
+from deepfake_lth.core.errors import UserError
+from deepfake_lth.deploy import export
 from deepfake_lth.models import build_model
+from deepfake_lth.pruning import checkpoints, masks, structured
 
 torch.set_num_threads(1)
 
@@ -19,7 +21,7 @@ def random_mask(model: torch.nn.Module, keep: float, seed: int = 0) -> dict:
     gen = torch.Generator().manual_seed(seed)
     return {
         n: torch.rand(p.shape, generator=gen) < keep
-        for n, p in pruning.prunable_parameters(model).items()
+        for n, p in masks.prunable_parameters(model).items()
     }
 
 
@@ -38,10 +40,10 @@ def trained_like(name: str, size: int, seed: int = 0) -> torch.nn.Module:
 
 
 def save_checkpoint(tmp_path, model, mask):
-    pruning.apply_mask(model, mask)
+    masks.apply_mask(model, mask)
     ck, mk = tmp_path / "checkpoint.pt", tmp_path / "mask.pt"
     torch.save(model.state_dict(), ck)
-    pruning.save_mask(mk, mask)
+    checkpoints.save_mask(mk, mask)
     return ck, mk
 
 
@@ -53,11 +55,11 @@ def test_round_trip_fp32_is_exact_and_small(tmp_path):
 
     assert info["ratio"] < 0.3
     assert info["ticket_bytes"] == (tmp_path / "ticket.pt").stat().st_size
-    assert info["sparsity"] == pytest.approx(pruning.sparsity(mask))
+    assert info["sparsity"] == pytest.approx(masks.sparsity(mask))
     # plain data only: readable without unpickling arbitrary objects
     raw = torch.load(tmp_path / "ticket.pt", weights_only=True)
     assert raw["format"] == export.TICKET_FORMAT and raw["model"] == "cnn5"
-    assert raw["values"].numel() == pruning.mask_counts(mask)[0]
+    assert raw["values"].numel() == masks.mask_counts(mask)[0]
 
     ticket = export.read_ticket(tmp_path / "ticket.pt")
     state = model.state_dict()
@@ -95,7 +97,7 @@ def test_fp16_is_close_and_smaller(tmp_path):
 
 def test_mesonet_input_size_is_recorded(tmp_path):
     model = trained_like("mesonet", 64)  # fc1 depends on the input size
-    mask = pruning.prune_to_sparsity(model, 0.8, "global")
+    mask = masks.prune_to_sparsity(model, 0.8, "global")
     ck, mk = save_checkpoint(tmp_path, model, mask)
     export.export_ticket(ck, mk, tmp_path / "t.pt", "mesonet", input_size=64)
     ticket = export.read_ticket(tmp_path / "t.pt")
@@ -124,7 +126,7 @@ def test_weights_outside_the_mask_are_dropped_with_a_warning(tmp_path, caplog):
     model = trained_like("cnn5", 32)
     mask = random_mask(model, keep=0.5)
     state = model.state_dict()  # dense: every pruned weight is nonzero
-    with caplog.at_level(logging.WARNING, logger="deepfake_lth.export"):
+    with caplog.at_level(logging.WARNING, logger="deepfake_lth.deploy.export"):
         ticket = export.unpack_ticket(export.pack_ticket(state, mask, "cnn5", 32))
     stray = sum(int((~m).sum()) for m in mask.values())
     assert f"{stray} weights the mask prunes are nonzero" in caplog.text
@@ -183,7 +185,7 @@ def test_cli_export(tmp_path, capsys):
     args = ["export", str(ck), str(mk), "-o", str(out), "--model", "cnn5", "--input-size", "32"]
     assert cli.main([*args, "--fp16", "--faces", '{"size": 48}']) == 0
     printed = capsys.readouterr().out
-    assert "ticket.pt" in printed and f"sparsity {pruning.sparsity(mask):.4f}" in printed
+    assert "ticket.pt" in printed and f"sparsity {masks.sparsity(mask):.4f}" in printed
     ticket = export.read_ticket(out)
     assert ticket.dtype == "float16" and ticket.meta["faces"] == {"size": 48}
 

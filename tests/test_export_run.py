@@ -11,10 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from deepfake_lth import cli, export, pruning, runfolder
-from deepfake_lth.acquire import synthetic
-from deepfake_lth.errors import UserError
+from deepfake_lth import cli
+from deepfake_lth.core import runfolder
+from deepfake_lth.core.errors import UserError
+from deepfake_lth.data.acquire import synthetic
+from deepfake_lth.deploy import export
 from deepfake_lth.models import build_model
+from deepfake_lth.pruning import checkpoints, masks
 
 torch.set_num_threads(1)
 
@@ -40,10 +43,10 @@ def run(tmp_path_factory):
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.running_var.fill_(0.05)
                 m.bias.uniform_(-0.5, 0.5)
-    mask = pruning.prune_to_sparsity(model, 0.79, "global")
-    pruning.apply_mask(model, mask)
+    mask = masks.prune_to_sparsity(model, 0.79, "global")
+    masks.apply_mask(model, mask)
     torch.save(model.state_dict(), folder / "checkpoint.pt")
-    pruning.save_mask(folder / "mask.pt", mask)
+    checkpoints.save_mask(folder / "mask.pt", mask)
     (folder / "metrics.json").write_text(json.dumps(
         {"dataset": "demo", "model": "cnn5", "seed": 0, "method": "imp-global", "round": 7,
          "input_size": SIZE, "test_acc": 0.9}))
@@ -76,7 +79,7 @@ def test_export_of_a_round_folder_needs_no_flags(run, capsys):
     auto = export.read_ticket(root / "auto.pt")
     assert (auto.model_name, auto.input_size) == ("cnn5", SIZE)
     assert auto.meta["faces"] == SETTINGS and auto.meta["round"] == 7
-    assert pruning.sparsity(auto.mask) == pytest.approx(0.79, abs=0.01)  # the folder's mask.pt
+    assert masks.sparsity(auto.mask) == pytest.approx(0.79, abs=0.01)  # the folder's mask.pt
 
     # the same ticket with every flag given by hand, from files that record nothing
     assert cli.main(["export", str(bare / "checkpoint.pt"), str(bare / "mask.pt"), "-o",

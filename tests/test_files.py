@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from deepfake_lth import files
+from deepfake_lth.core import files
 
 
 def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
@@ -30,7 +30,7 @@ def test_csv_and_binary(tmp_path):
 
 
 def test_atomic_path_renames_on_success_and_cleans_up_on_failure(tmp_path):
-    from deepfake_lth.files import atomic_path
+    from deepfake_lth.core.files import atomic_path
 
     target = tmp_path / "clip.mp4"
     target.write_bytes(b"old")

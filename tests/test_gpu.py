@@ -15,9 +15,12 @@ import pytest
 import torch
 from torch import nn
 
-from deepfake_lth.data import FaceSplit
-from deepfake_lth.pruning import MaskEnforcer
-from deepfake_lth.train import amp_dtype, build_optimizer, evaluate, fit, prefetched, train_step
+from deepfake_lth.data.store import FaceSplit
+from deepfake_lth.pruning.masks import MaskEnforcer
+from deepfake_lth.training.batches import prefetched
+from deepfake_lth.training.device import amp_dtype
+from deepfake_lth.training.evaluate import evaluate
+from deepfake_lth.training.fit import build_optimizer, fit, train_step
 
 torch.set_num_threads(1)
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

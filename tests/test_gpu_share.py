@@ -64,7 +64,7 @@ def _most_share_at_once(runs) -> int:
 
 
 def test_shards_replace_a_whole_gpu_where_the_site_has_them(monkeypatch):
-    from deepfake_lth.job_resources import gpu_job
+    from deepfake_lth.workflow.job_resources import gpu_job
 
     monkeypatch.setenv("DLTH_SLURM_GPU_MODEL", "a100")
     monkeypatch.setenv("DLTH_SLURM_GPU_PARTITION", "gpu")

@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from deepfake_lth import gradcam
-from deepfake_lth.errors import UserError
+from deepfake_lth.analysis import gradcam
+from deepfake_lth.core.errors import UserError
 
 torch.set_num_threads(1)
 

@@ -8,9 +8,11 @@ import pandas as pd
 import pytest
 import torch
 
-from deepfake_lth import cli, latency, plan, pruning, structured
-from deepfake_lth.errors import UserError
+from deepfake_lth import cli
+from deepfake_lth.analysis import latency
+from deepfake_lth.core.errors import UserError
 from deepfake_lth.models import build_model
+from deepfake_lth.pruning import masks, plan, structured
 
 SIZE = 32
 
@@ -29,15 +31,15 @@ def run(tmp_path):
     _level(tmp_path / "dense", dense, sparsity=0.0)
     unstructured = build_model("cnn5", input_size=SIZE)
     unstructured.load_state_dict(dense.state_dict())
-    mask = pruning.prune_to_sparsity(unstructured, 0.8, "global")
-    pruning.apply_mask(unstructured, mask)
-    _level(tmp_path / "imp-global" / "round7", unstructured, sparsity=pruning.sparsity(mask))
+    mask = masks.prune_to_sparsity(unstructured, 0.8, "global")
+    masks.apply_mask(unstructured, mask)
+    _level(tmp_path / "imp-global" / "round7", unstructured, sparsity=masks.sparsity(mask))
     channel = build_model("cnn5", input_size=SIZE)
     channel.load_state_dict(dense.state_dict())
     cmask = structured.channel_mask(channel, None, 0.5, "local")
     wmask = structured.apply_channel_mask(channel, cmask)
     folder = _level(tmp_path / "structured-local" / "round3", channel,
-                    sparsity=pruning.sparsity(wmask))
+                    sparsity=masks.sparsity(wmask))
     structured.save_channels(folder / "channels.pt", cmask)
     levels = [{"method": "dense", "level": "dense", "path": str(tmp_path / "dense")},
               {"method": "imp-global", "level": "round7",
@@ -106,7 +108,7 @@ def test_fast_networks_get_more_rounds_up_to_ten_times():
 
 
 def test_ratio_spread_of_paired_rounds():
-    from deepfake_lth.latency import ratio_spread
+    from deepfake_lth.analysis.latency import ratio_spread
 
     dense = [1.0] * 40
     same = [1.0 + 0.05 * ((i % 5) - 2) for i in range(40)]  # the same work, some jitter

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from deepfake_lth.errors import UserError
+from deepfake_lth.core.errors import UserError
 from deepfake_lth.models import (
     MODELS,
     ModelSpec,
@@ -287,6 +287,6 @@ def test_the_registry_imports_without_torch():
     import subprocess
     import sys
 
-    code = ("import sys, deepfake_lth.models.registry, deepfake_lth.plan; "
+    code = ("import sys, deepfake_lth.models.registry, deepfake_lth.pruning.plan; "
             "sys.exit(1 if 'torch' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -13,8 +13,9 @@ import pytest
 import torch
 from torch import nn
 
-from deepfake_lth import cli, plan, pruning, stages
-from deepfake_lth.errors import UserError
+from deepfake_lth import cli, stages
+from deepfake_lth.core.errors import UserError
+from deepfake_lth.pruning import checkpoints, masks, plan, saliency
 from deepfake_lth.stages import pai
 
 torch.set_num_threads(1)
@@ -46,14 +47,14 @@ def test_snip_ranks_by_gradient_times_weight_on_a_linear_model() -> None:
     expected = np.abs(g * w)  # [σ(6)/2, (1 − σ(−2))/2, 0, 5σ(6)/2]
     model = linear(w)
     batches = [(torch.tensor(x), torch.tensor(y)) for x, y in batches_np]
-    scores = pruning.snip_scores(model, batches)
+    scores = saliency.snip_scores(model, batches)
     assert list(scores) == ["weight"]
     np.testing.assert_allclose(scores["weight"].numpy()[0], expected, rtol=1e-5)
 
-    mask = pruning.snip_mask(model, batches, 0.5)["weight"][0]
+    mask = saliency.snip_mask(model, batches, 0.5)["weight"][0]
     assert mask.tolist() == [False, True, False, True]  # the two largest |g ⊙ w|
     # magnitude pruning would keep w = −2 and 3 instead: SNIP is not |w|
-    magnitude = pruning.prune_to_sparsity(model, 0.5, "global")["weight"][0]
+    magnitude = masks.prune_to_sparsity(model, 0.5, "global")["weight"][0]
     assert magnitude.tolist() == [False, True, True, False]
     # the model scored is left as it was: weights, mode and no gradients
     assert model.weight.grad is None
@@ -81,15 +82,15 @@ def test_grasp_hessian_gradient_product_on_a_quadratic() -> None:
 
     model = linear(w)
     batches = [(torch.tensor(x), torch.tensor(y)) for x, y in batches_np]
-    scores = pruning.grasp_scores(model, batches, temperature=T, loss_fn=quadratic)
+    scores = saliency.grasp_scores(model, batches, temperature=T, loss_fn=quadratic)
     np.testing.assert_allclose(scores["weight"].numpy()[0], expected, rtol=1e-6)
     # GraSP removes the highest score first
-    mask = pruning.grasp_mask(model, batches, 1 / 3, temperature=T, loss_fn=quadratic)["weight"]
+    mask = saliency.grasp_mask(model, batches, 1 / 3, temperature=T, loss_fn=quadratic)["weight"]
     assert mask[0].tolist() == [i != int(np.argmax(expected)) for i in range(3)]
-    two = pruning.grasp_mask(model, batches, 2 / 3, temperature=T, loss_fn=quadratic)["weight"]
+    two = saliency.grasp_mask(model, batches, 2 / 3, temperature=T, loss_fn=quadratic)["weight"]
     assert two[0].tolist() == [i == int(np.argmin(expected)) for i in range(3)]
     # the temperature enters g and H: another one gives other scores
-    other = pruning.grasp_scores(model, batches, temperature=1.0, loss_fn=quadratic)["weight"]
+    other = saliency.grasp_scores(model, batches, temperature=1.0, loss_fn=quadratic)["weight"]
     assert not np.allclose(other.numpy()[0], expected)
 
 
@@ -121,7 +122,7 @@ def test_grasp_matches_the_full_hessian_of_a_small_network() -> None:
     g = torch.autograd.functional.jacobian(loss, flat0)
     H = torch.autograd.functional.hessian(loss, flat0)
     expected = -flat0 * (H @ g)
-    scores = pruning.grasp_scores(net, batches, temperature=T)
+    scores = saliency.grasp_scores(net, batches, temperature=T)
     got = torch.cat([scores[n].flatten() for n in names]).double()
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-12)
     assert list(scores) == names
@@ -132,17 +133,17 @@ def test_grasp_matches_the_full_hessian_of_a_small_network() -> None:
 
 def test_mask_from_scores_counts_and_ties() -> None:
     scores = {"a": torch.tensor([[3.0, 1.0], [1.0, 5.0]]), "b": torch.tensor([1.0, 0.0, 2.0])}
-    high = pruning.mask_from_scores(scores, 3 / 7, keep="highest")
+    high = masks.mask_from_scores(scores, 3 / 7, keep="highest")
     # removed: 0.0, then the first two 1.0s by position (a[0,1], a[1,0]); b's 1.0 survives
     assert high["a"].tolist() == [[True, False], [False, True]]
     assert high["b"].tolist() == [True, False, True]
-    low = pruning.mask_from_scores(scores, 2 / 7, keep="lowest")  # removes 5 and 3
+    low = masks.mask_from_scores(scores, 2 / 7, keep="lowest")  # removes 5 and 3
     assert low["a"].tolist() == [[False, True], [True, False]] and low["b"].all()
-    assert pruning.sparsity(pruning.mask_from_scores(scores, 0.0)) == 0.0
+    assert masks.sparsity(masks.mask_from_scores(scores, 0.0)) == 0.0
     with pytest.raises(UserError, match="sparsity"):
-        pruning.mask_from_scores(scores, 1.0)
-    assert pruning.collapsed_layers(high) == []
-    assert pruning.collapsed_layers({"c": torch.zeros(2, dtype=torch.bool)}) == ["c"]
+        masks.mask_from_scores(scores, 1.0)
+    assert masks.collapsed_layers(high) == []
+    assert masks.collapsed_layers({"c": torch.zeros(2, dtype=torch.bool)}) == ["c"]
 
 
 class TinyBN(nn.Module):
@@ -164,7 +165,7 @@ def test_scores_leave_the_model_alone_and_are_deterministic() -> None:
     before = {k: v.clone() for k, v in model.state_dict().items()}
     gen = torch.Generator().manual_seed(0)
     batches = [(torch.randn(6, 3, 8, 8, generator=gen), torch.tensor([0.0, 1.0] * 3))]
-    for fn in (pruning.snip_scores, pruning.grasp_scores):
+    for fn in (saliency.snip_scores, saliency.grasp_scores):
         first = fn(model, batches)
         again = fn(model, batches)  # dropout is off while scoring: same scores
         assert all(torch.equal(first[n], again[n]) for n in first)
@@ -173,14 +174,14 @@ def test_scores_leave_the_model_alone_and_are_deterministic() -> None:
     assert not model.training  # mode kept
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # BN stats too
     assert all(p.grad is None for p in model.parameters())
-    mask = pruning.snip_mask(model, batches, 0.6)
-    alive, total = pruning.mask_counts(mask)
+    mask = saliency.snip_mask(model, batches, 0.6)
+    alive, total = masks.mask_counts(mask)
     assert total - alive == round(0.6 * total)
     with pytest.raises(UserError, match="at least one"):
-        pruning.snip_mask(model, [], 0.5)
+        saliency.snip_mask(model, [], 0.5)
     bad = [(torch.full((2, 3, 8, 8), math.nan), torch.tensor([0.0, 1.0]))]
     with pytest.raises(UserError, match="not finite"):
-        pruning.snip_scores(model, bad)
+        saliency.snip_scores(model, bad)
 
 
 # --------------------------------------------------------------------------- step size
@@ -240,10 +241,10 @@ def dense(tmp_path_factory):
 def check_ticket(folder, sparsity: float) -> dict:
     metrics = json.loads((folder / "metrics.json").read_text())
     state = torch.load(folder / "checkpoint.pt", weights_only=True)
-    mask = pruning.load_mask(folder / "mask.pt")
+    mask = checkpoints.load_mask(folder / "mask.pt")
     for name, m in mask.items():
         assert torch.equal(state[name] == 0, ~m), name
-    assert metrics["sparsity"] == pytest.approx(pruning.sparsity(mask))
+    assert metrics["sparsity"] == pytest.approx(masks.sparsity(mask))
     assert abs(metrics["sparsity"] - sparsity) < 0.005
     return metrics
 
@@ -260,19 +261,19 @@ def test_prune_at_init_stage(dense, method: str) -> None:
     assert metrics["score_batches"] == 2 and metrics["score_samples"] == 16
     assert ("temperature" in metrics) == (method == "grasp")
     # the mask is the method's mask of θ0 on the stage's score batches
-    from deepfake_lth.data import load_split
+    from deepfake_lth.data.store import load_split
     from deepfake_lth.models import build_model
 
     model = build_model("mesonet", input_size=32)
     model.load_state_dict(torch.load(run / "dense" / "init.pt", weights_only=True))
     batches = stages.score_batches(load_split(faces, "train"), 2, 8, 32, "cpu", 0)
-    fn = pruning.snip_mask if method == "snip" else pruning.grasp_mask
+    fn = saliency.snip_mask if method == "snip" else saliency.grasp_mask
     expected = fn(model, batches, 0.59)
-    got = pruning.load_mask(out / "mask.pt")
+    got = checkpoints.load_mask(out / "mask.pt")
     assert all(torch.equal(got[n], expected[n]) for n in expected)
     # and it is not the one-shot magnitude mask of the trained network
     trained = torch.load(run / "dense" / "checkpoint.pt", weights_only=True)
-    magnitude = pruning.prune_to_sparsity(trained, 0.59, "global", mask=pruning.full_mask(model))
+    magnitude = masks.prune_to_sparsity(trained, 0.59, "global", mask=masks.full_mask(model))
     assert any(not torch.equal(got[n], magnitude[n]) for n in got)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from deepfake_lth.resume import state_path
+from deepfake_lth.training.resume import state_path
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 30  # a tiny epoch each: long enough a run to stop at its middle

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from deepfake_lth import report, stats
+from deepfake_lth import report
+from deepfake_lth.analysis import stats
 
 SECTION_IDS = ["accuracy", "results", "transfer", "gradcam", "provenance"]
 
@@ -262,7 +263,7 @@ def test_report_reads_gradcam_stage_output(tmp_path):
     import torch
     from torch import nn
 
-    from deepfake_lth import gradcam
+    from deepfake_lth.analysis import gradcam
 
     torch.set_num_threads(1)
     faces = tmp_path / "results" / "dsA" / "faces"
@@ -545,7 +546,7 @@ def test_d2_unplanned_runs_appear_nowhere(tmp_path):
     outside_claims = page[:page.index('<section id="claims">')]
     assert "43.2" not in page
     assert "SNIP" not in outside_claims and "random re-init" not in page
-    from deepfake_lth.config import validate
+    from deepfake_lth.workflow.config import validate
 
     runs, _ = report.collect_metrics(res, validate(config()))
     assert not {"snip", "control-reinit"} & set(runs["method"])
@@ -579,7 +580,7 @@ def test_paper_preset_report_says_holds_for_both_criterion_claims(tmp_path):
     clear margin on openforensics and behind it on ffpp at every round, seed and model (ffpp
     with predictions.csv, the video as the unit): both claims hold in the report, and a run
     of a method the preset does not plan appears nowhere."""
-    from deepfake_lth.config import read_yaml, validate
+    from deepfake_lth.workflow.config import read_yaml, validate
 
     cfg = validate(read_yaml("config/paper.yaml"))
     cfg["resources"] = str(tmp_path / "resources")  # nothing acquired: the layouts decide

@@ -1,4 +1,4 @@
-"""deepfake_lth.resume: keyed resume states, where they live, RNG round trips, signals."""
+"""deepfake_lth.training.resume: keyed resume states, where they live, RNG round trips, signals."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from deepfake_lth import resume
-from deepfake_lth.resume import (
+from deepfake_lth.training import resume
+from deepfake_lth.training.resume import (
     ResumeState,
     StopRequested,
     StopSignals,
@@ -51,11 +51,11 @@ def test_save_then_load_returns_the_payload(tmp_path):
 def test_key_mismatch_is_a_logged_fresh_start(tmp_path, caplog):
     path = tmp_path / "state.pt"
     ResumeState(path, key="old").save({"epoch": 1})
-    with caplog.at_level(logging.INFO, logger="deepfake_lth.resume"):
+    with caplog.at_level(logging.INFO, logger="deepfake_lth.training.resume"):
         assert ResumeState(path, key="new").load() is None
     assert "another spec/code/input: fresh start" in caplog.text
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="deepfake_lth.resume"):
+    with caplog.at_level(logging.INFO, logger="deepfake_lth.training.resume"):
         assert ResumeState(tmp_path / "missing.pt", key="new").load() is None
     assert "no state" in caplog.text
 
@@ -63,7 +63,7 @@ def test_key_mismatch_is_a_logged_fresh_start(tmp_path, caplog):
 def test_unreadable_state_is_a_fresh_start(tmp_path, caplog):
     path = tmp_path / "state.pt"
     path.write_bytes(b"not a torch file")
-    with caplog.at_level(logging.WARNING, logger="deepfake_lth.resume"):
+    with caplog.at_level(logging.WARNING, logger="deepfake_lth.training.resume"):
         assert ResumeState(path, key="k").load() is None
     assert "unreadable" in caplog.text
 
@@ -172,7 +172,7 @@ def test_rng_round_trip(tmp_path):
 
 def test_sigterm_sets_the_flag_and_handlers_come_back(caplog):
     before = signal.getsignal(signal.SIGTERM)
-    with caplog.at_level(logging.WARNING, logger="deepfake_lth.resume"), StopSignals() as stop:
+    with caplog.at_level(logging.WARNING, logger="deepfake_lth.training.resume"), StopSignals() as stop:
         assert not stop.requested
         os.kill(os.getpid(), signal.SIGTERM)
         assert stop.requested

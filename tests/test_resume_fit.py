@@ -13,9 +13,9 @@ import pytest
 import torch
 from torch import nn
 
-from deepfake_lth.data import FaceSplit
-from deepfake_lth.resume import ResumeState, StopRequested, StopSignals
-from deepfake_lth.train import FitResult, fit
+from deepfake_lth.data.store import FaceSplit
+from deepfake_lth.training.fit import FitResult, fit
+from deepfake_lth.training.resume import ResumeState, StopRequested, StopSignals
 
 torch.set_num_threads(1)
 

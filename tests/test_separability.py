@@ -13,8 +13,8 @@ import pytest
 import torch
 from torch import nn
 
-from deepfake_lth import separability as sep
-from deepfake_lth.errors import UserError
+from deepfake_lth.analysis import separability as sep
+from deepfake_lth.core.errors import UserError
 
 torch.set_num_threads(1)
 
@@ -73,7 +73,7 @@ def net_factory():
 
 
 def test_extract_features_reads_the_penultimate_layer() -> None:
-    from deepfake_lth.data import to_tensor
+    from deepfake_lth.data.store import to_tensor
 
     model = net_factory()
     rng = np.random.default_rng(0)
@@ -106,8 +106,8 @@ def write_faces(root, n_videos: int = 12, frames: int = 4):
 
 
 def test_stage_writes_one_row_per_level(tmp_path) -> None:
-    from deepfake_lth import pruning
     from deepfake_lth.models import build_model
+    from deepfake_lth.pruning import masks
 
     faces = write_faces(tmp_path)
     torch.manual_seed(0)
@@ -115,8 +115,8 @@ def test_stage_writes_one_row_per_level(tmp_path) -> None:
     dense = tmp_path / "dense"
     dense.mkdir()
     torch.save(model.state_dict(), dense / "checkpoint.pt")
-    mask = pruning.prune_to_sparsity(model, 0.5, "global")
-    pruning.apply_mask(model, mask)
+    mask = masks.prune_to_sparsity(model, 0.5, "global")
+    masks.apply_mask(model, mask)
     ticket = tmp_path / "imp-global" / "round3"
     ticket.mkdir(parents=True)
     torch.save(model.state_dict(), ticket / "checkpoint.pt")  # no metrics.json: measured

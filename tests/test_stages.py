@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 import torch
 
-from deepfake_lth import cli, pruning, stages
-from deepfake_lth.errors import UserError
-from deepfake_lth.methods import CONTROLS
+from deepfake_lth import cli, stages
+from deepfake_lth.core.errors import UserError
+from deepfake_lth.pruning import checkpoints, masks
+from deepfake_lth.pruning.methods import CONTROLS
 
 torch.set_num_threads(1)
 
@@ -90,11 +91,11 @@ def check_ticket(folder, expected_sparsity: float | None = None) -> dict:
     metrics = strict_json(folder / "metrics.json")
     assert KEYS <= set(metrics), KEYS - set(metrics)
     state = torch.load(folder / "checkpoint.pt", weights_only=True)
-    mask = pruning.load_mask(folder / "mask.pt")
+    mask = checkpoints.load_mask(folder / "mask.pt")
     for name, m in mask.items():
         assert torch.equal(state[name] == 0, ~m), name
-    assert metrics["sparsity"] == pytest.approx(pruning.sparsity(mask))
-    assert metrics["prunable_nonzero"] == pruning.mask_counts(mask)[0]
+    assert metrics["sparsity"] == pytest.approx(masks.sparsity(mask))
+    assert metrics["prunable_nonzero"] == masks.mask_counts(mask)[0]
     if expected_sparsity is not None:
         assert abs(metrics["sparsity"] - expected_sparsity) < 0.005
     assert not list(folder.glob(".*tmp"))  # no half-written files
@@ -121,16 +122,16 @@ def test_dense_imp_oneshot_controls_transfer(data) -> None:
     assert len(dense["history"]) == 2 and 0 <= dense["test_acc"] <= 1
 
     prev = run / "dense"
-    masks = []
+    round_masks = []
     for k in (1, 2):
         out = run / "imp-global" / f"round{k}"
         m = stages.imp_round(faces_a, prev, run / "dense", out, "mesonet", 0, k, "global", SPEC)
         assert m["method"] == "imp-global" and m["round"] == k and m["criterion"] == "global"
         assert m["target_sparsity"] == pytest.approx(1 - 0.8**k)
         check_ticket(out, 1 - 0.8**k)
-        masks.append(pruning.load_mask(out / "mask.pt"))
+        round_masks.append(checkpoints.load_mask(out / "mask.pt"))
         prev = out
-    assert all(not (masks[1][n] & ~masks[0][n]).any() for n in masks[0])  # nested masks
+    assert all(not (round_masks[1][n] & ~round_masks[0][n]).any() for n in round_masks[0])  # nested
     with pytest.raises(UserError, match="round 1"):  # round 3 must follow round 2
         stages.imp_round(
             faces_a,
@@ -146,7 +147,7 @@ def test_dense_imp_oneshot_controls_transfer(data) -> None:
 
     out = run / "imp-local" / "round1"
     stages.imp_round(faces_a, run / "dense", run / "dense", out, "mesonet", 0, 1, "local", SPEC)
-    for n, s in pruning.layer_sparsity(pruning.load_mask(out / "mask.pt")).items():
+    for n, s in masks.layer_sparsity(checkpoints.load_mask(out / "mask.pt")).items():
         assert abs(s - 0.2) < 0.07, (n, s)  # fc2 has only 16 weights
 
     one = stages.oneshot(
@@ -163,15 +164,15 @@ def test_dense_imp_oneshot_controls_transfer(data) -> None:
     check_ticket(run / "oneshot-global" / "sparsity36", 0.36)
 
     imp2 = run / "imp-global" / "round2"
-    imp_mask = pruning.load_mask(imp2 / "mask.pt")
-    imp1_mask = pruning.load_mask(run / "imp-global" / "round1" / "mask.pt")
+    imp_mask = checkpoints.load_mask(imp2 / "mask.pt")
+    imp1_mask = checkpoints.load_mask(run / "imp-global" / "round1" / "mask.pt")
     for name in CONTROLS:
         out = run / f"control-{name}" / "round2"
         m = stages.control(faces_a, imp2, run / "dense", out, "mesonet", 0, name, SPEC,
                            prev_dir=run / "imp-global" / "round1")
         assert m["method"] == f"control-{name}" and m["round"] == 2
         check_ticket(out, 0.36)
-        mask = pruning.load_mask(out / "mask.pt")
+        mask = checkpoints.load_mask(out / "mask.pt")
         same = all(torch.equal(mask[n], imp_mask[n]) for n in mask)
         assert same == (name == "reinit")
         assert all(int(mask[n].sum()) == int(imp_mask[n].sum()) for n in mask)
@@ -188,7 +189,7 @@ def test_dense_imp_oneshot_controls_transfer(data) -> None:
         assert m["dataset"] == "dsb" and m["source_dataset"] == "dsa"
         assert m["method"] == "imp-global" and m["weights"] == weights
         metrics = check_ticket(out, 0.36)
-        moved = pruning.load_mask(out / "mask.pt")  # A's mask, unchanged
+        moved = checkpoints.load_mask(out / "mask.pt")  # A's mask, unchanged
         assert all(torch.equal(moved[n], imp_mask[n]) for n in imp_mask)
         state = torch.load(out / "checkpoint.pt", weights_only=True)
         start = torch.load(
@@ -200,7 +201,7 @@ def test_dense_imp_oneshot_controls_transfer(data) -> None:
         frozen = {**SPEC, "train": {**SPEC["train"], "lr": 0.0, "max_epochs": 1}}
         stages.transfer(faces_b, imp2, run / "dense", tmp / weights, "mesonet", 0, weights, frozen)
         state = torch.load(tmp / weights / "checkpoint.pt", weights_only=True)
-        expected = pruning.mask_state(start, imp_mask)
+        expected = masks.mask_state(start, imp_mask)
         for n, p in expected.items():
             if not n.endswith(("running_mean", "running_var", "num_batches_tracked")):
                 assert torch.equal(state[n], p), n  # every parameter; BN statistics move
@@ -220,7 +221,7 @@ def _start_weights(data, rewind: str, tmp_path):
     stages.train_dense(faces_a, dense, "mesonet", 3, {**spec, "train": SPEC["train"]})
     out = tmp_path / "round1"
     stages.imp_round(faces_a, dense, dense, out, "mesonet", 3, 1, "global", spec)
-    mask = pruning.load_mask(out / "mask.pt")
+    mask = checkpoints.load_mask(out / "mask.pt")
     got = torch.load(out / "checkpoint.pt", weights_only=True)
     return dense, mask, got
 
@@ -229,13 +230,13 @@ def _start_weights(data, rewind: str, tmp_path):
 def test_rewind_modes_set_the_start_weights(data, rewind: str, tmp_path) -> None:
     dense, mask, got = _start_weights(data, rewind, tmp_path)
     source = {"none": "checkpoint.pt", "init": "init.pt", "epoch:1": "epoch1.pt"}[rewind]
-    expected = pruning.mask_state(torch.load(dense / source, weights_only=True), mask)
+    expected = masks.mask_state(torch.load(dense / source, weights_only=True), mask)
     for n in mask:
         assert torch.equal(got[n], expected[n]), n
     # and the mask came from the trained dense weights, whatever the rewind
     trained = torch.load(dense / "checkpoint.pt", weights_only=True)
     dense_mask = {n: torch.ones_like(m) for n, m in mask.items()}
-    from_trained = pruning.magnitude_prune(trained, dense_mask, 0.2, "global")
+    from_trained = masks.magnitude_prune(trained, dense_mask, 0.2, "global")
     assert all(torch.equal(mask[n], from_trained[n]) for n in mask)
 
 

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from deepfake_lth import claims as claims_mod
-from deepfake_lth import config as study_config
-from deepfake_lth import stats, tickets
+from deepfake_lth.analysis import claims as claims_mod
+from deepfake_lth.analysis import stats, tickets
+from deepfake_lth.workflow import config as study_config
 
 COLUMNS = ["dataset", "model", "seed", "method", "level", "sparsity", "test_acc",
            "test_samples"]

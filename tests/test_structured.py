@@ -12,9 +12,10 @@ import pytest
 import torch
 from torch import nn
 
-from deepfake_lth import pruning, stages, structured
-from deepfake_lth.errors import UserError
+from deepfake_lth import stages
+from deepfake_lth.core.errors import UserError
 from deepfake_lth.models import build_model
+from deepfake_lth.pruning import checkpoints, masks, structured
 from deepfake_lth.stages import structured as structured_stage
 
 torch.set_num_threads(1)
@@ -109,7 +110,7 @@ def test_compact_model_equals_channel_masked_model(name, size):
     assert b.shape == a.shape == (3, 1)
     assert torch.allclose(a, b, atol=1e-5, rtol=0)
     assert not torch.allclose(a, dense, atol=1e-3)  # pruning did change the function
-    assert pruning.sparsity(wmask) > 0
+    assert masks.sparsity(wmask) > 0
 
 
 def test_compact_keeps_the_original_untouched_and_full_mask_is_identity():
@@ -137,7 +138,7 @@ def test_masked_training_keeps_pruned_channels_at_zero(name, group, bn):
     model = randomised(name, 32)
     cmask = structured.channel_mask(model, None, 0.5, "local")
     wmask = structured.apply_channel_mask(model, cmask)
-    enforcer = pruning.MaskEnforcer(model, wmask)
+    enforcer = masks.MaskEnforcer(model, wmask)
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-2, weight_decay=1e-3)
     gen = torch.Generator().manual_seed(0)
@@ -272,15 +273,15 @@ def test_structured_rounds_write_the_files(tmp_path):
     assert all(not bool((b & ~a).any()) for a, b in zip(c1.values(), c2.values(), strict=True))
 
     # the checkpoint is a full-shape state dict whose zeros match the weight mask
-    state = pruning.load_state(run / "r2" / "checkpoint.pt")
-    mask = pruning.load_mask(run / "r2" / "mask.pt")
+    state = checkpoints.load_state(run / "r2" / "checkpoint.pt")
+    mask = checkpoints.load_mask(run / "r2" / "mask.pt")
     model = build_model("cnn5", input_size=32)
     model.load_state_dict(state)
     assert torch.equal(
         mask["features.block1.conv.weight"],
         structured.channel_weight_mask(model, c2)["features.block1.conv.weight"],
     )
-    assert r2["sparsity"] == pytest.approx(pruning.sparsity(mask))
+    assert r2["sparsity"] == pytest.approx(masks.sparsity(mask))
     drop = ~c2["features.block1.conv"]
     assert not bool(state["features.block1.bn.bias"][drop].any())
     assert not bool(state["features.block1.conv.bias"][drop].any())

@@ -7,16 +7,13 @@ import pytest
 import torch
 from torch import nn
 
-from deepfake_lth import pruning
-from deepfake_lth.data import FaceSplit
-from deepfake_lth.errors import UserError
-from deepfake_lth.scoring import video_accuracy
-from deepfake_lth.train import (
-    evaluate,
-    fit,
-    resolve_device,
-    seed_everything,
-)
+from deepfake_lth.core.errors import UserError
+from deepfake_lth.data.store import FaceSplit
+from deepfake_lth.pruning import masks
+from deepfake_lth.training.device import resolve_device, seed_everything
+from deepfake_lth.training.evaluate import evaluate
+from deepfake_lth.training.fit import fit
+from deepfake_lth.training.scoring import video_accuracy
 
 torch.set_num_threads(1)
 
@@ -128,9 +125,9 @@ def test_early_stopping_with_patience() -> None:
 
 def test_fit_with_mask_keeps_zeros() -> None:
     model = net()
-    mask = pruning.prune_to_sparsity(model, 0.5, "local")
+    mask = masks.prune_to_sparsity(model, 0.5, "local")
     fit(model, TRAIN, VAL, **{**KW, "weight_decay": 0.1, "max_train_samples": 40}, mask=mask)
-    params = pruning.prunable_parameters(model)
+    params = masks.prunable_parameters(model)
     for n, m in mask.items():
         assert torch.all(params[n][~m] == 0) and torch.all(params[n][m] != 0)
 

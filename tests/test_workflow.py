@@ -20,8 +20,8 @@ import pytest
 import torch
 import yaml
 
-from deepfake_lth import config as study_config
-from deepfake_lth.plan import imp_sparsity
+from deepfake_lth.pruning.plan import imp_sparsity
+from deepfake_lth.workflow import config as study_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SMK = [sys.executable, "-m", "snakemake", "--workflow-profile", "none", "--cores", "2"]
@@ -125,19 +125,55 @@ def test_nothing_reruns_when_nothing_changed(work):
     assert planned(work) == []
 
 
+# Figures recorded on another machine: another CPU, BLAS or oneDNN build (or ATEN_CPU_CAPABILITY,
+# OMP_NUM_THREADS) sums in another order, and two epochs of Adam carry that rounding through
+# (an AMD EPYC gave val_loss 0.6980004888 against 0.6980004977 recorded on an Intel Xeon:
+# 1.3e-8 relative). Losses are compared to 1e-5 relative, a thousand times that, which no
+# change to what the stages compute stays within; counts exactly; accuracies and AUCs (ratios
+# of counts) to 1e-6, which only a logit within rounding of the threshold could cross.
+# Bit-for-bit equality stays where the code guarantees it on one machine (a resumed run against
+# an uninterrupted one, masks exactly zero, tests/test_resume*.py and above).
+CROSS_MACHINE = {"rel": 1e-5, "abs": 1e-9}
+COUNTS = {"epoch", "epochs", "best_epoch", "params_nonzero"}
+RATIOS = {"test_acc", "test_auc", "val_acc", "val_auc", "train_acc", "sparsity"}
+
+
+def _matches_recorded(got: dict, want: dict) -> list[str]:
+    """Keys of ``want`` that ``got`` does not match within what another machine explains."""
+    off = []
+    for key, value in want.items():
+        if key in COUNTS:
+            ok = got[key] == value
+        elif key in RATIOS:
+            ok = got[key] == pytest.approx(value, rel=0, abs=1e-6)
+        else:
+            ok = got[key] == pytest.approx(value, **CROSS_MACHINE)
+        if not ok:
+            off.append(f"{key}: {got[key]!r} recorded {value!r}")
+    return off
+
+
+def test_the_recorded_figures_tolerance_is_tight_enough_to_catch_a_change():
+    want = {"val_loss": 0.6980004977, "val_acc": 0.5, "epochs": 2}
+    assert _matches_recorded({"val_loss": 0.6980004888, "val_acc": 0.5, "epochs": 2}, want) == []
+    assert _matches_recorded({"val_loss": 0.6981, "val_acc": 0.5, "epochs": 2}, want)
+    assert _matches_recorded({"val_loss": 0.6980004977, "val_acc": 0.5625, "epochs": 2}, want)
+    assert _matches_recorded({"val_loss": 0.6980004977, "val_acc": 0.5, "epochs": 3}, want)
+
+
 def test_smoke_metrics_match_the_figures_recorded_before_the_restructuring(work):
     """The runs of smoke-images give the metrics recorded on main 133b4da, before the stages
-    became a package and faces were streamed from the memory map (tests/data)."""
+    became a package and faces were streamed from the memory map (tests/data), within what
+    another machine explains (CROSS_MACHINE above)."""
     ref = json.loads((ROOT / "tests" / "data" / "smoke_reference.json").read_text())["runs"]
     base = work / "results" / "smoke-images" / "mesonet" / "seed0"
     for folder, want in ref.items():
         got = json.loads((base / folder / "metrics.json").read_text())
         history = want.pop("history")
-        assert {k: got[k] for k in want} == pytest.approx(want, rel=1e-9, abs=1e-12), folder
+        assert _matches_recorded(got, want) == [], folder
         assert len(got["history"]) == len(history), folder
         for epoch, expected in zip(got["history"], history, strict=True):
-            epoch = {k: v for k, v in epoch.items() if k != "seconds"}
-            assert epoch == pytest.approx(expected, rel=1e-9, abs=1e-12), folder
+            assert _matches_recorded(epoch, expected) == [], (folder, epoch["epoch"])
 
 
 def test_a_copied_checkout_stays_cached(work, tmp_path):
@@ -182,11 +218,11 @@ def _edit(path: Path) -> None:
 def test_editing_a_module_reruns_its_stage(work):
     _edit(work / "src" / "deepfake_lth" / "templates" / "report.html.j2")
     assert {r for r, _ in planned(work)} == {"report"}
-    _edit(work / "src" / "deepfake_lth" / "gradcam.py")
+    _edit(work / "src" / "deepfake_lth" / "analysis" / "gradcam.py")
     assert {r for r, _ in planned(work)} == {"gradcam", "report"}
     rules = {r for r, _ in planned(work, change={"gradcam": {"samples_per_class": 3}})}
     assert rules == {"gradcam", "report"}
-    _edit(work / "src" / "deepfake_lth" / "latency.py")
+    _edit(work / "src" / "deepfake_lth" / "analysis" / "latency.py")
     assert {r for r, _ in planned(work)} == {"gradcam", "latency", "report"}
 
 

@@ -11,14 +11,14 @@ import importlib
 import logging
 import sys
 
-from deepfake_lth.errors import UserError
-from deepfake_lth.resume import StopRequested
+from deepfake_lth.core.errors import UserError
+from deepfake_lth.training.resume import StopRequested
 
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "acquire": ("deepfake_lth.acquire", "fetch or generate a dataset's raw files"),
-    "extract": ("deepfake_lth.faces", "sample frames and crop faces for one shard"),
-    "pack": ("deepfake_lth.pack", "merge shards into a packed dataset with splits"),
+    "acquire": ("deepfake_lth.data.acquire", "fetch or generate a dataset's raw files"),
+    "extract": ("deepfake_lth.data.faces", "sample frames and crop faces for one shard"),
+    "pack": ("deepfake_lth.data.pack", "merge shards into a packed dataset with splits"),
     "train": ("deepfake_lth.stages.dense", "train the dense model (round 0)"),
     "imp-round": ("deepfake_lth.stages.imp", "one iterative magnitude pruning round"),
     "oneshot": ("deepfake_lth.stages.oneshot",
@@ -28,13 +28,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "structured-round": ("deepfake_lth.stages.structured",
                          "one structured pruning round: remove whole conv filters"),
     "transfer": ("deepfake_lth.stages.transfer", "train a ticket of one dataset on another"),
-    "gradcam": ("deepfake_lth.gradcam", "Grad-CAM heatmaps and their change across sparsities"),
-    "separability": ("deepfake_lth.separability", "probe and silhouette of penultimate features"),
-    "latency": ("deepfake_lth.latency", "CPU latency of the dense network and its tickets"),
+    "gradcam": ("deepfake_lth.analysis.gradcam", "Grad-CAM heatmaps and their change across sparsities"),
+    "separability": ("deepfake_lth.analysis.separability", "probe and silhouette of penultimate features"),
+    "latency": ("deepfake_lth.analysis.latency", "CPU latency of the dense network and its tickets"),
     "report": ("deepfake_lth.report", "the study's self-contained HTML report"),
-    "export": ("deepfake_lth.export", "write a compact ticket with only surviving weights"),
-    "detect": ("deepfake_lth.detect", "fake probability for new videos or images"),
-    "validate-config": ("deepfake_lth.config", "check a config file against the schema"),
+    "export": ("deepfake_lth.deploy.export", "write a compact ticket with only surviving weights"),
+    "detect": ("deepfake_lth.deploy.detect", "fake probability for new videos or images"),
+    "validate-config": ("deepfake_lth.workflow.config", "check a config file against the schema"),
 }
 
 

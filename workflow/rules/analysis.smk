@@ -6,7 +6,7 @@ rule gradcam:
     input:
         faces=f"{RESULTS}/{{dataset}}/faces/manifest.csv",
         checkpoints=lambda w: [lv["checkpoint"] for lv in gradcam_levels(w)],
-        code=code("gradcam.py") + TRAIN_CODE,
+        code=code("analysis/gradcam.py") + TRAIN_CODE,
     output:
         heatmaps=f"{RESULTS}/gradcam/{{dataset}}/{{model}}/seed{{seed}}/{{method}}/heatmaps.npz",
         delta=f"{RESULTS}/gradcam/{{dataset}}/{{model}}/seed{{seed}}/{{method}}/delta.csv",
@@ -43,7 +43,7 @@ rule separability:
         faces=f"{RESULTS}/{{dataset}}/faces/manifest.csv",
         checkpoints=lambda w: [f"{lv['path']}/checkpoint.pt" for lv in separability_levels(w)],
         metrics=lambda w: [f"{lv['path']}/metrics.json" for lv in separability_levels(w)],
-        code=code("separability.py") + TRAIN_CODE,
+        code=code("analysis/separability.py") + TRAIN_CODE,
     output:
         csv=f"{RESULTS}/separability/{{dataset}}/{{model}}/seed{{seed}}/{{method}}.csv",
     log:
@@ -78,7 +78,7 @@ rule latency:
     input:
         checkpoints=lambda w: [f"{lv['path']}/checkpoint.pt" for lv in latency_levels(w)],
         metrics=lambda w: [f"{lv['path']}/metrics.json" for lv in latency_levels(w)],
-        code=code("latency.py", "structured.py") + TRAIN_CODE,
+        code=code("analysis/latency.py", "pruning/structured.py") + TRAIN_CODE,
     output:
         csv=f"{RESULTS}/latency/{{dataset}}/{{model}}/seed{{seed}}/latency.csv",
     log:
@@ -123,10 +123,10 @@ rule report:
                     "provenance",
                 )
             ],
-            "stats.py",
-            "tickets.py",
-            "kinds.py",
-            "claims.py",
+            "analysis/stats.py",
+            "analysis/tickets.py",
+            "data/kinds.py",
+            "analysis/claims.py",
             "templates/report.html.j2",
         ),
     output:

@@ -1,14 +1,14 @@
 # Paths, wildcard constraints, input functions and the JSON slices each stage depends on.
 # Which methods a config runs, and their folders, come from the method registry
-# (deepfake_lth.methods); docs/ARCHITECTURE.md has the map.
+# (deepfake_lth.pruning.methods); docs/ARCHITECTURE.md has the map.
 import json
 import os
 import re
 from pathlib import Path
 
-from deepfake_lth import methods
-from deepfake_lth.criteria import CRITERIA
-from deepfake_lth.execution import prepare_jobs
+from deepfake_lth.pruning import methods
+from deepfake_lth.pruning.criteria import CRITERIA
+from deepfake_lth.core.execution import prepare_jobs
 
 RESULTS = config["results"]
 RESOURCES = config["resources"]
@@ -19,7 +19,7 @@ REPORT = f"{RESULTS}/report.html"
 # stays cached (an absolute path would change, and Snakemake would rerun every job).
 SRC = os.path.relpath(os.path.join(workflow.basedir, "src", "deepfake_lth"))
 # Jobs run `python -m deepfake_lth` of the environment they run in, with src/ on PYTHONPATH;
-# `device` reaches them as DLTH_DEVICE, outside the spec (deepfake_lth.execution.prepare_jobs).
+# `device` reaches them as DLTH_DEVICE, outside the spec (deepfake_lth.core.execution.prepare_jobs).
 CONDA_ENV = "../../environment.yml"
 prepare_jobs(workflow.basedir, config["device"])
 DATASETS = list(config["datasets"])

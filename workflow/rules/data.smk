@@ -17,11 +17,11 @@ rule acquire:
             else []
         ),
         code=code(
-            "acquire/__init__.py",
-            "acquire/synthetic.py",
-            "acquire/local.py",
-            "acquire/urls.py",
-            "acquire/kaggle.py",
+            "data/acquire/__init__.py",
+            "data/acquire/synthetic.py",
+            "data/acquire/local.py",
+            "data/acquire/urls.py",
+            "data/acquire/kaggle.py",
         ),
     output:
         f"{RESOURCES}/{{dataset}}/sources.csv",
@@ -41,7 +41,7 @@ rule extract_faces:
     """Sample frames_per_video frames of each video of one shard and crop the face with MTCNN."""
     input:
         sources=f"{RESOURCES}/{{dataset}}/sources.csv",
-        code=code("faces.py", "acquire/__init__.py"),
+        code=code("data/faces.py", "data/acquire/__init__.py"),
     output:
         npy=f"{RESULTS}/{{dataset}}/faces/shards/shard{{shard}}.npy",
         csv=f"{RESULTS}/{{dataset}}/faces/shards/shard{{shard}}.csv",
@@ -70,7 +70,7 @@ rule pack_faces:
     input:
         shards=shards_of,
         sources=f"{RESOURCES}/{{dataset}}/sources.csv",
-        code=code("pack.py"),
+        code=code("data/pack.py"),
     output:
         faces=f"{RESULTS}/{{dataset}}/faces/faces.npy",
         manifest=f"{RESULTS}/{{dataset}}/faces/manifest.csv",

@@ -108,7 +108,7 @@ rule structured_round:
         faces=f"{RESULTS}/{{dataset}}/faces/faces.npy",
         manifest=f"{RESULTS}/{{dataset}}/faces/manifest.csv",
         init=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/dense/init.pt",
-        code=stage_code("structured") + code("structured.py"),
+        code=stage_code("structured") + code("pruning/structured.py"),
     output:
         checkpoint=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/structured-{{criterion}}/round{{k}}/checkpoint.pt",
         mask=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/structured-{{criterion}}/round{{k}}/mask.pt",

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from deepfake_lth.errors import UserError
+from deepfake_lth.core.errors import UserError
 from deepfake_lth.models.registry import MODELS, ModelSpec, get_spec, resolve
 
 __all__ = ["MODELS", "ModelSpec", "build_model", "count_parameters", "get_spec",

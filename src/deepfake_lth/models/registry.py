@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from deepfake_lth.errors import UserError
+from deepfake_lth.core.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ MODELS: dict[str, ModelSpec] = {
             description="Meso-4 (Afchar et al. 2018): 4 conv blocks + 2 dense, 27,977 params "
             "at 256 px",
             gpu_share=0.25,
-            channel_groups="deepfake_lth.structured:mesonet_groups",
+            channel_groups="deepfake_lth.pruning.structured:mesonet_groups",
         ),
         ModelSpec(
             name="cnn5",
@@ -55,7 +55,7 @@ MODELS: dict[str, ModelSpec] = {
             description="CNN-5: 5 conv-BN-ReLU-pool blocks (16-32-64-128-176), global average "
             "pooling, linear; 0.30M params",
             gpu_share=0.25,
-            channel_groups="deepfake_lth.structured:cnn5_groups",
+            channel_groups="deepfake_lth.pruning.structured:cnn5_groups",
         ),
         ModelSpec(
             name="resnet18",
@@ -66,7 +66,7 @@ MODELS: dict[str, ModelSpec] = {
             feature_layer="avgpool",
             description="ResNet-18 (He et al. 2016, torchvision); 11.2M params",
             gpu_share=0.5,
-            channel_groups="deepfake_lth.structured:resnet_groups",
+            channel_groups="deepfake_lth.pruning.structured:resnet_groups",
         ),
         ModelSpec(
             name="xception",

@@ -20,7 +20,7 @@ import json
 import os
 from pathlib import Path
 
-from deepfake_lth.errors import UserError
+from deepfake_lth.core.errors import UserError
 from deepfake_lth.report.build import SECTIONS, build_report
 from deepfake_lth.report.collect import collect_gradcam, collect_metrics
 from deepfake_lth.report.common import SYNTHETIC_SENTENCE, Figures, method_label

@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 from markupsafe import Markup
 
-from deepfake_lth import methods as registry
-from deepfake_lth.plan import parse_step_size_method
+from deepfake_lth.analysis.stats import GREATER, LESS
+from deepfake_lth.pruning import methods as registry
+from deepfake_lth.pruning.plan import parse_step_size_method
 from deepfake_lth.report.common import (
     Figures,
     Part,
@@ -23,7 +24,6 @@ from deepfake_lth.report.common import (
     seeds_words,
 )
 from deepfake_lth.report.curves import curves_figure
-from deepfake_lth.stats import GREATER, LESS
 
 
 def main_imp(runs) -> str | None:
@@ -38,7 +38,7 @@ def datasets_with(runs, methods) -> list[str]:
 def comparison_table(runs, dataset: str, pairs: list[tuple[str, str]], title: str,
                       model_order: list[str] | None) -> Table | None:
     """Paired differences A − B (percentage points) over seeds at every shared sparsity."""
-    from deepfake_lth.stats import paired_comparisons
+    from deepfake_lth.analysis.stats import paired_comparisons
 
     table = Table(title, ["Model", "Comparison", "Sparsity (%)", "Seeds", "Difference (pp)",
                           "95 % CI (pp)", "t", "p"], text_columns=2,
@@ -70,7 +70,7 @@ def comparison_table(runs, dataset: str, pairs: list[tuple[str, str]], title: st
 def controls_section(runs, config: dict, figures: Figures, model_order: list[str] | None,
                      kinds: dict | None = None) -> Section:
     """Winning tickets: the IMP ticket against the dense network and the controls."""
-    from deepfake_lth.tickets import winning_tickets, winning_up_to
+    from deepfake_lth.analysis.tickets import winning_tickets, winning_up_to
 
     controls = list(config.get("controls") or [])
     imp = main_imp(runs) or f"imp-{((config.get('prune') or {}).get('criteria') or ['global'])[0]}"
@@ -181,7 +181,7 @@ def pai_section(runs, config: dict, figures: Figures, model_order: list[str] | N
 def step_size_section(runs, config: dict, figures: Figures, model_order: list[str] | None
                       ) -> Section:
     """IMP at several pruning rates reaching the same final sparsity."""
-    from deepfake_lth.stats import mean_ci
+    from deepfake_lth.analysis.stats import mean_ci
 
     rate = float((config.get("prune") or {}).get("rate", 0.2))
     variants = sorted(registry.with_role(runs["method"].unique(), registry.STEP_SIZE),
@@ -231,7 +231,7 @@ def step_size_section(runs, config: dict, figures: Figures, model_order: list[st
 
 def seeds_section(runs, config: dict, model_order: list[str] | None) -> Section:
     """Mean and 95 % t-interval over seeds of every network, and IMP vs one-shot tests."""
-    from deepfake_lth.stats import summarize
+    from deepfake_lth.analysis.stats import summarize
 
     n = len(config.get("seeds") or [])
     section = Section(

@@ -15,7 +15,7 @@ from typing import Any
 
 from markupsafe import Markup
 
-from deepfake_lth import methods as registry
+from deepfake_lth.pruning import methods as registry
 from deepfake_lth.report import beyond, measures, paper, provenance
 from deepfake_lth.report.collect import (
     LeftOut,
@@ -259,8 +259,8 @@ SECTIONS: list[Builder] = [
 def _validated(config: dict) -> dict:
     """The config as the workflow validated it (defaults filled), so that the registry can
     say which runs it plans; a config that does not validate is used as given."""
-    from deepfake_lth.config import validate
-    from deepfake_lth.errors import UserError
+    from deepfake_lth.core.errors import UserError
+    from deepfake_lth.workflow.config import validate
 
     if planned(config):
         return config
@@ -282,9 +282,9 @@ def build_report(
     """Write the study's report to ``out_path``; figures also as PNG in ``figures_dir``."""
     import jinja2
 
-    from deepfake_lth.files import write_text
-    from deepfake_lth.kinds import dataset_kind
-    from deepfake_lth.tickets import baseline_flags
+    from deepfake_lth.analysis.tickets import baseline_flags
+    from deepfake_lth.core.files import write_text
+    from deepfake_lth.data.kinds import dataset_kind
 
     results_dir = Path(results_dir)
     config = _validated(dict(config or {}))

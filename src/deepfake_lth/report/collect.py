@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from deepfake_lth import methods as registry
+from deepfake_lth.pruning import methods as registry
 
 log = logging.getLogger(__name__)
 
@@ -328,7 +328,7 @@ def collect_separability(results_dir: str | Path, config: dict | None = None):
 
 def collect_latency(results_dir: str | Path, config: dict | None = None):
     """Every results/latency/{dataset}/{model}/seed{s}/latency.csv as one DataFrame."""
-    from deepfake_lth.latency import COLUMNS
+    from deepfake_lth.analysis.latency import COLUMNS
 
     data = collect_csvs(results_dir, config, "latency", "*/*/seed*/latency.csv",
                         set(COLUMNS) - {"median_sd_ms", "median_low_ms", "median_high_ms",

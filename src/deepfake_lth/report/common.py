@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from deepfake_lth import methods as registry
+from deepfake_lth.pruning import methods as registry
 
 DEFAULT_TITLE = "Lottery tickets in deepfake detectors"
 SYNTHETIC_SENTENCE = (

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from deepfake_lth import methods as registry
+from deepfake_lth.pruning import methods as registry
 from deepfake_lth.report.common import (
     FIGURE_WIDTH,
     Figure,
@@ -35,7 +35,7 @@ def curves_figure(runs, dataset: str, methods: list[str], title: str,
     import seaborn as sns
     from matplotlib.figure import Figure as MplFigure
 
-    from deepfake_lth.stats import binomial_se, ci_bounds
+    from deepfake_lth.analysis.stats import binomial_se, ci_bounds
 
     df = runs[runs["dataset"] == dataset]
     pruned = df[df["method"].isin(methods) & (df["method"] != "dense")]

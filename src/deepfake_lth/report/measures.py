@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deepfake_lth import methods as registry
+from deepfake_lth.pruning import methods as registry
 from deepfake_lth.report.collect import collect_latency, collect_separability
 from deepfake_lth.report.common import (
     FIGURE_WIDTH,
@@ -31,7 +31,7 @@ def separability_section(results_dir: Path, config: dict, figures: Figures) -> S
     import seaborn as sns
     from matplotlib.figure import Figure as MplFigure
 
-    from deepfake_lth.stats import ci_bounds, mean_ci
+    from deepfake_lth.analysis.stats import ci_bounds, mean_ci
 
     data = collect_separability(results_dir, config)
     section = Section(

@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 
-from deepfake_lth import methods as registry
-from deepfake_lth.plan import pct
+from deepfake_lth.pruning import methods as registry
+from deepfake_lth.pruning.plan import pct
 from deepfake_lth.report.collect import GradcamRun, planned
 from deepfake_lth.report.common import (
     FIGURE_WIDTH,

@@ -13,10 +13,10 @@ from deepfake_lth.report.common import NOT_RUN, PACKAGES, Table
 
 def claims_rows(runs, transfers, gradcam_runs: list[GradcamRun], config: dict,
                 kinds: dict | None = None) -> list:
-    """The paper's claims with this run's verdicts (see deepfake_lth.claims)."""
+    """The paper's claims with this run's verdicts (see deepfake_lth.analysis.claims)."""
     import pandas as pd
 
-    from deepfake_lth.claims import evaluate_claims
+    from deepfake_lth.analysis.claims import evaluate_claims
 
     frames = [r.delta.assign(dataset=r.dataset, model=r.model, group=r.method, seed=r.seed)
               for r in gradcam_runs if r.delta is not None and not r.delta.empty]

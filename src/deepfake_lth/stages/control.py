@@ -16,9 +16,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from deepfake_lth.errors import UserError
-from deepfake_lth.files import read_metrics
-from deepfake_lth.methods import CONTROLS
+from deepfake_lth.core.errors import UserError
+from deepfake_lth.core.files import read_metrics
+from deepfake_lth.pruning.methods import CONTROLS
 from deepfake_lth.stages.runner import (
     Job,
     add_common_arguments,
@@ -72,14 +72,8 @@ def control(
 ) -> dict[str, Any]:
     """Control ``name`` at the sparsity of the IMP ticket in ``imp_dir`` (round k);
     ``random-prune-trained`` also needs round k−1 of its chain (``prev_dir``; dense/ for k = 1)."""
-    from deepfake_lth.pruning import (
-        fresh_init,
-        full_mask,
-        load_mask,
-        load_state,
-        mask_state,
-        random_mask_like,
-    )
+    from deepfake_lth.pruning.checkpoints import load_mask, load_state
+    from deepfake_lth.pruning.masks import fresh_init, full_mask, mask_state, random_mask_like
 
     spec = parse_spec(spec)
     if name not in CONTROLS:

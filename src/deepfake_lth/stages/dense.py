@@ -27,7 +27,7 @@ def train_dense(
 ) -> dict[str, Any]:
     """Round 0: θ0 → ``init.pt``, the trained dense network → ``checkpoint.pt``, metrics;
     ``epoch{E}.pt`` too when the rewind mode is ``epoch:E``."""
-    from deepfake_lth.pruning import atomic_torch_save
+    from deepfake_lth.pruning.checkpoints import atomic_torch_save
 
     spec = parse_spec(spec)
     job = Job.start(faces_dir, out_dir, model_name, seed, spec)

@@ -1,7 +1,7 @@
 """``deepfake-lth imp-round``: one round of iterative magnitude pruning (Algorithm 1).
 
 Round k prunes ``rate`` of the weights that survived round k−1 by the configured criterion
-(:mod:`deepfake_lth.criteria`), rewinds, and retrains with the mask enforced. With
+(:mod:`deepfake_lth.pruning.criteria`), rewinds, and retrains with the mask enforced. With
 ``--rate`` the round belongs to IMP at another step size, method ``imp-{criterion}-rate{rate}``.
 """
 
@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from deepfake_lth.criteria import CRITERIA
-from deepfake_lth.errors import UserError
-from deepfake_lth.files import read_metrics
-from deepfake_lth.plan import imp_sparsity, step_size_method
+from deepfake_lth.core.errors import UserError
+from deepfake_lth.core.files import read_metrics
+from deepfake_lth.pruning.criteria import CRITERIA
+from deepfake_lth.pruning.plan import imp_sparsity, step_size_method
 from deepfake_lth.stages.runner import (
     Job,
     add_common_arguments,
@@ -58,7 +58,8 @@ def imp_round(
     """IMP round ``k``: prune ``rate`` (default: the spec's ``prune.rate``) of the surviving
     weights of round k−1 (``prev_dir``; round 0 is ``dense_dir``), rewind, retrain with the
     mask enforced. A ``rate`` writes method ``imp-{criterion}-rate{rate}``."""
-    from deepfake_lth.pruning import full_mask, load_mask, load_state, magnitude_prune
+    from deepfake_lth.pruning.checkpoints import load_mask, load_state
+    from deepfake_lth.pruning.masks import full_mask, magnitude_prune
 
     spec = parse_spec(spec)
     method = None
@@ -121,7 +122,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dense", required=True, help="dense/ folder (θ0 for rewinding)")
     parser.add_argument("--round", type=int, required=True, help="round k (≥ 1)")
     parser.add_argument("--criterion", required=True, choices=list(CRITERIA),
-                        help="pruning criterion (deepfake_lth.criteria)")
+                        help="pruning criterion (deepfake_lth.pruning.criteria)")
     parser.add_argument(
         "--rate",
         type=float,

@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from deepfake_lth.criteria import CRITERIA
-from deepfake_lth.errors import UserError
-from deepfake_lth.plan import nearest_round_at
+from deepfake_lth.core.errors import UserError
+from deepfake_lth.pruning.criteria import CRITERIA
+from deepfake_lth.pruning.plan import nearest_round_at
 from deepfake_lth.stages.runner import (
     Job,
     add_common_arguments,
@@ -33,7 +33,8 @@ def oneshot(
     spec: Mapping[str, Any] | str | None = None,
 ) -> dict[str, Any]:
     """Prune the trained dense network once, straight to ``sparsity``, rewind and retrain."""
-    from deepfake_lth.pruning import full_mask, load_state, prune_to_sparsity
+    from deepfake_lth.pruning.checkpoints import load_state
+    from deepfake_lth.pruning.masks import full_mask, prune_to_sparsity
 
     spec = parse_spec(spec)
     if not 0 < sparsity < 1:
@@ -66,7 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sparsity", type=float, required=True,
                         help="target fraction of prunable weights removed, e.g. 0.59")
     parser.add_argument("--criterion", required=True, choices=list(CRITERIA),
-                        help="pruning criterion (deepfake_lth.criteria)")
+                        help="pruning criterion (deepfake_lth.pruning.criteria)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,10 +8,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from deepfake_lth.errors import UserError
-from deepfake_lth.methods import PAI_METHODS
-from deepfake_lth.plan import nearest_round_at
-from deepfake_lth.pruning import GRASP_TEMPERATURE
+from deepfake_lth.core.errors import UserError
+from deepfake_lth.pruning.methods import PAI_METHODS
+from deepfake_lth.pruning.plan import nearest_round_at
+from deepfake_lth.pruning.saliency import GRASP_TEMPERATURE
 from deepfake_lth.stages.runner import (
     Job,
     add_common_arguments,
@@ -33,7 +33,7 @@ def score_batches(split, n_batches: int, batch_size: int, input_size: int, devic
     import numpy as np
     import torch
 
-    from deepfake_lth.data import to_tensor
+    from deepfake_lth.data.store import to_tensor
 
     if len(split) == 0:
         raise UserError("the train split is empty: pruning at initialization scores on it")
@@ -64,14 +64,10 @@ def prune_at_init(
 ) -> dict[str, Any]:
     """Pruning at initialization: score θ0 (``dense_dir/init.pt``) with SNIP or GraSP on
     ``batches`` training batches, keep the mask of ``sparsity``, train m ⊙ θ0 once."""
-    from deepfake_lth.data import load_split
-    from deepfake_lth.pruning import (
-        collapsed_layers,
-        grasp_mask,
-        load_state,
-        mask_state,
-        snip_mask,
-    )
+    from deepfake_lth.data.store import load_split
+    from deepfake_lth.pruning.checkpoints import load_state
+    from deepfake_lth.pruning.masks import collapsed_layers, mask_state
+    from deepfake_lth.pruning.saliency import grasp_mask, snip_mask
 
     spec = parse_spec(spec)
     if method not in PAI_METHODS:

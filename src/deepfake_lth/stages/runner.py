@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deepfake_lth.errors import UserError
-from deepfake_lth.execution import add_execution_arguments, apply_execution
-from deepfake_lth.files import read_metrics, write_csv, write_metrics
+from deepfake_lth.core.errors import UserError
+from deepfake_lth.core.execution import add_execution_arguments, apply_execution
+from deepfake_lth.core.files import read_metrics, write_csv, write_metrics
 from deepfake_lth.stages.spec import input_size_of, parse_spec
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ def setup(spec: dict[str, Any], seed: int):
     """Threads, device and seeds of a job; returns the torch device."""
     import torch
 
-    from deepfake_lth.train import resolve_device, seed_everything
+    from deepfake_lth.training.device import resolve_device, seed_everything
 
     torch.set_num_threads(int(spec["threads"]))
     device = resolve_device(spec["device"])
@@ -65,7 +65,7 @@ def load_into(model, state: Mapping, source: str) -> None:
 
 def parameter_counts(model) -> dict[str, int]:
     """All and prunable parameters of ``model``, and how many of each are nonzero."""
-    from deepfake_lth.pruning import prunable_parameters
+    from deepfake_lth.pruning.masks import prunable_parameters
 
     params = list(model.parameters())
     prunable = list(prunable_parameters(model).values())
@@ -87,7 +87,9 @@ def device_name(device) -> str:
 
 def rewound_start(mode: str, prev_state, dense_dir: Path, mask):
     """Masked weights a pruned network starts from under rewind ``mode``."""
-    from deepfake_lth.pruning import load_state, mask_state, parse_rewind, rewind_weights
+    from deepfake_lth.pruning.checkpoints import load_state
+    from deepfake_lth.pruning.masks import mask_state
+    from deepfake_lth.pruning.rewind import parse_rewind, rewind_weights
 
     kind, epoch = parse_rewind(mode)
     init_state = load_state(Path(dense_dir) / "init.pt") if kind == "init" else None
@@ -106,7 +108,7 @@ def rewound_start(mode: str, prev_state, dense_dir: Path, mask):
 
 def rewind_epochs(spec: dict[str, Any]) -> tuple[int, ...]:
     """Epochs the dense run keeps weights of, for rewinding (``epoch:E``)."""
-    from deepfake_lth.pruning import parse_rewind
+    from deepfake_lth.pruning.rewind import parse_rewind
 
     kind, epoch = parse_rewind(spec["prune"]["rewind"])
     return (epoch,) if kind == "epoch" else ()
@@ -169,17 +171,23 @@ def train_and_write(
     predictions.csv (test faces: video, label, p(fake)) and metrics.json (last)."""
     import numpy as np
 
-    from deepfake_lth.data import load_splits
-    from deepfake_lth.pruning import (
-        atomic_torch_save,
+    from deepfake_lth.data.store import load_splits
+    from deepfake_lth.pruning.checkpoints import atomic_torch_save, save_mask
+    from deepfake_lth.pruning.masks import (
         layer_sparsity,
         prunable_parameters,
-        save_mask,
         sparsity,
         state_sparsity,
     )
-    from deepfake_lth.resume import ResumeState, StopRequested, StopSignals, resume_key, state_path
-    from deepfake_lth.train import evaluate, fit
+    from deepfake_lth.training.evaluate import evaluate
+    from deepfake_lth.training.fit import fit
+    from deepfake_lth.training.resume import (
+        ResumeState,
+        StopRequested,
+        StopSignals,
+        resume_key,
+        state_path,
+    )
 
     faces_dir, out_dir, model_name = job.faces_dir, job.out_dir, job.model_name
     seed, spec, device = job.seed, job.spec, job.device

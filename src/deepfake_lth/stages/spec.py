@@ -22,7 +22,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from deepfake_lth.errors import UserError
+from deepfake_lth.core.errors import UserError
 
 
 def _section_defaults(schema: Mapping[str, Any], key: str) -> dict[str, Any]:
@@ -33,7 +33,7 @@ def _section_defaults(schema: Mapping[str, Any], key: str) -> dict[str, Any]:
 @cache
 def spec_defaults() -> dict[str, Any]:
     """The spec's defaults, from the config schema."""
-    from deepfake_lth.config import load_schema
+    from deepfake_lth.workflow.config import load_schema
 
     schema = load_schema()
     prune = _section_defaults(schema, "prune")
@@ -85,7 +85,7 @@ def parse_spec(spec: Mapping[str, Any] | str | None) -> dict[str, Any]:
             out[key].update(value)
         else:
             out[key] = value
-    from deepfake_lth.pruning import parse_rewind
+    from deepfake_lth.pruning.rewind import parse_rewind
 
     parse_rewind(out["prune"]["rewind"])
     rate = out["prune"]["rate"]

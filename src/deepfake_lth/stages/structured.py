@@ -1,7 +1,7 @@
 """``deepfake-lth structured-round``: one round of structured pruning (whole conv channels).
 
 Round k removes ``prune.rate`` of the surviving channels of round k−1 by filter L1 norm
-(:mod:`deepfake_lth.structured` holds the channel groups, masks and compaction), rewinds,
+(:mod:`deepfake_lth.pruning.structured` holds the channel groups, masks and compaction), rewinds,
 and retrains with the pruned channels held at zero.
 """
 
@@ -13,8 +13,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from deepfake_lth.errors import UserError
-from deepfake_lth.plan import imp_sparsity
+from deepfake_lth.core.errors import UserError
+from deepfake_lth.pruning.plan import imp_sparsity
+from deepfake_lth.pruning.structured import CRITERIA
 from deepfake_lth.stages.imp import check_previous_round
 from deepfake_lth.stages.runner import (
     Job,
@@ -26,7 +27,6 @@ from deepfake_lth.stages.runner import (
     train_and_write,
 )
 from deepfake_lth.stages.spec import parse_spec
-from deepfake_lth.structured import CRITERIA
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +47,8 @@ def structured_round(
     pruned channels held at zero. Writes channels.pt, checkpoint.pt (full shape, pruned
     channels zero), mask.pt (the weight mask) and metrics.json (method
     ``structured-{criterion}``)."""
-    from deepfake_lth.pruning import load_state
-    from deepfake_lth.structured import (
+    from deepfake_lth.pruning.checkpoints import load_state
+    from deepfake_lth.pruning.structured import (
         apply_channel_mask,
         channel_counts,
         channel_mask,

@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from deepfake_lth.errors import UserError
-from deepfake_lth.files import atomic_write, read_metrics, write_metrics
+from deepfake_lth.core.errors import UserError
+from deepfake_lth.core.files import atomic_write, read_metrics, write_metrics
 from deepfake_lth.stages.runner import (
     Job,
     add_common_arguments,
@@ -34,7 +34,8 @@ def transfer(
     """Train dataset A's ticket (``ticket_dir``: mask and weights) on dataset B
     (``faces_dir``) with the mask fixed. ``weights``: ``trained`` (θ2 = m1 ⊙ θ1, A's ticket
     checkpoint) or ``init`` (A's θ0 from ``dense_dir`` under A's mask)."""
-    from deepfake_lth.pruning import load_mask, load_state, mask_state
+    from deepfake_lth.pruning.checkpoints import load_mask, load_state
+    from deepfake_lth.pruning.masks import mask_state
 
     spec = parse_spec(spec)
     if weights not in ("trained", "init"):

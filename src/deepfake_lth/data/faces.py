@@ -1,0 +1,410 @@
+"""Frames and faces: sample N evenly spaced frames per video and crop the face with MTCNN.
+
+One extraction job handles one shard of a dataset's ``sources.csv`` (rows ``i`` with
+``i % shards == shard``) and writes ``shards/shard{i}.npy`` (uint8 face crops, a sparse
+file sized for the worst case), ``shards/shard{i}.csv`` (one row per crop) and
+``shards/shard{i}.log.csv`` (one row per source file). ``pack`` merges the shards.
+
+Per-file status, as written to ``extraction_log.csv``:
+
+==========  ===============================================================================
+ok          faces cropped; a video gives exactly ``frames_per_video`` crops
+empty       a zero-byte file
+unreadable  not a video/image OpenCV can decode (corrupt, truncated, a text file named .mp4)
+too_short   fewer than ``min_frames`` readable frames
+no_face     MTCNN found a face in fewer than half of the sampled frames (or none in an image),
+            also after retrying the frames without one at larger sizes
+missing     the file listed in sources.csv does not exist
+==========  ===============================================================================
+
+Choices, documented for real footage: a frame with several faces keeps the largest; a
+sampled frame where MTCNN finds no face (motion blur, a turned head) borrows the box of the
+nearest frame that has one, so every ``ok`` video contributes the same number of crops; a
+crop reaching past the frame border is padded with black, never dropped. Detection runs on
+a copy of the frame downscaled to ``detect_max_side`` (boxes scaled back), and the crop is
+cut from the full-resolution frame. MTCNN's ``min_face_size`` applies to that downscaled copy,
+so small faces in large frames can be missed: before a file is called ``no_face``, its frames
+without a detection are retried at twice the size, then twice again, up to full resolution.
+The ``upscaled`` column of the log counts the frames whose face was found only that way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from deepfake_lth.data.media import VIDEO_EXTS
+
+log = logging.getLogger(__name__)
+
+LOG_COLUMNS = ["source", "video_id", "label", "status", "frames_read", "faces", "upscaled",
+               "message"]
+CROP_COLUMNS = ["video_id", "label", "split", "frame_index", "source", "detected"]
+# MTCNN input pixels per batch on the CPU: 16 frames of 640x360 (bounded memory)
+CPU_BATCH_PIXELS = 16 * 640 * 360
+
+
+@dataclass
+class FaceSpec:
+    """The data parameters that decide the crops (config key ``faces``)."""
+
+    frames_per_video: int = 40
+    min_frames: int = 40
+    size: int = 64
+    margin: float = 0.3
+    min_face_size: int = 20
+    thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
+    detect_max_side: int = 640
+    batch_size: int = 16
+
+    @classmethod
+    def from_dict(cls, d: dict) -> FaceSpec:
+        names = cls.__dataclass_fields__
+        kw = {k: v for k, v in d.items() if k in names}
+        if "thresholds" in kw:
+            kw["thresholds"] = tuple(kw["thresholds"])
+        return cls(**kw)
+
+
+def sample_indices(n_frames: int, k: int) -> list[int]:
+    """``k`` evenly spaced frame indices of ``n_frames`` (all of them when fewer)."""
+    if n_frames <= 0:
+        return []
+    if n_frames <= k:
+        return list(range(n_frames))
+    return [round(x) for x in np.linspace(0, n_frames - 1, k)]
+
+
+def read_video_frames(path: Path, k: int) -> tuple[list[np.ndarray], list[int], int]:
+    """Up to ``k`` evenly spaced RGB frames, their indices, and how many frames were read.
+
+    Seeks to the sampled frames when they are sparse in a long video (the container's frame
+    count is used); decodes sequentially, grabbing without converting the frames it skips,
+    when they are dense or the count is unknown.
+    """
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        return [], [], 0
+    try:
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        if count > 0:
+            wanted = sample_indices(count, k)
+            if count > 4 * k:  # sparse: seek to each sampled frame
+                frames, indices = _read_by_seeking(cap, wanted)
+                if len(frames) == len(wanted):
+                    return frames, indices, count
+                cap.release()
+                cap = cv2.VideoCapture(str(path))
+            frames, indices, n = _read_sequential(cap, wanted)
+            if len(frames) == len(wanted):
+                return frames, indices, count
+            cap.release()
+            cap = cv2.VideoCapture(str(path))
+        # the container's frame count is missing or wrong: count by grabbing, then sample
+        n = 0
+        while cap.grab():
+            n += 1
+        cap.release()
+        if n == 0:
+            return [], [], 0
+        cap = cv2.VideoCapture(str(path))
+        frames, indices, _ = _read_sequential(cap, sample_indices(n, k))
+        return frames, indices, n
+    finally:
+        cap.release()
+
+
+def _read_by_seeking(cap, wanted: list[int]) -> tuple[list[np.ndarray], list[int]]:
+    frames, indices = [], []
+    for idx in wanted:
+        cap.set(cv2.CAP_PROP_POS_FRAMES, idx)
+        ok, frame = cap.read()
+        if ok and frame is not None:
+            frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+            indices.append(idx)
+    return frames, indices
+
+
+def _read_sequential(cap, wanted: list[int]) -> tuple[list[np.ndarray], list[int], int]:
+    """Decode up to the last wanted frame, converting only the wanted ones."""
+    wanted_set, frames, indices, idx = set(wanted), [], [], 0
+    last = wanted[-1] if wanted else -1
+    while idx <= last and cap.grab():
+        if idx in wanted_set:
+            ok, frame = cap.retrieve()
+            if ok and frame is not None:
+                frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+                indices.append(idx)
+        idx += 1
+    return frames, indices, idx
+
+
+def read_image(path: Path) -> np.ndarray | None:
+    data = np.fromfile(str(path), dtype=np.uint8)
+    if data.size == 0:
+        return None
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    return None if img is None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+class FaceDetector:
+    """MTCNN (facenet-pytorch) on downscaled frames; the largest face per frame."""
+
+    def __init__(self, spec: FaceSpec, device: str = "cpu"):
+        from facenet_pytorch import MTCNN
+
+        self.spec = spec
+        self.device = device
+        self.mtcnn = MTCNN(
+            keep_all=True,
+            min_face_size=spec.min_face_size,
+            thresholds=list(spec.thresholds),
+            device=device,
+            post_process=False,
+        )
+
+    def detect(self, frames: list[np.ndarray],
+               max_side: int | None = None) -> list[np.ndarray | None]:
+        """Largest face box (x1, y1, x2, y2) in full-resolution pixels per frame, or None,
+        detected on the frame downscaled to ``max_side`` (default ``detect_max_side``).
+
+        Frames of one size go to MTCNN in batches of ``batch_size``; on the CPU a batch holds
+        at most CPU_BATCH_PIXELS pixels (batching gives the same boxes, 1.3-1.7x faster on
+        one thread at 192-640 px; see BENCHMARKS.md).
+        """
+        out: list[np.ndarray | None] = []
+        bs = self.spec.batch_size
+        side = max_side or self.spec.detect_max_side
+        if not str(self.device).startswith("cuda") and frames:
+            h, w = frames[0].shape[:2]
+            s = min(1.0, side / max(h, w))
+            bs = max(1, min(bs, CPU_BATCH_PIXELS // max(1, int(h * s * w * s))))
+        for start in range(0, len(frames), bs):
+            chunk = frames[start : start + bs]
+            scales, small = [], []
+            for f in chunk:
+                h, w = f.shape[:2]
+                s = min(1.0, side / max(h, w))
+                scales.append(s)
+                small.append(f if s >= 1.0 else cv2.resize(f, (round(w * s), round(h * s)),
+                                                         interpolation=cv2.INTER_AREA))
+            if len(small) > 1 and len({im.shape for im in small}) == 1:
+                boxes, _ = self.mtcnn.detect(np.stack(small))
+            else:
+                boxes = [self.mtcnn.detect(im)[0] for im in small]
+            for b, s in zip(boxes, scales):
+                if b is None or len(b) == 0:
+                    out.append(None)
+                    continue
+                b = np.asarray(b, dtype=np.float32)
+                areas = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+                out.append(b[int(np.argmax(areas))] / s)
+        return out
+
+    def retry_larger(self, frames: list[np.ndarray],
+                     boxes: list[np.ndarray | None]) -> tuple[list[np.ndarray | None], int]:
+        """``boxes`` with the frames that have none detected again at 2×, 4×, …
+        ``detect_max_side``, up to full resolution; also how many were found that way."""
+        boxes = list(boxes)
+        full = max((max(f.shape[:2]) for f in frames), default=0)
+        side, found = self.spec.detect_max_side, 0
+        while side < full:
+            side = min(2 * side, full)
+            todo = [i for i, b in enumerate(boxes) if b is None]
+            if not todo:
+                break
+            for i, b in zip(todo, self.detect([frames[i] for i in todo], max_side=side)):
+                if b is not None:
+                    boxes[i] = b
+                    found += 1
+        return boxes, found
+
+
+def crop_face(frame: np.ndarray, box: np.ndarray, size: int, margin: float) -> np.ndarray:
+    """Square crop around ``box`` enlarged by ``margin``, padded at borders, resized to ``size``."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    side = max(x2 - x1, y2 - y1) * (1 + margin)
+    left, top = round(cx - side / 2), round(cy - side / 2)
+    side_i = max(1, round(side))
+    h, w = frame.shape[:2]
+    pad = [max(0, -top), max(0, top + side_i - h), max(0, -left), max(0, left + side_i - w)]
+    region = frame[max(0, top) : min(h, top + side_i), max(0, left) : min(w, left + side_i)]
+    if region.size == 0:
+        region = np.zeros((side_i, side_i, 3), np.uint8)
+    elif any(pad):
+        region = cv2.copyMakeBorder(region, *pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+    interp = cv2.INTER_AREA if side_i > size else cv2.INTER_LINEAR
+    return cv2.resize(region, (size, size), interpolation=interp)
+
+
+def fill_missing_boxes(boxes: list[np.ndarray | None]) -> list[np.ndarray] | None:
+    """Give frames without a detection the box of the nearest frame with one."""
+    have = [i for i, b in enumerate(boxes) if b is not None]
+    if not have:
+        return None
+    return [boxes[i] if boxes[i] is not None else boxes[min(have, key=lambda j: abs(j - i))]
+            for i in range(len(boxes))]
+
+
+def center_box(img: np.ndarray) -> np.ndarray:
+    """The whole image as a box (for sets that are already face crops)."""
+    h, w = img.shape[:2]
+    return np.array([0, 0, w, h], dtype=np.float32)
+
+
+def extract_file(row: dict, path: Path, spec: FaceSpec, detector: FaceDetector | None,
+                 kind: str) -> tuple[list[np.ndarray], list[dict], dict]:
+    """Crops, crop rows and the log row of one source file. Never raises on bad input."""
+    entry = {"source": row["path"], "video_id": row["video_id"], "label": row["label"],
+             "status": "ok", "frames_read": 0, "faces": 0, "upscaled": 0, "message": ""}
+
+    def fail(status: str, message: str):
+        entry.update(status=status, message=message)
+        log.warning("%s: %s (%s)", row["path"], status, message)
+        return [], [], entry
+
+    if not path.exists():
+        return fail("missing", f"{path} does not exist")
+    if path.stat().st_size == 0:
+        return fail("empty", "zero-byte file")
+    try:
+        if kind == "video":
+            frames, indices, n_read = read_video_frames(path, spec.frames_per_video)
+            entry["frames_read"] = n_read
+            if n_read == 0:
+                return fail("unreadable", "OpenCV could not decode any frame")
+            if len(frames) < spec.min_frames:
+                return fail("too_short", f"{len(frames)} readable frames < min_frames {spec.min_frames}")
+        else:
+            img = read_image(path)
+            if img is None:
+                return fail("unreadable", "not an image OpenCV can decode")
+            frames, indices, entry["frames_read"] = [img], [0], 1
+        if detector is None:
+            boxes: list = [center_box(f) for f in frames]
+            detected = [True] * len(frames)
+        else:
+            raw = detector.detect(frames)
+            if sum(b is not None for b in raw) < 0.5 * len(frames):  # no_face, unless larger
+                raw, entry["upscaled"] = detector.retry_larger(frames, raw)
+                if entry["upscaled"]:
+                    log.info("%s: %d of %d frames had a face only at a larger detection size "
+                             "than detect_max_side %d", row["path"], entry["upscaled"],
+                             len(frames), detector.spec.detect_max_side)
+            detected = [b is not None for b in raw]
+            entry["faces"] = sum(detected)
+            if sum(detected) == 0 or sum(detected) < 0.5 * len(frames):
+                return fail("no_face", f"a face in {sum(detected)} of {len(frames)} sampled frames"
+                            " (also at full resolution)")
+            boxes = fill_missing_boxes(raw)
+        entry["faces"] = sum(detected)
+        margin = spec.margin if detector is not None else 0.0  # a face-crop set: keep it whole
+        crops = [crop_face(f, b, spec.size, margin) for f, b in zip(frames, boxes)]
+    except Exception as exc:  # noqa: BLE001 - a broken file must not stop the shard
+        return fail("unreadable", f"{type(exc).__name__}: {exc}")
+    rows = [{"video_id": row["video_id"], "label": row["label"], "split": row.get("split", ""),
+             "frame_index": idx, "source": row["path"], "detected": int(d)}
+            for idx, d in zip(indices, detected)]
+    return crops, rows, entry
+
+
+def extract_shard(sources_csv: Path, dataset_dir: Path, shard: int, shards: int, spec: FaceSpec,
+                  detect: bool | None, out_prefix: Path, device: str = "cpu") -> dict:
+    """Extract the faces of one shard; returns counts. Writes ``{prefix}.npy|.csv|.log.csv``."""
+    from tqdm import tqdm
+
+    from deepfake_lth.data.acquire import read_sources, resolve
+
+    table = read_sources(sources_csv)
+    mine = table.iloc[shard::shards]
+    out_prefix.parent.mkdir(parents=True, exist_ok=True)
+    kinds = set(mine["kind"]) or {"video"}
+    # detect faces: always for videos; for images unless the set is already face crops
+    use_detector = any(k == "video" for k in kinds) or bool(detect)
+    if detect is False and kinds == {"image"}:
+        use_detector = False
+    detector = FaceDetector(spec, device) if use_detector else None
+    per_file = spec.frames_per_video if "video" in kinds else 1
+    capacity = max(1, len(mine) * per_file)
+    npy_tmp = out_prefix.with_suffix(".npy.tmp")
+    store = np.lib.format.open_memmap(npy_tmp, mode="w+", dtype=np.uint8,
+                                      shape=(capacity, spec.size, spec.size, 3))
+    crop_rows: list[dict] = []
+    log_rows: list[dict] = []
+    t0, n_frames = time.time(), 0
+    for _, row in tqdm(list(mine.iterrows()), desc=f"shard {shard}/{shards}", mininterval=5,
+                       disable=None):
+        row = row.to_dict()
+        kind = row["kind"] or ("video" if Path(row["path"]).suffix.lower() in VIDEO_EXTS else "image")
+        det = detector if (kind == "video" or detect is not False) else None
+        crops, rows, entry = extract_file(row, resolve(row["path"], dataset_dir), spec, det, kind)
+        for c, r in zip(crops, rows):
+            store[len(crop_rows)] = c
+            crop_rows.append(r)
+        log_rows.append(entry)
+        n_frames += entry["frames_read"] if kind == "image" else len(crops)
+    store.flush()
+    del store
+    elapsed = time.time() - t0
+    _write_csv(out_prefix.with_suffix(".csv"), CROP_COLUMNS, crop_rows)
+    _write_csv(out_prefix.with_suffix(".log.csv"), LOG_COLUMNS, log_rows)
+    npy_tmp.replace(out_prefix.with_suffix(".npy"))  # last: its presence marks a finished shard
+    stats = {"files": len(log_rows), "crops": len(crop_rows), "seconds": round(elapsed, 2),
+             "upscaled_frames": sum(r["upscaled"] for r in log_rows),
+             "frames_per_second": round(n_frames / elapsed, 2) if elapsed > 0 else None,
+             "status": {s: sum(r["status"] == s for r in log_rows) for s in {r["status"] for r in log_rows}}}
+    log.info("shard %d/%d: %s", shard, shards, json.dumps(stats))
+    return stats
+
+
+def _write_csv(path: Path, columns: list[str], rows: list[dict]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sources", required=True, help="resources/{dataset}/sources.csv")
+    parser.add_argument("--shard", type=int, required=True,
+                        help="the shard to extract: rows i of sources.csv with "
+                        "i %% shards == shard")
+    parser.add_argument("--shards", type=int, required=True,
+                        help="number of shards the dataset is split into")
+    parser.add_argument("--spec", required=True,
+                        help="the dataset's face settings (config 'faces', with "
+                        "datasets.{name}.faces on top) as JSON")
+    parser.add_argument("--detect", choices=["auto", "yes", "no"], default="auto",
+                        help="run MTCNN on images (videos always)")
+    parser.add_argument("--out", required=True, help="output prefix, e.g. .../shards/shard0")
+    parser.add_argument("--device", default=os.environ.get("DLTH_DEVICE") or "auto",
+                        help="auto | cpu | cuda | cuda:N for MTCNN (default: $DLTH_DEVICE, which "
+                        "the workflow sets from the config's device, else auto)")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    spec = FaceSpec.from_dict(json.loads(args.spec))
+    detect = {"auto": None, "yes": True, "no": False}[args.detect]
+    sources = Path(args.sources)
+    extract_shard(sources, sources.parent, args.shard, args.shards, spec, detect, Path(args.out),
+                  device)
+    return 0

@@ -1,0 +1,265 @@
+"""Merge extraction shards into the packed dataset and assign splits by video.
+
+Writes, under ``results/{dataset}/faces/``:
+
+- ``faces.npy``: uint8 (N, S, S, 3) RGB crops, read with a memory map by training jobs;
+- ``manifest.csv``: one row per crop: ``index`` (row in faces.npy), ``video_id``, ``label``,
+  ``split``, ``frame_index``, ``source``, ``detected`` (1 when MTCNN found the face in that
+  very frame, 0 when the box came from the nearest frame);
+- ``extraction_log.csv``: one row per source file with its status (see faces.py);
+- ``summary.json``: counts per split, label and status; ``face_settings`` (the dataset's
+  ``faces`` settings the crops were made with, read back by ``deepfake-lth export``);
+  ``failed`` (files per failed status); ``warnings`` (sentences, e.g. a split with fewer
+  than ``MIN_PER_CLASS`` videos of a class).
+
+A split without both classes stops packing (UserError naming the split, its counts and the
+fix): a detector cannot be trained, stopped early or tested on one class.
+
+Splits are assigned per video (never two splits for one video) with a fixed seed. Files
+whose source fixes the split (an image set's Train/Validation/Test folders, a test list)
+keep it. Otherwise videos are grouped by ``group`` when the source gives one (a fake and its
+source video, one identity), so that a group never straddles two splits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from deepfake_lth.core import files
+from deepfake_lth.core.errors import UserError
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+# fewer videos (or images) of a class in a split: a warning in summary.json
+MIN_PER_CLASS = 10
+
+
+def assign_splits(videos: pd.DataFrame, fractions: dict[str, float], seed: int) -> pd.Series:
+    """Split per video: ``videos`` has video_id, label, split ('' = free), group.
+
+    Free videos are grouped (``group``, else the video itself), the groups shuffled with
+    ``seed`` and dealt to test, val and train until each reaches its share of videos; a few
+    reshuffles make sure test and val hold both labels when there are enough groups.
+    """
+    out = videos.set_index("video_id")["split"].copy()
+    free = videos[videos["split"] == ""]
+    if free.empty:
+        return out
+    keys = free["group"].where(free["group"] != "", free["video_id"])
+    groups = sorted(set(keys))
+    sizes = keys.value_counts()
+    labels_of = free.groupby(keys)["label"].agg(lambda s: frozenset(s))
+    n = len(free)
+    best = None
+    for attempt in range(200):
+        rng = np.random.default_rng([seed, attempt])
+        order = [groups[i] for i in rng.permutation(len(groups))]
+        assignment, filled = {}, {"test": 0, "val": 0}
+        for g in order:
+            for split in ("test", "val"):
+                if filled[split] + sizes[g] / 2 <= fractions[split] * n and filled[split] < fractions[split] * n:
+                    assignment[g] = split
+                    filled[split] += sizes[g]
+                    break
+            else:
+                assignment[g] = "train"
+        ok = all(
+            {0, 1} <= set().union(*[labels_of[g] for g in assignment if assignment[g] == s] or [set()])
+            for s in ("test", "val", "train")
+        )
+        if best is None or ok:
+            best = assignment
+        if ok:
+            break
+    for vid, key in zip(free["video_id"], keys):
+        out[vid] = best[key]
+    return out
+
+
+def split_counts(videos: pd.DataFrame, split_of: pd.Series) -> dict[str, dict[str, int]]:
+    """Videos per split and class: {split: {"real": n, "fake": n}}."""
+    table = videos.assign(split=videos["video_id"].map(split_of))
+    return {s: {"real": int(((table["split"] == s) & (table["label"] == 0)).sum()),
+                "fake": int(((table["split"] == s) & (table["label"] == 1)).sum())}
+            for s in SPLITS}
+
+
+def check_splits(counts: dict[str, dict[str, int]], dataset: str, unit: str = "videos",
+                 given: bool = False) -> list[str]:
+    """UserError when a split lacks a class; the warnings (sentences) for small splits."""
+    for s in SPLITS:
+        c = counts[s]
+        if not c["real"] or not c["fake"]:
+            where = (f"the split folders (or split column) of the source give {s} one class"
+                     if given else
+                     f"raise 'faces.split.{s}' (or 'datasets.{dataset}.faces.split') so that "
+                     f"{s} gets more {unit}, or add {unit} of identities not yet used")
+            raise UserError(
+                f"{dataset}: the {s} split has {c['real']} real and {c['fake']} fake {unit} "
+                f"after packing (train {counts['train']['real']}/{counts['train']['fake']}, val "
+                f"{counts['val']['real']}/{counts['val']['fake']}, test "
+                f"{counts['test']['real']}/{counts['test']['fake']} real/fake); every split "
+                f"needs both classes: add {unit} of the missing class, or {where}"
+            )
+    warnings = []
+    for s in SPLITS:
+        c = counts[s]
+        small = [f"{c[k]} {k}" for k in ("real", "fake") if c[k] < MIN_PER_CLASS]
+        if small:
+            warnings.append(
+                f"The {s} split of {dataset} has only {' and '.join(small)} {unit} (fewer than "
+                f"{MIN_PER_CLASS} per class): its accuracy and AUC are noisy."
+            )
+    return warnings
+
+
+def failed_line(dataset: str, faces_dir: Path, status: dict[str, int], files: int,
+                warnings: int = 0, log_path: str | None = None) -> str:
+    """One console line: the dataset's failed files by status, pointing to the log."""
+    failed = {k: v for k, v in sorted(status.items()) if k != "ok" and v}
+    text = f"{dataset}: {status.get('ok', 0)} of {files} files ok"
+    if failed:
+        where = log_path or faces_dir / "extraction_log.csv"
+        text += f"; failed: {', '.join(f'{k} {v}' for k, v in failed.items())} (see {where})"
+    if warnings:
+        text += f"; {warnings} warning{'s' if warnings > 1 else ''} in {faces_dir / 'summary.json'}"
+    return text
+
+
+def pack(faces_dir: Path, sources_csv: Path, shards: int, fractions: dict[str, float],
+         seed: int, face_settings: dict | None = None) -> dict:
+    """Merge ``faces_dir/shards/shard{i}.*`` into faces.npy, manifest.csv, extraction_log.csv.
+
+    ``face_settings`` (the dataset's ``faces`` settings) is recorded in summary.json.
+    """
+    from deepfake_lth.data.acquire import read_sources
+
+    sources = read_sources(sources_csv)
+    shard_dir = faces_dir / "shards"
+    logs, crops, arrays = [], [], []
+    for i in range(shards):
+        prefix = shard_dir / f"shard{i}"
+        for suffix in (".npy", ".csv", ".log.csv"):
+            if not prefix.with_suffix(suffix).exists():
+                raise UserError(f"{prefix.with_suffix(suffix)} is missing: rerun extraction of shard {i}")
+        table = pd.read_csv(prefix.with_suffix(".csv"), dtype={"video_id": str, "split": str},
+                            keep_default_na=False)
+        crops.append(table)
+        logs.append(pd.read_csv(prefix.with_suffix(".log.csv"), dtype={"video_id": str},
+                                keep_default_na=False))
+        arrays.append((np.load(prefix.with_suffix(".npy"), mmap_mode="r"), len(table)))
+    manifest = pd.concat(crops, ignore_index=True)
+    extraction_log = pd.concat(logs, ignore_index=True)
+    if manifest.empty:
+        raise UserError(
+            f"no face was extracted for {faces_dir.parent.name}: see "
+            f"{faces_dir / 'extraction_log.csv'} for each file's status"
+        )
+    # splits per video, from the source table (split, group) for the videos that have crops
+    src = sources.drop_duplicates("video_id").set_index("video_id")
+    videos = manifest.drop_duplicates("video_id")[["video_id", "label"]].copy()
+    videos["split"] = [str(src["split"].get(v, "") or "") for v in videos["video_id"]]
+    videos["group"] = [str(src["group"].get(v, "") or "") for v in videos["video_id"]]
+    bad = set(videos["split"]) - {"", "train", "val", "test"}
+    if bad:
+        raise UserError(f"{sources_csv}: unknown split names {sorted(bad)}; use train, val or test")
+    split_of = assign_splits(videos, fractions, seed)
+    dataset = faces_dir.parent.name if faces_dir.name == "faces" else faces_dir.name
+    per_video = manifest.groupby("video_id").size()
+    unit = "videos" if (set(sources["kind"]) == {"video"} or per_video.max() > 1) else "images"
+    status = {str(k): int(v) for k, v in extraction_log["status"].value_counts().items()}
+    try:
+        warnings = check_splits(split_counts(videos, split_of), dataset, unit,
+                                given=bool((videos["split"] != "").all()))
+    except UserError as exc:
+        failed = failed_line(dataset, faces_dir, status, len(extraction_log),
+                             log_path=str(shard_dir / "shard*.log.csv"))
+        raise UserError(f"{exc} ({failed.partition(': ')[2]})") from None
+    manifest["split"] = manifest["video_id"].map(split_of)
+    manifest.insert(0, "index", np.arange(len(manifest)))
+    # faces.npy, written in chunks through a memory map (bounded memory)
+    size = arrays[0][0].shape[1:]
+    tmp = faces_dir / "faces.npy.tmp"
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(manifest), *size))
+    pos = 0
+    for arr, n in arrays:
+        for start in range(0, n, 4096):
+            stop = min(n, start + 4096)
+            out[pos + start : pos + stop] = arr[start:stop]
+        pos += n
+    out.flush()
+    del out
+    tmp.replace(faces_dir / "faces.npy")
+    extraction_log = extraction_log.merge(
+        videos[["video_id"]].assign(split=lambda d: d["video_id"].map(split_of)), on="video_id",
+        how="left").fillna({"split": ""})
+    extraction_log.to_csv(faces_dir / "extraction_log.csv", index=False)
+    columns = ["index", "video_id", "label", "split", "frame_index", "source", "detected"]
+    manifest[columns].to_csv(faces_dir / "manifest.csv", index=False)
+    counts = split_counts(videos, split_of)
+    upscaled = (pd.to_numeric(extraction_log["upscaled"], errors="coerce").fillna(0)
+                if "upscaled" in extraction_log else pd.Series(0, index=extraction_log.index))
+    summary = {
+        "faces": len(manifest),
+        "videos": int(manifest["video_id"].nunique()),
+        "files": len(extraction_log),
+        "status": status,
+        "failed": {k: v for k, v in status.items() if k != "ok"},
+        "splits": {
+            s: {"faces": int((manifest["split"] == s).sum()),
+                "videos": int(manifest.loc[manifest["split"] == s, "video_id"].nunique()),
+                "fake": int(manifest.loc[manifest["split"] == s, "label"].sum()),
+                "real_videos": counts[s]["real"],
+                "fake_videos": counts[s]["fake"]}
+            for s in SPLITS
+        },
+        "detected_fraction": float(manifest["detected"].mean()),
+        "upscaled_frames": int(upscaled.sum()),
+        "face_settings": dict(face_settings or {}),
+        "warnings": warnings,
+    }
+    files.write_text(faces_dir / "summary.json", json.dumps(summary, indent=2))
+    log.info("%s: %s", faces_dir, json.dumps(summary))
+    for w in warnings:
+        log.warning("%s", w)
+    print(failed_line(dataset, faces_dir, status, len(extraction_log), len(warnings)), flush=True)
+    return summary
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--faces", required=True,
+                        help="the dataset's faces folder, results/{dataset}/faces (shards/ inside)")
+    parser.add_argument("--sources", required=True, help="resources/{dataset}/sources.csv")
+    parser.add_argument("--shards", type=int, required=True,
+                        help="number of extraction shards to merge (shard0 .. shard{N-1})")
+    parser.add_argument("--split", required=True,
+                        help='fractions of the videos per split, JSON '
+                        '{"train":..,"val":..,"test":..}')
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split assignment")
+    parser.add_argument("--spec", default=None,
+                        help="the dataset's face settings as JSON, recorded in summary.json "
+                        "(read back by `deepfake-lth export`)")
+
+
+def _json_arg(text: str, flag: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{flag} is not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise UserError(f"{flag} must be a JSON object")
+    return value
+
+
+def run(args: argparse.Namespace) -> int:
+    spec = _json_arg(args.spec, "--spec") if args.spec else None
+    pack(Path(args.faces), Path(args.sources), args.shards, _json_arg(args.split, "--split"),
+         args.seed, spec)
+    return 0

@@ -1,0 +1,1 @@
+"""Deployment: compact ticket files and detection on new videos or images."""
