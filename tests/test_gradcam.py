@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -219,7 +220,8 @@ def test_gradcam_stage_delta_zero_at_dense_and_positive_when_pruned(tmp_path):
     )
     with np.load(out / "heatmaps.npz", allow_pickle=False) as z:
         data = {k: z[k] for k in z.files}
-    rows = gradcam.select_eval_set(faces, 3, seed=5)
+    # the faces do not depend on the training seed (5): one set per dataset
+    rows = gradcam.select_eval_set(faces, 3, seed=gradcam.EVAL_SET_SEED)
     np.testing.assert_array_equal(data["rows"], rows)
     np.testing.assert_array_equal(data["labels"], [0, 0, 0, 1, 1, 1])
     assert data["images"].dtype == np.uint8 and data["images"].shape == (6, 16, 16, 3)
@@ -242,6 +244,9 @@ def test_gradcam_stage_delta_zero_at_dense_and_positive_when_pruned(tmp_path):
     want = np.linalg.norm(data["norm"][2, i] - data["norm"][0, i])
     got = delta[(delta["sparsity"] == 0.8) & (delta["row"] == rows[i])]["delta_l"].item()
     assert got == pytest.approx(want, rel=1e-5)
+    # raw ΔL per pixel: divided by √(H·W) = 16
+    at = delta[(delta["sparsity"] == 0.8) & (delta["row"] == rows[i])]
+    assert at["delta_l_raw_per_pixel"].item() == pytest.approx(at["delta_l_raw"].item() / 16)
 
     summary = pd.read_csv(out / "delta_summary.csv")
     assert list(summary["sparsity"]) == [0.0, 0.5, 0.8]
@@ -302,3 +307,27 @@ def test_cpu_and_cuda_agree():
     with gradcam.GradCAM(net, "2") as cam:
         gpu, _ = cam(x.cuda(), labels)
     torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-4, atol=1e-5)
+
+
+def test_noise_floor_is_delta_l_between_two_seeds_dense_maps():
+    from deepfake_lth.report import paper
+    from deepfake_lth.report.collect import GradcamRun
+
+    rng = np.random.default_rng(0)
+    raw = {seed: rng.random((2, 3, 4, 4)) for seed in (0, 1)}  # 2 levels × 3 faces × 4×4
+
+    def run(seed, rows):
+        npz = {"rows": np.array(rows), "sparsities": np.array([0.0, 0.6]), "raw": raw[seed],
+               "norm": raw[seed] / raw[seed].max(axis=(2, 3), keepdims=True)}
+        return GradcamRun("ds", "m", seed, "imp-global", Path("."), npz, None)
+
+    # seed 1 explains faces 11, 12, 13; seed 0 faces 10, 11, 12: two shared faces
+    floor = paper.noise_floor([run(0, [10, 11, 12]), run(1, [11, 12, 13])])
+    want = np.mean([np.linalg.norm(raw[0][0, 1] - raw[1][0, 0]),
+                    np.linalg.norm(raw[0][0, 2] - raw[1][0, 1])])
+    assert floor["faces"] == 2 and floor["seeds"] == 2
+    assert floor["raw"] == pytest.approx(want)
+    assert floor["raw_per_pixel"] == pytest.approx(want / 4)
+    assert paper.noise_floor([run(0, [10, 11, 12])]) is None  # one seed: no floor
+    assert "needs the dense networks of two or more seeds" in paper.noise_floor_line(
+        [run(0, [10, 11, 12])])

@@ -388,18 +388,20 @@ def test_sections_beyond_the_paper_when_configured(beyond):
     assert "accuracy_dsA.png" in pngs
 
     controls = section(html, "controls")
-    assert ("mesonet: IMP-Global is a winning ticket at every round up to 20.0 % sparsity"
+    # round2 is 1.6 points below dense (within δ = 2), round3 2.6 points below (outside)
+    assert ("mesonet: IMP-Global is a winning ticket at every round up to 36.0 % sparsity"
             in controls)
     rows = cells(controls, "mesonet")
     assert [r[1] for r in rows] == ["round1", "round2", "round3", "round4"]
     first = rows[0]  # 0.63 + shift vs dense 0.626 + shift; controls far below
     assert first[2:5] == ["20.0", "3", "64.0"]
     assert first[-3:] == ["yes", "above the other controls", "yes"]
-    assert rows[3][-1] == "no"
-    # the paper's a′ ≥ a beside the rule; the SE of the paired difference (the same on
-    # every seed here, so 0)
+    assert [r[-1] for r in rows] == ["yes", "yes", "no", "no"]
+    assert "δ = 2 points" in controls
+    # the paper's a′ ≥ a beside the rule; the interval of the paired difference (the same
+    # on every seed here, so of width 0)
     assert first[6] == "yes" and rows[1][6] == "no"
-    assert first[7:9] == ["0.00", "t-interval over 3 seeds"]
+    assert first[7:9] == ["+0.4 [+0.4, +0.4]", "t-interval over 3 seeds"]
 
     pai = section(html, "pai")
     snip80 = [r for r in cells(pai, "mesonet") if r[1] == "IMP-Global − SNIP" and r[2] == "80.0"]
@@ -464,7 +466,11 @@ def test_claims_table_verdicts(beyond):
     assert v["ResNet-18 is the most robust model under pruning"] == "not run"
     assert v["Iterative pruning"] == "holds"
     assert v["Smaller pruning steps"] == "holds"
-    assert v["Pruned models narrow their Grad-CAM focus"] == "holds"  # 0.2 → 0.4 in fabricate
+    # fabricate() writes Grad-CAM for seed 0 only: one training run, not judged
+    assert v["Pruned models narrow their Grad-CAM focus"] == "not enough evidence: one seed"
+    intro = htmllib.unescape(section(html, "claims"))
+    assert "1 claim needs two or more" in intro and "δ = 2 points" in intro
+    assert "Holm" in intro
     assert 'class="verdict verdict-holds"' in html
     assert 'class="verdict verdict-not-enough-evidence"' in html
 

@@ -1,10 +1,14 @@
 """The paper's claims checked against a run: each with a verdict computed by a stated rule.
 
 Verdicts: *holds* (every comparison for the claim), *does not hold* (one against it), *not
-enough evidence* (it ran, and some interval straddles zero), *not run* (nothing to compare:
-the method or data is not in this run). On a video set the unit of every standard error is
-the test video (:func:`deepfake_lth.analysis.stats.estimate_diff`); whether a dataset is a video set
-is :func:`dataset_kind`'s to say. Method names and labels come from the method registry.
+enough evidence* (it ran, and some interval straddles 0 or the margin; or it rests on one
+seed: "not enough evidence: one seed"), *not run* (nothing to compare: the method or data is
+not in this run). Every comparison of trained networks needs two or more seeds: its interval
+includes the variance between training runs (paired by seed, and by test video within a seed
+on a video set, :func:`deepfake_lth.analysis.stats.estimate_diff`). Intervals are 95 %;
+"keeps" claims are non-inferiority against a fixed margin δ (``claims.margin``, 2 points by
+default); the comparisons of one claim are corrected with Holm's method
+(:func:`deepfake_lth.analysis.stats.judge`). Method names and labels come from the registry.
 """
 
 from __future__ import annotations
@@ -22,37 +26,46 @@ from deepfake_lth.analysis.stats import (
     HOLDS,
     LESS,
     LEVEL_TOLERANCE,
+    MARGIN,
     NEAR,
     NOT_RUN,
+    ONE_SEED,
     TIE,
     UNCLEAR,
+    Comparison,
+    Diff,
+    Z,
     binomial_se,
-    decide,
-    decide_values,
     estimate_diff,
     finite,
+    judge,
     levels_of,
     match_levels,
-    mean_ci,
-    verdict,
+    non_inferiority,
+    superiority,
 )
 from deepfake_lth.analysis.tickets import (
     baseline_flags,
-    decide_unpaired,
     level_near,
     retained_se,
     retained_share,
+    unpaired_diff,
     winning_tickets,
-    winning_up_to,
 )
 from deepfake_lth.data.kinds import dataset_kind
 from deepfake_lth.pruning import methods as registry
 from deepfake_lth.pruning.plan import parse_step_size_method
 
-__all__ = ["FAILS", "HOLDS", "NOT_RUN", "UNCLEAR", "Claim", "dataset_kind", "evaluate_claims"]
+__all__ = ["FAILS", "HOLDS", "NOT_RUN", "ONE_SEED", "UNCLEAR", "Claim", "dataset_kind",
+           "evaluate_claims"]
 
 SAY = {GREATER: "which counts for the claim", LESS: "which counts against it",
        TIE: "which is within the noise"}
+DECISION = ("Decision: 95 % intervals; each side of a comparison is tested one-sided at 2.5 % with "
+            "Holm's correction over the claim's comparisons (datasets × models × levels). A "
+            "comparison of trained networks needs two or more seeds, its interval including "
+            "the variance between seeds; with one seed the verdict is \"not enough evidence: "
+            "one seed\".")
 
 
 @dataclass
@@ -65,6 +78,7 @@ class Claim:
     rule: str
     evidence: list[str] = field(default_factory=list)
     caveats: list[str] = field(default_factory=list)  # e.g. a miscalibrated dense baseline
+    why: str = ""  # the verdict's reason in a few words, e.g. "one seed"
 
 
 # --------------------------------------------------------------------------- helpers
@@ -84,10 +98,45 @@ def _main_imp(runs) -> str | None:
     return imps[0] if imps else None
 
 
-def _compare_at(runs, kinds, dataset, model, a, b, target=None, tol=LEVEL_TOLERANCE):
-    """Outcome and evidence of A vs B: at the shared level (sparsities within ``tol``)
-    nearest ``target`` (within 5 points) or, with no target, averaged over every shared
-    level."""
+def _margin(config: Mapping[str, Any] | None) -> float:
+    return float(((config or {}).get("claims") or {}).get("margin", MARGIN))
+
+
+def _said(c: Comparison) -> str:
+    if c.n_seeds < 2:
+        return f"{c.text}, from one seed: a single training run each, not judged."
+    return f"{c.text}, {SAY[c.outcome]}."
+
+
+def _claim(text: str, source: str, rule: str, comparisons: Sequence[Comparison],
+           notes: Sequence[str] = (), caveats: Sequence[str] = ()) -> Claim:
+    """A claim judged over ``comparisons`` (Holm); ``notes``: evidence besides them (what
+    did not run)."""
+    verdict, why = judge(comparisons)
+    evidence = [_said(c) for c in comparisons] + list(notes)
+    return Claim(text, source, verdict, f"{rule} {DECISION}", evidence, list(caveats), why)
+
+
+def _epochs(runs, dataset, model, method, level) -> str:
+    """"cumulative epochs 21" of a run (its weights' training since θ0), or ""."""
+    if "cumulative_epochs" not in runs:
+        return ""
+    part = runs[(runs["dataset"] == dataset) & (runs["model"] == model)
+                & (runs["method"] == method) & (runs["level"] == level)]
+    v = finite(part["cumulative_epochs"])
+    return f"{v.mean():.0f}" if len(v) else ""
+
+
+def _budgets(runs, dataset, model, a, b, level_a, level_b) -> str:
+    ea, eb = (_epochs(runs, dataset, model, a, level_a),
+              _epochs(runs, dataset, model, b, level_b))
+    return f"; cumulative epochs {ea} vs {eb}" if ea and eb else ""
+
+
+def _diff_at(runs, kinds, dataset, model, a, b, target=None, tol=LEVEL_TOLERANCE
+             ) -> tuple[Diff, str] | None:
+    """A − B and its description: at the shared level (sparsities within ``tol``) nearest
+    ``target`` (within 5 points) or, with no target, averaged over every shared level."""
     matched = match_levels(runs, dataset, model, a, b, tol)
     if target is not None:
         matched = [m for m in matched if abs(m[2] - target) <= NEAR]
@@ -100,9 +149,24 @@ def _compare_at(runs, kinds, dataset, model, a, b, target=None, tol=LEVEL_TOLERA
         return None
     where = (f"at {100 * matched[0][2]:.0f} % sparsity" if target is not None
              else f"averaged over {len(matched)} shared levels")
-    outcome = diff.outcome
-    return outcome, (f"{model} on {dataset}, {where}: {_label(a)} − {_label(b)} = "
-                     f"{diff.text()} ({diff.how}), {SAY[outcome]}.")
+    budget = (_budgets(runs, dataset, model, a, b, matched[0][0], matched[0][1])
+              if target is not None else "")
+    return diff, (f"{model} on {dataset}, {where}: {_label(a)} − {_label(b)} = "
+                  f"{diff.text()} ({diff.how}{budget})")
+
+
+def _values_diff(values: Sequence[float], se_unit: float, kind: str | None, how: str) -> Diff:
+    """The mean of per-seed ``values`` with its SE: the t-interval over seeds (on a video set
+    with ``se_unit``, the binomial SE over the test videos, added); one seed: ± 1.96 se_unit."""
+    from scipy import stats
+
+    v = finite(values)
+    if len(v) >= 2:
+        unit = (se_unit if np.isfinite(se_unit) else 0.0) if kind == "videos" else 0.0
+        se = math.sqrt(float(v.var(ddof=1)) / len(v) + unit**2)
+        return Diff(float(v.mean()), se, float(stats.t.ppf(0.975, len(v) - 1)), len(v),
+                    f"{how} over {len(v)} seeds", float(len(v) - 1))
+    return Diff(float(v.mean()) if len(v) else math.nan, se_unit, Z, len(v), f"{how}, one seed")
 
 
 def _baseline_caveats(flags, pairs) -> list[str]:
@@ -112,72 +176,53 @@ def _baseline_caveats(flags, pairs) -> list[str]:
 # --------------------------------------------------------------------------- the claims
 
 
-def _claim_winning(runs, controls: Sequence[str], kinds, flags) -> Claim:
+def _claim_winning(runs, controls: Sequence[str], kinds, flags, margin: float) -> Claim:
     imp = _main_imp(runs)
-    outcomes, evidence, used = [], [], []
     text = "Deepfake detectors contain winning tickets at substantial sparsity (≥ 50 %)"
-    if imp is not None:
-        table = winning_tickets(runs, imp, controls, kinds, registry.MATCHED_CONTROL)
-        for (dataset, model), best in winning_up_to(table).items():
-            g = table[(table["dataset"] == dataset) & (table["model"] == model)]
-            if "dense" not in set(runs[(runs["dataset"] == dataset)
-                                       & (runs["model"] == model)]["method"]):
-                continue
-            used.append((dataset, model))
-            upto = g[g["sparsity"] <= 0.5 + LEVEL_TOLERANCE]
-            if upto.empty:
-                upto = g.nsmallest(1, "sparsity")
-            reached = float(g["sparsity"].max())
-            if reached < 0.5 - NEAR:
-                outcome = TIE  # the run stops short of the claim's sparsity
-            elif bool(upto["winning"].all()):
-                outcome = GREATER
-            elif (~upto["within_se"]).any() or (upto["matched_outcome"] == LESS).any():
-                outcome = LESS
-            else:
-                outcome = TIE
-            outcomes.append(outcome)
-            words = {"matched control": "judged against the matched control",
-                     "controls with shorter training": "judged against controls with shorter "
-                     "training, as the matched control did not run",
-                     "no control": "judged without a control, as none ran"}
-            basis = "; ".join(words.get(x, x) for x in sorted(set(g["basis"])))
-            if best is None:
-                first = g.nsmallest(1, "sparsity").iloc[0]
-                said = (f"{_label(imp)} is not a winning ticket even at its first round "
-                        f"({100 * first['sparsity']:.0f} % sparsity)")
-            else:
-                said = (f"{_label(imp)} is a winning ticket at every round up to "
-                        f"{100 * best:.0f} % sparsity")
-            paper = g[g["paper"]]["sparsity"]
-            paper_words = (f"by the paper's a′ ≥ a up to {100 * paper.max():.0f} %"
-                           if len(paper) else "by the paper's a′ ≥ a at no round")
-            short = (f"; its rounds reach only {100 * reached:.0f} % sparsity"
-                     if reached < 0.5 - NEAR else "")
-            evidence.append(f"{model} on {dataset}: {said} ({basis}; {paper_words}{short}), "
-                            f"{SAY[outcome]}.")
-    if not outcomes:
-        evidence.append("No IMP ticket with its dense network in this run.")
-    matched_words = (f"beats the matched control ({_label('control-' + registry.MATCHED_CONTROL)}:"
-                     " the ticket's own previous round pruned at random and retrained the same "
-                     "way, so only the mask differs; the 95 % interval of the difference above "
-                     "0)")
-    return Claim(
-        text, "Abstract, §VI", verdict(outcomes),
-        "A ticket is winning at a round when its accuracy minus the dense accuracy is above "
-        "−1 standard error (SE of the paired difference: over test videos on a video set, "
-        f"over images or seeds otherwise) and it {matched_words}; when the matched control "
-        "did not run, it must lie above the other controls (whose training is shorter). Holds "
-        "when, for every dataset and model, every IMP round up to 50 % sparsity is winning; "
-        "does not hold when one of them is more than 1 SE below dense or below the matched "
-        "control. The paper's own criterion, a′ ≥ a, is reported beside it.",
-        evidence, _baseline_caveats(flags, used),
-    )
+    matched = registry.MATCHED_CONTROL
+    control = _label(f"control-{matched}")
+    rule = (f"Per dataset and model, at the first IMP round of 50 % sparsity or more: the "
+            f"ticket is winning when ticket − dense is above −δ (δ = {100 * margin:.0f} "
+            f"points: not worse than dense by the margin) and ticket − {control} is above 0 "
+            "(the matched control: pruned at random with the ticket's per-layer counts and "
+            "trained the same way, so only the choice of weights differs). Judged only where "
+            "the matched control ran. The paper's own criterion, a′ ≥ a, is reported beside "
+            "it.")
+    comparisons, notes, used = [], [], []
+    if imp is None:
+        return _claim(text, "Abstract, §VI", rule, [], ["No IMP ticket in this run."])
+    table = winning_tickets(runs, imp, controls, kinds, matched, margin)
+    for (dataset, model), g in table.groupby(["dataset", "model"], sort=True):
+        used.append((dataset, model))  # its dense network is the claim's reference
+        first = g[g["sparsity"] >= 0.5 - 1e-9].nsmallest(1, "sparsity")
+        if first.empty:
+            notes.append(f"{model} on {dataset}: the IMP rounds reach only "
+                         f"{100 * g['sparsity'].max():.0f} % sparsity.")
+            continue
+        row = first.iloc[0]
+        where = f"{model} on {dataset}, {row['level']} ({100 * row['sparsity']:.0f} %)"
+        paper = "a′ ≥ a" if row["paper"] else "a′ < a"
+        if row["vs_dense"] is None or row["vs_matched"] is None:
+            missing = "the dense network" if row["vs_dense"] is None else "the matched control"
+            notes.append(f"{where}: {missing} did not run, so the claim is not judged there "
+                         f"(the paper's criterion: {paper}; config/controls.yaml runs the "
+                         "controls).")
+            continue
+        comparisons.append(non_inferiority(
+            f"{where}: {_label(imp)} − dense = {row['vs_dense'].text()} "
+            f"({row['vs_dense'].how}; paper: {paper})", row["vs_dense"], margin))
+        comparisons.append(superiority(
+            f"{where}: {_label(imp)} − {control} = {row['vs_matched'].text()} "
+            f"({row['vs_matched'].how})", row["vs_matched"]))
+    if not comparisons and not notes:
+        notes.append("No IMP ticket with its dense network in this run.")
+    return _claim(text, "Abstract, §VI", rule, comparisons, notes,
+                  _baseline_caveats(flags, used))
 
 
-def _claim_retains(runs, kinds, flags) -> Claim:
+def _claim_retains(runs, kinds, flags, margin: float) -> Claim:
     imp = _main_imp(runs)
-    outcomes, evidence, used = [], [], []
+    comparisons, notes, used = [], [], []
     for (dataset, model), _ in runs.groupby(["dataset", "model"], sort=True):
         if imp is None:
             break
@@ -187,112 +232,102 @@ def _claim_retains(runs, kinds, flags) -> Claim:
             continue
         used.append((dataset, model))
         se = retained_se(runs, kinds, dataset, model, imp, level)
-        outcome = decide_values([v - 0.9 for v in kept.values()], se, kinds.get(dataset))
-        outcomes.append(outcome)
-        evidence.append(f"{model} on {dataset}: the {_label(imp)} ticket at {level} keeps "
-                        f"{100 * float(np.mean(list(kept.values()))):.1f} % of the dense "
-                        f"accuracy, {SAY[outcome]}.")
-    if not outcomes:
-        evidence.append("No IMP level near 80 % with its dense network in this run.")
-    return Claim(
+        diff = _values_diff([v - 0.9 for v in kept.values()], se, kinds.get(dataset),
+                            "share − 0.9")
+        comparisons.append(non_inferiority(
+            f"{model} on {dataset}: the {_label(imp)} ticket at {level} keeps "
+            f"{100 * float(np.mean(list(kept.values()))):.1f} % of the dense accuracy "
+            f"(share − 0.9 = {diff.text()}, {diff.how})", diff, margin))
+    if not comparisons:
+        notes.append("No IMP level near 80 % with its dense network in this run.")
+    return _claim(
         "IMP tickets at 80 % sparsity keep about 90 % or more of the dense accuracy "
-        "(MesoNet 56.2 / 62.6 on OpenForensic)",
-        "Abstract, §V-A", verdict(outcomes),
-        "Per dataset and model: the IMP ticket's accuracy at the level nearest 80 % over the "
-        "same seed's dense accuracy, minus 0.9; decided by the 95 % t-interval over seeds (one "
-        "seed: 1.96 binomial SE; on a video set the binomial SE over test videos, added to the "
-        "variance over seeds).",
-        evidence, _baseline_caveats(flags, used),
-    )
+        "(MesoNet 56.2 / 62.6 on OpenForensic)", "Abstract, §V-A",
+        f"Per dataset and model: the IMP ticket's accuracy at the level nearest 80 % over the "
+        f"same seed's dense accuracy, minus 0.9, above −δ (δ = {100 * margin:.0f} points; on "
+        "a video set the binomial SE over test videos is added to the variance over seeds).",
+        comparisons, notes, _baseline_caveats(flags, used))
 
 
 def _claim_criterion(runs, kinds, config, kind, better, worse) -> Claim:
     datasets = [d for d in sorted(runs["dataset"].unique()) if kinds.get(d) == kind]
     configured = [d for d in (config.get("datasets") or {}) if kinds.get(d) == kind]
-    outcomes, evidence = [], []
+    comparisons, notes = [], []
     for dataset in datasets:
         for model in sorted(runs[runs["dataset"] == dataset]["model"].unique()):
-            res = _compare_at(runs, kinds, dataset, model, better, worse)
+            res = _diff_at(runs, kinds, dataset, model, better, worse)
             if res:
-                outcomes.append(res[0])
-                evidence.append(res[1])
+                comparisons.append(superiority(res[1], res[0]))
     if not configured and not datasets:
-        evidence.append(f"No {kind[:-1]} set in this run.")
-    elif not outcomes:
-        evidence.append(f"No {kind[:-1]} set with both {_label(better)} and {_label(worse)} "
-                        "results in this run.")
+        notes.append(f"No {kind[:-1]} set in this run.")
+    elif not comparisons:
+        notes.append(f"No {kind[:-1]} set with both {_label(better)} and {_label(worse)} "
+                     "results in this run.")
     where = {"images": "the image set (OpenForensic)",
              "videos": "the video set (FaceForensics++)"}[kind]
     unit = "test video" if kind == "videos" else "test image (or seed)"
-    return Claim(
-        f"{_label(better)} beats {_label(worse)} on {where}", "§V-A, Fig. 2", verdict(outcomes),
+    return _claim(
+        f"{_label(better)} beats {_label(worse)} on {where}", "§V-A, Fig. 2",
         f"Per {kind[:-1]} set and model: {_label(better)} − {_label(worse)} test accuracy, "
-        f"averaged over the IMP rounds both ran, paired by seed and by {unit}. A model counts "
-        "for the claim when the 95 % interval lies above 0, against it when it lies below 0. "
-        "Holds when every model counts for it; does not hold when one counts against it.",
-        evidence,
-    )
+        f"averaged over the IMP rounds both ran, paired by seed and by {unit}; for the claim "
+        "when the interval lies above 0, against it when it lies below 0.",
+        comparisons, notes)
 
 
-def _compare_pairs(runs, kinds, pairs, target: float) -> tuple[list, list]:
-    """Outcomes and evidence of ``a`` − ``b`` at the level nearest ``target``, for every
-    dataset × model and every (a, b) in ``pairs`` that both ran there."""
-    outcomes, evidence = [], []
+def _compare_pairs(runs, kinds, pairs, target: float) -> list[Comparison]:
+    """A − B at the level nearest ``target`` for every dataset × model and every (a, b) in
+    ``pairs`` that both ran there."""
+    out = []
     for (dataset, model), _ in runs.groupby(["dataset", "model"], sort=True):
         for a, b in pairs:
-            res = _compare_at(runs, kinds, dataset, model, a, b, target=target)
+            res = _diff_at(runs, kinds, dataset, model, a, b, target=target)
             if res:
-                outcomes.append(res[0])
-                evidence.append(res[1])
-    return outcomes, evidence
+                out.append(superiority(res[1], res[0]))
+    return out
 
 
 def _claim_imp_vs_oneshot(runs, kinds) -> Claim:
     present = set(runs["method"])
     pairs = [(imp, f"oneshot-{registry.criterion_of(imp)}") for imp in _imp_methods(runs)]
-    outcomes, evidence = _compare_pairs(runs, kinds, [p for p in pairs if p[1] in present], 0.8)
-    if not outcomes:
-        evidence.append("No IMP and one-shot levels of one criterion near 80 % in this run.")
-    return Claim(
+    comparisons = _compare_pairs(runs, kinds, [p for p in pairs if p[1] in present], 0.8)
+    return _claim(
         "IMP ≥ one-shot pruning at 80 % sparsity (IMP outperforms one-shot)", "§V-B, §VI",
-        verdict(outcomes),
         "Per dataset, model and criterion: IMP − one-shot test accuracy at the shared level "
-        "nearest 80 % (within 5 points), paired by seed (and by video on a video set); decided "
-        "by its 95 % interval.",
-        evidence,
-    )
+        "nearest 80 % (within 5 points), paired by seed (and by video on a video set); the "
+        "cumulative epochs of training each network had since θ0 are shown beside (one-shot "
+        "retrains for IMP's cumulative budget unless oneshot.budget says otherwise).",
+        comparisons,
+        [] if comparisons else ["No IMP and one-shot levels of one criterion near 80 % in "
+                                "this run."])
 
 
 def _claim_local_vs_oneshot(runs, kinds) -> Claim:
     oneshots = sorted(registry.with_role(runs["method"].unique(), registry.ONESHOT),
                       key=registry.sort_key)
     pairs = [("imp-local", o) for o in oneshots] if "imp-local" in set(runs["method"]) else []
-    outcomes, evidence = _compare_pairs(runs, kinds, pairs, 0.8)
-    if not outcomes:
-        evidence.append("IMP-Local and a one-shot method at about 80 % were not both run.")
-    return Claim(
+    comparisons = _compare_pairs(runs, kinds, pairs, 0.8)
+    return _claim(
         "IMP-Local beats one-shot pruning at 80 % sparsity on both datasets", "§V-B",
-        verdict(outcomes),
         "Per dataset, model and one-shot method: IMP-Local − one-shot test accuracy at the "
-        "shared level nearest 80 %, paired by seed (and by video on a video set); decided by "
-        "its 95 % interval.",
-        evidence,
-    )
+        "shared level nearest 80 %, paired by seed (and by video on a video set), with the "
+        "cumulative epochs of each beside.",
+        comparisons,
+        [] if comparisons else ["IMP-Local and a one-shot method at about 80 % were not both "
+                                "run."])
 
 
 def _claim_resnet(runs, kinds) -> Claim:
     rule = ("Per dataset: the accuracy an IMP ticket keeps at the level nearest 80 %, as a "
-            "share of the same seed's dense accuracy. Holds when ResNet-18 keeps a larger share "
-            "than every other model (the 95 % interval of the difference above 0, Welch-style "
-            "over seeds; one seed: 1.96 binomial SE over test images, or videos); does not hold "
-            "when another model keeps a larger share by that rule.")
+            "share of the same seed's dense accuracy. For the claim when ResNet-18 keeps a "
+            "larger share than every other model (the interval of the difference above 0, "
+            "Welch-style over seeds); against it when another model keeps a larger share.")
     text = "ResNet-18 is the most robust model under pruning"
     imp = _main_imp(runs)
     if imp is None or "resnet18" not in set(runs["model"]):
-        return Claim(text, "§V-C", NOT_RUN, rule,
-                     ["ResNet-18 is not in this run." if "resnet18" not in set(runs["model"])
-                      else "No IMP runs in this run."])
-    outcomes, evidence = [], []
+        return _claim(text, "§V-C", rule, [],
+                      ["ResNet-18 is not in this run." if "resnet18" not in set(runs["model"])
+                       else "No IMP runs in this run."])
+    comparisons = []
     for dataset in sorted(runs["dataset"].unique()):
         part = runs[runs["dataset"] == dataset]
         kept = {}
@@ -307,107 +342,117 @@ def _claim_resnet(runs, kinds) -> Claim:
         for other, (b, se_b) in kept.items():
             if other == "resnet18" or not len(a) or not len(b):
                 continue
-            outcome = decide_unpaired(a, b, se_a, se_b, kinds.get(dataset) == "videos")
-            outcomes.append(outcome)
-            evidence.append(f"On {dataset}, ResNet-18 keeps {100 * a.mean():.1f} % of its dense "
-                            f"accuracy and {other} {100 * b.mean():.1f} %, {SAY[outcome]}.")
-    if not outcomes:
-        evidence.append("No dataset with ResNet-18 and another model at about 80 % sparsity.")
-    return Claim(text, "§V-C", verdict(outcomes), rule, evidence)
+            diff = unpaired_diff(a, b, se_a, se_b, kinds.get(dataset) == "videos")
+            comparisons.append(superiority(
+                f"On {dataset}, ResNet-18 keeps {100 * a.mean():.1f} % of its dense accuracy "
+                f"and {other} {100 * b.mean():.1f} % ({diff.how})", diff))
+    return _claim(text, "§V-C", rule, comparisons,
+                  [] if comparisons else ["No dataset with ResNet-18 and another model at "
+                                          "about 80 % sparsity."])
 
 
 def _claim_gradcam(deltas) -> Claim:
     rule = ("Per dataset, model and method: the Grad-CAM concentration (share of the heat in "
             "the hottest 10 % of pixels) of each face at the highest sparsity minus at the "
-            "dense level, paired by face (and seed). Holds when the 95 % t-interval of the "
-            "mean increase lies above 0 for every group; does not hold when it lies below 0 "
-            "for one.")
+            "dense level, averaged over the faces of each seed (paired by face); for the "
+            "claim when the t-interval of the mean increase over seeds lies above 0, against "
+            "it when it lies below 0.")
     text = "Pruned models narrow their Grad-CAM focus (concentration rises with sparsity)"
     if deltas is None or len(deltas) == 0 or "concentration" not in deltas:
-        return Claim(text, "§V-D, Fig. 3", NOT_RUN, rule, ["No Grad-CAM results in this run."])
-    outcomes, evidence = [], []
+        return _claim(text, "§V-D, Fig. 3", rule, [], ["No Grad-CAM results in this run."])
+    comparisons = []
     for (dataset, model, method), g in deltas.groupby(["dataset", "model", "group"], sort=True):
         lo, hi = g["sparsity"].min(), g["sparsity"].max()
         if hi <= lo:
             continue
-        key = ["seed", "row"]
-        base = g[g["sparsity"] == lo].set_index(key)["concentration"]
-        top = g[g["sparsity"] == hi].set_index(key)["concentration"]
-        d = (top - base.reindex(top.index)).to_numpy(dtype=float)
-        d = d[np.isfinite(d)]
-        if not len(d):  # no face with a defined concentration at both levels
+        per_seed, faces = [], 0
+        for _, gs in g.groupby("seed", sort=True):
+            base = gs[gs["sparsity"] == lo].set_index("row")["concentration"]
+            top = gs[gs["sparsity"] == hi].set_index("row")["concentration"]
+            d = (top - base.reindex(top.index)).to_numpy(dtype=float)
+            d = d[np.isfinite(d)]
+            if len(d):  # faces with a defined concentration at both levels
+                per_seed.append(float(d.mean()))
+                faces += len(d)
+        if not per_seed:
             continue
-        outcome = decide(d) if len(d) >= 2 else TIE
-        outcomes.append(outcome)
-        ci = mean_ci(d)
-        evidence.append(f"{model} on {dataset} ({_label(method)}): the concentration changes by "
-                        f"{ci.mean:+.3f} [{ci.low:+.3f}, {ci.high:+.3f}] from 0 to "
-                        f"{100 * hi:.0f} % sparsity over {ci.n} faces, {SAY[outcome]}.")
-    if not outcomes:
-        evidence.append("No Grad-CAM folder with a pruned level.")
-    return Claim(text, "§V-D, Fig. 3", verdict(outcomes), rule, evidence)
+        se = 0.0 if len(per_seed) < 2 else math.nan
+        diff = _values_diff(per_seed, se, None, "mean increase per seed")
+        comparisons.append(superiority(
+            f"{model} on {dataset} ({_label(method)}): the concentration changes by "
+            f"{diff.mean:+.3f} from 0 to {100 * hi:.0f} % sparsity over {faces} faces "
+            f"({diff.how}{'' if len(per_seed) < 2 else f'; {diff.low:+.3f} to {diff.high:+.3f}'})",
+            diff))
+    return _claim(text, "§V-D, Fig. 3", rule, comparisons,
+                  [] if comparisons else ["No Grad-CAM folder with a pruned level."])
 
 
-def _claim_transfer(transfers, kinds, flags) -> Claim:
+def _transfer_diff(g, dense: dict, method: str, n: float) -> Diff | None:
+    """Ticket − target dense, paired by seed: the t-interval over seeds (one seed: the
+    binomial SE over the target's test units)."""
+    t = g[g["method"] == method]
+    acc = {int(s): float(v) for s, v in zip(t["seed"], t["test_acc"], strict=True)}
+    diffs = finite([acc[s] - dense[s] for s in acc if s in dense])
+    if not len(diffs):
+        return None
+    se_one = math.hypot(binomial_se(float(np.mean(list(acc.values()))), n),
+                        binomial_se(float(np.mean(list(dense.values()))), n))
+    return _values_diff(diffs, se_one if len(diffs) < 2 else 0.0, None, "paired by seed")
+
+
+def _claim_transfer(transfers, kinds, flags, margin: float) -> Claim:
     rule = ("Per transfer pair, model and IMP ticket of 55–65 % sparsity: the ticket's test "
-            "accuracy on the target minus the target's dense accuracy, paired by seed. A "
-            "ticket counts for the claim when its mean is at least the dense mean minus one "
-            "standard error (over seeds; one seed: binomial over the target's test images, or "
-            "videos), against it when it is below by more than 1.96 standard errors.")
+            "accuracy on the target minus the target's dense accuracy, paired by seed; for "
+            f"the claim when its interval lies above −δ (δ = {100 * margin:.0f} points), "
+            "against it when it lies below −δ. The dense network of the source fine-tuned on "
+            "the target, where it ran, is compared beside (it separates pretraining on the "
+            "source from the ticket).")
     text = "A ticket transferred at 60 % sparsity keeps the target's dense accuracy (Table I)"
     if transfers is None or len(transfers) == 0:
-        return Claim(text, "§V-E, Table I", NOT_RUN, rule, ["No transfer runs in this run."])
-    outcomes, evidence, used = [], [], []
+        return _claim(text, "§V-E, Table I", rule, [], ["No transfer runs in this run."])
+    comparisons, notes, used = [], [], []
     for (pair, model), g in transfers.groupby(["pair", "model"], sort=True):
         target = str(g["target"].iloc[0]) if "target" in g else ""
         kind = kinds.get(target)
         dense_rows = g[g["method"] == "dense"]
         dense = {int(s): float(v) for s, v in zip(dense_rows["seed"], dense_rows["test_acc"],
-                                                   strict=True)}
-        d_acc = finite(dense.values())
-        if not len(d_acc):
+                                                   strict=True) if np.isfinite(v)}
+        if not dense:
             continue
         n = math.nan
-        if kind == "videos" and "test_videos" in g:
-            n = float(g["test_videos"].dropna().iloc[0]) if g["test_videos"].notna().any() \
-                else math.nan
+        if kind == "videos" and "test_videos" in g and g["test_videos"].notna().any():
+            n = float(g["test_videos"].dropna().iloc[0])
         if not np.isfinite(n) and "test_samples" in g and g["test_samples"].notna().any():
             n = float(g["test_samples"].dropna().iloc[0])
-        se = (float(d_acc.std(ddof=1) / math.sqrt(len(d_acc))) if len(d_acc) >= 2
-              else binomial_se(float(d_acc[0]), n))
-        for method, t in g[g["method"] != "dense"].groupby("method", sort=True):
+        for method in sorted(set(g["method"]) - {"dense"}):
             src, _, pct = method.rpartition("-sparsity")
             if (not registry.with_role([src], registry.TICKET) or not pct.isdigit()
                     or not 55 <= int(pct) <= 65):
                 continue
-            acc = {int(s): float(v) for s, v in zip(t["seed"], t["test_acc"], strict=True)}
-            diffs = finite([acc[s] - dense[s] for s in acc if s in dense])
-            if not len(diffs) or not np.isfinite(se):
+            diff = _transfer_diff(g, dense, method, n)
+            if diff is None or not np.isfinite(diff.se):
                 continue
             used.append((target, model))
-            mean = float(diffs.mean())
-            if mean >= -se:
-                outcome = GREATER
-            else:
-                worse = decide(list(diffs), math.hypot(
-                    binomial_se(float(np.mean(list(acc.values()))), n),
-                    binomial_se(float(d_acc.mean()), n)))
-                outcome = LESS if worse == LESS else TIE
-            outcomes.append(outcome)
-            evidence.append(f"{model}, {pair}: the {_label(src)} ticket at {pct} % differs from "
-                            f"the target's dense network by {100 * mean:+.1f} pp (SE "
-                            f"{100 * se:.1f} pp), {SAY[outcome]}.")
-    if not outcomes:
-        evidence.append("No IMP ticket of 55–65 % sparsity with a dense baseline and a known "
-                        "test-set size.")
-    return Claim(text, "§V-E, Table I", verdict(outcomes), rule, evidence,
-                 _baseline_caveats(flags, used))
+            comparisons.append(non_inferiority(
+                f"{model}, {pair}: the {_label(src)} ticket at {pct} % − the target's dense "
+                f"network = {diff.text()} ({diff.how})", diff, margin))
+        finetuned = "dense-finetuned"
+        if finetuned in set(g["method"]):
+            base = g[g["method"] == finetuned]
+            notes.append(f"{model}, {pair}: the source's dense network fine-tuned on the "
+                         f"target reaches {100 * float(base['test_acc'].mean()):.1f} % "
+                         f"(the target's own dense network "
+                         f"{100 * float(np.mean(list(dense.values()))):.1f} %).")
+    if not comparisons:
+        notes.append("No IMP ticket of 55–65 % sparsity with a dense baseline and a known "
+                     "test-set size.")
+    return _claim(text, "§V-E, Table I", rule, comparisons, notes,
+                  _baseline_caveats(flags, used))
 
 
 def _claim_step_size(runs, kinds) -> Claim:
-    outcomes, evidence = [], []
+    comparisons = []
     variants = sorted(registry.with_role(runs["method"].unique(), registry.STEP_SIZE))
-
     for (dataset, model), _ in runs.groupby(["dataset", "model"], sort=True):
         for variant in variants:
             criterion, rate = parse_step_size_method(variant)
@@ -420,49 +465,37 @@ def _claim_step_size(runs, kinds) -> Claim:
             final = max(levels.values())
             # ⌈…⌉ rounds overshoot the final sparsity by less than one round of the rate
             tol = max(LEVEL_TOLERANCE, rate * (1 - final) + 1e-9)
-            res = _compare_at(runs, kinds, dataset, model, variant, base, target=final, tol=tol)
+            res = _diff_at(runs, kinds, dataset, model, variant, base, target=final, tol=tol)
             if res:
-                outcomes.append(res[0])
-                evidence.append(res[1])
-    if not variants:
-        evidence.append("No other step sizes in this run.")
-    elif not outcomes:
-        evidence.append("No smaller rate has reached the config's final IMP sparsity yet.")
-    return Claim(
+                comparisons.append(superiority(res[1], res[0]))
+    notes = ([] if comparisons else
+             ["No other step sizes in this run."] if not variants else
+             ["No smaller rate has reached the config's final IMP sparsity yet."])
+    return _claim(
         "Smaller pruning steps (5–10 % per round) find better tickets at the same final "
-        "sparsity than 20 %", "§VI (future work, after [25, 26])", verdict(outcomes),
+        "sparsity than 20 %", "§VI (future work, after [25, 26])",
         "Per dataset, model and smaller rate: test accuracy of IMP at that rate minus IMP at "
         "the config's rate, at the config's final IMP sparsity (the smaller rate's last "
-        "round overshoots it by less than one of its rounds), paired by seed (and video); "
-        "decided by its 95 % interval.",
-        evidence,
-    )
+        "round overshoots it by less than one of its rounds), paired by seed (and video), "
+        "with the cumulative epochs of each beside (the smaller rate has more rounds).",
+        comparisons, notes)
 
 
 def _claim_pai(runs, kinds) -> Claim:
-    outcomes, evidence = [], []
     present = sorted(registry.with_role(runs["method"].unique(), registry.PAI),
                      key=registry.sort_key)
     imp = _main_imp(runs)
-    for (dataset, model), _ in runs.groupby(["dataset", "model"], sort=True):
-        for method in present:
-            if imp is None:
-                continue
-            res = _compare_at(runs, kinds, dataset, model, imp, method, target=0.8)
-            if res:
-                outcomes.append(res[0])
-                evidence.append(res[1])
-    if not present:
-        evidence.append("SNIP and GraSP were not run.")
-    elif not outcomes:
-        evidence.append("No SNIP or GraSP level near 80 % shared with IMP.")
-    return Claim(
+    pairs = [(imp, method) for method in present] if imp is not None else []
+    comparisons = _compare_pairs(runs, kinds, pairs, 0.8)
+    notes = ([] if comparisons else ["SNIP and GraSP were not run."] if not present
+             else ["No SNIP or GraSP level near 80 % shared with IMP."])
+    return _claim(
         "Iterative pruning (IMP) outperforms pruning at initialization (SNIP, GraSP)",
-        "§VI (future work, after [6, 29])", verdict(outcomes),
+        "§VI (future work, after [6, 29])",
         "Per dataset, model and method: IMP − SNIP (or GraSP) test accuracy at the shared "
-        "level nearest 80 %, paired by seed (and video); decided by its 95 % interval.",
-        evidence,
-    )
+        "level nearest 80 %, paired by seed (and video), with the cumulative epochs of each "
+        "beside.",
+        comparisons, notes)
 
 
 def evaluate_claims(runs, transfers=None, deltas=None, config: Mapping[str, Any] | None = None,
@@ -485,16 +518,17 @@ def evaluate_claims(runs, transfers=None, deltas=None, config: Mapping[str, Any]
     present = set(runs["method"])
     controls = [c for c in (config.get("controls") or []) if f"control-{c}" in present]
     flags = baseline_flags(runs) if len(runs) else {}
+    margin = _margin(config)
     return [
-        _claim_winning(runs, controls, kinds, flags),
-        _claim_retains(runs, kinds, flags),
+        _claim_winning(runs, controls, kinds, flags, margin),
+        _claim_retains(runs, kinds, flags, margin),
         _claim_criterion(runs, kinds, config, "images", "imp-global", "imp-local"),
         _claim_criterion(runs, kinds, config, "videos", "imp-local", "imp-global"),
         _claim_imp_vs_oneshot(runs, kinds),
         _claim_local_vs_oneshot(runs, kinds),
         _claim_resnet(runs, kinds),
         _claim_gradcam(deltas),
-        _claim_transfer(transfers, kinds, flags),
+        _claim_transfer(transfers, kinds, flags, margin),
         _claim_step_size(runs, kinds),
         _claim_pai(runs, kinds),
     ]

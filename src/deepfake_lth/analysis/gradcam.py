@@ -9,7 +9,10 @@ The change of attention at sparsity p is ΔL(p) = ||L_0 − L_p||_F, the Frobeni
 difference between the dense model's map and the pruned model's map of the same face, both
 *normalised* (each map divided by its maximum, so in [0, 1]): the raw maps scale with the
 logit and the network's activation sizes, which pruning changes, so ΔL on raw maps mixes a
-change of scale with a change of place. ``delta_l_raw`` in delta.csv keeps the raw version.
+change of scale with a change of place. ``delta_l_raw`` in delta.csv keeps the raw version,
+and ``delta_l_raw_per_pixel`` divides it by √(H·W) (the Frobenius norm grows with the map's
+size, so raw ΔL of two input sizes cannot be compared). The faces are the same for every
+seed, so ΔL between two seeds' dense networks is the noise floor of ΔL (the report's).
 
 The implementation is our own, a few lines over autograd, rather than the PyPI ``grad-cam``
 package: that package pulls the GUI build of OpenCV (clashing with opencv-python-headless),
@@ -171,10 +174,14 @@ def delta_l(reference: np.ndarray, maps: np.ndarray) -> np.ndarray:
     return np.sqrt((diff**2).sum(axis=(-2, -1)))
 
 
+EVAL_SET_SEED = 0  # the test faces Grad-CAM explains: one set per dataset, whatever the seed
+
+
 def select_eval_set(faces_dir: str | Path, n_per_class: int, seed: int) -> np.ndarray:
     """Rows (of faces.npy / manifest.csv) of ``n_per_class`` real then fake TEST faces.
 
-    Chosen once per dataset and seed, shared by every model and sparsity: videos of each class
+    Chosen once per dataset (the stage passes ``EVAL_SET_SEED``, whatever the training seed),
+    shared by every model, seed and sparsity: videos of each class
     are shuffled by ``seed`` and one face is drawn from each in turn, so the faces come from
     different videos while there are enough; only then a second face of a video is taken.
     The result does not depend on the order of the manifest. Fewer faces than asked are
@@ -320,7 +327,9 @@ def gradcam_stage(
     faces_dir = Path(faces_dir)
     if not (faces_dir / "faces.npy").is_file():
         raise UserError(f"{faces_dir / 'faces.npy'} is missing: run the pack stage first")
-    rows = select_eval_set(faces_dir, n_per_class, seed)
+    # the same faces for every seed: ΔL between the dense networks of two seeds (the noise
+    # floor of ΔL) and the Grad-CAM claim pair them by face
+    rows = select_eval_set(faces_dir, n_per_class, EVAL_SET_SEED)
     manifest = load_manifest(faces_dir).set_index("index")
     labels = manifest.loc[rows, "label"].to_numpy(dtype=np.int64)
     video_ids = manifest.loc[rows, "video_id"].to_numpy(dtype=str)
@@ -342,6 +351,7 @@ def gradcam_stage(
     conc = concentration(norm)
     d_norm = delta_l(norm[0], norm)
     d_raw = delta_l(raw[0], raw)
+    per_pixel = 1.0 / math.sqrt(raw.shape[-1] * raw.shape[-2])  # ΔL comparable across sizes
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -367,6 +377,7 @@ def gradcam_stage(
             "method": method,
             "delta_l": float(d_norm[j, i]),
             "delta_l_raw": float(d_raw[j, i]),
+            "delta_l_raw_per_pixel": float(d_raw[j, i]) * per_pixel,
             "concentration": float(conc[j, i]),
             "prob_fake": float(probs[j, i]),
         }

@@ -35,6 +35,8 @@ NOT_RUN = "not run"  # nothing to compare: the method or data is not in this run
 LEVEL_TOLERANCE = 0.01  # two methods' levels are compared when their sparsities differ ≤ 1 pt
 NEAR = 0.05  # "at 80 %": the compared level lies within 5 points of 80 %
 Z = 1.959963984540054  # two-sided 95 % normal quantile (one seed: binomial standard errors)
+MARGIN = 0.02  # non-inferiority margin δ: "keeps dense accuracy" means not worse by δ or more
+ONE_SEED = "one seed"  # a comparison of trained networks from one training run each
 
 
 # --------------------------------------------------------------------------- intervals
@@ -303,6 +305,15 @@ class Diff:
     q: float  # the interval is mean ± q · se
     n_seeds: int
     how: str  # where the standard error comes from, in words
+    df: float = math.inf  # degrees of freedom of q (inf: the normal quantile)
+
+    def p_above(self, null: float = 0.0) -> float:
+        """One-sided p-value of H0: A − B ≤ ``null`` (small: A − B is above ``null``)."""
+        return _one_sided(self.mean - null, self.se, self.df)
+
+    def p_below(self, null: float = 0.0) -> float:
+        """One-sided p-value of H0: A − B ≥ ``null`` (small: A − B is below ``null``)."""
+        return _one_sided(null - self.mean, self.se, self.df)
 
     @property
     def low(self) -> float:
@@ -327,6 +338,35 @@ class Diff:
         if not np.isfinite(self.se):
             return f"{100 * self.mean:+.1f} pp (no standard error)"
         return f"{100 * self.mean:+.1f} pp [{100 * self.low:+.1f}, {100 * self.high:+.1f}]"
+
+
+def satterthwaite(parts: Sequence[tuple[float, float]]) -> float:
+    """Welch–Satterthwaite degrees of freedom of a sum of variance estimates [(variance,
+    its degrees of freedom)]: (Σ vᵢ)² / Σ vᵢ²/dfᵢ; parts with no variance or no degrees of
+    freedom drop out; inf when nothing is left (a normal quantile)."""
+    used = [(v, d) for v, d in parts if np.isfinite(v) and v > 0 and d > 0]
+    if not used:
+        return math.inf
+    return float(sum(v for v, _ in used) ** 2 / sum(v * v / d for v, d in used))
+
+
+def _t_quantile(df: float) -> float:
+    """The two-sided 95 % quantile of t with ``df`` degrees of freedom (normal when inf)."""
+    from scipy import stats
+
+    return float(stats.t.ppf(0.5 + CONFIDENCE / 2, df)) if np.isfinite(df) else Z
+
+
+def _one_sided(excess: float, se: float, df: float) -> float:
+    """P(T ≥ excess / se) under the null, for the t (``df``) or normal distribution."""
+    from scipy import stats
+
+    if not np.isfinite(excess) or not np.isfinite(se):
+        return math.nan
+    if se == 0:
+        return 0.0 if excess > 0 else 1.0
+    z = excess / se
+    return float(stats.norm.sf(z) if not np.isfinite(df) else stats.t.sf(z, df))
 
 
 def _rows(runs, dataset: str, model: str, method: str, level: str) -> dict[int, Any]:
@@ -362,7 +402,6 @@ def estimate_diff(runs, dataset: str, model: str, a: str, b: str,
 
     None when no seed has both."""
     import pandas as pd
-    from scipy import stats
 
     by_pair = [(_rows(runs, dataset, model, a, la), _rows(runs, dataset, model, b, lb))
                for la, lb in levels]
@@ -374,6 +413,10 @@ def estimate_diff(runs, dataset: str, model: str, a: str, b: str,
     n_seeds = len(seeds)
     seed_var = float(d_seed.var(ddof=1)) / n_seeds if n_seeds >= 2 else 0.0
     seed_words = f" and {n_seeds} seeds" if n_seeds >= 2 else ""
+    # between-seed variance is estimated from n_seeds values: the t quantile with n − 1 degrees
+    # of freedom; on a video set it is added to the test videos' (Welch–Satterthwaite)
+    seed_df = float(n_seeds - 1) if n_seeds >= 2 else math.inf
+    seed_q = _t_quantile(seed_df)
     if kind == "videos":
         tables = [(per_video(x[s]), per_video(y[s])) for x, y in by_pair for s in seeds]
         if all(ta is not None and tb is not None for ta, tb in tables):
@@ -387,8 +430,9 @@ def estimate_diff(runs, dataset: str, model: str, a: str, b: str,
             wv = pd.concat(weights, axis=1).mean(axis=1)
             video_se = cluster_se(dv.to_numpy(), wv.to_numpy())
             se = math.sqrt(video_se**2 + seed_var) if np.isfinite(video_se) else math.nan
-            return Diff(float(d_seed.mean()), se, Z, n_seeds,
-                        f"paired by video over {len(dv)} test videos{seed_words}")
+            df = satterthwaite([(video_se**2, len(dv) - 1), (seed_var, n_seeds - 1)])
+            return Diff(float(d_seed.mean()), se, _t_quantile(df), n_seeds,
+                        f"paired by video over {len(dv)} test videos{seed_words}", df)
         n, unit = n_units(runs, dataset, model, kind)
         pa = np.mean([float(x[s]["test_acc"]) for x, _ in by_pair for s in seeds])
         pb = np.mean([float(y[s]["test_acc"]) for _, y in by_pair for s in seeds])
@@ -397,14 +441,14 @@ def estimate_diff(runs, dataset: str, model: str, a: str, b: str,
             return Diff(float(d_seed.mean()), math.nan, Z, n_seeds,
                         "no standard error: no predictions.csv and the number of test videos "
                         "is unknown")
-        return Diff(float(d_seed.mean()), se, Z, n_seeds,
+        df = satterthwaite([(se_diff(pa, pb, n) ** 2, n - 1), (seed_var, n_seeds - 1)])
+        return Diff(float(d_seed.mean()), se, _t_quantile(df), n_seeds,
                     f"binomial over {n:.0f} test {unit if n != 1 else unit[:-1]}{seed_words} "
-                    "(no predictions.csv)")
+                    "(no predictions.csv)", df)
     if n_seeds >= 2:
         sd = float(d_seed.std(ddof=1))
-        q = float(stats.t.ppf(0.5 + CONFIDENCE / 2, n_seeds - 1))
-        return Diff(float(d_seed.mean()), sd / math.sqrt(n_seeds), q, n_seeds,
-                    f"t-interval over {n_seeds} seeds")
+        return Diff(float(d_seed.mean()), sd / math.sqrt(n_seeds), seed_q, n_seeds,
+                    f"t-interval over {n_seeds} seeds", seed_df)
     n = n_test(runs, dataset, model)
     ses = [se_diff(float(x[seeds[0]]["test_acc"]), float(y[seeds[0]]["test_acc"]), n)
            for x, y in by_pair]
@@ -423,3 +467,68 @@ def decide_values(values: Sequence[float], se_unit: float, kind: str | None) -> 
     seed_var = float(v.var(ddof=1)) / len(v) if len(v) >= 2 else 0.0
     se = math.sqrt((se_unit if np.isfinite(se_unit) else 0.0) ** 2 + seed_var)
     return Diff(float(v.mean()), se if se > 0 or len(v) >= 2 else math.nan, Z, len(v), "").outcome
+
+
+# --------------------------------------------------------------------------- verdicts
+
+
+def holm(pvalues: Sequence[float], alpha: float) -> list[bool]:
+    """Holm's step-down rejections at family-wise level ``alpha``: sorted p₍₁₎ ≤ … ≤ p₍ₘ₎,
+    reject H₍ᵢ₎ while p₍ᵢ₎ ≤ α / (m − i + 1); NaN is never rejected."""
+    p = [float(x) if x is not None and np.isfinite(x) else math.inf for x in pvalues]
+    order = sorted(range(len(p)), key=lambda i: p[i])
+    out = [False] * len(p)
+    for rank, i in enumerate(order):
+        if p[i] > alpha / (len(p) - rank):
+            break
+        out[i] = True
+    return out
+
+
+@dataclass
+class Comparison:
+    """One comparison of a claim: A − B with the p-values for and against the claim.
+
+    ``p_for`` tests the claim's side (superiority: A − B > 0; non-inferiority: A − B > −δ),
+    ``p_against`` the opposite (A − B < 0; A − B < −δ). ``text`` says what was compared."""
+
+    text: str
+    n_seeds: int
+    p_for: float
+    p_against: float
+    outcome: str = TIE  # after the multiplicity rule: GREATER (for), LESS (against) or TIE
+
+
+def superiority(text: str, diff: Diff) -> Comparison:
+    """A beats B: the 95 % interval of A − B above 0 (for), below 0 (against)."""
+    return Comparison(text, diff.n_seeds, diff.p_above(0.0), diff.p_below(0.0))
+
+
+def non_inferiority(text: str, diff: Diff, margin: float = MARGIN) -> Comparison:
+    """A keeps B's level: the 95 % interval of A − B above −δ (for), below −δ (against)."""
+    return Comparison(text, diff.n_seeds, diff.p_above(-margin), diff.p_below(-margin))
+
+
+def judge(comparisons: Sequence[Comparison], confidence: float = CONFIDENCE
+          ) -> tuple[str, str]:
+    """A claim's verdict and, when there is one, the reason in a few words.
+
+    Each side is tested one-sided at (1 − confidence)/2 — the 95 % interval's — with Holm's
+    correction over the claim's comparisons: *holds* when every comparison is for the claim,
+    *does not hold* when one is against it, *not enough evidence* otherwise. A comparison of
+    trained networks from one seed each measures one training run: the claim then says
+    "not enough evidence: one seed". Sets each comparison's ``outcome``."""
+    if not comparisons:
+        return NOT_RUN, ""
+    alpha = (1 - confidence) / 2
+    for_ = holm([c.p_for for c in comparisons], alpha)
+    against = holm([c.p_against for c in comparisons], alpha)
+    for c, f, a in zip(comparisons, for_, against, strict=True):
+        c.outcome = LESS if a else GREATER if f else TIE
+    if any(c.n_seeds < 2 for c in comparisons):
+        return UNCLEAR, ONE_SEED
+    if any(against):
+        return FAILS, ""
+    if all(for_):
+        return HOLDS, ""
+    return UNCLEAR, ""

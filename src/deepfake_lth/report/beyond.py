@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from markupsafe import Markup
 
-from deepfake_lth.analysis.stats import GREATER, LESS
+from deepfake_lth.analysis.stats import GREATER, LESS, MARGIN
 from deepfake_lth.pruning import methods as registry
 from deepfake_lth.pruning.plan import parse_step_size_method
 from deepfake_lth.report.common import (
@@ -75,23 +75,20 @@ def controls_section(runs, config: dict, figures: Figures, model_order: list[str
     controls = list(config.get("controls") or [])
     imp = main_imp(runs) or f"imp-{((config.get('prune') or {}).get('criteria') or ['global'])[0]}"
     matched = registry.MATCHED_CONTROL
+    margin = float((config.get("claims") or {}).get("margin", MARGIN))
     section = Section(
         "controls", "Controls and winning tickets",
         Markup("The {} ticket at each round against its controls at the same per-layer "
-               "sparsity: random re-init (its mask, fresh random weights, trained once from "
-               "θ<sub>0</sub>), random mask (a random mask of the same layer counts on "
-               "θ<sub>0</sub>, trained once) and, where it ran, the <em>matched</em> control "
-               "(the ticket's own round k−1 network with the same number of weights per layer "
-               "removed at random instead of by magnitude, retrained like the ticket). With "
-               "<code>rewind: none</code> the round-k ticket has had k more trainings than a "
-               "network trained once from θ<sub>0</sub>, so only the matched control isolates "
-               "the mask. Rule: a ticket is a <em>winning ticket</em> at a round when its "
-               "accuracy minus the dense accuracy is above −1 standard error (of the paired "
-               "difference: over test videos on a video set, over images or seeds otherwise) "
-               "and the 95 % interval of ticket − matched control lies above 0 (without the "
-               "matched control: above the other controls). The paper's own criterion, "
-               "a′ ≥ a (ticket at least as accurate as dense), is shown beside it.").format(
-                   method_label(imp)),
+               "sparsity, each named in the table; the <em>matched</em> control ({}) has the "
+               "ticket's training schedule, so only it isolates the choice of weights. Rule: a "
+               "ticket is a <em>winning ticket</em> at a round when the 95 % interval of its "
+               "accuracy minus the dense accuracy lies above −δ (δ = {:.0f} points, "
+               "<code>claims.margin</code>: not worse than dense by the margin; paired by seed, "
+               "and by test video on a video set) and the 95 % interval of ticket − matched "
+               "control lies above 0 (without the matched control: above the other controls "
+               "by their means). The paper's own criterion, a′ ≥ a (ticket at least as "
+               "accurate as dense), is shown beside it.").format(
+                   method_label(imp), method_label(f"control-{matched}"), 100 * margin),
         empty="no control runs yet (results/…/control-*/).",
     )
     for dataset in datasets_with(runs, [f"control-{c}" for c in controls] + [imp]):
@@ -99,19 +96,21 @@ def controls_section(runs, config: dict, figures: Figures, model_order: list[str
         methods = [imp] + [f"control-{c}" for c in controls]
         prune = config.get("prune") or {}
         fig = curves_figure(runs, dataset, methods, f"{dataset}: ticket vs controls",
-                            model_order, dense_se=True, rate=prune.get("rate"),
+                            model_order, margin=margin, rate=prune.get("rate"),
                             rounds=prune.get("rounds"))
         figure = None if fig is None else figures.add(
             fig, f"controls_{safe_name(dataset)}",
             f"{method_label(imp)} and the controls on {dataset} ({seeds_words(part)}); the "
-            "grey band is the dense accuracy ± 1 standard error.")
-        wt = winning_tickets(part, imp, controls, kinds or {}, matched)
+            f"grey band runs from the dense accuracy − δ ({100 * margin:.0f} points) to the dense "
+            "accuracy.")
+        wt = winning_tickets(part, imp, controls, kinds or {}, matched, margin)
         labels = {c: method_label(f"control-{c}") for c in controls}
         table = Table(f"{dataset}: winning tickets",
                       ["Model", "Round", "Sparsity (%)", "Seeds", "Ticket acc (%)",
-                       "Dense (%)", "a′ ≥ a (paper)", "± SE (pp)", "SE from"]
+                       "Dense (%)", "a′ ≥ a (paper)", "Ticket − dense (pp)", "SE from"]
                       + [labels[c] + " (%)" for c in controls]
-                      + ["Ticket − matched control (pp)", "Within 1 SE", "Against controls",
+                      + ["Ticket − matched control (pp)", f"Within δ = {100 * margin:.0f} pp",
+                         "Against controls",
                          "Winning ticket"], text_columns=2)
         rank = {m: i for i, m in enumerate(ordered(part["model"], model_order))}
         for _, r in wt.sort_values(["model", "sparsity"], key=lambda c: c.map(rank)
@@ -125,10 +124,11 @@ def controls_section(runs, config: dict, figures: Figures, model_order: list[str
             table.rows.append(
                 [r["model"], r["level"], pct_text(r["sparsity"]), str(r["n_seeds"]),
                  pct_text(r["ticket"]), pct_text(r["dense"]), "yes" if r["paper"] else "no",
-                 pct_text(r["se"], 2), r["se_how"]]
+                 "–" if r["vs_dense"] is None else r["vs_dense"].text().replace(" pp", ""),
+                 r["se_how"]]
                 + [pct_text(r[c]) for c in controls]
                 + ["–" if vs is None else vs.text().replace(" pp", ""),
-                   "yes" if r["within_se"] else "no", against,
+                   "yes" if r["within_margin"] else "no", against,
                    "yes" if r["winning"] else "no"])
         table.drop_empty_columns()
         lines = []

@@ -144,6 +144,8 @@ def gradcam_section(ctx: Context) -> Section:
             part.lines.append(f"{NOT_RUN}: no heatmaps.npz.")
         if delta_table is None:
             part.lines.append(f"{NOT_RUN}: no delta.csv.")
+        else:
+            part.lines.append(paper.noise_floor_line(part_runs))
         section.parts.append(part)
     return section
 
@@ -184,6 +186,20 @@ def latency_section(ctx: Context) -> Section | None:
     return measures.latency_section(ctx.results_dir, ctx.config)
 
 
+def one_seed_words(claims) -> Markup:
+    """Which claims this run cannot judge for want of seeds, in a sentence ("" if none)."""
+    from deepfake_lth.analysis.claims import ONE_SEED
+
+    short = [c.text.split(" (")[0] for c in claims if c.why == ONE_SEED]
+    if not short:
+        return Markup("")
+    return Markup("This run has one seed per network: {} claim{} need{} two or more "
+                  "(<code>seeds: [0, 1, 2]</code>, as config/paper.yaml and "
+                  "config/controls.yaml run): {}. ").format(
+        len(short), "s" if len(short) != 1 else "", "" if len(short) != 1 else "s",
+        "; ".join(short))
+
+
 def claims_section(ctx: Context) -> Section:
     claims = provenance.claims_rows(ctx.runs, ctx.transfers, ctx.gradcam_runs, ctx.config,
                                     ctx.kinds)
@@ -191,12 +207,19 @@ def claims_section(ctx: Context) -> Section:
         "claims", "The paper's claims on this run",
         Markup("Each claim of the paper, and some it names as future work, checked against "
                "this run's numbers by the stated rule: <em>holds</em>, <em>does not "
-               "hold</em>, <em>not enough evidence</em> (it ran, and the interval straddles "
-               "zero), or <em>not run</em> (the method or data was not in this run). On a "
-               "video set the unit of every interval is the test video, not the frame: "
-               "per-video accuracies (from each run's predictions.csv) paired by video, and "
-               "with several seeds the variance of the per-seed differences added to that of "
-               "the videos. The verdicts speak for this run's data and settings only."),
+               "hold</em>, <em>not enough evidence</em> (it ran, and an interval straddles "
+               "0 or the margin; or it rests on one training run per network: <em>one "
+               "seed</em>), or <em>not run</em> (the method or data was not in this run). "
+               "Comparisons of trained networks need two or more seeds: their 95 % intervals "
+               "include the variance between training runs (paired by seed) and, on a video "
+               "set, the variance between test videos (per-video accuracies from each run's "
+               "predictions.csv, paired by video). Claims that a ticket <em>keeps</em> an "
+               "accuracy are non-inferiority tests against a fixed margin δ = {:.0f} points "
+               "(<code>claims.margin</code>). The comparisons of one claim (datasets × "
+               "models) are corrected with Holm's method. {}The verdicts speak for this run's "
+               "data and settings only.").format(
+                   100 * float((ctx.config.get("claims") or {}).get("margin", 0.02)),
+                   one_seed_words(claims)),
         claims=claims)
 
 

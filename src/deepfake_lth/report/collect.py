@@ -108,6 +108,7 @@ def metric_record(data: dict) -> dict[str, Any]:
         "video_acc": num(data.get("video_acc")),
         "val_acc": num(data.get("val_acc")),
         "epochs": num(data.get("epochs")),
+        "cumulative_epochs": num(data.get("cumulative_epochs")),  # training since θ0
         "train_seconds": num(data.get("train_seconds")),
         "device": data.get("device"),
         "test_samples": num(data.get("test_samples")),

@@ -23,19 +23,20 @@ from deepfake_lth.report.common import (
 
 
 def curves_figure(runs, dataset: str, methods: list[str], title: str,
-                  model_order: list[str] | None = None, dense_se: bool = False,
+                  model_order: list[str] | None = None, margin: float | None = None,
                   rate: float | None = None, rounds: int | None = None):
     """Test accuracy vs sparsity on ``dataset``: a panel per model, a line per method of
     ``methods`` (each starting at its model's dense network), the mean over seeds with a band
-    of the 95 % t-interval when there are several seeds. ``dense_se`` shades dense ± 1 SE
-    (over seeds; one seed: binomial). The panels share one y-range; with ``rate`` and
+    of the 95 % t-interval when there are several seeds. ``margin`` shades the band from dense
+    − δ to dense: where a ticket's mean lies when it is within the non-inferiority margin
+    (the verdicts use its interval, not its mean). The panels share one y-range; with ``rate`` and
     ``rounds`` the sparsity axis names the IMP round beside the percentage. None when none
     of ``methods`` has a run on ``dataset``."""
     import pandas as pd
     import seaborn as sns
     from matplotlib.figure import Figure as MplFigure
 
-    from deepfake_lth.analysis.stats import binomial_se, ci_bounds
+    from deepfake_lth.analysis.stats import ci_bounds
 
     df = runs[runs["dataset"] == dataset]
     pruned = df[df["method"].isin(methods) & (df["method"] != "dense")]
@@ -57,7 +58,8 @@ def curves_figure(runs, dataset: str, methods: list[str], title: str,
     several_seeds = df["seed"].nunique() > 1
     right = min(100.0, float(data["sparsity_pct"].max()) + 5.0)
     legend: dict[str, Any] = {}
-    extra = ["dense ± 1 SE"] if dense_se else []
+    band = f"dense − δ ({100 * margin:.0f} pp) to dense" if margin else ""
+    extra = [band] if margin else []
     with style():
         fig = MplFigure(figsize=(FIGURE_WIDTH, 4.0), layout="constrained")
         axes = fig.subplots(1, len(models), squeeze=False)[0]
@@ -74,15 +76,9 @@ def curves_figure(runs, dataset: str, methods: list[str], title: str,
             if np.isfinite(base):
                 ax.axhline(100 * base, color="0.3", linestyle="--", linewidth=1,
                            label="dense baseline")
-            if dense_se:
-                acc = dense[dense["model"] == model]["test_acc"].dropna()
-                n = dense[dense["model"] == model]["test_samples"].dropna()
-                se = (acc.std(ddof=1) / np.sqrt(len(acc)) if len(acc) >= 2 else
-                      binomial_se(float(acc.mean()), float(n.iloc[0])) if len(acc) and len(n)
-                      else np.nan)
-                if np.isfinite(se):
-                    ax.axhspan(100 * (acc.mean() - se), 100 * (acc.mean() + se),
-                               color="0.6", alpha=0.25, linewidth=0, label="dense ± 1 SE")
+            if margin and np.isfinite(base):
+                ax.axhspan(100 * (base - margin), 100 * base, color="0.6", alpha=0.25,
+                           linewidth=0, label=band)
             for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
                 legend.setdefault(label, handle)
             if ax.get_legend():

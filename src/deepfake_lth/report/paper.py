@@ -207,6 +207,50 @@ def gradcam_grid(runs: list[GradcamRun], dataset: str, model: str, figures: Figu
     )
 
 
+def noise_floor(runs: list[GradcamRun]) -> dict[str, float] | None:
+    """ΔL between the dense networks of two seeds on the same faces: how far two training
+    runs' maps differ with no pruning at all, the floor under which ΔL says nothing. Mean
+    over seed pairs and shared faces of ||L₀(seed a) − L₀(seed b)||_F, raw, raw per pixel
+    (÷ √(H·W)) and normalised; None with fewer than two seeds or no shared face."""
+    import itertools
+
+    dense = {}
+    for r in runs:
+        npz = r.npz
+        if npz is None or r.seed in dense or "raw" not in npz or "rows" not in npz:
+            continue
+        at0 = np.flatnonzero(np.asarray(npz["sparsities"], dtype=float) == 0)
+        if len(at0):
+            dense[r.seed] = (np.asarray(npz["rows"]), np.asarray(npz["raw"])[at0[0]],
+                             np.asarray(npz["norm"])[at0[0]])
+    raw_d, norm_d, pixels = [], [], math.nan
+    for a, b in itertools.combinations(sorted(dense), 2):
+        (rows_a, raw_a, norm_a), (rows_b, raw_b, norm_b) = dense[a], dense[b]
+        shared, ia, ib = np.intersect1d(rows_a, rows_b, return_indices=True)
+        if not len(shared) or raw_a.shape[1:] != raw_b.shape[1:]:
+            continue
+        pixels = float(raw_a.shape[-1] * raw_a.shape[-2])
+        raw_d += list(np.linalg.norm((raw_a[ia] - raw_b[ib]).reshape(len(shared), -1), axis=1))
+        norm_d += list(np.linalg.norm((norm_a[ia] - norm_b[ib]).reshape(len(shared), -1),
+                                      axis=1))
+    if not raw_d:
+        return None
+    return {"raw": float(np.mean(raw_d)), "raw_per_pixel": float(np.mean(raw_d)) /
+            math.sqrt(pixels), "norm": float(np.mean(norm_d)), "faces": len(raw_d),
+            "seeds": len(dense)}
+
+
+def noise_floor_line(runs: list[GradcamRun]) -> str:
+    floor = noise_floor(runs)
+    if floor is None:
+        return ("Noise floor of ΔL: needs the dense networks of two or more seeds (ΔL "
+                "between two training runs with no pruning); this run has one.")
+    return (f"Noise floor of ΔL (the dense networks of {floor['seeds']} seeds, "
+            f"{floor['faces']} face pairs): raw {floor['raw']:.3g}, raw per pixel "
+            f"{floor['raw_per_pixel']:.3g}, normalised {floor['norm']:.3g}. A pruned network's "
+            "ΔL below these says no more than a second training run would.")
+
+
 def delta_figure(runs: list[GradcamRun], dataset: str, model: str, figures: Figures):
     """ΔL and heat concentration vs sparsity, a line per method (mean ± sd over faces)."""
     import pandas as pd
@@ -246,10 +290,11 @@ def delta_figure(runs: list[GradcamRun], dataset: str, model: str, figures: Figu
     )
     table = Table(
         f"{dataset} / {model}",
-        ["Method", "Sparsity (%)", "Faces", "Raw ΔL", "Normalised ΔL", "Concentration",
+        ["Method", "Sparsity (%)", "Faces", "Raw ΔL", "Raw ΔL per pixel", "Normalised ΔL",
+         "Concentration",
          "p(fake), real faces", "p(fake), fake faces", "Empty maps"],
-        note="Raw ΔL: the paper's ||L₀ − L_p||_F on the maps as computed; normalised: on the "
-        "maps scaled to [0, 1]. p(fake): the network's mean probability of fake, per true "
+        note="Raw ΔL: the paper's ||L₀ − L_p||_F on the maps as computed; per pixel: divided by "
+        "√(H·W), comparable across input sizes; normalised: on the maps scaled to [0, 1]. p(fake): the network's mean probability of fake, per true "
         "class. Empty maps: faces whose map has no positive evidence at all (concentration "
         "undefined).",
     )
@@ -258,6 +303,8 @@ def delta_figure(runs: list[GradcamRun], dataset: str, model: str, figures: Figu
         table.rows.append([
             method, f"{100 * s:.1f}", str(len(g)),
             mean_sd(g["delta_l_raw"], scale=1.0, digits=3) if "delta_l_raw" in g else "–",
+            (mean_sd(g["delta_l_raw_per_pixel"], scale=1.0, digits=4)
+             if "delta_l_raw_per_pixel" in g else "–"),
             mean_sd(g["delta_l"], scale=1.0, digits=2),
             mean_sd(g["concentration"], scale=1.0, digits=3),
             mean_sd(g[g["label"] == 0]["prob_fake"], 1.0, 2) if has_label else "–",
