@@ -700,3 +700,42 @@ def test_controls_table_with_the_matched_control(tmp_path):
     ci = stats.mean_ci([0.03, 0.032, 0.034])
     assert first[-4] == f"+3.2 [{100 * ci.low:+.1f}, {100 * ci.high:+.1f}]"
     assert first[-2:] == ["beats the matched control", "yes"]
+
+
+def test_table_one_has_the_fine_tuned_dense_baseline_paired_by_video():
+    """Table I: the source's dense network fine-tuned on the target beside the tickets, and
+    each ticket minus it, paired by seed and by test video."""
+    from deepfake_lth.report import paper
+
+    def per_video(correct: int, n_videos: int = 20, frames: int = 10):
+        right = set(range(correct))
+        return pd.DataFrame({"n": frames, "correct": [frames if v in right else 0
+                                                      for v in range(n_videos)],
+                             "fake": [v % 2 for v in range(n_videos)]},
+                            index=pd.Index([f"v{v:02d}" for v in range(n_videos)],
+                                           name="video_id"))
+
+    rows = []
+    for seed in (0, 1, 2):
+        for method, correct, s in (("dense", 15, 0.0), ("dense-finetuned", 14, 0.0),
+                                   ("imp-global-sparsity59", 16 + (seed == 1), 0.59)):
+            table = per_video(correct)
+            rows.append({"pair": "dsA-to-dsB", "source": "dsA", "target": "dsB",
+                         "model": "mesonet", "seed": seed, "method": method, "sparsity": s,
+                         "params_nonzero": 1000, "test_acc": correct / 20, "test_videos": 20,
+                         "test_samples": 200, "per_video": table})
+    transfers = pd.DataFrame(rows)
+    (table,) = paper.transfer_tables(transfers, {"models": {"mesonet": {}}},
+                                     {"dsB": "videos"})
+    assert table.columns[4] == "Fine-tuned dense"
+    assert table.columns[-1] == "IMP-Global − fine-tuned (pp)"
+    dense_row, ticket_row = table.rows
+    assert dense_row[4].startswith("70.0")  # 14 of 20 videos
+    gap = ticket_row[-1]
+    diff = paper.finetuned_gap(transfers, "dsA-to-dsB", "mesonet", "imp-global", 59, "videos")
+    assert "paired by video over 20 test videos and 3 seeds" in diff.how
+    assert gap == diff.text().replace(" pp", "") and gap.startswith("+11.7")
+    # without the baseline the table keeps the paper's columns
+    (plain,) = paper.transfer_tables(transfers[transfers["method"] != "dense-finetuned"],
+                                     {"models": {"mesonet": {}}})
+    assert "Fine-tuned dense" not in plain.columns

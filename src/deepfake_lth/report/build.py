@@ -103,7 +103,8 @@ def results_section(ctx: Context) -> Section:
 
 def transfer_section(ctx: Context) -> Section:
     pairs = (ctx.config.get("transfer") or {}).get("pairs") or []
-    tables = paper.transfer_tables(ctx.transfers, ctx.config) if not ctx.transfers.empty else []
+    tables = (paper.transfer_tables(ctx.transfers, ctx.config, ctx.kinds)
+              if not ctx.transfers.empty else [])
     section = Section("transfer", "Transfer tickets (Table I)",
                       "Tickets found on one dataset, trained on another, laid out as the "
                       "paper's Table I." if tables else "")

@@ -174,7 +174,8 @@ def collect_metrics(results_dir: str | Path, config: dict | None = None,
                 continue
             data = read_json(path)
             if data is not None:
-                transfers.append(rec | metric_record(data))
+                transfers.append(rec | metric_record(data)
+                                 | {"per_video": read_predictions(path.parent)})
             continue
         if len(parts) == 4 and parts[3] == "dense":
             method, level = "dense", "dense"
@@ -209,7 +210,7 @@ def collect_metrics(results_dir: str | Path, config: dict | None = None,
     rest = list(metric_record({}))
     return (
         pd.DataFrame.from_records(runs, columns=run_cols + rest + ["per_video"]),
-        pd.DataFrame.from_records(transfers, columns=tr_cols + rest),
+        pd.DataFrame.from_records(transfers, columns=tr_cols + rest + ["per_video"]),
     )
 
 

@@ -99,9 +99,30 @@ def results_tables(runs, model_order: list[str] | None = None,
     return out
 
 
-def transfer_tables(transfers, config: dict) -> list[Table]:
-    """Table I per transfer pair: Model, PR (nominal and actual), Params (M), Base, then one
-    column per transferred method (IMP-Global, IMP-Local, One-shot Global …)."""
+FINETUNED = "dense-finetuned"  # the source's dense network fine-tuned on the target
+
+
+def finetuned_gap(transfers, pair: str, model: str, method: str, pr: float,
+                  kind: str | None):
+    """Ticket − the source's dense network fine-tuned on the target, on the target's test
+    split: paired by seed, and by test video on a video set (each run's predictions.csv);
+    None when the fine-tuned baseline did not run."""
+    from deepfake_lth.analysis.stats import estimate_diff
+
+    part = transfers[(transfers["pair"] == pair) & (transfers["model"] == model)]
+    ticket = f"{method}-sparsity{int(pr)}"
+    if FINETUNED not in set(part["method"]) or ticket not in set(part["method"]):
+        return None
+    frame = part.assign(dataset=pair, level=part["method"])
+    return estimate_diff(frame, pair, model, ticket, FINETUNED, [(ticket, FINETUNED)], kind)
+
+
+def transfer_tables(transfers, config: dict, kinds: dict | None = None) -> list[Table]:
+    """Table I per transfer pair: Model, PR (nominal and actual), Params (M), Base, the
+    source's dense network fine-tuned on the target (when it ran), then one column per
+    transferred method (IMP-Global, IMP-Local, One-shot Global …) and each ticket's
+    difference from the fine-tuned baseline, paired by video."""
+    kinds = kinds or {}
     out = []
     nominal = {}
     if planned(config):
@@ -113,20 +134,29 @@ def transfer_tables(transfers, config: dict) -> list[Table]:
         parsed = df["method"].str.extract(r"^(?P<src_method>.+)-sparsity(?P<pr>\d+)$")
         df = df.assign(src_method=parsed["src_method"], pr=parsed["pr"].astype(float))
         methods = sorted(df["src_method"].dropna().unique(), key=method_key)
+        tuned = FINETUNED in set(df["method"])
+        gaps = [f"{method_label(m)} − fine-tuned (pp)" for m in methods] if tuned else []
         table = Table(
             f"{src} → {dst}",
-            ["Model", "PR", "Params (M)", "Base"] + [method_label(m) for m in methods],
+            ["Model", "PR", "Params (M)", "Base"] + (["Fine-tuned dense"] if tuned else [])
+            + [method_label(m) for m in methods] + gaps,
             note=f"Test accuracy (%) on {dst}. Base: the dense network; the other columns: "
             f"tickets found on {src} (mask and weights) trained on {dst}. "
             "PR: pruning rate, the percentage of prunable weights removed: as configured, "
-            "and in brackets the actual sparsity of the IMP round (or one-shot level) used.",
+            "and in brackets the actual sparsity of the IMP round (or one-shot level) used."
+            + (f" Fine-tuned dense: {src}'s dense network trained on {dst} the way the tickets "
+               "are, so pretraining on the source is not mistaken for the ticket; the last "
+               "columns are each ticket minus it with the 95 % interval, paired by seed and by "
+               "test video." if tuned else ""),
         )
         for model in ordered(df["model"], list(config.get("models") or {})):
             part = df[df["model"] == model]
             dense = part[part["method"] == "dense"]
-            blank = ["-"] * len(methods)
+            blank = ["-"] * (len(methods) + len(gaps))
+            base = part[part["method"] == FINETUNED]
             table.rows.append([model, "0 %", millions(dense["params_nonzero"]),
-                               mean_sd(dense["test_acc"])] + blank)
+                               mean_sd(dense["test_acc"])]
+                              + ([mean_sd(base["test_acc"])] if tuned else []) + blank)
             tickets = part.dropna(subset=["pr"])
             for pr in sorted(tickets["pr"].unique()):
                 at = tickets[tickets["pr"] == pr]
@@ -139,7 +169,11 @@ def transfer_tables(transfers, config: dict) -> list[Table]:
                 label = (f"{100 * want:.0f} % ({actual_text})" if want is not None
                          else actual_text)
                 cells = [mean_sd(at[at["src_method"] == m]["test_acc"]) for m in methods]
-                table.rows.append(["Ticket", label, millions(params), "-"] + cells)
+                diffs = [finetuned_gap(df, pair, model, m, pr, kinds.get(dst)) for m in methods]
+                cells += [("–" if d is None else d.text().replace(" pp", "")) for d in diffs
+                          ] if tuned else []
+                table.rows.append(["Ticket", label, millions(params), "-"]
+                                  + (["-"] if tuned else []) + cells)
         out.append(table)
     return out
 
