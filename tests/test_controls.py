@@ -8,6 +8,11 @@ and keeps the ticket's per-layer counts; metrics.json records budget and cumulat
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -59,6 +64,41 @@ def test_controls_yaml_plans_the_three_control_chains(controls_cfg):
         methods.control_sources(cfg, "demo-images", "mesonet", 1, "random-chain", 9)
     with pytest.raises(UserError, match="not one of"):
         methods.control_sources(cfg, "demo-images", "mesonet", 1, "nonsense", 1)
+
+
+def test_controls_yaml_dag_chains_the_random_rounds(tmp_path):
+    """The dry run of config/controls.yaml: control-random-chain round k reads round k−1 of
+    itself (dense for k = 1), shuffle and reinit run at every round, and the one-shot and
+    SNIP/GraSP jobs get the matched budgets."""
+    for name in ("Snakefile", "config.yaml", "environment.yml"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    for name in ("workflow", "src", "config"):
+        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--workflow-profile", "none", "--cores", "1", "-n",
+         "-p", "results/report.html", "--configfile", "config/controls.yaml"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(tmp_path / "src")})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = {}
+    for block in re.split(r"\n(?=rule \w+:)", proc.stdout):
+        m = re.match(r"rule (\w+):", block)
+        w = re.search(r"^\s+wildcards: (.*)$", block, re.M)
+        if m and w:
+            wc = dict(kv.split("=", 1) for kv in w.group(1).split(", "))
+            jobs[(m.group(1), wc.get("control") or wc.get("pai") or wc.get("criterion"),
+                  wc.get("seed"), wc.get("k") or wc.get("pct"))] = block
+    base = "results/demo-images/mesonet/seed1"
+    for k in range(1, 9):
+        for name in ("reinit", "shuffle", "random-chain"):
+            assert ("control", name, "1", str(k)) in jobs, (name, k)
+        block = jobs[("control", "random-chain", "1", str(k))]
+        prev = f"{base}/dense" if k == 1 else f"{base}/control-random-chain/round{k - 1}"
+        assert f"{prev}/checkpoint.pt" in block and f"--prev {prev} " in block
+        assert f"{base}/imp-global/round{k}/mask.pt" in block
+    assert ("control", "random-chain", "1", "9") not in jobs
+    assert '"max_epochs":32' in jobs[("oneshot", "global", "1", "83")]  # 8 rounds × 4
+    assert '"max_epochs":22' in jobs[("prune_init", "snip", "1", "59")]  # 6 + 4 rounds × 4
 
 
 def test_budgets_matched_and_per_round(controls_cfg):

@@ -188,6 +188,7 @@ def control_inputs(w):
     out = {"ticket": f"{src['ticket']}/mask.pt", "ticket_metrics": f"{src['ticket']}/metrics.json"}
     if "prev" in src:
         out["prev_checkpoint"] = f"{src['prev']}/checkpoint.pt"
+        out["prev_metrics"] = f"{src['prev']}/metrics.json"
         if int(w.k) > 1:
             out["prev_mask"] = f"{src['prev']}/mask.pt"
     return out
