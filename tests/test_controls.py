@@ -204,6 +204,9 @@ def test_shuffle_reinit_and_dense_finetuned(chain, tmp_path, capsys):
     with pytest.raises(UserError, match="round 1"):  # round 2 needs round 1 of its chain
         stages.control(faces_a, imp2, run / "dense", tmp_path / "x", "mesonet", 0,
                        "random-chain", SPEC, prev_dir=run / "control-random-chain" / "round2")
+    with pytest.raises(UserError, match="control-random-chain"):  # not IMP's round 1
+        stages.control(faces_a, imp2, run / "dense", tmp_path / "x", "mesonet", 0,
+                       "random-chain", SPEC, prev_dir=run / "imp-global" / "round1")
     m = stages.control(faces_a, imp2, run / "dense", tmp_path / "reinit", "mesonet", 0, "reinit",
                        SPEC)
     assert m["cumulative_epochs"] == m["epochs"]  # fresh weights

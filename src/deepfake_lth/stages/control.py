@@ -138,6 +138,11 @@ def control(
                             "(dense/ for round 1)")
         prev_dir = Path(prev_dir)
         prev_metrics = check_previous_round(prev_dir, k, f"control {name} round")
+        chain = "control-random-chain" if name == "random-chain" else imp_metrics.get("method")
+        if k > 1 and prev_metrics.get("method") not in (None, chain):
+            raise UserError(f"{prev_dir}/metrics.json is {prev_metrics.get('method')}, but "
+                            f"control {name} round {k} starts from round {k - 1} of {chain}; "
+                            "pass that folder as --prev")
         prev_state = load_state(prev_dir / "checkpoint.pt")
         load_into(model, prev_state, str(prev_dir / "checkpoint.pt"))
         if name == "shuffle":  # the ticket's mask and start weights, permuted per layer
