@@ -687,14 +687,14 @@ def test_controls_table_with_the_matched_control(tmp_path):
     for seed in (0, 1, 2):
         run = res / "dsA" / "mesonet" / f"seed{seed}"
         for k, (s, acc) in enumerate([(0.2, 0.63), (0.36, 0.61), (0.488, 0.60), (0.8, 0.562)], 1):
-            write_metrics(run / "control-random-prune-trained" / f"round{k}", sparsity=s,
+            write_metrics(run / "control-random-chain" / f"round{k}", sparsity=s,
                           params_nonzero=100, test_acc=acc + 0.01 * seed - 0.03 - 0.002 * seed,
                           test_samples=400)
-    cfg = config(seeds=(0, 1, 2)) | {"controls": ["random-prune-trained"]}
+    cfg = config(seeds=(0, 1, 2)) | {"controls": ["random-chain"]}
     cfg["datasets"]["dsA"]["source"]["kind"] = "images"  # the t-interval over seeds
     html = htmllib.unescape(report.build_report(res, cfg, tmp_path / "r.html").read_text())
     part = html[html.index('<section id="controls">'):html.index('<section id="seeds">')]
-    assert "Control: random prune, same training (%)" in part
+    assert "Control: random pruning chain (%)" in part
     rows = cells(part, "mesonet")
     first = rows[0]  # ticket − matched control: +3.0, +3.2, +3.4 pp over the seeds
     ci = stats.mean_ci([0.03, 0.032, 0.034])

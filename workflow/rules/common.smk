@@ -6,7 +6,7 @@ import os
 import re
 from pathlib import Path
 
-from deepfake_lth.pruning import methods
+from deepfake_lth.pruning import methods, plan
 from deepfake_lth.pruning.criteria import CRITERIA
 from deepfake_lth.core.execution import prepare_jobs
 
@@ -172,32 +172,55 @@ def level_sparsity(method):
     return sparsity
 
 
-CONTROL_CRITERION = config["prune"]["criteria"][0] if config["prune"]["criteria"] else "global"
+def control_sources(w):
+    """The run folders a control is built from (the method registry): the ticket, and for
+    the controls of a chain, round k-1 of it (of the random chain itself for random-chain)."""
+    return methods.control_sources(config, w.dataset, w.model, int(w.seed), w.control, int(w.k))
 
 
 def control_ticket(w):
-    return f"{run_dir(w)}/imp-{CONTROL_CRITERION}/round{w.k}"
+    return str(control_sources(w)["ticket"])
 
 
 def control_inputs(w):
-    """The ticket a control is of, and for random-prune-trained round k-1 of its chain."""
-    out = {"ticket": f"{control_ticket(w)}/mask.pt"}
-    if w.control == methods.MATCHED_CONTROL:
-        prev = previous(w, f"imp-{CONTROL_CRITERION}")
-        out.update({f"prev_{k}": v for k, v in prev.items()})
+    """The ticket's mask and metrics, and round k-1's checkpoint (and mask) where it has one."""
+    src = control_sources(w)
+    out = {"ticket": f"{src['ticket']}/mask.pt", "ticket_metrics": f"{src['ticket']}/metrics.json"}
+    if "prev" in src:
+        out["prev_checkpoint"] = f"{src['prev']}/checkpoint.pt"
+        out["prev_metrics"] = f"{src['prev']}/metrics.json"
+        if int(w.k) > 1:
+            out["prev_mask"] = f"{src['prev']}/mask.pt"
     return out
 
 
 def control_prev(w):
-    if w.control != methods.MATCHED_CONTROL:
-        return ""
-    prev = Path(previous(w, f"imp-{CONTROL_CRITERION}")["checkpoint"]).parent
-    return f"--prev {prev}"
+    src = control_sources(w)
+    return f"--prev {src['prev']}" if "prev" in src else ""
 
 
 def control_spec(w):
-    """The matched control retrains like the ticket; the others train once from θ0."""
-    return retrain_spec(w) if w.control == methods.MATCHED_CONTROL else train_spec(w)
+    """The controls trained like the ticket retrain with the IMP round's schedule; the others
+    train once from θ0 (or fresh weights)."""
+    return retrain_spec(w) if w.control in methods.TRAINED_LIKE_TICKET else train_spec(w)
+
+
+def with_epochs(spec, epochs):
+    spec = json.loads(spec)
+    spec["train"]["max_epochs"] = int(epochs)
+    return as_json(spec)
+
+
+def oneshot_spec(w):
+    """retrain_spec with the one-shot budget (oneshot.budget; plan.oneshot_epochs)."""
+    sparsity = level_sparsity("oneshot-{criterion}")(w)
+    return with_epochs(retrain_spec(w), plan.oneshot_epochs(config, sparsity))
+
+
+def pai_spec(w):
+    """train_spec with the SNIP/GraSP budget (prune_at_init.budget; plan.pai_epochs)."""
+    sparsity = level_sparsity("{pai}")(w)
+    return with_epochs(train_spec(w), plan.pai_epochs(config, sparsity))
 
 
 def rate_spec(w):

@@ -60,7 +60,7 @@ rule oneshot:
         dense=lambda w: f"{run_dir(w)}/dense",
         out=lambda w: f"{run_dir(w)}/oneshot-{w.criterion}/sparsity{w.pct}",
         sparsity=level_sparsity("oneshot-{criterion}"),
-        spec=retrain_spec,
+        spec=oneshot_spec,
     shell:
         "python -m deepfake_lth oneshot --faces {params.faces} --dense {params.dense} --out {params.out} "
         "--model {wildcards.model} --seed {wildcards.seed} --sparsity {params.sparsity} "
@@ -68,13 +68,13 @@ rule oneshot:
 
 
 rule control:
-    """Controls of the IMP ticket at round k (deepfake_lth.stages.control): its mask re-initialised, a random mask of its layer sparsity, or round k-1 pruned at random and retrained like the ticket."""
+    """Controls of the IMP ticket at round k (deepfake_lth.stages.control): its mask re-initialised or shuffled within each layer, the random pruning chain (round k-1 of the chain pruned at random to the ticket's per-layer counts), and the weaker random mask and random last round."""
     input:
         unpack(control_inputs),
         faces=f"{RESULTS}/{{dataset}}/faces/faces.npy",
         manifest=f"{RESULTS}/{{dataset}}/faces/manifest.csv",
         init=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/dense/init.pt",
-        code=stage_code("control"),
+        code=stage_code("control") + code("stages/imp.py"),
     output:
         checkpoint=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/control-{{control}}/round{{k}}/checkpoint.pt",
         mask=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/control-{{control}}/round{{k}}/mask.pt",
@@ -195,7 +195,7 @@ rule prune_init:
         sparsity=level_sparsity("{pai}"),
         batches=config["prune_at_init"]["batches"],
         temperature=config["prune_at_init"]["temperature"],
-        spec=train_spec,
+        spec=pai_spec,
     shell:
         "python -m deepfake_lth prune-init --faces {params.faces} --dense {params.dense} --out {params.out} "
         "--model {wildcards.model} --seed {wildcards.seed} --method {wildcards.pai} "

@@ -1,4 +1,5 @@
-# Ticket transfer (Table I): the ticket of dataset A, its mask fixed, trained on dataset B.
+# Ticket transfer (Table I): the ticket of dataset A, its mask fixed, trained on dataset B;
+# beside it B's own dense network and A's dense network fine-tuned on B (no mask).
 
 
 rule transfer_ticket:
@@ -53,3 +54,35 @@ rule transfer_dense:
     shell:
         "python -m deepfake_lth transfer --baseline {params.dense} --model {wildcards.model} --source-dataset {wildcards.src} "
         "--out {params.out} > {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
+
+
+rule transfer_finetuned:
+    """The dense network of A fine-tuned on B (no mask) with the ticket's transfer schedule."""
+    input:
+        faces=f"{RESULTS}/{{dst}}/faces/faces.npy",
+        manifest=f"{RESULTS}/{{dst}}/faces/manifest.csv",
+        checkpoint=f"{RESULTS}/{{src}}/{{model}}/seed{{seed}}/dense/checkpoint.pt",
+        source=f"{RESULTS}/{{src}}/{{model}}/seed{{seed}}/dense/metrics.json",
+        code=stage_code("transfer"),
+    output:
+        metrics=f"{RESULTS}/transfer/{{src}}-to-{{dst}}/{{model}}/seed{{seed}}/dense-finetuned/metrics.json",
+        checkpoint=f"{RESULTS}/transfer/{{src}}-to-{{dst}}/{{model}}/seed{{seed}}/dense-finetuned/checkpoint.pt",
+        predictions=f"{RESULTS}/transfer/{{src}}-to-{{dst}}/{{model}}/seed{{seed}}/dense-finetuned/predictions.csv",
+    log:
+        f"{LOGS}/transfer/{{src}}-to-{{dst}}-{{model}}-seed{{seed}}-dense-finetuned.log",
+    benchmark:
+        f"{BENCH}/transfer/{{src}}-to-{{dst}}-{{model}}-seed{{seed}}-dense-finetuned.tsv"
+    conda:
+        CONDA_ENV
+    threads: config["threads"]
+    resources:
+        **gpu_job(),
+    params:
+        faces=lambda w: faces_dir(w.dst),
+        dense=lambda w: f"{run_dir(w, w.src)}/dense",
+        out=lambda w: f"{RESULTS}/transfer/{w.src}-to-{w.dst}/{w.model}/seed{w.seed}/dense-finetuned",
+        spec=retrain_spec,
+    shell:
+        "python -m deepfake_lth transfer --faces {params.faces} --finetune {params.dense} "
+        "--out {params.out} --model {wildcards.model} --seed {wildcards.seed} "
+        "--spec {params.spec:q} --threads {threads} > {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"

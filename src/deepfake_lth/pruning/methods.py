@@ -36,21 +36,37 @@ PAI = "pai"  # pruning at initialization (SNIP, GraSP)
 STEP_SIZE = "step-size"  # IMP at another rate, compared at its final sparsity
 STRUCTURED = "structured"  # structured tickets (whole channels; latency)
 
-# The controls of the IMP ticket at round k (``control-{name}``):
+# The controls of the IMP ticket at round k (``control-{name}``), after Frankle et al. 2021
+# ("Pruning neural networks at initialization: why are we missing the mark?") and Su et al.
+# 2020 ("Sanity-checking pruning methods"):
 #   reinit                — the ticket's mask, fresh random weights, trained once from scratch;
+#   shuffle               — the ticket's mask shuffled within each layer (same per-layer counts,
+#                           random positions), its start weights moved with it, trained like it;
+#   random-chain          — a chain of random pruning: control round k prunes control round k−1
+#                           (round 0: dense) at random, removing the per-layer counts IMP removes
+#                           at round k, and retrains with the IMP round's schedule. It has the
+#                           ticket's layer-wise sparsity and training at every round; only the
+#                           magnitude criterion differs (the matched control).
+# Weaker controls, kept for older configs:
 #   random-mask           — a random mask of the ticket's layer-wise sparsity on θ0, trained once;
-#   random-prune-trained  — the ticket's own round k−1 network, pruned at random (the same count
-#                           per layer as IMP removes at round k) and retrained like the ticket:
-#                           the same training as the ticket; only the magnitude criterion differs.
-CONTROLS = ("reinit", "random-mask", "random-prune-trained")
-MATCHED_CONTROL = "random-prune-trained"  # the control whose training matches the ticket's
+#   random-prune-trained  — the ticket's own round k−1 network pruned at random (IMP's counts of
+#                           round k) and retrained like the ticket: it inherits k−1 magnitude
+#                           rounds, so it tests only the last step.
+CONTROLS = ("reinit", "shuffle", "random-chain", "random-mask", "random-prune-trained")
+MATCHED_CONTROL = "random-chain"  # the control the winning-ticket verdict compares with
+# controls trained like the ticket (the IMP round's schedule: rewind, retrain epochs); the
+# others train once from their start weights with train.max_epochs
+TRAINED_LIKE_TICKET = ("shuffle", "random-chain", "random-prune-trained")
 PAI_METHODS = ("snip", "grasp")
 PAI_LABELS = {"snip": "SNIP", "grasp": "GraSP"}
 CONTROL_LABELS = {
     "reinit": "Control: random re-init",
+    "shuffle": "Control: layer-wise shuffle",
+    "random-chain": "Control: random pruning chain",
     "random-mask": "Control: random mask",
-    "random-prune-trained": "Control: random prune, same training",
+    "random-prune-trained": "Control: random last round",
 }
+DENSE_FINETUNED = "dense-finetuned"  # transfer baseline: A's dense network fine-tuned on B
 
 
 @dataclass(frozen=True)
@@ -289,8 +305,9 @@ def transfer_level(config: Mapping[str, Any], method: str, sparsity: float) -> f
 
 
 def transfer_methods(config: Mapping[str, Any]) -> list[str]:
-    """Folder names under results/transfer/{A}-to-{B}/{model}/seed{seed}/: dense + tickets."""
-    names = ["dense"]
+    """Folder names under results/transfer/{A}-to-{B}/{model}/seed{seed}/: dense (B's own),
+    dense-finetuned (A's dense network fine-tuned on B, no mask), then the tickets."""
+    names = ["dense", DENSE_FINETUNED]
     for method in config["transfer"]["methods"]:
         for s in config["transfer"]["sparsities"]:
             names.append(f"{method}-sparsity{plan.pct(transfer_level(config, method, s))}")
@@ -305,6 +322,34 @@ def parse_transfer_method(config: Mapping[str, Any], name: str) -> tuple[str, fl
         if plan.pct(level) == int(p):
             return method, level
     raise ValueError(f"{name!r} is not a transfer method of this config")
+
+
+def control_sources(config: Mapping[str, Any], dataset: str, model: str, seed: int,
+                    control: str, k: int) -> dict[str, Path]:
+    """The run folders control ``control`` at round ``k`` is built from: ``ticket`` (the IMP
+    round k it controls for: its mask, per-layer counts and metrics) and, for the controls
+    that start from a trained network, ``prev``: round k−1 of the random chain itself
+    (``random-chain``) or of the IMP chain (``shuffle``, ``random-prune-trained``); round 0 is
+    the dense network. The workflow's inputs of a control job are these folders' files."""
+    if control not in CONTROLS:
+        raise UserError(f"control {control!r} is not one of {', '.join(CONTROLS)}")
+    imp = control_ticket_method(config)
+    imp_levels = method_levels(config, dataset, model, seed, imp)
+    if not 1 <= k < len(imp_levels):
+        raise ValueError(f"round {k} is outside 1..{len(imp_levels) - 1} of {imp}")
+    out = {"ticket": imp_levels[k].path}
+    if control == "random-chain":
+        chain = method_levels(config, dataset, model, seed, f"control-{control}")
+        out["prev"] = chain[k - 1].path
+    elif control in ("shuffle", "random-prune-trained"):
+        out["prev"] = imp_levels[k - 1].path
+    return out
+
+
+def control_ticket_method(config: Mapping[str, Any]) -> str:
+    """The IMP method the controls are of: ``imp-{prune.criteria[0]}``."""
+    criteria = config["prune"]["criteria"]
+    return f"imp-{criteria[0] if criteria else 'global'}"
 
 
 def method_pattern(families: tuple[str, ...] | None = None) -> str:

@@ -133,6 +133,38 @@ def pai_sparsities(config: dict) -> list[float]:
     return [seen[p] for p in sorted(seen)]
 
 
+# ---- training budgets: the epoch cap of a job ---------------------------------------------
+
+
+def round_epochs(config: Mapping[str, Any]) -> int:
+    """Epoch cap of one IMP round: ``prune.retrain_epochs`` when the round continues from
+    trained weights (rewind ``none``) and it is set, else ``train.max_epochs``."""
+    epochs = config["train"]["max_epochs"]
+    retrain = config["prune"]["retrain_epochs"]
+    if retrain and config["prune"]["rewind"] == "none":
+        return min(int(retrain), int(epochs))
+    return int(epochs)
+
+
+def oneshot_epochs(config: Mapping[str, Any], sparsity: float) -> int:
+    """Epoch cap of one-shot pruning to ``sparsity``, at the level of IMP round k:
+    ``oneshot.budget`` ``matched`` — the k rounds' epochs IMP spent reaching it
+    (k × :func:`round_epochs`); ``round`` — one round's."""
+    budget = config["oneshot"]["budget"]
+    k = nearest_round_at(config["prune"]["rate"], sparsity)
+    return round_epochs(config) * (k if budget == "matched" else 1)
+
+
+def pai_epochs(config: Mapping[str, Any], sparsity: float) -> int:
+    """Epoch cap of SNIP/GraSP at ``sparsity`` (trained from θ0): ``train.max_epochs``, plus
+    under ``prune_at_init.budget: matched`` the k rounds' epochs IMP spent reaching the level
+    of round k (k × :func:`round_epochs`)."""
+    epochs = int(config["train"]["max_epochs"])
+    if config["prune_at_init"]["budget"] != "matched":
+        return epochs
+    return epochs + nearest_round_at(config["prune"]["rate"], sparsity) * round_epochs(config)
+
+
 # ---- stage inputs: the levels a stage reads -----------------------------------------------
 
 

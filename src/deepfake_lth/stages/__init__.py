@@ -24,10 +24,11 @@ from deepfake_lth.stages.oneshot import oneshot
 from deepfake_lth.stages.pai import prune_at_init, score_batches
 from deepfake_lth.stages.spec import parse_spec
 from deepfake_lth.stages.structured import structured_round
-from deepfake_lth.stages.transfer import transfer, transfer_dense
+from deepfake_lth.stages.transfer import finetune_dense, transfer, transfer_dense
 
 __all__ = [
     "control",
+    "finetune_dense",
     "imp_round",
     "imp_round_at_rate",
     "oneshot",

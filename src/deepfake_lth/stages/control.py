@@ -1,12 +1,20 @@
 """``deepfake-lth control``: control baselines of the IMP ticket at round k.
 
+After Frankle et al. 2021 and Su et al. 2020 (the method registry,
+:data:`deepfake_lth.pruning.methods.CONTROLS`, has the list):
+
 - ``reinit``: the ticket's mask with fresh random weights (seed + 1000), trained once;
-- ``random-mask``: a random mask with the ticket's per-layer counts on θ0, trained once;
-- ``random-prune-trained``: the ticket's own round k−1 network, of which the same number of
-  surviving weights per layer as IMP removes at round k is removed *at random*, rewound and
-  retrained like the ticket. Its training is the ticket's, so a ticket above it owes that to
-  the magnitude criterion, not to the extra rounds of training (the matched control used in
-  the winning-ticket verdict; see docs/ARCHITECTURE.md and the README).
+- ``shuffle``: the ticket's mask shuffled within each layer (its per-layer counts, random
+  positions), its start weights (round k−1 rewound as the ticket is) moved with it by the
+  same permutation, trained like the ticket;
+- ``random-chain``: round k−1 of the random chain itself (dense for k = 1), of which as many
+  surviving weights per layer as IMP removes at round k are removed *at random*, rewound and
+  retrained with the IMP round's schedule. Each round has the ticket's layer-wise sparsity
+  and training; only the magnitude criterion differs, at every round (the matched control of
+  the winning-ticket verdict);
+- weaker, for older configs: ``random-mask`` (a random mask with the ticket's per-layer counts
+  on θ0, trained once) and ``random-prune-trained`` (the ticket's own round k−1 network pruned
+  at random, which inherits k−1 magnitude rounds).
 """
 
 from __future__ import annotations
@@ -19,11 +27,13 @@ from typing import Any
 from deepfake_lth.core.errors import UserError
 from deepfake_lth.core.files import read_metrics
 from deepfake_lth.pruning.methods import CONTROLS
+from deepfake_lth.stages.imp import check_previous_round
 from deepfake_lth.stages.runner import (
     Job,
     add_common_arguments,
     build,
     load_into,
+    prior_epochs,
     rewound_start,
     spec_from_args,
     train_and_write,
@@ -44,18 +54,42 @@ def random_prune_like(prev_mask: Mapping, ticket_mask: Mapping, seed: int) -> di
         prev = prev.bool()
         ticket = ticket_mask[name].bool()
         if tuple(prev.shape) != tuple(ticket.shape):
-            raise UserError(f"masks disagree on the shape of {name}: round k−1 and round k of "
-                            "one IMP chain must come from the same model")
+            raise UserError(f"masks disagree on the shape of {name}: the ticket and round k−1 of "
+                            "its chain must come from the same model")
         n_remove = int(prev.sum()) - int(ticket.sum())
         if n_remove < 0:
-            raise UserError(f"{name}: the round-k ticket keeps more weights than round k−1; "
-                            "pass round k−1 of the same chain as --prev")
+            raise UserError(f"{name}: the round-k ticket keeps more weights than round k−1 "
+                            "of the chain; pass round k−1 of the control's chain as --prev")
         alive = prev.flatten().nonzero().squeeze(1)
         drop = alive[torch.randperm(alive.numel(), generator=gen)[:n_remove]]
         flat = prev.flatten().clone()
         flat[drop] = False
         out[name] = flat.view(prev.shape)
     return out
+
+
+def shuffle_within_layers(mask: Mapping, start: Mapping, seed: int) -> tuple[dict, dict]:
+    """The ticket (``mask`` and its ``start`` weights) with one random permutation per layer
+    applied to both: every layer keeps its count of weights and the values they start from,
+    at random positions. Other tensors (biases, BatchNorm) are left as they are."""
+    import torch
+
+    gen = torch.Generator().manual_seed(int(seed))
+    out_mask, out_start = {}, dict(start)
+    for name, m in mask.items():
+        perm = torch.randperm(m.numel(), generator=gen)
+        out_mask[name] = m.bool().flatten()[perm].view(m.shape)
+        out_start[name] = start[name].flatten()[perm].view(m.shape).clone()
+    return out_mask, out_start
+
+
+def _chain_mask(model, prev_dir: Path, k: int, ticket_mask: Mapping, seed: int) -> dict:
+    """Round k−1's mask (all weights for k = 1) pruned at random to the ticket's counts."""
+    from deepfake_lth.pruning.checkpoints import load_mask
+    from deepfake_lth.pruning.masks import full_mask
+
+    prev_mask = full_mask(model) if k == 1 else load_mask(prev_dir / "mask.pt")
+    return random_prune_like(prev_mask, ticket_mask, seed)
 
 
 def control(
@@ -70,10 +104,11 @@ def control(
     *,
     prev_dir: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Control ``name`` at the sparsity of the IMP ticket in ``imp_dir`` (round k);
-    ``random-prune-trained`` also needs round k−1 of its chain (``prev_dir``; dense/ for k = 1)."""
+    """Control ``name`` at the sparsity of the IMP ticket in ``imp_dir`` (round k).
+    ``prev_dir`` is round k−1 (dense/ for k = 1) of the random chain (``random-chain``) or of
+    the IMP chain (``shuffle``, ``random-prune-trained``)."""
     from deepfake_lth.pruning.checkpoints import load_mask, load_state
-    from deepfake_lth.pruning.masks import fresh_init, full_mask, mask_state, random_mask_like
+    from deepfake_lth.pruning.masks import fresh_init, mask_state, random_mask_like
 
     spec = parse_spec(spec)
     if name not in CONTROLS:
@@ -81,10 +116,13 @@ def control(
     imp_dir, dense_dir = Path(imp_dir), Path(dense_dir)
     imp_metrics = read_metrics(imp_dir)
     imp_mask = load_mask(imp_dir / "mask.pt")
+    k = int(imp_metrics.get("round") or 1)
     job = Job.start(faces_dir, out_dir, model_name, seed, spec)
     model = build(model_name, spec)
     other_seed = seed + CONTROL_SEED_OFFSET
+    rewind = spec["prune"]["rewind"]
     meta: dict[str, Any] = {}
+    prior = 0
     if name == "reinit":
         mask = imp_mask
         # fresh weights from the architecture's own initializer (no pretrained file)
@@ -96,22 +134,31 @@ def control(
         rewind = "init"
     else:
         if prev_dir is None:
-            raise UserError("control random-prune-trained needs --prev: round k−1 of the IMP "
-                            "chain (dense/ for round 1)")
+            raise UserError(f"control {name} needs --prev: round {k - 1} of its chain "
+                            "(dense/ for round 1)")
         prev_dir = Path(prev_dir)
+        prev_metrics = check_previous_round(prev_dir, k, f"control {name} round")
+        chain = "control-random-chain" if name == "random-chain" else imp_metrics.get("method")
+        if k > 1 and prev_metrics.get("method") not in (None, chain):
+            raise UserError(f"{prev_dir}/metrics.json is {prev_metrics.get('method')}, but "
+                            f"control {name} round {k} starts from round {k - 1} of {chain}; "
+                            "pass that folder as --prev")
         prev_state = load_state(prev_dir / "checkpoint.pt")
         load_into(model, prev_state, str(prev_dir / "checkpoint.pt"))
-        k = int(imp_metrics.get("round") or 1)
-        prev_mask = full_mask(model) if k == 1 else load_mask(prev_dir / "mask.pt")
-        mask = random_prune_like(prev_mask, imp_mask, other_seed + k)
-        start = rewound_start(spec["prune"]["rewind"], prev_state, dense_dir, mask)
-        rewind = spec["prune"]["rewind"]
+        if name == "shuffle":  # the ticket's mask and start weights, permuted per layer
+            ticket_start = rewound_start(rewind, prev_state, dense_dir, imp_mask)
+            mask, start = shuffle_within_layers(imp_mask, ticket_start, other_seed + k)
+        else:  # random-chain, random-prune-trained: round k−1 pruned at random
+            mask = _chain_mask(model, prev_dir, k, imp_mask, other_seed + k)
+            start = rewound_start(rewind, prev_state, dense_dir, mask)
+        prior = prior_epochs(rewind, prev_metrics)
         meta["control_prev"] = str(prev_dir)
     load_into(model, start, f"the {name} start weights")
     return train_and_write(
         job,
         model=model,
         mask=mask,
+        prior=prior,
         meta={
             "method": f"control-{name}",
             "criterion": imp_metrics.get("criterion"),
@@ -131,7 +178,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dense", required=True, help="dense/ folder (θ0)")
     parser.add_argument("--name", required=True, choices=list(CONTROLS), help="which control")
     parser.add_argument("--prev", default=None,
-                        help="round k−1 of the IMP chain (dense/ for k = 1); random-prune-trained")
+                        help="round k−1 (dense/ for k = 1) of the random chain (random-chain) "
+                        "or of the IMP chain (shuffle, random-prune-trained)")
 
 
 def run(args: argparse.Namespace) -> int:

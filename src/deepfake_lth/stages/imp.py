@@ -22,6 +22,7 @@ from deepfake_lth.stages.runner import (
     add_common_arguments,
     build,
     load_into,
+    prior_epochs,
     rewound_start,
     spec_from_args,
     train_and_write,
@@ -89,6 +90,7 @@ def imp_round(
         job,
         model=model,
         mask=mask,
+        prior=prior_epochs(spec["prune"]["rewind"], prev_metrics),
         meta={
             "method": method or f"imp-{criterion}",
             "criterion": criterion,

@@ -15,6 +15,8 @@ from deepfake_lth.stages.runner import (
     add_common_arguments,
     build,
     load_into,
+    prior_epochs,
+    read_metrics,
     rewound_start,
     spec_from_args,
     train_and_write,
@@ -51,6 +53,7 @@ def oneshot(
         job,
         model=model,
         mask=mask,
+        prior=prior_epochs(spec["prune"]["rewind"], read_metrics(dense_dir)),
         meta={
             "method": f"oneshot-{criterion}",
             "criterion": criterion,

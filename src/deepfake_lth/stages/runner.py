@@ -106,6 +106,25 @@ def rewound_start(mode: str, prev_state, dense_dir: Path, mask):
     return mask_state(state, mask)
 
 
+def cumulative_epochs(metrics: Mapping[str, Any]) -> int:
+    """Epochs of training behind a finished run (its metrics.json): ``cumulative_epochs``, or
+    for a run written before it was recorded, its own ``epochs``."""
+    value = metrics.get("cumulative_epochs", metrics.get("epochs"))
+    return int(value or 0)
+
+
+def prior_epochs(rewind: str, weights_from: Mapping[str, Any] | None = None) -> int:
+    """Epochs of training the start weights of a network have had since θ0, before its own
+    job: with rewind ``none`` all of those of the run they come from (``weights_from``, its
+    metrics), with ``epoch:E`` E, with ``init`` (or fresh weights, or no such run) none."""
+    from deepfake_lth.pruning.rewind import parse_rewind
+
+    if weights_from is None:
+        return 0
+    kind, epoch = parse_rewind(rewind)
+    return {"none": cumulative_epochs(weights_from), "epoch": epoch or 0}.get(kind, 0)
+
+
 def rewind_epochs(spec: dict[str, Any]) -> tuple[int, ...]:
     """Epochs the dense run keeps weights of, for rewinding (``epoch:E``)."""
     from deepfake_lth.pruning.rewind import parse_rewind
@@ -165,10 +184,14 @@ def train_and_write(
     mask: Mapping | None,
     meta: dict[str, Any],
     save_epochs: tuple[int, ...] = (),
+    prior: int = 0,
 ) -> dict[str, Any]:
     """Train ``model`` (weights already set) on the job's faces with ``mask`` enforced, evaluate
     on the validation and test splits, write checkpoint.pt (+ mask.pt, epoch{E}.pt),
-    predictions.csv (test faces: video, label, p(fake)) and metrics.json (last)."""
+    predictions.csv (test faces: video, label, p(fake)) and metrics.json (last).
+    ``prior``: epochs of training the start weights have had since θ0 (:func:`prior_epochs`);
+    metrics.json records ``budget_epochs`` (the job's cap, ``train.max_epochs``) and
+    ``cumulative_epochs`` (``prior`` + the epochs this job trained)."""
     import numpy as np
 
     from deepfake_lth.data.store import load_splits
@@ -281,6 +304,8 @@ def train_and_write(
         "val_loss": val["loss"],
         "val_auc": val["auc"],
         "epochs": result.epochs,
+        "budget_epochs": int(t["max_epochs"]),
+        "cumulative_epochs": int(prior) + int(result.epochs),
         "best_epoch": result.best_epoch,
         "stopped_early": result.stopped_early,
         "train_seconds": result.train_seconds,
@@ -337,11 +362,13 @@ def spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
 __all__ = [
     "add_common_arguments",
     "build",
+    "cumulative_epochs",
     "Job",
     "dataset_name",
     "device_name",
     "load_into",
     "parameter_counts",
+    "prior_epochs",
     "read_metrics",
     "rewind_epochs",
     "rewound_start",

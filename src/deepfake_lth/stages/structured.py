@@ -22,6 +22,7 @@ from deepfake_lth.stages.runner import (
     add_common_arguments,
     build,
     load_into,
+    prior_epochs,
     rewound_start,
     spec_from_args,
     train_and_write,
@@ -66,7 +67,7 @@ def structured_round(
     if criterion not in CRITERIA:
         raise UserError(f"structured criterion {criterion!r} is not one of {', '.join(CRITERIA)}")
     prev_dir, dense_dir, out_dir = Path(prev_dir), Path(dense_dir), Path(out_dir)
-    check_previous_round(prev_dir, k, "structured round")
+    prev_metrics = check_previous_round(prev_dir, k, "structured round")
     job = Job.start(faces_dir, out_dir, model_name, seed, spec)
     model = build(model_name, spec)
     prev_state = load_state(prev_dir / "checkpoint.pt")
@@ -98,6 +99,7 @@ def structured_round(
         job,
         model=model,
         mask=mask,
+        prior=prior_epochs(spec["prune"]["rewind"], prev_metrics),
         meta={
             "method": f"structured-{criterion}",
             "criterion": criterion,

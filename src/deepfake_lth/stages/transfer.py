@@ -1,4 +1,7 @@
-"""``deepfake-lth transfer``: a ticket of dataset A trained on dataset B (Table I)."""
+"""``deepfake-lth transfer``: a ticket of dataset A trained on dataset B (Table I), and its
+two baselines: B's own dense network (``--baseline``) and A's dense network fine-tuned on B
+without a mask (``--finetune``, method ``dense-finetuned``), which separates what pretraining
+on A gives from what the ticket's mask gives."""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from deepfake_lth.stages.runner import (
     add_common_arguments,
     build,
     load_into,
+    prior_epochs,
     spec_from_args,
     train_and_write,
 )
@@ -54,6 +58,7 @@ def transfer(
         job,
         model=model,
         mask=mask,
+        prior=prior_epochs("none" if weights == "trained" else "init", source),
         meta={
             "method": source.get("method"),
             "criterion": source.get("criterion"),
@@ -64,6 +69,45 @@ def transfer(
             "ticket": str(ticket_dir),
             "weights": weights,
             "rewind": "none" if weights == "trained" else "init",
+        },
+    )
+
+
+def finetune_dense(
+    faces_dir: str | Path,
+    dense_dir: str | Path,
+    out_dir: str | Path,
+    model_name: str,
+    seed: int,
+    spec: Mapping[str, Any] | str | None = None,
+) -> dict[str, Any]:
+    """Dataset A's dense network (``dense_dir``: its trained checkpoint) trained on dataset B
+    (``faces_dir``) with the ticket's transfer schedule and no mask: method
+    ``dense-finetuned``."""
+    from deepfake_lth.pruning.checkpoints import load_state
+    from deepfake_lth.pruning.methods import DENSE_FINETUNED
+
+    spec = parse_spec(spec)
+    dense_dir = Path(dense_dir)
+    source = read_metrics(dense_dir)
+    job = Job.start(faces_dir, out_dir, model_name, seed, spec)
+    model = build(model_name, spec)
+    load_into(model, load_state(dense_dir / "checkpoint.pt"), str(dense_dir / "checkpoint.pt"))
+    return train_and_write(
+        job,
+        model=model,
+        mask=None,
+        prior=prior_epochs("none", source),
+        meta={
+            "method": DENSE_FINETUNED,
+            "criterion": None,
+            "round": 0,
+            "target_sparsity": 0.0,
+            "source_dataset": source.get("dataset"),
+            "source_test_acc": source.get("test_acc"),
+            "ticket": str(dense_dir),
+            "weights": "trained",
+            "rewind": "none",
         },
     )
 
@@ -92,6 +136,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--ticket", help="dataset A's ticket folder (mask.pt, checkpoint.pt)")
     group.add_argument(
+        "--finetune",
+        help="dataset A's dense/ folder: fine-tune its checkpoint on B without a mask "
+        "(method dense-finetuned)",
+    )
+    group.add_argument(
         "--baseline",
         help="dataset B's own dense/ folder: copy its metrics as the transfer's dense baseline",
     )
@@ -106,7 +155,12 @@ def run(args: argparse.Namespace) -> int:
         transfer_dense(args.baseline, args.out, args.source_dataset)
         return 0
     if not args.faces:
-        raise UserError("transfer --ticket needs --faces (dataset B's packed faces folder)")
+        what = "--finetune" if args.finetune else "--ticket"
+        raise UserError(f"transfer {what} needs --faces (dataset B's packed faces folder)")
+    if args.finetune:
+        finetune_dense(args.faces, args.finetune, args.out, args.model, args.seed,
+                       spec_from_args(args))
+        return 0
     if args.weights == "init" and not args.dense:
         raise UserError("transfer --weights init needs --dense (dataset A's dense/ folder)")
     transfer(args.faces, args.ticket, args.dense or "", args.out, args.model, args.seed,
