@@ -32,7 +32,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "separability": ("deepfake_lth.analysis.separability", "probe and silhouette of penultimate features"),
     "latency": ("deepfake_lth.analysis.latency", "CPU latency of the dense network and its tickets"),
     "report": ("deepfake_lth.report", "the study's self-contained HTML report"),
-    "export": ("deepfake_lth.deploy.export", "write a compact ticket with only surviving weights"),
+    "export": ("deepfake_lth.deploy.quantize",
+               "write a compact ticket with only surviving weights (--int8: an INT8 ONNX model)"),
+    "quantize": ("deepfake_lth.deploy.quantize",
+                 "INT8 model of a run folder, evaluated and timed beside its fp32 model"),
     "detect": ("deepfake_lth.deploy.detect", "fake probability for new videos or images"),
     "validate-config": ("deepfake_lth.workflow.config", "check a config file against the schema"),
 }
