@@ -27,6 +27,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prune-init": ("deepfake_lth.stages.pai", "SNIP or GraSP at initialization, then train once"),
     "structured-round": ("deepfake_lth.stages.structured",
                          "one structured pruning round: remove whole conv filters"),
+    "kd-round": ("deepfake_lth.stages.distill",
+                 "one IMP round retrained with the dense network as teacher (distillation)"),
     "transfer": ("deepfake_lth.stages.transfer", "train a ticket of one dataset on another"),
     "gradcam": ("deepfake_lth.analysis.gradcam", "Grad-CAM heatmaps and their change across sparsities"),
     "separability": ("deepfake_lth.analysis.separability", "probe and silhouette of penultimate features"),
