@@ -465,6 +465,32 @@ def _claim_pai(runs, kinds) -> Claim:
     )
 
 
+def _claim_kd(runs, kinds) -> Claim:
+    kds = sorted(registry.with_role(runs["method"].unique(), registry.DISTILLED),
+                 key=registry.sort_key)
+    present = set(runs["method"])
+    pairs = [(kd, f"imp-{registry.criterion_of(kd)}") for kd in kds]
+    outcomes, evidence = [], []
+    for (dataset, model), _ in runs.groupby(["dataset", "model"], sort=True):
+        for a, b in (p for p in pairs if p[1] in present):
+            res = _compare_at(runs, kinds, dataset, model, a, b)
+            if res:
+                outcomes.append(res[0])
+                evidence.append(res[1])
+    if not kds:
+        evidence.append("Knowledge distillation (distill.models) was not run.")
+    elif not outcomes:
+        evidence.append("No KD and IMP levels of one criterion at shared sparsities yet.")
+    return Claim(
+        "IMP tickets retrained with the dense network as teacher (knowledge distillation) are "
+        "more accurate than plain IMP tickets at the same sparsities",
+        "compression review (Karathanasis et al. 2025)", verdict(outcomes),
+        "Per dataset, model and criterion: KD − IMP test accuracy averaged over the rounds both "
+        "ran (the same sparsities), paired by seed (and video); decided by its 95 % interval.",
+        evidence,
+    )
+
+
 def evaluate_claims(runs, transfers=None, deltas=None, config: Mapping[str, Any] | None = None,
                     kinds: Mapping[str, str | None] | None = None) -> list[Claim]:
     """The paper's claims with this run's verdicts. ``deltas``: the Grad-CAM delta.csv rows
@@ -497,4 +523,5 @@ def evaluate_claims(runs, transfers=None, deltas=None, config: Mapping[str, Any]
         _claim_transfer(transfers, kinds, flags),
         _claim_step_size(runs, kinds),
         _claim_pai(runs, kinds),
+        _claim_kd(runs, kinds),
     ]
