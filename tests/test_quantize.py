@@ -52,10 +52,16 @@ def test_cpu_flags_decide_reduce_range(tmp_path):
         quantize.resolve_reduce_range("yes", flags)
 
 
-def test_quantize_stage_evaluates_the_int8_model(trained):
+@pytest.fixture(scope="module")
+def quantized(trained):
     root, faces, run = trained
-    for level in (run / "dense", run / "imp-global" / "round1"):
-        m = quantize.quantize_stage(faces, level, level / "int8", QSPEC)
+    levels = (run / "dense", run / "imp-global" / "round1")
+    return [(lv, quantize.quantize_stage(faces, lv, lv / "int8", QSPEC)) for lv in levels]
+
+
+def test_quantize_stage_evaluates_the_int8_model(trained, quantized):
+    root, faces, run = trained
+    for level, m in quantized:
         out = level / "int8"
         assert {"model.onnx", "model.int8.onnx", "metrics.json", "predictions.csv"} <= {
             p.name for p in out.iterdir()}
@@ -106,3 +112,33 @@ def test_bad_inputs_name_the_fix(trained, tmp_path):
         quantize.parse_spec({"calibration_samples": 0})
     with pytest.raises(UserError, match="unknown"):
         quantize.parse_spec({"calibrate": 3})
+
+
+def test_pareto_front_by_hand():
+    from deepfake_lth.report.compression import pareto_front
+
+    #            small+bad  big+good  dominated  smallest  nan
+    cost = [10, 40, 45, 5, np.nan]
+    acc = [0.70, 0.90, 0.85, 0.60, 0.99]
+    assert pareto_front(cost, acc).tolist() == [True, True, False, True, False]
+    assert pareto_front([1, 1], [0.5, 0.5]).tolist() == [True, True]  # ties dominate nothing
+
+
+def test_compression_section_shows_measured_points(trained, quantized, tmp_path):
+    from deepfake_lth.report.common import Figures
+    from deepfake_lth.report.compression import collect_compression, compression_section
+
+    root, faces, run = trained
+    config = {"datasets": {"dsq": {}}, "models": {"mesonet": {}}, "seeds": [0]}
+    points = collect_compression(root, config)
+    assert len(points) == 4 and set(points["form"]) == {"fp32", "INT8"}
+    dense = quantized[0][1]
+    row = points[(points["method"] == "dense") & (points["form"] == "INT8")].iloc[0]
+    assert row["bytes"] == dense["bytes"]["onnx_int8"] and row["acc"] == dense["int8"]["acc"]
+    assert row["ms_1"] == dense["latency"][0]["int8_ms"]
+    section = compression_section(root, config, Figures(tmp_path))
+    (table,) = section.parts[0].tables
+    names = [r[0] for r in table.rows]
+    assert "Dense fp32" in names and "Dense INT8" in names and "IMP-Global r1 INT8" in names
+    assert any(r[-1] == "✓" for r in table.rows)
+    assert section.parts[0].figure is not None and (tmp_path / "compression-dsq-mesonet.png").is_file()
