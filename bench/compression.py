@@ -15,7 +15,6 @@ accuracy; the demo's test AUCs are in the report's Compression section).
 
 from __future__ import annotations
 
-import json
 import statistics
 import sys
 import tempfile
