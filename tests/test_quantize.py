@@ -142,3 +142,30 @@ def test_compression_section_shows_measured_points(trained, quantized, tmp_path)
     assert "Dense fp32" in names and "Dense INT8" in names and "IMP-Global r1 INT8" in names
     assert any(r[-1] == "✓" for r in table.rows)
     assert section.parts[0].figure is not None and (tmp_path / "compression-dsq-mesonet.png").is_file()
+
+
+def test_detect_runs_the_int8_export_on_videos_like_the_fp32_ticket(trained, tmp_path, capsys):
+    """`export --int8` then `detect` on videos: the labels equal the fp32 checkpoint's."""
+    from deepfake_lth.data.acquire import synthetic
+
+    root, faces, run = trained
+    level = run / "imp-global" / "round1"
+    model = tmp_path / "detector.int8.onnx"
+    assert cli.main(["export", str(level), "--int8", "-o", str(model)]) == 0
+    rng = np.random.default_rng(7)
+    for i, fake in enumerate((False, True, False, True)):
+        target, donor = synthetic.sample_identity(rng), synthetic.sample_identity(rng)
+        frames = synthetic.render_frames(target, donor if fake else None, 6, 160, 128, rng, 0.5)
+        synthetic.write_video(tmp_path / f"clip{i}.mp4", frames, 10, 90)
+    capsys.readouterr()
+    results = {}
+    for name, path in (("int8", model), ("fp32", level / "checkpoint.pt")):
+        rc = cli.main(["detect", str(tmp_path), "--model", str(path), "--json", "--frames", "4",
+                       "--faces", '{"min_face_size": 40, "detect_max_side": 320}'])
+        assert rc == 0
+        results[name] = json.loads(capsys.readouterr().out)
+    ok = [(a, b) for a, b in zip(results["int8"], results["fp32"], strict=True)
+          if a["status"] == "ok"]
+    assert len(ok) >= 3
+    assert np.mean([a["label"] == b["label"] for a, b in ok]) >= 0.9
+    assert max(abs(a["fake_probability"] - b["fake_probability"]) for a, b in ok) < 0.1
