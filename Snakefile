@@ -28,6 +28,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/prune.smk"
 include: "workflow/rules/transfer.smk"
+include: "workflow/rules/compression.smk"
 include: "workflow/rules/analysis.smk"
 
 

@@ -350,9 +350,9 @@ cores) − 1.
 
 
 # sections of benchmarks run on their own, appended in this order when present: the demo
-# end to end (timed by hand), paper scale (bench/scale.py: writes GBs, minutes) and the GPU
-# feed (bench/gpu.py: needs CUDA, `make gpu-check`)
-SECTIONS = ("demo.md", "scale.md", "gpu.md")
+# end to end (timed by hand), paper scale (bench/scale.py: writes GBs, minutes), the GPU
+# feed (bench/gpu.py: needs CUDA, `make gpu-check`) and INT8 quantization (bench/compression.py)
+SECTIONS = ("demo.md", "scale.md", "gpu.md", "compression.md")
 
 
 def _with_demo(markdown: str) -> str:

@@ -176,7 +176,7 @@ def test_schema_names_come_from_the_registries():
     raw = (ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text()
     for name in [*MODELS, *methods.CONTROLS]:  # never spelt in the schema itself
         assert not re.search(rf"enum: \[[^\]]*\b{re.escape(name)}\b", raw), name
-    assert raw.count("x-registry: criteria") == 3  # prune, oneshot and step_sizes criteria
+    assert raw.count("x-registry: criteria") == 4  # prune, oneshot, step_sizes, distill criteria
     pattern = props["separability"]["properties"]["methods"]["items"]["pattern"]
     for ok in ("imp-global", "oneshot-local", "snip", "control-random-prune-trained"):
         assert re.fullmatch(pattern, ok)

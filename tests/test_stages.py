@@ -327,3 +327,43 @@ def test_cli_and_bad_input(data, tmp_path, capsys) -> None:
             faces_a, tmp_path / "nowhere", out, tmp_path / "r", "mesonet", 0, 1, "local", SPEC
         )
     assert not math.isnan(stages.parse_spec({})["prune"]["rate"])
+
+
+def test_kd_rounds_distill_from_the_dense_network(data) -> None:
+    """KD round k prunes like IMP round k (same mask from the same previous weights) and trains
+    with the teacher's soft targets: another network than plain IMP's, recorded as kd-global."""
+    from deepfake_lth.pruning.methods import family_of, label
+    from deepfake_lth.training.fit import Distillation
+
+    root, faces_a, _ = data
+    run = root / "dsa" / "mesonet" / "seed0"
+    if not (run / "dense" / "checkpoint.pt").is_file():
+        stages.train_dense(faces_a, run / "dense", "mesonet", 0, SPEC)
+    spec = {**SPEC, "distill": {"temperature": 2.0, "weight": 0.7}}
+    m = stages.kd_round(faces_a, run / "dense", run / "dense", run / "kd-global" / "round1",
+                        "mesonet", 0, 1, "global", spec)
+    assert m["method"] == "kd-global" and m["round"] == 1
+    assert (m["kd_temperature"], m["kd_weight"]) == (2.0, 0.7)
+    assert family_of("kd-global").name == "kd" and label("kd-global") == "KD IMP-Global"
+    check_ticket(run / "kd-global" / "round1", 0.2)
+    imp = stages.imp_round(faces_a, run / "dense", run / "dense", run / "imp-x" / "round1",
+                           "mesonet", 0, 1, "global", SPEC)
+    kd_mask = checkpoints.load_mask(run / "kd-global" / "round1" / "mask.pt")
+    imp_mask = checkpoints.load_mask(run / "imp-x" / "round1" / "mask.pt")
+    assert all(torch.equal(kd_mask[k], imp_mask[k]) for k in kd_mask)
+    kd_w = torch.load(run / "kd-global" / "round1" / "checkpoint.pt", weights_only=True)
+    imp_w = torch.load(run / "imp-x" / "round1" / "checkpoint.pt", weights_only=True)
+    assert any(not torch.equal(kd_w[k], imp_w[k]) for k in kd_mask)
+    assert m["test_loss"] != imp["test_loss"]
+    # the blended loss: weight 0 is the label loss; the soft term pulls towards the teacher
+    teacher = torch.nn.Linear(3, 1)
+    x, y = torch.randn(8, 3), torch.ones(8)
+    z = torch.zeros(8, requires_grad=True)
+    label_loss = torch.nn.functional.binary_cross_entropy_with_logits(z, y)
+    assert torch.equal(Distillation(teacher, 2.0, 0.0).blend(label_loss, z, x), label_loss)
+    soft = torch.sigmoid(teacher(x)[:, 0] / 2.0).detach()
+    full = Distillation(teacher, 2.0, 1.0).blend(label_loss, z, x)
+    expected = 4.0 * torch.nn.functional.binary_cross_entropy_with_logits(z / 2.0, soft)
+    assert torch.allclose(full, expected)
+    with pytest.raises(UserError, match="temperature"):
+        Distillation(teacher, 0.0, 0.5)

@@ -351,7 +351,7 @@ def test_claims_fail_or_stay_open() -> None:
         assert (claim.verdict, claim.why) == (stats.UNCLEAR, stats.ONE_SEED)
 
     empty = claims_mod.evaluate_claims(runs.iloc[0:0], None, None, {})
-    assert len(empty) == 11 and {c.verdict for c in empty} == {stats.NOT_RUN}
+    assert len(empty) == 12 and {c.verdict for c in empty} == {stats.NOT_RUN}
     assert all(c.evidence for c in empty)  # each says why
 
 
@@ -530,3 +530,19 @@ def test_d3_the_video_is_the_unit(tmp_path) -> None:
                               [("round1", "round1")], "videos")
     assert two.n_seeds == 2 and "and 2 seeds" in two.how
     assert two.se == pytest.approx(se)  # the same differences on both seeds: no seed term
+
+
+def test_kd_claim_compares_kd_with_imp_at_the_same_sparsities() -> None:
+    better = study(0.62, {"imp-global": [0.60, 0.59, 0.58, 0.55],
+                          "kd-global": [0.66, 0.65, 0.64, 0.61]}, dataset="imgs",
+                   n_test=100_000)
+    kd = claims_by_text(claims_mod.evaluate_claims(runs_frame(better), None, None, CONFIG))
+    claim = next(c for t, c in kd.items() if t.startswith("IMP tickets retrained"))
+    assert claim.verdict == stats.HOLDS
+    assert "KD IMP-Global − IMP-Global" in claim.evidence[0]
+    worse = study(0.62, {"imp-global": [0.66, 0.65, 0.64, 0.61],
+                         "kd-global": [0.60, 0.59, 0.58, 0.55]}, dataset="imgs",
+                  n_test=100_000)
+    kd = claims_by_text(claims_mod.evaluate_claims(runs_frame(worse), None, None, CONFIG))
+    assert next(c for t, c in kd.items() if t.startswith("IMP tickets retrained")).verdict \
+        == stats.FAILS

@@ -119,6 +119,14 @@ def test_smoke_dag_writes_the_contract_files(work):
     assert (compact["channel_sparsity"] > 0).all()
     assert (compact["params"] < lat.loc[lat["method"] == "dense", "params"].iloc[0]).all()
     assert '<section id="latency">' in (res / "report.html").read_text()
+    kd = json.loads((base / "kd-global" / "round1" / "metrics.json").read_text())
+    assert kd["method"] == "kd-global" and abs(kd["sparsity"] - 0.2) <= 0.005
+    for level in ("dense", "structured-local/round1", "kd-global/round1"):
+        q = json.loads((base / level / "int8" / "metrics.json").read_text())
+        assert q["bytes"]["onnx_int8"] < q["bytes"]["onnx_fp32"], level
+        assert 0 <= q["int8"]["acc"] <= 1 and q["label_agreement"] >= 0.5, level
+    html = (res / "report.html").read_text()
+    assert '<section id="compression">' in html and "Dense INT8" in html
 
 
 def test_nothing_reruns_when_nothing_changed(work):

@@ -155,6 +155,10 @@ def prev_structured(w):
     return previous(w, f"structured-{w.criterion}")
 
 
+def prev_kd(w):
+    return previous(w, f"kd-{w.criterion}")
+
+
 def prev_round_rate(w):
     return previous(w, f"imp-{w.criterion}-rate{w.rate}")
 
@@ -223,6 +227,13 @@ def pai_spec(w):
     return with_epochs(train_spec(w), plan.pai_epochs(config, sparsity))
 
 
+def kd_spec(w):
+    """retrain_spec with the distillation temperature and weight."""
+    spec = json.loads(retrain_spec(w))
+    spec["distill"] = {k: config["distill"][k] for k in ("temperature", "weight")}
+    return as_json(spec)
+
+
 def rate_spec(w):
     """retrain_spec with the step size's own prune.rate (a change of prune.rate leaves it be)."""
     spec = json.loads(retrain_spec(w))
@@ -275,7 +286,14 @@ def report_inputs(w):
     for d in DATASETS:
         out += [f"{RESULTS}/{d}/faces/extraction_log.csv", f"{RESULTS}/{d}/faces/summary.json"]
         out += study_metrics(d)
-    return out + transfer_metrics() + gradcam_outputs() + separability_outputs() + latency_outputs()
+    return (
+        out
+        + transfer_metrics()
+        + gradcam_outputs()
+        + separability_outputs()
+        + latency_outputs()
+        + compression_outputs()
+    )
 
 
 # ---- targets ----------------------------------------------------------------------------
@@ -345,3 +363,45 @@ def gradcam_outputs():
         for method in config["gradcam"]["methods"]
         if method_configured(method, m)
     ]
+
+
+# ---- compression -------------------------------------------------------------------------
+# a level folder below seed{seed}/: dense, or {method}/round{k} | {method}/sparsity{pct}
+COMPRESSION_LEVEL = rf"dense|(?:{methods.method_pattern()})/(?:round|sparsity)\d+"
+
+
+def compression_levels(dataset, model, seed):
+    """The level folders the config quantizes for one run: dense and the configured tickets."""
+    if model not in config["compression"]["models"]:
+        return []
+    out = [Path(f"{RESULTS}/{dataset}/{model}/seed{seed}/dense")]
+    for t in config["compression"]["tickets"]:
+        if method_configured(t["method"], model):
+            lv = methods.level_for(config, dataset, model, seed, t["method"], t["sparsity"])
+            out.append(lv.path)
+    return list(dict.fromkeys(out))
+
+
+def compression_outputs():
+    return [
+        f"{level}/int8/metrics.json"
+        for d in DATASETS
+        for m in MODELS
+        for s in SEEDS
+        for level in compression_levels(d, m, int(s))
+    ]
+
+
+def quantize_spec(w):
+    c = config["compression"]
+    keys = (
+        "calibration_samples",
+        "per_channel",
+        "reduce_range",
+        "batch_sizes",
+        "repeats",
+        "warmup",
+    )
+    return as_json(
+        {"input_size": config["models"][w.model].get("input_size"), **{k: c[k] for k in keys}}
+    )

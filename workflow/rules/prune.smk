@@ -201,3 +201,37 @@ rule prune_init:
         "--model {wildcards.model} --seed {wildcards.seed} --method {wildcards.pai} "
         "--sparsity {params.sparsity} --batches {params.batches} "
         "--temperature {params.temperature} --spec {params.spec:q} --threads {threads} > {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
+
+
+rule kd_round:
+    """KD round k: prune round k-1 of the KD chain like IMP, rewind, retrain distilled from the dense network."""
+    input:
+        unpack(prev_kd),
+        faces=f"{RESULTS}/{{dataset}}/faces/faces.npy",
+        manifest=f"{RESULTS}/{{dataset}}/faces/manifest.csv",
+        teacher=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/dense/checkpoint.pt",
+        init=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/dense/init.pt",
+        code=stage_code("distill") + code("stages/imp.py"),
+    output:
+        checkpoint=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/kd-{{criterion}}/round{{k}}/checkpoint.pt",
+        mask=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/kd-{{criterion}}/round{{k}}/mask.pt",
+        metrics=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/kd-{{criterion}}/round{{k}}/metrics.json",
+    log:
+        f"{LOGS}/kd_round/{{dataset}}-{{model}}-seed{{seed}}-{{criterion}}-round{{k}}.log",
+    benchmark:
+        f"{BENCH}/kd_round/{{dataset}}-{{model}}-seed{{seed}}-{{criterion}}-round{{k}}.tsv"
+    conda:
+        CONDA_ENV
+    threads: config["threads"]
+    resources:
+        **gpu_job(),
+    params:
+        faces=lambda w: faces_dir(w.dataset),
+        prev=lambda w: str(Path(prev_kd(w)["checkpoint"]).parent),
+        dense=lambda w: f"{run_dir(w)}/dense",
+        out=lambda w: f"{run_dir(w)}/kd-{w.criterion}/round{w.k}",
+        spec=kd_spec,
+    shell:
+        "python -m deepfake_lth kd-round --faces {params.faces} --prev {params.prev} --dense {params.dense} "
+        "--out {params.out} --model {wildcards.model} --seed {wildcards.seed} --round {wildcards.k} "
+        "--criterion {wildcards.criterion} --spec {params.spec:q} --threads {threads} > {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"

@@ -498,6 +498,30 @@ def _claim_pai(runs, kinds) -> Claim:
         comparisons, notes)
 
 
+def _claim_kd(runs, kinds) -> Claim:
+    kds = sorted(registry.with_role(runs["method"].unique(), registry.DISTILLED),
+                 key=registry.sort_key)
+    present = set(runs["method"])
+    pairs = [(kd, f"imp-{registry.criterion_of(kd)}") for kd in kds]
+    comparisons = []
+    for (dataset, model), _ in runs.groupby(["dataset", "model"], sort=True):
+        for a, b in (p for p in pairs if p[1] in present):
+            res = _diff_at(runs, kinds, dataset, model, a, b)
+            if res:
+                comparisons.append(superiority(res[1], res[0]))
+    notes = ([] if comparisons else
+             ["Knowledge distillation (distill.models) was not run."] if not kds else
+             ["No KD and IMP levels of one criterion at shared sparsities yet."])
+    return _claim(
+        "IMP tickets retrained with the dense network as teacher (knowledge distillation) are "
+        "more accurate than plain IMP tickets at the same sparsities",
+        "compression review (Karathanasis et al. 2025)",
+        "Per dataset, model and criterion: KD − IMP test accuracy averaged over the rounds both "
+        "ran (the same sparsities), paired by seed (and video); for the claim when the "
+        "interval lies above 0, against it when it lies below 0.",
+        comparisons, notes)
+
+
 def evaluate_claims(runs, transfers=None, deltas=None, config: Mapping[str, Any] | None = None,
                     kinds: Mapping[str, str | None] | None = None) -> list[Claim]:
     """The paper's claims with this run's verdicts. ``deltas``: the Grad-CAM delta.csv rows
@@ -531,4 +555,5 @@ def evaluate_claims(runs, transfers=None, deltas=None, config: Mapping[str, Any]
         _claim_transfer(transfers, kinds, flags, margin),
         _claim_step_size(runs, kinds),
         _claim_pai(runs, kinds),
+        _claim_kd(runs, kinds),
     ]

@@ -78,6 +78,14 @@ def load_detector(
     if not path.is_file():
         raise UserError(f"--model {path} does not exist; give a ticket file or a checkpoint.pt")
     device = torch.device(device)
+    if path.suffix == ".onnx":  # an INT8 model of `deepfake-lth export --int8`: onnxruntime, CPU
+        from deepfake_lth.deploy.quantize import OnnxModule
+
+        model = OnnxModule(path, max(1, torch.get_num_threads()))
+        if "input_size" not in model.meta:
+            raise UserError(f"{path} records no input size; write it with "
+                            "`deepfake-lth export <run folder> --int8 -o model.int8.onnx`")
+        return Detector(model, int(model.meta["input_size"]), torch.device("cpu"), model.meta)
     obj = load_file(path)
     if isinstance(obj, Mapping) and obj.get("format") == TICKET_FORMAT:
         ticket = unpack_ticket(obj, str(path))
@@ -221,7 +229,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         required=True,
-        help="ticket file from `deepfake-lth export`, or a checkpoint.pt with --arch",
+        help="ticket file from `deepfake-lth export`, an INT8 .onnx from `export --int8`, or a "
+        "checkpoint.pt with --arch",
     )
     parser.add_argument(
         "--arch",

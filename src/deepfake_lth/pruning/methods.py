@@ -35,6 +35,7 @@ CONTROL = "control"  # a control of the IMP ticket (winning-ticket verdict)
 PAI = "pai"  # pruning at initialization (SNIP, GraSP)
 STEP_SIZE = "step-size"  # IMP at another rate, compared at its final sparsity
 STRUCTURED = "structured"  # structured tickets (whole channels; latency)
+DISTILLED = "distilled"  # IMP retrained with the dense network as teacher: compared with IMP
 
 # The controls of the IMP ticket at round k (``control-{name}``), after Frankle et al. 2021
 # ("Pruning neural networks at initialization: why are we missing the mark?") and Su et al.
@@ -125,6 +126,12 @@ def _structured_rounds(config: Mapping[str, Any], _method: str) -> list[tuple[in
     return [(k, plan.imp_sparsity(rate, k)) for k in range(1, config["structured"]["rounds"] + 1)]
 
 
+def _kd_rounds(config: Mapping[str, Any], _method: str) -> list[tuple[int, float]]:
+    rate = config["prune"]["rate"]
+    rounds = config["distill"]["rounds"] or config["prune"]["rounds"]
+    return [(k, plan.imp_sparsity(rate, k)) for k in range(1, rounds + 1)]
+
+
 def _oneshot_levels(config: Mapping[str, Any], _method: str) -> list[tuple[int, float]]:
     return [(plan.nearest_round(config, s), s) for s in plan.oneshot_sparsities(config)]
 
@@ -165,6 +172,12 @@ def _planned_structured(config, model=None) -> list[str]:
     return [f"structured-{c}" for c in config["structured"]["criteria"]]
 
 
+def _planned_kd(config, model=None) -> list[str]:
+    if model is not None and model not in config["distill"]["models"]:
+        return []
+    return [f"kd-{c}" for c in config["distill"]["criteria"]] if config["distill"]["models"] else []
+
+
 _CRITERION = f"(?P<criterion>{_alternatives(CRITERIA)})"
 
 FAMILIES: tuple[Family, ...] = (
@@ -190,6 +203,11 @@ FAMILIES: tuple[Family, ...] = (
         stage="structured-round", rule="structured_round", roles=frozenset({STRUCTURED}),
         planned=_planned_structured, levels=_structured_rounds,
         label=lambda m: f"Structured-{m['criterion'].capitalize()}", order=40,
+    ),
+    Family(
+        name="kd", pattern=f"kd-{_CRITERION}", level_dir="round", stage="kd-round",
+        rule="kd_round", roles=frozenset({DISTILLED}), planned=_planned_kd, levels=_kd_rounds,
+        label=lambda m: f"KD IMP-{criterion_label(m['criterion'])}", order=45,
     ),
     Family(
         name="pai", pattern=f"(?P<pai>{_alternatives(PAI_METHODS)})", level_dir="sparsity",

@@ -16,7 +16,7 @@ from typing import Any
 from markupsafe import Markup
 
 from deepfake_lth.pruning import methods as registry
-from deepfake_lth.report import beyond, measures, paper, provenance
+from deepfake_lth.report import beyond, compression, measures, paper, provenance
 from deepfake_lth.report.collect import (
     LeftOut,
     collect_gradcam,
@@ -201,6 +201,12 @@ def one_seed_words(claims) -> Markup:
         "; ".join(short))
 
 
+def compression_section(ctx: Context) -> Section | None:
+    if not (ctx.config.get("compression") or {}).get("models"):
+        return None
+    return compression.compression_section(ctx.results_dir, ctx.config, ctx.figures)
+
+
 def claims_section(ctx: Context) -> Section:
     claims = provenance.claims_rows(ctx.runs, ctx.transfers, ctx.gradcam_runs, ctx.config,
                                     ctx.kinds)
@@ -272,6 +278,7 @@ SECTIONS: list[Builder] = [
     seeds_section,
     separability_section,
     latency_section,
+    compression_section,
     claims_section,
     provenance_section,
 ]

@@ -9,6 +9,7 @@ subcommand             module                        writes
 ``control``            :mod:`.control`               control-{name}/round{k}/
 ``prune-init``         :mod:`.pai`                   snip|grasp/sparsity{pct}/
 ``structured-round``   :mod:`.structured`            structured-{criterion}/round{k}/
+``kd-round``           :mod:`.distill`               kd-{criterion}/round{k}/ (IMP + teacher)
 ``transfer``           :mod:`.transfer`              transfer/{A}-to-{B}/…/{method}/
 =====================  ============================  ======================================
 
@@ -19,6 +20,7 @@ docs/ARCHITECTURE.md has the path contract and how to add a stage.
 
 from deepfake_lth.stages.control import control
 from deepfake_lth.stages.dense import train_dense
+from deepfake_lth.stages.distill import kd_round
 from deepfake_lth.stages.imp import imp_round, imp_round_at_rate
 from deepfake_lth.stages.oneshot import oneshot
 from deepfake_lth.stages.pai import prune_at_init, score_batches
@@ -30,6 +32,7 @@ __all__ = [
     "control",
     "finetune_dense",
     "imp_round",
+    "kd_round",
     "imp_round_at_rate",
     "oneshot",
     "parse_spec",

@@ -59,9 +59,6 @@ def imp_round(
     """IMP round ``k``: prune ``rate`` (default: the spec's ``prune.rate``) of the surviving
     weights of round k−1 (``prev_dir``; round 0 is ``dense_dir``), rewind, retrain with the
     mask enforced. A ``rate`` writes method ``imp-{criterion}-rate{rate}``."""
-    from deepfake_lth.pruning.checkpoints import load_mask, load_state
-    from deepfake_lth.pruning.masks import full_mask, magnitude_prune
-
     spec = parse_spec(spec)
     method = None
     if rate is not None:
@@ -79,13 +76,7 @@ def imp_round(
             f"rate {rate}; pass round {k - 1} of {method} as --prev"
         )
     job = Job.start(faces_dir, out_dir, model_name, seed, spec)
-    model = build(model_name, spec)
-    prev_state = load_state(prev_dir / "checkpoint.pt")
-    load_into(model, prev_state, str(prev_dir / "checkpoint.pt"))
-    prev_mask = full_mask(model) if k == 1 else load_mask(prev_dir / "mask.pt")
-    mask = magnitude_prune(prev_state, prev_mask, rate, criterion)
-    start = rewound_start(spec["prune"]["rewind"], prev_state, dense_dir, mask)
-    load_into(model, start, "the rewound weights")
+    model, mask = prune_and_rewind(job, prev_dir, dense_dir, k, criterion)
     return train_and_write(
         job,
         model=model,
@@ -99,6 +90,22 @@ def imp_round(
             "prune_rate": rate,
         },
     )
+
+
+def prune_and_rewind(job: Job, prev_dir: Path, dense_dir: Path, k: int, criterion: str):
+    """The model of round k before retraining, and its mask: round k−1's weights pruned by
+    ``criterion`` at the spec's rate, rewound as the spec says."""
+    from deepfake_lth.pruning.checkpoints import load_mask, load_state
+    from deepfake_lth.pruning.masks import full_mask, magnitude_prune
+
+    model = build(job.model_name, job.spec)
+    prev_state = load_state(prev_dir / "checkpoint.pt")
+    load_into(model, prev_state, str(prev_dir / "checkpoint.pt"))
+    prev_mask = full_mask(model) if k == 1 else load_mask(prev_dir / "mask.pt")
+    mask = magnitude_prune(prev_state, prev_mask, job.spec["prune"]["rate"], criterion)
+    start = rewound_start(job.spec["prune"]["rewind"], prev_state, dense_dir, mask)
+    load_into(model, start, "the rewound weights")
+    return model, mask
 
 
 def imp_round_at_rate(

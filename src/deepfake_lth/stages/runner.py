@@ -185,8 +185,10 @@ def train_and_write(
     meta: dict[str, Any],
     save_epochs: tuple[int, ...] = (),
     prior: int = 0,
+    teacher=None,
 ) -> dict[str, Any]:
-    """Train ``model`` (weights already set) on the job's faces with ``mask`` enforced, evaluate
+    """Train ``model`` (weights already set) on the job's faces with ``mask`` enforced (and
+    distilled from ``teacher`` with the spec's ``distill`` temperature and weight), evaluate
     on the validation and test splits, write checkpoint.pt (+ mask.pt, epoch{E}.pt),
     predictions.csv (test faces: video, label, p(fake)) and metrics.json (last).
     ``prior``: epochs of training the start weights have had since θ0 (:func:`prior_epochs`);
@@ -203,7 +205,7 @@ def train_and_write(
         state_sparsity,
     )
     from deepfake_lth.training.evaluate import evaluate
-    from deepfake_lth.training.fit import fit
+    from deepfake_lth.training.fit import Distillation, fit
     from deepfake_lth.training.resume import (
         ResumeState,
         StopRequested,
@@ -252,6 +254,8 @@ def train_and_write(
                 compile=bool(t.get("compile", False)),
                 resume=resume,
                 stop=stop,
+                distill=None if teacher is None else Distillation(
+                    teacher, spec["distill"]["temperature"], spec["distill"]["weight"]),
             )
         except StopRequested as exc:
             raise stop.stopped(exc, resume) from None

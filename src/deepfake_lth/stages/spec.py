@@ -4,7 +4,7 @@
 
     {"train": {lr, weight_decay, batch_size, max_epochs, patience, monitor, augment,
                max_train_samples, amp, compile},
-     "prune": {rate, rewind},
+     "prune": {rate, rewind}, "distill": {temperature, weight},
      "input_size": int | null, "pretrained": path | null, "device": "auto", "threads": 1}
 
 Defaults are the config schema's (workflow/schemas/config.schema.yaml), read from it: there is
@@ -37,10 +37,12 @@ def spec_defaults() -> dict[str, Any]:
 
     schema = load_schema()
     prune = _section_defaults(schema, "prune")
+    distill = _section_defaults(schema, "distill")
     top = schema["properties"]
     return {
         "train": _section_defaults(schema, "train"),
         "prune": {"rate": prune["rate"], "rewind": prune["rewind"]},
+        "distill": {"temperature": distill["temperature"], "weight": distill["weight"]},
         "input_size": None,
         "pretrained": None,
         "device": top["device"].get("default", "auto"),
@@ -73,7 +75,7 @@ def parse_spec(spec: Mapping[str, Any] | str | None) -> dict[str, Any]:
     for key, value in spec.items():
         if key not in defaults:
             raise UserError(f"spec: unknown key {key!r}; allowed keys: {', '.join(defaults)}")
-        if key in ("train", "prune"):
+        if key in ("train", "prune", "distill"):
             if not isinstance(value, Mapping):
                 raise UserError(f"spec.{key} must be an object")
             unknown = sorted(set(value) - set(defaults[key]))

@@ -56,6 +56,31 @@ MONITORS = ("val_loss", "val_acc")
 
 
 @dataclass
+class Distillation:
+    """Knowledge distillation from a teacher (Hinton et al. 2015) for a single-logit detector:
+    the loss is (1 − weight)·BCE(z, y) + weight·T²·BCE(z / T, σ(z_teacher / T)), the soft
+    target being the teacher's temperature-softened p(fake); T² keeps the soft term's gradient
+    on the scale of the label term's."""
+
+    teacher: nn.Module
+    temperature: float = 4.0
+    weight: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not self.temperature > 0 or not 0 <= self.weight <= 1:
+            raise UserError(f"distill: temperature must be > 0 and weight in [0, 1], got "
+                            f"{self.temperature} and {self.weight}")
+
+    def blend(self, loss: torch.Tensor, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The label loss ``loss`` of ``logits`` blended with the teacher's soft targets."""
+        t = float(self.temperature)
+        with torch.no_grad():
+            soft = torch.sigmoid(self.teacher(x).reshape(len(x), -1)[:, 0].float() / t)
+        kd = nn.functional.binary_cross_entropy_with_logits(logits.float() / t, soft)
+        return (1 - self.weight) * loss + self.weight * t * t * kd
+
+
+@dataclass
 class FitResult:
     """What :func:`fit` returns; the model itself holds the best weights."""
 
@@ -82,6 +107,7 @@ class Training:
     device: torch.device
     dtype: torch.dtype | None  # autocast dtype, None without AMP
     monitor: str
+    distill: Distillation | None = None
     result: FitResult = field(default_factory=FitResult)
     best: float = math.nan
     since_best: int = 0
@@ -144,6 +170,7 @@ def train_step(
     amp: bool = False,
     amp_dtype: torch.dtype = torch.float16,
     mask_weights: bool = True,
+    distill: Distillation | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimisation step (forward, backward, optimizer) with the mask enforced; returns
     the logits and the loss.
@@ -153,11 +180,14 @@ def train_step(
     gradients, zero moments and zero weights, Adam's update (its L2 decay included) is exactly
     zero there, so :func:`fit` re-applies the mask once per epoch only, as a safety net.
     ``amp`` runs the forward under autocast in ``amp_dtype`` (bf16 needs no ``scaler``).
+    ``distill``: the label loss is blended with a teacher's soft targets (:class:`Distillation`).
     """
     optimizer.zero_grad(set_to_none=True)
     with torch.autocast(device_type=x.device.type, dtype=amp_dtype, enabled=amp):
         logits = model(x).reshape(len(x), -1)[:, 0]
     loss = criterion(logits.float(), y)
+    if distill is not None:
+        loss = distill.blend(loss, logits, x)
     if scaler is not None:
         scaler.scale(loss).backward()
     else:
@@ -198,8 +228,10 @@ def start_training(
     mask: Mapping[str, torch.Tensor] | None,
     compile: bool,
     monitor: str,
+    distill: Distillation | None = None,
 ) -> Training:
-    """Seed, move the model, enforce the mask, and build the optimizer and AMP scaler."""
+    """Seed, move the model, enforce the mask, and build the optimizer and AMP scaler (and
+    put a distillation teacher on the device, in eval mode)."""
     from deepfake_lth.pruning.masks import MaskEnforcer
 
     dtype = amp_dtype(amp, device)
@@ -214,7 +246,10 @@ def start_training(
     optimizer = build_optimizer(model, lr=lr, weight_decay=weight_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     net = torch.compile(model) if compile else model
-    return Training(model, net, optimizer, scaler, enforcer, generator, device, dtype, monitor)
+    if distill is not None:
+        distill.teacher.to(device).eval().requires_grad_(False)
+    return Training(model, net, optimizer, scaler, enforcer, generator, device, dtype, monitor,
+                    distill)
 
 
 def restore_training_state(run: Training, saved: dict) -> int:
@@ -291,7 +326,7 @@ def train_epoch(
             logits, loss = train_step(
                 run.net, run.optimizer, _CRITERION, x, y, scaler=run.scaler,
                 enforcer=run.enforcer, amp=run.dtype is not None,
-                amp_dtype=run.dtype or torch.float16, mask_weights=False,
+                amp_dtype=run.dtype or torch.float16, mask_weights=False, distill=run.distill,
             )
             loss_sum += loss.detach() * len(idx)
             correct += ((logits.detach() > 0) == (y > 0.5)).sum()
@@ -367,6 +402,7 @@ def fit(
     prefetch: bool | None = None,
     resume: ResumeState | None = None,
     stop: StopSignals | None = None,
+    distill: Distillation | None = None,
 ) -> FitResult:
     """Train ``model`` with Adam and early stopping; the best validation weights are loaded
     into ``model`` at the end. ``mask`` keeps pruned weights at zero; ``save_epochs`` keeps
@@ -375,13 +411,15 @@ def fit(
     ``resume``: save the training state after every epoch and continue from a saved one (the
     caller clears it once the outputs are written). ``stop``: when ``stop.requested``, end
     the current step and raise :class:`deepfake_lth.training.resume.StopRequested` (a stop
-    mid-epoch discards that epoch, so a resumed run stays bit-identical)."""
+    mid-epoch discards that epoch, so a resumed run stays bit-identical). ``distill``: a
+    teacher whose soft targets are blended with the label loss (:class:`Distillation`)."""
     check_splits(train, val, monitor)
     device = torch.device(device)
     train = _subset(train, max_train_samples, seed)
     save_epochs = {int(e) for e in save_epochs}
     run = start_training(model, lr=lr, weight_decay=weight_decay, amp=amp, device=device,
-                         seed=seed, mask=mask, compile=compile, monitor=monitor)
+                         seed=seed, mask=mask, compile=compile, monitor=monitor,
+                         distill=distill)
     labels = torch.from_numpy(np.asarray(train.labels, dtype=np.float32))
     saved = resume.load() if resume is not None else None
     last = restore_training_state(run, saved) if saved is not None else 0

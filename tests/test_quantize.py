@@ -1,0 +1,171 @@
+"""INT8 post-training quantization (ONNX Runtime): the stage on a tiny packed dataset, the
+CPU flags that decide reduce_range, `export --int8` and `detect` on the INT8 model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from deepfake_lth import cli, stages
+from deepfake_lth.core.errors import UserError
+from deepfake_lth.deploy import quantize
+
+pytest.importorskip("onnxruntime.quantization")
+torch.set_num_threads(1)
+
+SPEC = {
+    "train": {"lr": 3e-3, "batch_size": 16, "max_epochs": 3, "patience": 3, "amp": False},
+    "prune": {"rate": 0.5, "rewind": "none"},
+    "input_size": 32,
+    "device": "cpu",
+    "threads": 1,
+}
+QSPEC = {"calibration_samples": 24, "batch_sizes": [1, 4], "warmup": 1, "repeats": 2}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from test_stages import write_faces
+
+    root = tmp_path_factory.mktemp("results")
+    faces = write_faces(root, "dsq", seed=3, videos=12, frames=4)
+    run = root / "dsq" / "mesonet" / "seed0"
+    stages.train_dense(faces, run / "dense", "mesonet", 0, SPEC)
+    stages.imp_round(faces, run / "dense", run / "dense", run / "imp-global" / "round1",
+                     "mesonet", 0, 1, "global", SPEC)
+    return root, faces, run
+
+
+def test_cpu_flags_decide_reduce_range(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_vnni\n")
+    flags = quantize.cpu_flags(info)
+    assert "avx512_vnni" in flags and quantize.has_vnni(flags)
+    assert quantize.resolve_reduce_range("auto", flags) is False
+    assert quantize.resolve_reduce_range("auto", {"avx2", "avx512f"}) is True
+    assert quantize.resolve_reduce_range(False, {"avx2"}) is False
+    assert quantize.cpu_flags(tmp_path / "missing") == set()
+    with pytest.raises(UserError, match="reduce_range"):
+        quantize.resolve_reduce_range("yes", flags)
+
+
+@pytest.fixture(scope="module")
+def quantized(trained):
+    root, faces, run = trained
+    levels = (run / "dense", run / "imp-global" / "round1")
+    return [(lv, quantize.quantize_stage(faces, lv, lv / "int8", QSPEC)) for lv in levels]
+
+
+def test_quantize_stage_evaluates_the_int8_model(trained, quantized):
+    root, faces, run = trained
+    for level, m in quantized:
+        out = level / "int8"
+        assert {"model.onnx", "model.int8.onnx", "metrics.json", "predictions.csv"} <= {
+            p.name for p in out.iterdir()}
+        b = m["bytes"]
+        # MesoNet at 32 px has 12k weights: the QDQ graph (scales, nodes) is a large share
+        assert b["onnx_int8"] < 0.7 * b["onnx_fp32"]
+        # fp32 through onnxruntime scores like the torch run that wrote the folder
+        run_metrics = json.loads((level / "metrics.json").read_text())
+        assert m["fp32"]["acc"] == pytest.approx(run_metrics["test_acc"], abs=1e-6)
+        assert m["label_agreement"] >= 0.9 and abs(m["test_auc_drop"]) <= 0.1
+        assert [r["batch"] for r in m["latency"]] == [1, 4]
+        assert all(r["int8_ms"] > 0 and r["fp32_ms"] > 0 for r in m["latency"])
+        assert m["quantization"]["reduce_range"] == (not quantize.has_vnni())
+        preds = __import__("pandas").read_csv(out / "predictions.csv")
+        assert len(preds) == m["test_samples"] and preds["prob"].between(0, 1).all()
+        assert not np.allclose(preds["prob"], preds["prob"].iloc[0])  # not a constant
+    ticket = json.loads((run / "imp-global" / "round1" / "int8" / "metrics.json").read_text())
+    assert ticket["method"] == "imp-global" and ticket["sparsity"] == pytest.approx(0.5, abs=0.01)
+    assert ticket["bytes"]["ticket"] < 0.7 * ticket["bytes"]["checkpoint"]
+
+
+def test_export_int8_and_detect_agree_with_fp32(trained, tmp_path, capsys):
+    root, faces, run = trained
+    level = run / "imp-global" / "round1"
+    out = tmp_path / "ticket.int8.onnx"
+    assert cli.main(["export", str(level), "--int8", "-o", str(out)]) == 0
+    assert "INT8" in capsys.readouterr().out
+    detector = quantize.OnnxModule(out)
+    assert detector.meta["model"] == "mesonet" and detector.meta["input_size"] == 32
+    from deepfake_lth.data.store import load_split
+    from deepfake_lth.deploy.detect import load_detector
+
+    test = load_split(faces, "test")
+    crops = np.asarray(test.images)
+    int8 = load_detector(out).probabilities(crops)
+    fp32 = load_detector(level / "checkpoint.pt").probabilities(crops)
+    assert np.mean((int8 >= 0.5) == (fp32 >= 0.5)) >= 0.9
+    assert np.abs(int8 - fp32).max() < 0.2
+
+
+def test_bad_inputs_name_the_fix(trained, tmp_path):
+    root, faces, run = trained
+    bad = tmp_path / "bad.onnx"
+    bad.write_text("not onnx")
+    with pytest.raises(UserError, match="export --int8"):
+        quantize.OnnxModule(bad)
+    with pytest.raises(UserError, match="calibration_samples"):
+        quantize.parse_spec({"calibration_samples": 0})
+    with pytest.raises(UserError, match="unknown"):
+        quantize.parse_spec({"calibrate": 3})
+
+
+def test_pareto_front_by_hand():
+    from deepfake_lth.report.compression import pareto_front
+
+    #            small+bad  big+good  dominated  smallest  nan
+    cost = [10, 40, 45, 5, np.nan]
+    acc = [0.70, 0.90, 0.85, 0.60, 0.99]
+    assert pareto_front(cost, acc).tolist() == [True, True, False, True, False]
+    assert pareto_front([1, 1], [0.5, 0.5]).tolist() == [True, True]  # ties dominate nothing
+
+
+def test_compression_section_shows_measured_points(trained, quantized, tmp_path):
+    from deepfake_lth.report.common import Figures
+    from deepfake_lth.report.compression import collect_compression, compression_section
+
+    root, faces, run = trained
+    config = {"datasets": {"dsq": {}}, "models": {"mesonet": {}}, "seeds": [0]}
+    points = collect_compression(root, config)
+    assert len(points) == 4 and set(points["form"]) == {"fp32", "INT8"}
+    dense = quantized[0][1]
+    row = points[(points["method"] == "dense") & (points["form"] == "INT8")].iloc[0]
+    assert row["bytes"] == dense["bytes"]["onnx_int8"] and row["acc"] == dense["int8"]["acc"]
+    assert row["ms_1"] == dense["latency"][0]["int8_ms"]
+    section = compression_section(root, config, Figures(tmp_path))
+    (table,) = section.parts[0].tables
+    names = [r[0] for r in table.rows]
+    assert "Dense fp32" in names and "Dense INT8" in names and "IMP-Global r1 INT8" in names
+    assert any(r[-1] == "✓" for r in table.rows)
+    assert section.parts[0].figure is not None and (tmp_path / "compression-dsq-mesonet.png").is_file()
+
+
+def test_detect_runs_the_int8_export_on_videos_like_the_fp32_ticket(trained, tmp_path, capsys):
+    """`export --int8` then `detect` on videos: the labels equal the fp32 checkpoint's."""
+    from deepfake_lth.data.acquire import synthetic
+
+    root, faces, run = trained
+    level = run / "imp-global" / "round1"
+    model = tmp_path / "detector.int8.onnx"
+    assert cli.main(["export", str(level), "--int8", "-o", str(model)]) == 0
+    rng = np.random.default_rng(7)
+    for i, fake in enumerate((False, True, False, True)):
+        target, donor = synthetic.sample_identity(rng), synthetic.sample_identity(rng)
+        frames = synthetic.render_frames(target, donor if fake else None, 6, 160, 128, rng, 0.5)
+        synthetic.write_video(tmp_path / f"clip{i}.mp4", frames, 10, 90)
+    capsys.readouterr()
+    results = {}
+    for name, path in (("int8", model), ("fp32", level / "checkpoint.pt")):
+        rc = cli.main(["detect", str(tmp_path), "--model", str(path), "--json", "--frames", "4",
+                       "--faces", '{"min_face_size": 40, "detect_max_side": 320}'])
+        assert rc == 0
+        results[name] = json.loads(capsys.readouterr().out)
+    ok = [(a, b) for a, b in zip(results["int8"], results["fp32"], strict=True)
+          if a["status"] == "ok"]
+    assert len(ok) >= 3
+    assert np.mean([a["label"] == b["label"] for a, b in ok]) >= 0.9
+    assert max(abs(a["fake_probability"] - b["fake_probability"]) for a, b in ok) < 0.1

@@ -1,0 +1,32 @@
+# INT8 post-training quantization of the dense network and chosen tickets (ONNX Runtime).
+
+
+rule quantize:
+    """INT8 model of one level folder, evaluated on the test split and timed beside its fp32 ONNX model."""
+    input:
+        faces=f"{RESULTS}/{{dataset}}/faces/faces.npy",
+        manifest=f"{RESULTS}/{{dataset}}/faces/manifest.csv",
+        checkpoint=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/{{level}}/checkpoint.pt",
+        metrics=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/{{level}}/metrics.json",
+        code=code("deploy/quantize.py", "deploy/export.py", "pruning/structured.py") + TRAIN_CODE,
+    output:
+        fp32=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/{{level}}/int8/model.onnx",
+        int8=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/{{level}}/int8/model.int8.onnx",
+        metrics=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/{{level}}/int8/metrics.json",
+    log:
+        f"{LOGS}/quantize/{{dataset}}-{{model}}-seed{{seed}}-{{level}}.log",
+    benchmark:
+        f"{BENCH}/quantize/{{dataset}}-{{model}}-seed{{seed}}-{{level}}.tsv"
+    wildcard_constraints:
+        level=COMPRESSION_LEVEL,
+    conda:
+        CONDA_ENV
+    threads: config["threads"]
+    params:
+        faces=lambda w: faces_dir(w.dataset),
+        level=lambda w: f"{run_dir(w)}/{w.level}",
+        out=lambda w: f"{run_dir(w)}/{w.level}/int8",
+        spec=quantize_spec,
+    shell:
+        "python -m deepfake_lth quantize --faces {params.faces} --level {params.level} "
+        "--out {params.out} --seed {wildcards.seed} --spec {params.spec:q} --threads {threads} > {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
