@@ -1,0 +1,147 @@
+"""The GPU allocator (deepfake_lth.core.gpus) on simulated devices: concurrent processes with
+mixed shares never put a device over 100 %, every job gets one, a killed job's claim
+returns, CUDA_VISIBLE_DEVICES set by the user is respected."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from deepfake_lth.core import gpus
+
+ROOT = Path(__file__).resolve().parents[1]
+
+WORKER = """
+import json, os, sys, time
+from deepfake_lth.core.gpus import claim_for_job
+share, hold, out = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+got = claim_for_job("auto", share)
+start = time.time()
+with open(out, "w") as f:
+    f.write(json.dumps({"device": os.environ["CUDA_VISIBLE_DEVICES"], "share": share,
+                        "start": start}))
+    f.flush()
+    time.sleep(hold)
+    end = time.time()
+with open(out, "w") as f:
+    f.write(json.dumps({"device": got.device, "share": share, "start": start, "end": end}))
+"""
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("CUDA_VISIBLE_DEVICES", "SLURM_JOB_ID", "DLTH_GPU_COUNT")}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
+    env["DLTH_GPU_LOCK_DIR"] = str(tmp_path / "locks")
+    env.update(extra)
+    return env
+
+
+def _worker(tmp_path: Path, env: dict[str, str], share: int, hold: float, name: str):
+    out = tmp_path / f"{name}.json"
+    proc = subprocess.Popen([sys.executable, "-c", WORKER, str(share), str(hold), str(out)],
+                            env=env)
+    return proc, out
+
+
+def test_sixteen_jobs_with_mixed_shares_on_four_devices(tmp_path):
+    env = _env(tmp_path, DLTH_GPU_COUNT="4")
+    shares = [100, 50, 25, 25] * 4  # 800 % asked of 400 %: some jobs must wait
+    procs = [_worker(tmp_path, env, s, 0.4, f"job{i}") for i, s in enumerate(shares)]
+    for proc, _ in procs:
+        assert proc.wait(timeout=60) == 0
+    runs = [json.loads(out.read_text()) for _, out in procs]
+    assert len(runs) == 16 and all("end" in r for r in runs)  # every job got a device
+    assert {r["device"] for r in runs} == {"0", "1", "2", "3"}
+    for r in runs:  # at every job's start, its device's running shares sum to ≤ 100 %
+        load = sum(o["share"] for o in runs
+                   if o["device"] == r["device"] and o["start"] <= r["start"] < o["end"])
+        assert load <= 100, (r, load)
+    first = min(r["end"] for r in runs)
+    assert any(r["start"] > first for r in runs)  # the queue really was full
+
+
+def test_a_killed_jobs_claim_returns(tmp_path):
+    env = _env(tmp_path, DLTH_GPU_COUNT="1")
+    proc, out = _worker(tmp_path, env, 100, 120, "holder")
+    deadline = time.time() + 30
+    while not out.exists() or not out.read_text():
+        assert time.time() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    folder = tmp_path / "locks"
+    assert gpus.try_claim(["0"], 25, folder) is None  # the device is full
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    got = gpus.claim(25, ["0"], folder, timeout=10)
+    assert got.device == "0"
+    got.release()
+
+
+def test_claims_pick_within_cuda_visible_devices(tmp_path, monkeypatch):
+    monkeypatch.setenv("DLTH_GPU_COUNT", "4")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    monkeypatch.setenv("DLTH_GPU_LOCK_DIR", str(tmp_path))
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    assert gpus.candidate_devices() == ["2", "3"]
+    first = gpus.claim_for_job("auto", 100)
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == first.device
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    second = gpus.claim_for_job("cuda", 100)
+    assert {first.device, second.device} == {"2", "3"}
+    assert gpus.try_claim(["2", "3"], 25, tmp_path) is None
+    first.release()
+    second.release()
+
+
+def test_shares_pack_and_ties_go_round_robin(tmp_path):
+    held = [gpus.try_claim(["0", "1"], 25, tmp_path) for _ in range(8)]
+    assert all(held) and sorted(c.device for c in held) == ["0"] * 4 + ["1"] * 4
+    assert gpus.try_claim(["0", "1"], 25, tmp_path) is None
+    for c in held:
+        c.release()
+    half = gpus.try_claim(["0", "1"], 50, tmp_path)
+    whole = gpus.try_claim(["0", "1"], 100, tmp_path)  # only the other device has 100 %
+    assert whole is not None and whole.device != half.device
+    whole.release()
+    quarter = gpus.try_claim(["0", "1"], 25, tmp_path)  # the freest device
+    assert quarter.device != half.device
+    for c in (half, quarter):
+        c.release()
+    devices = []
+    for _ in range(4):  # one job at a time still spreads over the devices
+        c = gpus.try_claim(["0", "1"], 25, tmp_path)
+        devices.append(c.device)
+        c.release()
+    assert devices in (["0", "1", "0", "1"], ["1", "0", "1", "0"])
+
+
+def test_cpu_cuda_n_slurm_and_no_gpu_claim_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("DLTH_GPU_LOCK_DIR", str(tmp_path))
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setenv("DLTH_GPU_COUNT", "2")
+    assert gpus.claim_for_job("cpu", 25) is None
+    assert gpus.claim_for_job("cuda:1", 25) is None
+    monkeypatch.setenv("SLURM_JOB_ID", "7")
+    assert gpus.claim_for_job("auto", 25) is None
+    monkeypatch.delenv("SLURM_JOB_ID")
+    monkeypatch.setenv("DLTH_GPU_COUNT", "0")
+    assert gpus.claim_for_job("auto", 25) is None
+    assert "CUDA_VISIBLE_DEVICES" not in os.environ
+    monkeypatch.delenv("DLTH_GPU_COUNT")
+    assert gpus.candidate_devices({"CUDA_VISIBLE_DEVICES": ""}) == []
+    assert gpus.candidate_devices({"CUDA_VISIBLE_DEVICES": "-1"}) == []
+    assert gpus.candidate_devices({}, count=lambda: 3) == ["0", "1", "2"]
+
+
+def test_bad_count_and_share_say_what_to_fix():
+    with pytest.raises(gpus.UserError, match="DLTH_GPU_COUNT"):
+        gpus.candidate_devices({"DLTH_GPU_COUNT": "four"})
+    with pytest.raises(gpus.UserError, match="1–100"):
+        gpus.slots_for(150)
