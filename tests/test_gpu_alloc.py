@@ -145,3 +145,31 @@ def test_bad_count_and_share_say_what_to_fix():
         gpus.candidate_devices({"DLTH_GPU_COUNT": "four"})
     with pytest.raises(gpus.UserError, match="1–100"):
         gpus.slots_for(150)
+
+
+CUDA_WORKER = """
+import json, sys, time
+from deepfake_lth.core.gpus import claim_for_job
+got = claim_for_job("auto", 100)
+import torch
+x = torch.ones(1, device="cuda")  # CUDA starts after the claim: it sees one device
+props = torch.cuda.get_device_properties(0)
+print(json.dumps({"claimed": got.device, "visible": torch.cuda.device_count(),
+                  "uuid": str(getattr(props, "uuid", props.name))}), flush=True)
+time.sleep(float(sys.argv[1]))
+"""
+
+
+@pytest.mark.gpu
+def test_two_jobs_run_on_two_different_real_gpus(tmp_path):
+    """`make gpu-check` on a machine with at least two GPUs."""
+    torch = pytest.importorskip("torch")
+    if torch.cuda.device_count() < 2:
+        pytest.skip("needs two CUDA devices")
+    env = _env(tmp_path)
+    procs = [subprocess.Popen([sys.executable, "-c", CUDA_WORKER, "3"], env=env,
+                              stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    out = [json.loads(p.communicate(timeout=120)[0].strip().splitlines()[-1]) for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert {o["visible"] for o in out} == {1}
+    assert out[0]["claimed"] != out[1]["claimed"] and out[0]["uuid"] != out[1]["uuid"]
