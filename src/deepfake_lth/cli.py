@@ -36,6 +36,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("deepfake_lth.deploy.export", "write a compact ticket with only surviving weights"),
     "detect": ("deepfake_lth.deploy.detect", "fake probability for new videos or images"),
     "validate-config": ("deepfake_lth.workflow.config", "check a config file against the schema"),
+    "plan-time": ("deepfake_lth.workflow.plan_time",
+                  "expected wall time of a config's DAG on N GPUs (list scheduling)"),
 }
 
 
