@@ -351,8 +351,8 @@ cores) − 1.
 
 # sections of benchmarks run on their own, appended in this order when present: the demo
 # end to end (timed by hand), paper scale (bench/scale.py: writes GBs, minutes) and the GPU
-# feed (bench/gpu.py: needs CUDA, `make gpu-check`)
-SECTIONS = ("demo.md", "scale.md", "gpu.md")
+# feed (bench/gpu.py: needs CUDA, `make gpu-check`), plan-time's costs (bench/throughput.py)
+SECTIONS = ("demo.md", "scale.md", "gpu.md", "throughput.md")
 
 
 def _with_demo(markdown: str) -> str:
