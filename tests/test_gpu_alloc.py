@@ -37,7 +37,8 @@ with open(out, "w") as f:
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
-           if k not in ("CUDA_VISIBLE_DEVICES", "SLURM_JOB_ID", "DLTH_GPU_COUNT")}
+           if k not in ("CUDA_VISIBLE_DEVICES", "SLURM_JOB_ID", "DLTH_GPU_COUNT",
+                        "DLTH_GPU_CLAIMED")}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
     env["DLTH_GPU_LOCK_DIR"] = str(tmp_path / "locks")
     env.update(extra)
@@ -89,10 +90,14 @@ def test_claims_pick_within_cuda_visible_devices(tmp_path, monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
     monkeypatch.setenv("DLTH_GPU_LOCK_DIR", str(tmp_path))
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    monkeypatch.setenv("DLTH_GPU_CLAIMED", "")
     assert gpus.candidate_devices() == ["2", "3"]
     first = gpus.claim_for_job("auto", 100)
     assert os.environ["CUDA_VISIBLE_DEVICES"] == first.device
+    assert os.environ["DLTH_GPU_CLAIMED"] == f"{first.device}:100"
+    assert gpus.claim_for_job("auto", 100) is None  # one claim per process (and its children)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    monkeypatch.setenv("DLTH_GPU_CLAIMED", "")
     second = gpus.claim_for_job("cuda", 100)
     assert {first.device, second.device} == {"2", "3"}
     assert gpus.try_claim(["2", "3"], 25, tmp_path) is None
@@ -124,6 +129,7 @@ def test_shares_pack_and_ties_go_round_robin(tmp_path):
 
 def test_cpu_cuda_n_slurm_and_no_gpu_claim_nothing(tmp_path, monkeypatch):
     monkeypatch.setenv("DLTH_GPU_LOCK_DIR", str(tmp_path))
+    monkeypatch.delenv("DLTH_GPU_CLAIMED", raising=False)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     monkeypatch.setenv("DLTH_GPU_COUNT", "2")
     assert gpus.claim_for_job("cpu", 25) is None

@@ -64,7 +64,8 @@ def work(tmp_path_factory) -> Path:
     # two simulated GPUs (deepfake_lth.core.gpus): device auto claims them, then trains on the
     # CPU (torch sees no GPU); device is not a param, so the later tests' dry runs see no change
     snakemake(work, "results/report.html", "--resources", "gpu=2", "--config", "device=auto",
-              env={"DLTH_GPU_COUNT": "2", "CUDA_VISIBLE_DEVICES": None, "DLTH_GPU_LOCK_DIR": None})
+              env={"DLTH_GPU_COUNT": "2", **dict.fromkeys(
+                  ("CUDA_VISIBLE_DEVICES", "DLTH_GPU_LOCK_DIR", "DLTH_GPU_CLAIMED", "SLURM_JOB_ID"))})
     return work
 
 

@@ -15,7 +15,8 @@ with ``device: auto`` every job would take ``cuda:0``. Here a job that is about 
 - The devices: those of ``CUDA_VISIBLE_DEVICES`` when it is set (by the user: the job picks
   within them), else ``DLTH_GPU_COUNT`` simulated ones (tests), else those ``nvidia-smi -L``
   lists. Under SLURM (``SLURM_JOB_ID``) the executor already gave the job its GPU: nothing is
-  claimed. ``cpu`` and ``cuda:N`` keep their meaning (nothing is claimed); without GPUs
+  claimed. A process claims once: its children and later calls (``DLTH_GPU_CLAIMED`` set)
+  keep the device it claimed. ``cpu`` and ``cuda:N`` keep their meaning (nothing is claimed); without GPUs
   nothing changes.
 
 No torch here: the claim must come before anything initialises CUDA.
@@ -192,8 +193,8 @@ def claim_for_job(device: str | None, share: int,
     """Claim a device for this process when ``device`` asks to pick one and there are GPUs,
     and narrow CUDA_VISIBLE_DEVICES to it (call before CUDA is initialised)."""
     env = os.environ if env is None else env
-    if not wants_claim(device) or env.get("SLURM_JOB_ID"):
-        return None
+    if not wants_claim(device) or env.get("SLURM_JOB_ID") or env.get("DLTH_GPU_CLAIMED"):
+        return None  # DLTH_GPU_CLAIMED: this process or its parent holds a claim already
     devices = candidate_devices(env)
     if not devices:
         return None
