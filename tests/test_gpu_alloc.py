@@ -179,3 +179,10 @@ def test_two_jobs_run_on_two_different_real_gpus(tmp_path):
     assert all(p.returncode == 0 for p in procs)
     assert {o["visible"] for o in out} == {1}
     assert out[0]["claimed"] != out[1]["claimed"] and out[0]["uuid"] != out[1]["uuid"]
+
+
+def test_uuid_and_mig_names_lock_their_own_files(tmp_path):
+    mig = "MIG-GPU-5c89852c-d268-c3f3-1b07-005d5ae1dc3f/7/0"
+    got = gpus.try_claim([mig, "GPU-a1"], 100, tmp_path)
+    assert got.device in (mig, "GPU-a1") and len(list(tmp_path.glob("gpu*.slot*"))) == 8
+    got.release()

@@ -28,6 +28,7 @@ import fcntl
 import logging
 import math
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -128,6 +129,11 @@ def _try_lock(path: Path):
     return f
 
 
+def _slot_name(device: str, k: int) -> str:
+    """The lock file of slot ``k`` of ``device`` (an index, a GPU-/MIG- UUID, possibly with /)."""
+    return f"gpu{re.sub(r'[^A-Za-z0-9._-]', '_', device)}.slot{k}"
+
+
 def _order(devices: Sequence[str], last: str) -> list[str]:
     """``devices`` starting after ``last`` (round-robin among equally free devices)."""
     if last in devices:
@@ -147,7 +153,7 @@ def try_claim(devices: Sequence[str], share: int, folder: Path) -> Claim | None:
         free: dict[str, list[tuple[int, object]]] = {}
         for dev in devices:
             free[dev] = [(k, f) for k in range(SLOTS)
-                         if (f := _try_lock(folder / f"gpu{dev}.slot{k}")) is not None]
+                         if (f := _try_lock(folder / _slot_name(dev, k))) is not None]
         best = None
         for dev in _order(devices, last):
             if len(free[dev]) >= need and (best is None or len(free[dev]) > len(free[best])):
