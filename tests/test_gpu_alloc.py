@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -186,3 +187,27 @@ def test_uuid_and_mig_names_lock_their_own_files(tmp_path):
     got = gpus.try_claim([mig, "GPU-a1"], 100, tmp_path)
     assert got.device in (mig, "GPU-a1") and len(list(tmp_path.glob("gpu*.slot*"))) == 8
     got.release()
+
+
+def _cli(tmp_path: Path, *argv: str) -> str:
+    env = _env(tmp_path, DLTH_GPU_COUNT="2")
+    env.pop("DLTH_DEVICE", None)
+    proc = subprocess.run([sys.executable, "-m", "deepfake_lth", *argv], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    return proc.stderr
+
+
+def test_the_cli_claims_the_models_share_before_the_stage_runs(tmp_path):
+    """A subcommand with --device claims its model's share (the stage then fails on its
+    bad spec: the claim came first); --device cpu and the spec's cpu claim nothing."""
+    gradcam = ["gradcam", "--faces", str(tmp_path), "--levels", "[]", "--out",
+               str(tmp_path / "o")]
+    bad = ["--spec", '{"sample_per_class": 2}']
+    err = _cli(tmp_path, *gradcam, "--model", "xception", *bad)
+    assert re.search(r"GPU claim: device [01], 100 %", err) and "sample_per_class" in err
+    err = _cli(tmp_path, *gradcam, "--model", "mesonet", *bad)
+    assert re.search(r"GPU claim: device [01], 25 %", err)
+    assert "GPU claim" not in _cli(tmp_path, *gradcam, "--model", "mesonet", *bad,
+                                   "--device", "cpu")
+    assert "GPU claim" not in _cli(tmp_path, *gradcam, "--model", "mesonet", "--spec",
+                                   '{"device": "cpu", "sample_per_class": 2}')
