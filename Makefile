@@ -34,7 +34,8 @@ lint: $(STAMP)
 	$(BIN)/snakemake --lint
 
 .PHONY: gpu-check
-# GPU only: the tests marked `gpu` and bench/gpu.py; without CUDA it says so and exits 0
+# GPU only: the tests marked `gpu` (with two GPUs: two jobs claim two different devices,
+# tests/test_gpu_alloc.py) and bench/gpu.py; without CUDA it says so and exits 0
 gpu-check: $(STAMP)
 	@if $(BIN)/python -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then \
 		$(BIN)/python -m pytest -q -ra -m gpu \

@@ -351,8 +351,9 @@ cores) − 1.
 
 # sections of benchmarks run on their own, appended in this order when present: the demo
 # end to end (timed by hand), paper scale (bench/scale.py: writes GBs, minutes), the GPU
-# feed (bench/gpu.py: needs CUDA, `make gpu-check`) and INT8 quantization (bench/compression.py)
-SECTIONS = ("demo.md", "scale.md", "gpu.md", "compression.md")
+# feed (bench/gpu.py: needs CUDA, `make gpu-check`), INT8 quantization (bench/compression.py)
+# and plan-time's costs (bench/throughput.py)
+SECTIONS = ("demo.md", "scale.md", "gpu.md", "compression.md", "throughput.md")
 
 
 def _with_demo(markdown: str) -> str:

@@ -28,9 +28,10 @@ SMK = [sys.executable, "-m", "snakemake", "--workflow-profile", "none", "--cores
 RATE = 0.2
 
 
-def snakemake(work: Path, *args: str, check: bool = True,
-              configfile: str = "config/smoke.yaml") -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def snakemake(work: Path, *args: str, check: bool = True, configfile: str = "config/smoke.yaml",
+              env: dict[str, str | None] | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}  # None: unset
+    env = {k: v for k, v in env.items() if v is not None}
     # --configfile takes several values: it goes last, after any target
     proc = subprocess.run([*SMK, *args, "--configfile", configfile], cwd=work, capture_output=True,
                           text=True, env=env, timeout=900)
@@ -60,8 +61,27 @@ def planned(work: Path, *args: str, change: dict | None = None) -> list[tuple[st
 @pytest.fixture(scope="module")
 def work(tmp_path_factory) -> Path:
     work = _copy_project(tmp_path_factory.mktemp("smoke"))
-    snakemake(work, "results/report.html")
+    # two simulated GPUs (deepfake_lth.core.gpus): device auto claims them, then trains on the
+    # CPU (torch sees no GPU); device is not a param, so the later tests' dry runs see no change
+    snakemake(work, "results/report.html", "--resources", "gpu=2", "--config", "device=auto",
+              env={"DLTH_GPU_COUNT": "2", **dict.fromkeys(
+                  ("CUDA_VISIBLE_DEVICES", "DLTH_GPU_LOCK_DIR", "DLTH_GPU_CLAIMED", "SLURM_JOB_ID"))})
     return work
+
+
+def test_jobs_claim_both_simulated_gpus(work):
+    """With ``--resources gpu=2`` on two simulated devices every network job and every
+    extraction logs the device it claimed, and both devices are used."""
+    claimed = {}
+    for log in (work / "results" / "logs").rglob("*.log"):
+        m = re.search(r"GPU claim: device (\d+), (\d+) %", log.read_text())
+        if m:
+            claimed[log.relative_to(work / "results" / "logs").as_posix()] = m.groups()
+    assert {d for d, _ in claimed.values()} == {"0", "1"}
+    assert any(k.startswith("extract/") for k in claimed)
+    assert any(k.startswith("train_dense/") and share == "25" for k, (_, share) in claimed.items())
+    assert not any(k.startswith("latency/") for k in claimed)  # CPU latency claims nothing
+    assert (work / "results" / ".gpus").is_dir()
 
 
 def test_smoke_dag_writes_the_contract_files(work):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import logging
 import sys
 
@@ -40,6 +41,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                  "INT8 model of a run folder, evaluated and timed beside its fp32 model"),
     "detect": ("deepfake_lth.deploy.detect", "fake probability for new videos or images"),
     "validate-config": ("deepfake_lth.workflow.config", "check a config file against the schema"),
+    "plan-time": ("deepfake_lth.workflow.plan_time",
+                  "expected wall time of a config's DAG on N GPUs (list scheduling)"),
 }
 
 
@@ -58,6 +61,36 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     return parser
 
 
+# GPU share (percent) of subcommands that run no registry model: MTCNN is small
+GPU_SHARES = {"extract": 25}
+
+
+def _requested_device(args: argparse.Namespace) -> str:
+    """``--device``, else the spec's ``device``, else ``auto``."""
+    if getattr(args, "device", None):
+        return str(args.device)
+    spec = getattr(args, "spec", None)
+    if isinstance(spec, str) and spec.lstrip().startswith("{"):
+        try:
+            return str(json.loads(spec).get("device") or "auto")
+        except (json.JSONDecodeError, AttributeError):
+            return "auto"  # the stage itself reports a bad --spec
+    return "auto"
+
+
+def _claim_gpu(args: argparse.Namespace) -> None:
+    """A subcommand with ``--device`` claims its share of one GPU before CUDA starts
+    (:mod:`deepfake_lth.core.gpus`; nothing happens without GPUs)."""
+    if not hasattr(args, "device"):
+        return
+    from deepfake_lth.core.gpus import claim_for_job
+    from deepfake_lth.models.registry import MODELS, gpu_share_percent
+
+    model = getattr(args, "model", None)
+    share = gpu_share_percent(model) if model in MODELS else GPU_SHARES.get(args._name, 100)
+    claim_for_job(_requested_device(args), share)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(argv).parse_args(argv)
@@ -66,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     mod = args._module
+    _claim_gpu(args)
     runner = getattr(mod, f"run_{args._name.replace('-', '_')}", None) or mod.run
     try:
         return int(runner(args) or 0)

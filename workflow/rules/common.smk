@@ -19,9 +19,10 @@ REPORT = f"{RESULTS}/report.html"
 # stays cached (an absolute path would change, and Snakemake would rerun every job).
 SRC = os.path.relpath(os.path.join(workflow.basedir, "src", "deepfake_lth"))
 # Jobs run `python -m deepfake_lth` of the environment they run in, with src/ on PYTHONPATH;
-# `device` reaches them as DLTH_DEVICE, outside the spec (deepfake_lth.core.execution.prepare_jobs).
+# `device` reaches them as DLTH_DEVICE, outside the spec; their GPU claims lock in
+# {results}/.gpus (deepfake_lth.core.execution.prepare_jobs, deepfake_lth.core.gpus).
 CONDA_ENV = "../../environment.yml"
-prepare_jobs(workflow.basedir, config["device"])
+prepare_jobs(workflow.basedir, config["device"], RESULTS)
 DATASETS = list(config["datasets"])
 MODELS = list(config["models"])
 SEEDS = [str(s) for s in config["seeds"]]
