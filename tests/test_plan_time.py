@@ -121,8 +121,8 @@ def test_smoke_dag_from_snakemake(tmp_path):
 
 def test_paper_preset_on_1_and_8_gpus(capsys):
     """The paper's DAG with the measured table: one GPU runs all the GPU work one share at a
-    time; eight reach the critical path (the Xception IMP chain on OpenForensics), which
-    bounds the speed-up (the GPU work over the critical path)."""
+    time; eight share the work of three seeds and stay above the critical path (the Xception
+    IMP chain on OpenForensics), which bounds the speed-up (the GPU work over it)."""
     argv = ["plan-time", "--configfile", str(ROOT / "config" / "paper.yaml"),
             "--snakefile", str(ROOT / "Snakefile"), "--gpus", "1", "8",
             "--faces", "openforensics=190335", "--faces", "ffpp=16000"]
@@ -136,6 +136,10 @@ def test_paper_preset_on_1_and_8_gpus(capsys):
     length, path, _ = plan_time.critical_path(jobs)
     work = sum(j.seconds * j.share / 100 for j in jobs if j.share)
     assert one["makespan"] >= work and one["gpu_busy"] > 0.99
-    assert eight["makespan"] == pytest.approx(length, rel=1e-6)
+    # list scheduling: never below the critical path or an even split of the work, and
+    # (Graham) never above their sum
+    assert max(length, work / 8) <= eight["makespan"] * (1 + 1e-9)
+    assert eight["makespan"] <= (work / 8 + length) * (1 + 1e-9)
     assert [j.rule for j in path].count("imp_round") == 8
     assert one["makespan"] / eight["makespan"] <= work / length * 1.01
+    assert one["makespan"] / eight["makespan"] >= 4  # the issue's bar, from the simulation
