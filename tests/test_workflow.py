@@ -80,7 +80,8 @@ def test_smoke_dag_writes_the_contract_files(work):
     for f in ("init.pt", "checkpoint.pt", "metrics.json"):
         assert (base / "dense" / f).exists()
     keys = {"dataset", "model", "seed", "method", "criterion", "round", "sparsity", "params_total",
-            "params_nonzero", "test_acc", "test_auc", "video_acc", "val_acc", "epochs",
+            "params_nonzero", "test_acc", "test_auc", "test_eer", "test_ap", "video_acc",
+            "video_auc", "video_eer", "video_ap", "val_acc", "epochs",
             "train_seconds", "device"}
     for k in (1, 2):
         for criterion in ("global", "local"):
