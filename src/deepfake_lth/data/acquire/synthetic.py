@@ -378,7 +378,8 @@ def generate_videos(source: dict, out_dir: Path) -> pd.DataFrame:
             path = out_dir / folder / f"{name}.mp4"
             write_video(path, frames, source["fps"], source["jpeg_quality"])
             rows.append({"path": f"{folder}/{name}.mp4", "video_id": f"{folder}/{name}",
-                         "label": label, "split": "", "kind": "video", "group": f"id{t:03d}"})
+                         "label": label, "split": "", "kind": "video", "group": f"id{t:03d}",
+                         "manipulation": "swap" if label else ""})
     return pd.DataFrame(rows)
 
 
@@ -418,7 +419,7 @@ def generate_images(source: dict, out_dir: Path, name: str = "?") -> pd.DataFram
                 (d / name).write_bytes(buf.tobytes())
                 rows.append({"path": f"{split}/{folder}/{name}", "video_id": f"{split}/{folder}/{i:05d}",
                              "label": label, "split": split_names[split], "kind": "image",
-                             "group": f"id{t:03d}"})
+                             "group": f"id{t:03d}", "manipulation": "swap" if label else ""})
     return pd.DataFrame(rows)
 
 
