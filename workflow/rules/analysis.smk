@@ -73,6 +73,46 @@ rule separability:
         "--spec {params.spec:q} --threads {threads} --out {output.csv} > {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
 
 
+rule generalise:
+    """Score one run's checkpoint, without training, on unseen test sets and per manipulation."""
+    input:
+        checkpoint=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/{{run}}/checkpoint.pt",
+        metrics=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/{{run}}/metrics.json",
+        faces=cross_faces,
+        code=code("analysis/generalisation.py") + TRAIN_CODE,
+    output:
+        directory(f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/{{run}}/cross"),
+    log:
+        f"{LOGS}/generalise/{{dataset}}-{{model}}-seed{{seed}}-{{run}}.log",
+    benchmark:
+        f"{BENCH}/generalise/{{dataset}}-{{model}}-seed{{seed}}-{{run}}.tsv"
+    wildcard_constraints:
+        run=r"dense|[^/]+/(?:round|sparsity)\d+",
+    conda:
+        CONDA_ENV
+    threads: config["threads"]
+    resources:
+        **gpu_job(minutes=30),
+    params:
+        run=lambda w: f"{run_dir(w)}/{w.run}",
+        faces=lambda w: " ".join(
+            f"{d}={faces_dir(d)}" for d in generalisation.faces_needed(config, w.dataset)
+        ),
+        manipulations=lambda w: (
+            "--manipulations" if generalisation.by_manipulation(config, w.dataset) else ""
+        ),
+        spec=lambda w: as_json(
+            {
+                "input_size": config["models"][w.model].get("input_size"),
+                "train": {"amp": config["train"]["amp"]},
+            }
+        ),
+    shell:
+        "python -m deepfake_lth generalise --run {params.run} --model {wildcards.model} "
+        "--source {wildcards.dataset} --faces {params.faces} {params.manipulations} "
+        "--spec {params.spec:q} --threads {threads} --out {output} > {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
+
+
 rule latency:
     """CPU latency of the dense network and the run's tickets, timed side by side."""
     input:

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 from deepfake_lth.pruning import methods
+from deepfake_lth.analysis import generalisation
 from deepfake_lth.pruning.criteria import CRITERIA
 from deepfake_lth.core.execution import prepare_jobs
 
@@ -252,7 +253,14 @@ def report_inputs(w):
     for d in DATASETS:
         out += [f"{RESULTS}/{d}/faces/extraction_log.csv", f"{RESULTS}/{d}/faces/summary.json"]
         out += study_metrics(d)
-    return out + transfer_metrics() + gradcam_outputs() + separability_outputs() + latency_outputs()
+    return (
+        out
+        + transfer_metrics()
+        + gradcam_outputs()
+        + separability_outputs()
+        + latency_outputs()
+        + cross_outputs()
+    )
 
 
 # ---- targets ----------------------------------------------------------------------------
@@ -311,6 +319,26 @@ def transfer_metrics():
                         f"seed{seed}/{method}/metrics.json"
                     )
     return out
+
+
+def cross_faces(w):
+    """The packed faces a run of w.dataset is scored on zero-shot (and per manipulation)."""
+    return [
+        f"{faces_dir(d)}/{f}"
+        for d in generalisation.faces_needed(config, w.dataset)
+        for f in ("faces.npy", "manifest.csv")
+    ]
+
+
+def cross_outputs():
+    """The cross/ folder of every planned run of each generalisation source."""
+    return [
+        f"{lv.path}/{generalisation.CROSS}"
+        for d in generalisation.sources(config)
+        for m in MODELS
+        for s in SEEDS
+        for lv in methods.planned_levels(config, d, m, int(s))
+    ]
 
 
 def gradcam_outputs():

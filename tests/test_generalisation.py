@@ -1,0 +1,104 @@
+"""Zero-shot evaluation (analysis/generalisation.py): a run scored on unseen test sets and per
+manipulation, its files, its threshold, its planning and its config checks."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+from test_stages import SPEC, write_faces
+
+from deepfake_lth import cli, stages
+from deepfake_lth.analysis import generalisation as gen
+from deepfake_lth.core.errors import ConfigError
+from deepfake_lth.training.scoring import equal_error_rate
+from deepfake_lth.workflow import config as study_config
+
+torch.set_num_threads(1)
+
+
+def with_manipulations(folder, names):
+    """Give the fakes of a packed dataset a manipulation each, in turn from ``names``."""
+    manifest = pd.read_csv(folder / "manifest.csv")
+    fake_videos = sorted(set(manifest.loc[manifest["label"] == 1, "video_id"]))
+    of = {v: names[i % len(names)] for i, v in enumerate(fake_videos)}
+    manifest["manipulation"] = manifest["video_id"].map(of).fillna("")
+    manifest.to_csv(folder / "manifest.csv", index=False)
+
+
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory):
+    root = tmp_path_factory.mktemp("results")
+    faces_a = write_faces(root, "dsa", seed=1)
+    faces_b = write_faces(root, "dsb", seed=2, videos=12)
+    with_manipulations(faces_a, ["swap"])
+    with_manipulations(faces_b, ["swap", "mouth"])
+    manifest = pd.read_csv(faces_b / "manifest.csv")  # videos 6..11 (3 real, 3 fake): test
+    number = manifest["video_id"].str.split("-").str[1].astype(int)
+    manifest.loc[number >= 6, "split"] = "test"
+    manifest.to_csv(faces_b / "manifest.csv", index=False)
+    run = root / "dsa" / "mesonet" / "seed0" / "dense"
+    stages.train_dense(faces_a, run, "mesonet", 0, SPEC)
+    code = cli.main(["generalise", "--run", str(run), "--model", "mesonet", "--source", "dsa",
+                     "--faces", f"dsa={faces_a}", f"dsb={faces_b}", "--manipulations",
+                     "--spec", json.dumps({"input_size": 32}), "--threads", "1",
+                     "--out", str(run / "cross")])
+    assert code == 0
+    return run, faces_b
+
+
+def test_every_test_set_gets_metrics_and_predictions(scored):
+    run, faces_b = scored
+    found = {m["test_set"]: m for m in gen.read_cross(run)}
+    # dsa has one manipulation: its own test split is the run's metrics.json, nothing more
+    assert set(found) == {"dsb", "dsb/mouth", "dsb/swap"}
+    own = json.loads((run / "metrics.json").read_text())
+    manifest = pd.read_csv(faces_b / "manifest.csv", keep_default_na=False)
+    test = manifest[manifest["split"] == "test"]
+    for name, m in found.items():
+        pred = pd.read_csv(run / "cross" / name / "predictions.csv")
+        assert m["zero_shot"] and m["target"] == "dsb" and m["method"] == "dense"
+        assert m["val_threshold"] == own["val_threshold"]
+        videos = pred.groupby("video_id").agg(prob=("prob", "mean"), label=("label", "max"))
+        assert m["video_auc"] == pytest.approx(roc_auc_score(videos["label"], videos["prob"]))
+        assert m["eer"] == pytest.approx(equal_error_rate(pred["label"], pred["prob"]))
+        acc = np.mean((pred["prob"] > own["val_threshold"]) == (pred["label"] > 0.5))
+        assert m["acc_val_threshold"] == pytest.approx(acc)
+        assert m["samples"] == len(pred) and m["real_videos"] == 3
+    whole = pd.read_csv(run / "cross" / "dsb" / "predictions.csv")
+    assert whole["row"].tolist() == test["index"].tolist()
+    mouth = pd.read_csv(run / "cross" / "dsb" / "mouth" / "predictions.csv")
+    fakes = test[(test["label"] == 1) & (test["manipulation"] == "mouth")]
+    assert set(mouth.loc[mouth["label"] == 1, "video_id"]) == set(fakes["video_id"])
+    # a subset of the same predictions: the model ran once per test split
+    merged = mouth.merge(whole, on="row", suffixes=("", "_all"))
+    assert np.allclose(merged["prob"], merged["prob_all"])
+
+
+def test_planning_and_config_checks():
+    config = {"generalisation": [{"from": "a", "to": ["b", "c"]},
+                                 {"from": "a", "to": ["c"], "manipulations": True},
+                                 {"from": "b", "to": ["a"]}]}
+    assert gen.sources(config) == ["a", "b"]
+    assert gen.targets(config, "a") == ["b", "c"]
+    assert gen.faces_needed(config, "a") == ["a", "b", "c"]
+    assert gen.faces_needed(config, "b") == ["a"]
+    assert gen.faces_needed(config, "c") == []
+    assert gen.folder_name("Face 2/Face") == "Face_2_Face"
+    base = study_config.read_yaml("config/smoke.yaml")
+    for bad, text in (([{"from": "smoke-images", "to": ["nope"]}], r"generalisation\[0\].*'nope'"),
+                      ([{"from": "smoke-images", "to": ["smoke-images"]}], "names its 'from'"),
+                      ([{"from": "smoke-images"}], "nothing to score")):
+        with pytest.raises(ConfigError, match=text):
+            study_config.validate({**base, "generalisation": bad})
+
+
+def test_bad_faces_argument_names_the_form(tmp_path, capsys):
+    code = cli.main(["generalise", "--run", str(tmp_path), "--model", "mesonet", "--source", "a",
+                     "--faces", "nofolder", "--out", str(tmp_path / "cross")])
+    assert code != 0
+    assert "--faces 'nofolder': expected DATASET=FOLDER" in capsys.readouterr().err
