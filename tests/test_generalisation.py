@@ -43,17 +43,24 @@ def scored(tmp_path_factory):
     manifest.to_csv(faces_b / "manifest.csv", index=False)
     run = root / "dsa" / "mesonet" / "seed0" / "dense"
     stages.train_dense(faces_a, run, "mesonet", 0, SPEC)
-    code = cli.main(["generalise", "--run", str(run), "--model", "mesonet", "--source", "dsa",
+    (run / "cross" / "stale").mkdir(parents=True)  # a test set of an earlier config
+    table = root / "generalisation" / "dense.csv"
+    code = cli.main(["generalise", "--runs", str(run), "--model", "mesonet", "--source", "dsa",
                      "--faces", f"dsa={faces_a}", f"dsb={faces_b}", "--manipulations",
                      "--spec", json.dumps({"input_size": 32}), "--threads", "1",
-                     "--out", str(run / "cross")])
+                     "--out", str(table)])
     assert code == 0
-    return run, faces_b
+    return run, faces_b, table
 
 
 def test_every_test_set_gets_metrics_and_predictions(scored):
-    run, faces_b = scored
+    run, faces_b, table = scored
     found = {m["test_set"]: m for m in gen.read_cross(run)}
+    assert not (run / "cross" / "stale").exists()
+    rows = pd.read_csv(table)
+    assert sorted(rows["test_set"]) == ["dsb", "dsb/mouth", "dsb/swap"]
+    assert np.allclose(rows.set_index("test_set")["video_auc"],
+                       [found[t]["video_auc"] for t in rows["test_set"]])
     # dsa has one manipulation: its own test split is the run's metrics.json, nothing more
     assert set(found) == {"dsb", "dsb/mouth", "dsb/swap"}
     own = json.loads((run / "metrics.json").read_text())
@@ -89,6 +96,12 @@ def test_planning_and_config_checks():
     assert gen.faces_needed(config, "b") == ["a"]
     assert gen.faces_needed(config, "c") == []
     assert gen.folder_name("Face 2/Face") == "Face_2_Face"
+    smoke = study_config.validate(study_config.read_yaml("config/smoke.yaml"))
+    assert gen.jobs(smoke, "mesonet")[:2] == ["dense", "imp-global"]
+    dense = gen.cross_levels(smoke, "smoke-images", "mesonet", 0, "dense")
+    assert [lv.path.name for lv in dense] == ["dense"]
+    rounds = gen.cross_levels(smoke, "smoke-images", "mesonet", 0, "imp-global")
+    assert [lv.path.name for lv in rounds] == ["round1", "round2"]
     base = study_config.read_yaml("config/smoke.yaml")
     for bad, text in (([{"from": "smoke-images", "to": ["nope"]}], r"generalisation\[0\].*'nope'"),
                       ([{"from": "smoke-images", "to": ["smoke-images"]}], "names its 'from'"),
@@ -98,7 +111,7 @@ def test_planning_and_config_checks():
 
 
 def test_bad_faces_argument_names_the_form(tmp_path, capsys):
-    code = cli.main(["generalise", "--run", str(tmp_path), "--model", "mesonet", "--source", "a",
-                     "--faces", "nofolder", "--out", str(tmp_path / "cross")])
+    code = cli.main(["generalise", "--runs", str(tmp_path), "--model", "mesonet", "--source", "a",
+                     "--faces", "nofolder"])
     assert code != 0
     assert "--faces 'nofolder': expected DATASET=FOLDER" in capsys.readouterr().err

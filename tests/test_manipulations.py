@@ -96,3 +96,19 @@ def test_pack_carries_the_manipulation_and_holds_out_the_others(tmp_path):
 def test_unknown_train_manipulation_names_the_key(tmp_path):
     with pytest.raises(UserError, match=r"datasets.demo.train_manipulations: \['NT'\].*swap"):
         _packed(tmp_path, ["NT"])
+
+
+def test_synthetic_videos_cycle_through_families(tmp_path):
+    source = {"type": "synthetic", "kind": "videos", "identities": 3, "videos_per_class": 3,
+              "frames": 2, "width": 64, "height": 64, "seed": 5}
+    one = read_sources(acquire("one", source, tmp_path / "one"))
+    two = read_sources(acquire("two", {**source, "families": ["swap", "mouth"]}, tmp_path / "two"))
+    assert set(one.loc[one["label"] == 1, "manipulation"]) == {"swap"}
+    fakes = two[two["label"] == 1]
+    assert fakes["manipulation"].tolist() == ["swap", "mouth", "swap"]
+    assert set(two.loc[two["label"] == 0, "manipulation"]) == {""}
+    # the swap fakes are the same bytes with or without the second family
+    for rel in fakes.loc[fakes["manipulation"] == "swap", "path"]:
+        assert (tmp_path / "one" / rel).read_bytes() == (tmp_path / "two" / rel).read_bytes()
+    mouth = fakes.loc[fakes["manipulation"] == "mouth", "path"].item()
+    assert "_mouth_" in mouth and (tmp_path / "two" / mouth).stat().st_size > 0

@@ -74,27 +74,27 @@ rule separability:
 
 
 rule generalise:
-    """Score one run's checkpoint, without training, on unseen test sets and per manipulation."""
+    """Score the checkpoints of one method (or the dense run), without training, on unseen test sets."""
     input:
-        checkpoint=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/{{run}}/checkpoint.pt",
-        metrics=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/{{run}}/metrics.json",
+        checkpoints=lambda w: [f"{lv.path}/checkpoint.pt" for lv in cross_levels(w)],
+        metrics=lambda w: [f"{lv.path}/metrics.json" for lv in cross_levels(w)],
         faces=cross_faces,
         code=code("analysis/generalisation.py") + TRAIN_CODE,
     output:
-        directory(f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/{{run}}/cross"),
+        csv=f"{RESULTS}/generalisation/{{dataset}}/{{model}}/seed{{seed}}/{{method}}.csv",
     log:
-        f"{LOGS}/generalise/{{dataset}}-{{model}}-seed{{seed}}-{{run}}.log",
+        f"{LOGS}/generalise/{{dataset}}-{{model}}-seed{{seed}}-{{method}}.log",
     benchmark:
-        f"{BENCH}/generalise/{{dataset}}-{{model}}-seed{{seed}}-{{run}}.tsv"
+        f"{BENCH}/generalise/{{dataset}}-{{model}}-seed{{seed}}-{{method}}.tsv"
     wildcard_constraints:
-        run=r"dense|[^/]+/(?:round|sparsity)\d+",
+        method=f"dense|{methods.method_pattern()}",
     conda:
         CONDA_ENV
     threads: config["threads"]
     resources:
         **gpu_job(minutes=30),
     params:
-        run=lambda w: f"{run_dir(w)}/{w.run}",
+        runs=lambda w: " ".join(str(lv.path) for lv in cross_levels(w)),
         faces=lambda w: " ".join(
             f"{d}={faces_dir(d)}" for d in generalisation.faces_needed(config, w.dataset)
         ),
@@ -108,9 +108,9 @@ rule generalise:
             }
         ),
     shell:
-        "python -m deepfake_lth generalise --run {params.run} --model {wildcards.model} "
+        "python -m deepfake_lth generalise --runs {params.runs} --model {wildcards.model} "
         "--source {wildcards.dataset} --faces {params.faces} {params.manipulations} "
-        "--spec {params.spec:q} --threads {threads} --out {output} > {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
+        "--spec {params.spec:q} --threads {threads} --out {output.csv} > {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
 
 
 rule latency:

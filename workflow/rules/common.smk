@@ -330,14 +330,19 @@ def cross_faces(w):
     ]
 
 
+def cross_levels(w):
+    """The run folders of one generalise job: the dense run, or the levels of w.method."""
+    return generalisation.cross_levels(config, w.dataset, w.model, int(w.seed), w.method)
+
+
 def cross_outputs():
-    """The cross/ folder of every planned run of each generalisation source."""
+    """One generalise table per generalisation source × model × seed × method (dense too)."""
     return [
-        f"{lv.path}/{generalisation.CROSS}"
+        f"{RESULTS}/generalisation/{d}/{m}/seed{s}/{method}.csv"
         for d in generalisation.sources(config)
         for m in MODELS
         for s in SEEDS
-        for lv in methods.planned_levels(config, d, m, int(s))
+        for method in generalisation.jobs(config, m)
     ]
 
 

@@ -5,8 +5,11 @@ scored, without training, on test sets it has never seen.
 dataset A on the test split of B and of C; with ``manipulations`` also on each manipulation of
 A's, B's and C's test splits on its own (its fakes and every real face of that split: the
 cross-manipulation protocol of FaceForensics++, with ``datasets.A.train_manipulations`` the
-leave-one-manipulation-out one). One job per run folder loads the model once and predicts each
-test split once; a manipulation's scores are a subset of its split's predictions.
+leave-one-manipulation-out one). One job per dataset × model × seed × method (the dense run its
+own) reads each test split once and predicts it once per run folder (a Python process with torch
+costs seconds, the demo's test splits a fraction of one); a manipulation's scores are a subset of
+its split's predictions. The job also writes one CSV of every run × test set,
+``results/generalisation/{dataset}/{model}/seed{seed}/{method}.csv``.
 
 Each test set gets a folder under the run folder, ``cross/{dataset}/`` (the whole test split)
 or ``cross/{dataset}/{manipulation}/``, with ``metrics.json`` (the scores of
@@ -31,6 +34,7 @@ from typing import Any
 from deepfake_lth.core.errors import UserError
 from deepfake_lth.core.execution import add_execution_arguments, apply_execution
 from deepfake_lth.core.files import read_metrics, write_csv, write_metrics
+from deepfake_lth.pruning import methods
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +60,19 @@ def by_manipulation(config: Mapping[str, Any], dataset: str) -> bool:
     """Whether the runs of ``dataset`` are also scored per manipulation."""
     return any(e["from"] == dataset and e.get("manipulations", False)
                for e in config.get("generalisation", []))
+
+
+def cross_levels(config: Mapping[str, Any], dataset: str, model: str, seed: int,
+                 method: str) -> list[methods.Level]:
+    """The run folders one generalise job scores: the dense run, or a method's levels."""
+    if method == "dense":
+        return methods.planned_levels(config, dataset, model, seed)[:1]
+    return methods.method_levels(config, dataset, model, seed, method)[1:]
+
+
+def jobs(config: Mapping[str, Any], model: str) -> list[str]:
+    """The methods (``dense`` first) of one model's generalise jobs."""
+    return ["dense", *methods.planned_methods(config, model)]
 
 
 def sources(config: Mapping[str, Any]) -> list[str]:
@@ -121,40 +138,45 @@ def score(labels, probs, video_ids, threshold: float) -> dict[str, Any]:
 # --------------------------------------------------------------------------- the stage
 
 
-def generalise(run_dir: str | Path, model_name: str, faces: Mapping[str, str | Path],
-               source: str, manipulations: bool, out_dir: str | Path,
-               spec: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Score the run's checkpoint on the test sets of ``faces`` ({dataset: faces folder};
-    ``source``'s own only per manipulation); write ``out_dir/{test set}/`` for each."""
+class _TestSplits:
+    """The test splits of the target datasets, each read (lazily) and described once."""
+
+    def __init__(self, faces: Mapping[str, str | Path], source: str, manipulations: bool):
+        from deepfake_lth.data.store import load_manifest, load_splits
+
+        self.sets, self.splits = {}, {}
+        for dataset, folder in faces.items():
+            sets = test_sets(load_manifest(folder), dataset, whole=dataset != source,
+                             manipulations=manipulations)
+            if sets:
+                (self.splits[dataset],) = load_splits(folder, ("test",))
+                self.sets[dataset] = sets
+                if len(self.splits[dataset]) == 0:
+                    raise UserError(f"{folder}/manifest.csv: the test split of {dataset} is "
+                                    "empty; it cannot be scored")
+
+
+def score_run(run_dir: Path, model_name: str, tests: _TestSplits, source: str,
+              spec: Mapping[str, Any], device) -> list[dict[str, Any]]:
+    """One run's checkpoint scored on every test set; writes ``run_dir/cross/{test set}/``."""
     import numpy as np
     import pandas as pd
 
-    from deepfake_lth.data.store import load_manifest, load_splits
     from deepfake_lth.pruning.checkpoints import load_state
-    from deepfake_lth.stages.runner import build, load_into, setup
+    from deepfake_lth.stages.runner import build, load_into
     from deepfake_lth.stages.spec import input_size_of
     from deepfake_lth.training.evaluate import evaluate
 
-    run_dir, out_dir = Path(run_dir), Path(out_dir)
     run = read_metrics(run_dir)
-    threshold = float(run.get("val_threshold") if run.get("val_threshold") is not None else 0.5)
-    device = setup(dict(spec), int(run.get("seed", 0)))
+    threshold = float(run["val_threshold"] if run.get("val_threshold") is not None else 0.5)
     model = build(model_name, spec)
     load_into(model, load_state(run_dir / "checkpoint.pt"), str(run_dir / "checkpoint.pt"))
     input_size = input_size_of(model_name, spec)
     batch = max(int(spec["train"]["batch_size"]), 256)
-    out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for dataset, folder in faces.items():
-        sets = test_sets(load_manifest(folder), dataset, whole=dataset != source,
-                         manipulations=manipulations)
-        if not sets:
-            continue
+    for dataset, sets in tests.sets.items():
+        split = tests.splits[dataset]
         start = time.perf_counter()
-        (split,) = load_splits(folder, ("test",))
-        if len(split) == 0:
-            raise UserError(f"{folder}/manifest.csv: the test split of {dataset} is empty; "
-                            "it cannot be scored")
         probs = evaluate(model, split, input_size, device, batch, spec["train"]["amp"])["probs"]
         seconds = time.perf_counter() - start
         for name, manipulation, pos in sets:
@@ -162,8 +184,8 @@ def generalise(run_dir: str | Path, model_name: str, faces: Mapping[str, str | P
             metrics = {"dataset": run.get("dataset", source), **{k: run.get(k) for k in RUN_KEYS},
                        "test_set": name, "target": dataset, "manipulation": manipulation,
                        "zero_shot": dataset != source, **score(labels, probs[pos], vids, threshold),
-                       "seconds": seconds, "device": str(device)}
-            folder_out = out_dir / name
+                       "seconds": seconds, "device": str(device), "run": str(run_dir)}
+            folder_out = run_dir / CROSS / name
             write_csv(pd.DataFrame({"row": np.asarray(split.rows)[pos], "video_id": vids,
                                     "label": labels, "prob": probs[pos]}),
                       folder_out / "predictions.csv")
@@ -173,6 +195,31 @@ def generalise(run_dir: str | Path, model_name: str, faces: Mapping[str, str | P
                      metrics.get("acc_val_threshold", float("nan")))
             written.append(metrics)
     return written
+
+
+def generalise(runs, model_name: str, faces: Mapping[str, str | Path], source: str,
+               manipulations: bool, out_csv: str | Path | None,
+               spec: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Score the checkpoints of ``runs`` (run folders of one model) on the test sets of
+    ``faces`` ({dataset: faces folder}; ``source``'s own only per manipulation): each run
+    folder gets ``cross/{test set}/``; ``out_csv`` (when given) one row per run × test set."""
+    import shutil
+
+    import pandas as pd
+
+    from deepfake_lth.stages.runner import setup
+
+    device = setup(dict(spec), 0)
+    tests = _TestSplits(faces, source, manipulations)
+    rows = []
+    for run_dir in map(Path, runs):
+        shutil.rmtree(run_dir / CROSS, ignore_errors=True)  # no test set of an earlier config
+        rows += score_run(run_dir, model_name, tests, source, spec, device)
+    if out_csv is not None:
+        keep = ("history", "train", "layer_sparsity")
+        table = pd.DataFrame([{k: v for k, v in r.items() if k not in keep} for r in rows])
+        write_csv(table, out_csv)
+    return rows
 
 
 def read_cross(run_dir: str | Path) -> list[dict[str, Any]]:
@@ -188,7 +235,8 @@ def read_cross(run_dir: str | Path) -> list[dict[str, Any]]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run", required=True, help="run folder (checkpoint.pt, metrics.json)")
+    parser.add_argument("--runs", nargs="+", required=True,
+                        help="run folders of one model (checkpoint.pt, metrics.json)")
     parser.add_argument("--model", required=True, help="registry model name")
     parser.add_argument("--source", required=True, help="the dataset the run was trained on")
     parser.add_argument("--faces", nargs="+", default=[], metavar="DATASET=FOLDER",
@@ -196,7 +244,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--manipulations", action="store_true",
                         help="also score each manipulation of each test split on its own")
     parser.add_argument("--spec", default="{}", help="the run's stage spec (JSON)")
-    parser.add_argument("--out", required=True, help="folder to write (the run's cross/)")
+    parser.add_argument("--out", default=None,
+                        help="CSV of every run × test set (each run folder gets its cross/)")
     add_execution_arguments(parser)
 
 
@@ -211,5 +260,5 @@ def run(args: argparse.Namespace) -> int:
                             "celebdf=results/celebdf/faces")
         faces[name] = folder
     spec = apply_execution(parse_spec(args.spec), args)
-    generalise(args.run, args.model, faces, args.source, args.manipulations, args.out, spec)
+    generalise(args.runs, args.model, faces, args.source, args.manipulations, args.out, spec)
     return 0
