@@ -115,3 +115,60 @@ def test_bad_faces_argument_names_the_form(tmp_path, capsys):
                      "--faces", "nofolder"])
     assert code != 0
     assert "--faces 'nofolder': expected DATASET=FOLDER" in capsys.readouterr().err
+
+
+def _cross_rows(ticket_probs):
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    dense_probs = np.array([0.1, 0.2, 0.3, 0.6, 0.5, 0.7, 0.8, 0.9])
+    ids = [f"v{i}" for i in range(8)]
+
+    def videos(p):
+        return pd.DataFrame({"prob": p, "label": labels}, index=pd.Index(ids, name="video_id"))
+
+    base = {"dataset": "a", "model": "mesonet", "seed": 0, "test_set": "b", "zero_shot": True,
+            "manipulation": ""}
+    return pd.DataFrame([
+        base | {"method": "dense", "level": "dense", "sparsity": 0.0,
+                "per_video": videos(dense_probs)},
+        base | {"method": "imp-global", "level": "round1", "sparsity": 0.2,
+                "per_video": videos(ticket_probs)},
+        base | {"method": "imp-global", "level": "round9", "sparsity": 0.87,  # past 80 %
+                "per_video": videos(1 - dense_probs)},
+        base | {"method": "imp-global", "level": "round1", "sparsity": 0.2, "test_set": "a/x",
+                "zero_shot": False, "per_video": videos(1 - dense_probs)},  # not cross-dataset
+    ])
+
+
+def test_claim_generalisation_verdicts():
+    from deepfake_lth.analysis.claims import FAILS, HOLDS, NOT_RUN, claim_generalisation
+
+    same = claim_generalisation(_cross_rows(np.array([0.1, 0.2, 0.3, 0.6, 0.5, 0.7, 0.8, 0.9])))
+    assert same.verdict == HOLDS and len(same.evidence) == 1
+    assert "at 20 %" in same.evidence[0] and "+0.000" in same.evidence[0]
+    worse = claim_generalisation(_cross_rows(np.array([0.9, 0.8, 0.7, 0.6, 0.1, 0.2, 0.3, 0.4])))
+    assert worse.verdict == FAILS
+    assert claim_generalisation(pd.DataFrame()).verdict == NOT_RUN
+
+
+def test_report_section_reads_the_cross_folders(scored):
+    from deepfake_lth.report.collect import collect_metrics
+    from deepfake_lth.report.common import Figures
+    from deepfake_lth.report.generalisation import collect_cross, section
+
+    run, faces_b, _ = scored
+    root = run.parents[3]
+    runs, _ = collect_metrics(root)
+    cross = collect_cross(root, runs)
+    assert sorted(cross["test_set"]) == ["dsa (in-domain)", "dsb", "dsb/mouth", "dsb/swap"]
+    whole = cross.set_index("test_set").loc["dsb"]
+    metrics = json.loads((run / "cross" / "dsb" / "metrics.json").read_text())
+    assert whole["video_auc"] == metrics["video_auc"] and whole["eer"] == metrics["eer"]
+    config = {"generalisation": [{"from": "dsa", "to": ["dsb"], "manipulations": True}]}
+    sec = section(root, runs, config, Figures(None), None)
+    (part,) = sec.parts
+    table = part.tables[0]
+    assert table.columns[3:] == ["dsa (in-domain)", "dsb", "dsb/mouth", "dsb/swap"]
+    assert table.rows[0][:3] == ["mesonet", "dense", "0.0"]
+    assert table.rows[0][4] == f"{metrics['auc']:.3f} / {metrics['video_auc']:.3f}"
+    assert part.figure is not None and sec.claims[0].verdict  # no IMP run: not run
+    assert section(root, runs, {}, Figures(None), None) is None

@@ -456,3 +456,22 @@ def test_d3_the_video_is_the_unit(tmp_path) -> None:
                               [("round1", "round1")], "videos")
     assert two.n_seeds == 2 and "and 2 seeds" in two.how
     assert two.se == pytest.approx(se)  # the same differences on both seeds: no seed term
+
+
+def test_paired_auc_diff_delong_by_hand():
+    from sklearn.metrics import roc_auc_score
+
+    from deepfake_lth.analysis.stats import paired_auc_diff
+
+    labels = np.array([1, 1, 1, 0, 0, 0])
+    a = np.array([0.9, 0.8, 0.4, 0.3, 0.5, 0.1])
+    b = np.array([0.6, 0.2, 0.7, 0.3, 0.5, 0.1])
+    d = paired_auc_diff(labels, a, b)
+    assert d.mean == pytest.approx(roc_auc_score(labels, a) - roc_auc_score(labels, b))
+    # placements of the fakes: a (1, 1, 2/3), b (1, 1/3, 1); of the reals: a (1, 2/3, 1),
+    # b (2/3, 2/3, 1)
+    fakes, reals = np.array([0, 2 / 3, -1 / 3]), np.array([1 / 3, 0, 0])
+    assert d.se == pytest.approx(np.sqrt(fakes.var(ddof=1) / 3 + reals.var(ddof=1) / 3))
+    same = paired_auc_diff(labels, a, a)
+    assert same.mean == 0 and same.se == 0
+    assert paired_auc_diff(np.array([1, 0, 0]), a[:3], b[:3]) is None

@@ -158,6 +158,7 @@ rule report:
                     "collect",
                     "common",
                     "curves",
+                    "generalisation",
                     "measures",
                     "paper",
                     "provenance",
@@ -167,6 +168,7 @@ rule report:
             "analysis/tickets.py",
             "data/kinds.py",
             "analysis/claims.py",
+            "analysis/generalisation.py",
             "templates/report.html.j2",
         ),
     output:

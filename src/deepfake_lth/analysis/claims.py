@@ -465,6 +465,54 @@ def _claim_pai(runs, kinds) -> Claim:
     )
 
 
+KEEP_MARGIN = 0.05  # "keeps" the dense AUC: the ticket's is at most 5 AUC points lower
+KEEP_UP_TO = 0.8
+
+
+def claim_generalisation(cross) -> Claim:
+    """IMP tickets keep the dense network's cross-dataset AUC up to 80 % sparsity. ``cross``:
+    one row per run × zero-shot test set (dataset, model, seed, method, level, sparsity,
+    test_set, zero_shot, manipulation, per_video: the test videos' mean p(fake) and label)."""
+    from deepfake_lth.analysis.stats import paired_auc_diff
+
+    text = "IMP tickets keep the dense network's cross-dataset AUC up to 80 % sparsity"
+    outcomes, evidence = [], []
+    if cross is not None and len(cross):
+        sets = cross[cross["zero_shot"].astype(bool) & (cross["manipulation"] == "")]
+        for (dataset, model, seed, test_set), part in sets.groupby(
+                ["dataset", "model", "seed", "test_set"], sort=True):
+            dense = part[part["method"] == "dense"]
+            if dense.empty:
+                continue
+            base = dense.iloc[0]["per_video"]
+            for method in _imp_methods(part):
+                rows = part[(part["method"] == method)
+                            & (part["sparsity"] <= KEEP_UP_TO + LEVEL_TOLERANCE)]
+                for _, r in rows.sort_values("sparsity").iterrows():
+                    if r["per_video"] is None or base is None:
+                        continue
+                    joined = r["per_video"].join(base.add_suffix("_dense"), how="inner")
+                    d = paired_auc_diff(joined["label"], joined["prob"], joined["prob_dense"])
+                    if d is None:
+                        continue
+                    outcome = (GREATER if d.low > -KEEP_MARGIN
+                               else LESS if d.high < 0 else TIE)
+                    outcomes.append(outcome)
+                    evidence.append(
+                        f"{model} (seed {seed}) from {dataset} on {test_set}, {_label(method)} "
+                        f"at {100 * r['sparsity']:.0f} %: video AUC {d.mean:+.3f} "
+                        f"[{d.low:+.3f}, {d.high:+.3f}] against dense ({d.how}), "
+                        f"{SAY[outcome]}.")
+    return Claim(
+        text, "§VI (generalisation, after DeepfakeBench)", verdict(outcomes),
+        "Per source dataset, model, seed, unseen test set and IMP round up to 80 % sparsity: "
+        "ticket − dense video AUC (mean p(fake) per video) with its 95 % DeLong interval, "
+        "paired by video. For: the interval lies above −0.05 (5 AUC points); against: it "
+        "lies below 0 and reaches past −0.05; otherwise undecided.",
+        evidence,
+    )
+
+
 def evaluate_claims(runs, transfers=None, deltas=None, config: Mapping[str, Any] | None = None,
                     kinds: Mapping[str, str | None] | None = None) -> list[Claim]:
     """The paper's claims with this run's verdicts. ``deltas``: the Grad-CAM delta.csv rows

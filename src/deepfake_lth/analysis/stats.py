@@ -423,3 +423,24 @@ def decide_values(values: Sequence[float], se_unit: float, kind: str | None) -> 
     seed_var = float(v.var(ddof=1)) / len(v) if len(v) >= 2 else 0.0
     se = math.sqrt((se_unit if np.isfinite(se_unit) else 0.0) ** 2 + seed_var)
     return Diff(float(v.mean()), se if se > 0 or len(v) >= 2 else math.nan, Z, len(v), "").outcome
+
+
+def paired_auc_diff(labels, scores_a, scores_b) -> Diff | None:
+    """AUC(A) − AUC(B) of two scorings of the same test videos, with DeLong's standard error
+    (DeLong et al. 1988): each video's placement value (the share of the other class it
+    outranks, ties one half) paired between A and B, SE² = var(Δ fakes)/m + var(Δ reals)/n.
+    None with fewer than two videos of a class."""
+    y = np.asarray(labels) > 0.5
+    m, n = int(y.sum()), int((~y).sum())
+    if m < 2 or n < 2:
+        return None
+
+    def placements(scores):
+        s = np.asarray(scores, dtype=np.float64)
+        wins = (s[y][:, None] > s[~y][None, :]) + 0.5 * (s[y][:, None] == s[~y][None, :])
+        return wins.mean(axis=1), wins.mean(axis=0)
+
+    (fa, ra), (fb, rb) = placements(scores_a), placements(scores_b)
+    var = float((fa - fb).var(ddof=1)) / m + float((ra - rb).var(ddof=1)) / n
+    return Diff(float(fa.mean() - fb.mean()), math.sqrt(var), Z, 1,
+                f"DeLong, paired by video over {m + n} test videos")

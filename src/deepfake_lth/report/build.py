@@ -16,7 +16,7 @@ from typing import Any
 from markupsafe import Markup
 
 from deepfake_lth.pruning import methods as registry
-from deepfake_lth.report import beyond, measures, paper, provenance
+from deepfake_lth.report import beyond, generalisation, measures, paper, provenance
 from deepfake_lth.report.collect import (
     LeftOut,
     collect_gradcam,
@@ -184,6 +184,11 @@ def latency_section(ctx: Context) -> Section | None:
     return measures.latency_section(ctx.results_dir, ctx.config)
 
 
+def generalisation_section(ctx: Context) -> Section | None:
+    return generalisation.section(ctx.results_dir, ctx.runs, ctx.config, ctx.figures,
+                                  ctx.model_order)
+
+
 def claims_section(ctx: Context) -> Section:
     claims = provenance.claims_rows(ctx.runs, ctx.transfers, ctx.gradcam_runs, ctx.config,
                                     ctx.kinds)
@@ -248,6 +253,7 @@ SECTIONS: list[Builder] = [
     seeds_section,
     separability_section,
     latency_section,
+    generalisation_section,
     claims_section,
     provenance_section,
 ]
