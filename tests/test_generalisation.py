@@ -44,7 +44,7 @@ def scored(tmp_path_factory):
     run = root / "dsa" / "mesonet" / "seed0" / "dense"
     stages.train_dense(faces_a, run, "mesonet", 0, SPEC)
     (run / "cross" / "stale").mkdir(parents=True)  # a test set of an earlier config
-    table = root / "generalisation" / "dense.csv"
+    table = root / "generalisation" / "dsa" / "mesonet" / "seed0.csv"
     code = cli.main(["generalise", "--runs", str(run), "--model", "mesonet", "--source", "dsa",
                      "--faces", f"dsa={faces_a}", f"dsb={faces_b}", "--manipulations",
                      "--spec", json.dumps({"input_size": 32}), "--threads", "1",
@@ -97,11 +97,10 @@ def test_planning_and_config_checks():
     assert gen.faces_needed(config, "c") == []
     assert gen.folder_name("Face 2/Face") == "Face_2_Face"
     smoke = study_config.validate(study_config.read_yaml("config/smoke.yaml"))
-    assert gen.jobs(smoke, "mesonet")[:2] == ["dense", "imp-global"]
-    dense = gen.cross_levels(smoke, "smoke-images", "mesonet", 0, "dense")
-    assert [lv.path.name for lv in dense] == ["dense"]
-    rounds = gen.cross_levels(smoke, "smoke-images", "mesonet", 0, "imp-global")
-    assert [lv.path.name for lv in rounds] == ["round1", "round2"]
+    levels = gen.cross_levels(smoke, "smoke-images", "mesonet", 0)
+    assert [f"{lv.method}/{lv.path.name}" for lv in levels][:3] == [
+        "dense/dense", "imp-global/round1", "imp-global/round2"]
+    assert len(levels) == 8  # dense, 2 + 2 IMP rounds, 2 one-shot levels, 1 structured round
     base = study_config.read_yaml("config/smoke.yaml")
     for bad, text in (([{"from": "smoke-images", "to": ["nope"]}], r"generalisation\[0\].*'nope'"),
                       ([{"from": "smoke-images", "to": ["smoke-images"]}], "names its 'from'"),

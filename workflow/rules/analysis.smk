@@ -74,20 +74,18 @@ rule separability:
 
 
 rule generalise:
-    """Score the checkpoints of one method (or the dense run), without training, on unseen test sets."""
+    """Score every planned run of one dataset, model and seed, without training, on unseen test sets."""
     input:
         checkpoints=lambda w: [f"{lv.path}/checkpoint.pt" for lv in cross_levels(w)],
         metrics=lambda w: [f"{lv.path}/metrics.json" for lv in cross_levels(w)],
         faces=cross_faces,
         code=code("analysis/generalisation.py") + TRAIN_CODE,
     output:
-        csv=f"{RESULTS}/generalisation/{{dataset}}/{{model}}/seed{{seed}}/{{method}}.csv",
+        csv=f"{RESULTS}/generalisation/{{dataset}}/{{model}}/seed{{seed}}.csv",
     log:
-        f"{LOGS}/generalise/{{dataset}}-{{model}}-seed{{seed}}-{{method}}.log",
+        f"{LOGS}/generalise/{{dataset}}-{{model}}-seed{{seed}}.log",
     benchmark:
-        f"{BENCH}/generalise/{{dataset}}-{{model}}-seed{{seed}}-{{method}}.tsv"
-    wildcard_constraints:
-        method=f"dense|{methods.method_pattern()}",
+        f"{BENCH}/generalise/{{dataset}}-{{model}}-seed{{seed}}.tsv"
     conda:
         CONDA_ENV
     threads: config["threads"]

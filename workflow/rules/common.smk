@@ -331,18 +331,17 @@ def cross_faces(w):
 
 
 def cross_levels(w):
-    """The run folders of one generalise job: the dense run, or the levels of w.method."""
-    return generalisation.cross_levels(config, w.dataset, w.model, int(w.seed), w.method)
+    """The run folders of one generalise job: every planned run of w.dataset × model × seed."""
+    return generalisation.cross_levels(config, w.dataset, w.model, int(w.seed))
 
 
 def cross_outputs():
-    """One generalise table per generalisation source × model × seed × method (dense too)."""
+    """One generalise table per generalisation source × model × seed."""
     return [
-        f"{RESULTS}/generalisation/{d}/{m}/seed{s}/{method}.csv"
+        f"{RESULTS}/generalisation/{d}/{m}/seed{s}.csv"
         for d in generalisation.sources(config)
         for m in MODELS
         for s in SEEDS
-        for method in generalisation.jobs(config, m)
     ]
 
 

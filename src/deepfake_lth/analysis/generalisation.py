@@ -5,11 +5,11 @@ scored, without training, on test sets it has never seen.
 dataset A on the test split of B and of C; with ``manipulations`` also on each manipulation of
 A's, B's and C's test splits on its own (its fakes and every real face of that split: the
 cross-manipulation protocol of FaceForensics++, with ``datasets.A.train_manipulations`` the
-leave-one-manipulation-out one). One job per dataset × model × seed × method (the dense run its
-own) reads each test split once and predicts it once per run folder (a Python process with torch
-costs seconds, the demo's test splits a fraction of one); a manipulation's scores are a subset of
-its split's predictions. The job also writes one CSV of every run × test set,
-``results/generalisation/{dataset}/{model}/seed{seed}/{method}.csv``.
+leave-one-manipulation-out one). One job per dataset × model × seed reads each test split once
+and predicts it once per run folder (a Python process with torch costs seconds of CPU, scoring
+a run on the demo's test splits a fraction of one: a job per run folder would add about 20 % to
+the demo); a manipulation's scores are a subset of its split's predictions. The job also writes
+one CSV of every run × test set, ``results/generalisation/{dataset}/{model}/seed{seed}.csv``.
 
 Each test set gets a folder under the run folder, ``cross/{dataset}/`` (the whole test split)
 or ``cross/{dataset}/{manipulation}/``, with ``metrics.json`` (the scores of
@@ -62,17 +62,10 @@ def by_manipulation(config: Mapping[str, Any], dataset: str) -> bool:
                for e in config.get("generalisation", []))
 
 
-def cross_levels(config: Mapping[str, Any], dataset: str, model: str, seed: int,
-                 method: str) -> list[methods.Level]:
-    """The run folders one generalise job scores: the dense run, or a method's levels."""
-    if method == "dense":
-        return methods.planned_levels(config, dataset, model, seed)[:1]
-    return methods.method_levels(config, dataset, model, seed, method)[1:]
-
-
-def jobs(config: Mapping[str, Any], model: str) -> list[str]:
-    """The methods (``dense`` first) of one model's generalise jobs."""
-    return ["dense", *methods.planned_methods(config, model)]
+def cross_levels(config: Mapping[str, Any], dataset: str, model: str,
+                 seed: int) -> list[methods.Level]:
+    """The run folders one generalise job scores: every planned run, dense first."""
+    return methods.planned_levels(config, dataset, model, seed)
 
 
 def sources(config: Mapping[str, Any]) -> list[str]:
