@@ -101,6 +101,12 @@ def test_planning_and_config_checks():
     assert [f"{lv.method}/{lv.path.name}" for lv in levels][:3] == [
         "dense/dense", "imp-global/round1", "imp-global/round2"]
     assert len(levels) == 8  # dense, 2 + 2 IMP rounds, 2 one-shot levels, 1 structured round
+    # smoke-videos: its own runs, then the tickets of smoke-images transferred to it
+    to_videos = gen.cross_levels(smoke, "smoke-videos", "mesonet", 0)
+    transferred = [lv.path.as_posix() for lv in to_videos[8:]]
+    assert transferred[0] == ("results/transfer/smoke-images-to-smoke-videos/mesonet/seed0/"
+                              "imp-global-sparsity20")
+    assert len(transferred) == 4 and not any(t.endswith("/dense") for t in transferred)
     base = study_config.read_yaml("config/smoke.yaml")
     for bad, text in (([{"from": "smoke-images", "to": ["nope"]}], r"generalisation\[0\].*'nope'"),
                       ([{"from": "smoke-images", "to": ["smoke-images"]}], "names its 'from'"),

@@ -93,6 +93,20 @@ def test_pack_carries_the_manipulation_and_holds_out_the_others(tmp_path):
             == manifest.loc[manifest["split"] == "test", "video_id"].tolist())
 
 
+def test_a_split_left_without_fakes_names_the_key(tmp_path):
+    faces_dir = tmp_path / "one" / "faces"
+    videos = [(f"v{i}", i % 2, ["train", "val", "test"][i // 4 % 3], "") for i in range(24)]
+    sources = _shards(faces_dir, videos, [])
+    table = pd.read_csv(sources, keep_default_na=False)
+    # the train split's fakes are all "mouth": training on "swap" leaves it without fakes
+    table["manipulation"] = [("" if lab == 0 else "mouth" if split == "train" else "swap")
+                             for lab, split in zip(table["label"], table["split"])]
+    table.to_csv(sources, index=False)
+    with pytest.raises(UserError, match="leave no fake in the train split"):
+        pack(faces_dir, sources, 2, {"train": 0.5, "val": 0.25, "test": 0.25}, 0,
+             train_manipulations=["swap"])
+
+
 def test_unknown_train_manipulation_names_the_key(tmp_path):
     with pytest.raises(UserError, match=r"datasets.demo.train_manipulations: \['NT'\].*swap"):
         _packed(tmp_path, ["NT"])

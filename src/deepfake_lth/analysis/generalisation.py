@@ -2,7 +2,7 @@
 scored, without training, on test sets it has never seen.
 
 ``generalisation: [{from: A, to: [B, C], manipulations: true}]`` scores every planned run of
-dataset A on the test split of B and of C; with ``manipulations`` also on each manipulation of
+dataset A (and every ticket transferred to A and trained on it) on the test split of B and of C; with ``manipulations`` also on each manipulation of
 A's, B's and C's test splits on its own (its fakes and every real face of that split: the
 cross-manipulation protocol of FaceForensics++, with ``datasets.A.train_manipulations`` the
 leave-one-manipulation-out one). One job per dataset × model × seed reads each test split once
@@ -64,8 +64,19 @@ def by_manipulation(config: Mapping[str, Any], dataset: str) -> bool:
 
 def cross_levels(config: Mapping[str, Any], dataset: str, model: str,
                  seed: int) -> list[methods.Level]:
-    """The run folders one generalise job scores: every planned run, dense first."""
-    return methods.planned_levels(config, dataset, model, seed)
+    """The run folders one generalise job scores: every planned run of ``dataset`` (dense
+    first), then the transferred tickets trained on it (``transfer.pairs`` with ``to`` it;
+    their ``dense`` folder is a copy of the dense run's metrics and is left out)."""
+    out = methods.planned_levels(config, dataset, model, seed)
+    for pair in config.get("transfer", {}).get("pairs", []):
+        if pair["to"] != dataset:
+            continue
+        base = (Path(config["results"]) / "transfer" / f"{pair['from']}-to-{dataset}" / model
+                / f"seed{seed}")
+        for name in methods.transfer_methods(config)[1:]:
+            sparsity = methods.parse_transfer_method(config, name)[1]
+            out.append(methods.Level(name, sparsity, base / name, 0))
+    return out
 
 
 def sources(config: Mapping[str, Any]) -> list[str]:

@@ -155,6 +155,13 @@ def hold_out(manifest: pd.DataFrame, train_manipulations, dataset: str) -> int:
     out = fakes & ~manifest[MANIPULATION].isin(list(train_manipulations)) & manifest[
         "split"].isin(["train", "val"])
     manifest.loc[out, "split"] = HELD_OUT
+    for split in ("train", "val"):
+        if not ((manifest["split"] == split) & fakes).any():
+            raise UserError(
+                f"datasets.{dataset}.train_manipulations: {list(train_manipulations)} leave no "
+                f"fake in the {split} split (its fakes are all of other manipulations); add "
+                f"manipulations, or change datasets.{dataset}.faces.split_seed"
+            )
     log.info("%s: %d faces of fakes made by other manipulations than %s held out of training",
              dataset, int(out.sum()), list(train_manipulations))
     return int(out.sum())
