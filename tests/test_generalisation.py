@@ -15,6 +15,7 @@ from test_stages import SPEC, write_faces
 from deepfake_lth import cli, stages
 from deepfake_lth.analysis import generalisation as gen
 from deepfake_lth.core.errors import ConfigError
+from deepfake_lth.stages.spec import parse_spec
 from deepfake_lth.training.scoring import equal_error_rate
 from deepfake_lth.workflow import config as study_config
 
@@ -84,6 +85,20 @@ def test_every_test_set_gets_metrics_and_predictions(scored):
     # a subset of the same predictions: the model ran once per test split
     merged = mouth.merge(whole, on="row", suffixes=("", "_all"))
     assert np.allclose(merged["prob"], merged["prob_all"])
+
+
+def test_a_manipulation_left_out_of_training_is_marked(scored, tmp_path):
+    run, faces_b, _ = scored
+    (faces_b / "summary.json").write_text(json.dumps({"train_manipulations": ["swap"]}))
+    copy = tmp_path / "run"
+    copy.mkdir()
+    for name in ("checkpoint.pt", "metrics.json"):
+        (copy / name).write_bytes((run / name).read_bytes())
+    rows = gen.generalise([copy], "mesonet", {"dsb": faces_b}, "dsb", True, None,
+                          parse_spec({"input_size": 32}))
+    assert {r["test_set"]: r["held_out"] for r in rows} == {"dsb/mouth": True,
+                                                             "dsb/swap": False}
+    assert not any(r["zero_shot"] for r in rows)
 
 
 def test_planning_and_config_checks():

@@ -326,7 +326,7 @@ def cross_faces(w):
     return [
         f"{faces_dir(d)}/{f}"
         for d in generalisation.faces_needed(config, w.dataset)
-        for f in ("faces.npy", "manifest.csv")
+        for f in ("faces.npy", "manifest.csv", "summary.json")
     ]
 
 

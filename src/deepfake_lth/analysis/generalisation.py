@@ -148,8 +148,12 @@ class _TestSplits:
     def __init__(self, faces: Mapping[str, str | Path], source: str, manipulations: bool):
         from deepfake_lth.data.store import load_manifest, load_splits
 
-        self.sets, self.splits = {}, {}
+        self.sets, self.splits, self.trained_on = {}, {}, {}
         for dataset, folder in faces.items():
+            summary = Path(folder) / "summary.json"
+            if dataset == source and summary.is_file():  # the manipulations trained on
+                self.trained_on = set(json.loads(summary.read_text())
+                                      .get("train_manipulations") or [])
             sets = test_sets(load_manifest(folder), dataset, whole=dataset != source,
                              manipulations=manipulations)
             if sets:
@@ -187,7 +191,11 @@ def score_run(run_dir: Path, model_name: str, tests: _TestSplits, source: str,
             labels, vids = np.asarray(split.labels)[pos], np.asarray(split.video_ids)[pos]
             metrics = {"dataset": run.get("dataset", source), **{k: run.get(k) for k in RUN_KEYS},
                        "test_set": name, "target": dataset, "manipulation": manipulation,
-                       "zero_shot": dataset != source, **score(labels, probs[pos], vids, threshold),
+                       "zero_shot": dataset != source,
+                       "held_out": bool(dataset == source and manipulation
+                                        and tests.trained_on
+                                        and manipulation not in tests.trained_on),
+                       **score(labels, probs[pos], vids, threshold),
                        "seconds": seconds, "device": str(device), "run": str(run_dir)}
             folder_out = run_dir / CROSS / name
             write_csv(pd.DataFrame({"row": np.asarray(split.rows)[pos], "video_id": vids,

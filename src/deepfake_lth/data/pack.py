@@ -46,12 +46,16 @@ MIN_PER_CLASS = 10
 HELD_OUT = "heldout"  # the split of faces left out of training by train_manipulations
 
 
-def assign_splits(videos: pd.DataFrame, fractions: dict[str, float], seed: int) -> pd.Series:
-    """Split per video: ``videos`` has video_id, label, split ('' = free), group.
+def assign_splits(videos: pd.DataFrame, fractions: dict[str, float], seed: int,
+                  train_manipulations=None) -> pd.Series:
+    """Split per video: ``videos`` has video_id, label, split ('' = free), group (and
+    manipulation, read with ``train_manipulations``).
 
     Free videos are grouped (``group``, else the video itself), the groups shuffled with
     ``seed`` and dealt to test, val and train until each reaches its share of videos; a few
-    reshuffles make sure test and val hold both labels when there are enough groups.
+    reshuffles make sure test and val hold both labels when there are enough groups. With
+    ``train_manipulations`` they also make sure the test split holds a fake of every
+    manipulation and train and val one of a manipulation trained on.
     """
     out = videos.set_index("video_id")["split"].copy()
     free = videos[videos["split"] == ""]
@@ -61,6 +65,15 @@ def assign_splits(videos: pd.DataFrame, fractions: dict[str, float], seed: int) 
     groups = sorted(set(keys))
     sizes = keys.value_counts()
     labels_of = free.groupby(keys)["label"].agg(lambda s: frozenset(s))
+    fakes = free[free["label"] == 1]
+    methods_of = (fakes.groupby(keys[fakes.index])["manipulation"].agg(frozenset)
+                  if train_manipulations else {})
+    every = frozenset(fakes["manipulation"]) if train_manipulations else frozenset()
+
+    def methods_in(assignment, split):
+        return set().union(*[methods_of.get(g, set()) for g in assignment
+                             if assignment[g] == split] or [set()])
+
     n = len(free)
     best = None
     for attempt in range(200):
@@ -79,6 +92,9 @@ def assign_splits(videos: pd.DataFrame, fractions: dict[str, float], seed: int) 
             {0, 1} <= set().union(*[labels_of[g] for g in assignment if assignment[g] == s] or [set()])
             for s in ("test", "val", "train")
         )
+        if ok and train_manipulations:
+            ok = every <= methods_in(assignment, "test") and all(
+                methods_in(assignment, s) & set(train_manipulations) for s in ("val", "train"))
         if best is None or ok:
             best = assignment
         if ok:
@@ -202,10 +218,11 @@ def pack(faces_dir: Path, sources_csv: Path, shards: int, fractions: dict[str, f
     videos = manifest.drop_duplicates("video_id")[["video_id", "label"]].copy()
     videos["split"] = [str(src["split"].get(v, "") or "") for v in videos["video_id"]]
     videos["group"] = [str(src["group"].get(v, "") or "") for v in videos["video_id"]]
+    videos[MANIPULATION] = [str(src[MANIPULATION].get(v, "") or "") for v in videos["video_id"]]
     bad = set(videos["split"]) - {"", "train", "val", "test"}
     if bad:
         raise UserError(f"{sources_csv}: unknown split names {sorted(bad)}; use train, val or test")
-    split_of = assign_splits(videos, fractions, seed)
+    split_of = assign_splits(videos, fractions, seed, train_manipulations)
     dataset = faces_dir.parent.name if faces_dir.name == "faces" else faces_dir.name
     per_video = manifest.groupby("video_id").size()
     unit = "videos" if (set(sources["kind"]) == {"video"} or per_video.max() > 1) else "images"
@@ -218,9 +235,9 @@ def pack(faces_dir: Path, sources_csv: Path, shards: int, fractions: dict[str, f
                              log_path=str(shard_dir / "shard*.log.csv"))
         raise UserError(f"{exc} ({failed.partition(': ')[2]})") from None
     manifest["split"] = manifest["video_id"].map(split_of)
-    manifest[MANIPULATION] = [str(src[MANIPULATION].get(v, "") or "")
-                              for v in manifest["video_id"]]
+    manifest[MANIPULATION] = manifest["video_id"].map(videos.set_index("video_id")[MANIPULATION])
     held_out = hold_out(manifest, train_manipulations, dataset)
+    split_of = manifest.drop_duplicates("video_id").set_index("video_id")["split"]
     manifest.insert(0, "index", np.arange(len(manifest)))
     # faces.npy, written in chunks through a memory map (bounded memory)
     size = arrays[0][0].shape[1:]

@@ -63,8 +63,11 @@ def collect_cross(results_dir: Path, runs):
                            "acc_val_threshold": r.get("test_acc_val_threshold", np.nan),
                            "per_video": video_table(folder / "predictions.csv")})
         for m in read_cross(folder):
+            if m.get("held_out"):  # a manipulation left out of training: say so in its name
+                m = m | {"test_set": f"{m['test_set']} (held out of training)"}
             rows.append(key | {k: m.get(k) for k in COLUMNS[6:-1]} | {
-                "per_video": video_table(folder / CROSS / m["test_set"] / "predictions.csv")})
+                "per_video": video_table(folder / CROSS / m["test_set"].removesuffix(
+                    " (held out of training)") / "predictions.csv")})
     return pd.DataFrame.from_records(rows, columns=COLUMNS)
 
 
