@@ -126,3 +126,19 @@ def test_synthetic_videos_cycle_through_families(tmp_path):
         assert (tmp_path / "one" / rel).read_bytes() == (tmp_path / "two" / rel).read_bytes()
     mouth = fakes.loc[fakes["manipulation"] == "mouth", "path"].item()
     assert "_mouth_" in mouth and (tmp_path / "two" / mouth).stat().st_size > 0
+
+
+def test_splits_hold_every_manipulation_in_test_with_train_manipulations():
+    from deepfake_lth.data.pack import assign_splits
+
+    rows = [(f"r{i}", 0, "") for i in range(20)]
+    rows += [(f"f{i}", 1, "swap" if i % 2 else "mouth") for i in range(10)]
+    videos = pd.DataFrame(rows, columns=["video_id", "label", "manipulation"]).assign(
+        split="", group="")
+    fractions = {"train": 0.7, "val": 0.15, "test": 0.15}
+    for seed in range(6):
+        split = assign_splits(videos, fractions, seed, ["swap"])
+        fakes = videos[videos["label"] == 1].assign(split=lambda d: d["video_id"].map(split))
+        by_split = fakes.groupby("split")["manipulation"].agg(set)
+        assert by_split["test"] == {"swap", "mouth"}, seed
+        assert "swap" in by_split["train"] and "swap" in by_split["val"], seed
