@@ -164,7 +164,9 @@ def section(results_dir: Path, runs, config: dict, figures: Figures,
                "each manipulation on its own, the protocol of DeepfakeBench. The decision "
                "threshold for accuracy is the one chosen on the source's validation split, "
                "applied unchanged; AUC needs none. Per-run files: "
-               "<code>cross/{dataset}[/{manipulation}]/</code> in each run folder."),
+               "<code>cross/{dataset}[/{manipulation}]/</code> in each run folder; tickets "
+               "transferred to a dataset are scored too (results/generalisation/…/seed*.csv "
+               "lists every run). The claim below is decided from the per-video predictions."),
         claims=[claim_generalisation(cross)])
     for dataset in sources:
         part = cross[cross["dataset"] == dataset]
