@@ -90,7 +90,7 @@ rule generalise:
         CONDA_ENV
     threads: config["threads"]
     resources:
-        **gpu_job(minutes=30),
+        **gpu_job(minutes=60),
     params:
         runs=lambda w: " ".join(str(lv.path) for lv in cross_levels(w)),
         faces=lambda w: " ".join(
