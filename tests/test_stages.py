@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 from deepfake_lth import cli, stages
 from deepfake_lth.core.errors import UserError
@@ -32,7 +33,12 @@ KEYS = {
     "prunable_nonzero",
     "test_acc",
     "test_auc",
+    "test_eer",
+    "test_ap",
     "video_acc",
+    "video_auc",
+    "video_eer",
+    "video_ap",
     "val_acc",
     "val_loss",
     "epochs",
@@ -99,6 +105,12 @@ def check_ticket(folder, expected_sparsity: float | None = None) -> dict:
     if expected_sparsity is not None:
         assert abs(metrics["sparsity"] - expected_sparsity) < 0.005
     assert not list(folder.glob(".*tmp"))  # no half-written files
+    # the video scores recomputed from predictions.csv (scikit-learn) match metrics.json
+    pred = pd.read_csv(folder / "predictions.csv")
+    videos = pred.groupby("video_id").agg(prob=("prob", "mean"), label=("label", "max"))
+    assert metrics["video_auc"] == pytest.approx(roc_auc_score(videos["label"], videos["prob"]))
+    assert metrics["test_ap"] == pytest.approx(average_precision_score(pred["label"], pred["prob"]))
+    assert metrics["test_auc"] == pytest.approx(roc_auc_score(pred["label"], pred["prob"]))
     return metrics
 
 

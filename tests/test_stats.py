@@ -546,3 +546,22 @@ def test_kd_claim_compares_kd_with_imp_at_the_same_sparsities() -> None:
     kd = claims_by_text(claims_mod.evaluate_claims(runs_frame(worse), None, None, CONFIG))
     assert next(c for t, c in kd.items() if t.startswith("IMP tickets retrained")).verdict \
         == stats.FAILS
+
+
+def test_paired_auc_diff_delong_by_hand():
+    from sklearn.metrics import roc_auc_score
+
+    from deepfake_lth.analysis.stats import paired_auc_diff
+
+    labels = np.array([1, 1, 1, 0, 0, 0])
+    a = np.array([0.9, 0.8, 0.4, 0.3, 0.5, 0.1])
+    b = np.array([0.6, 0.2, 0.7, 0.3, 0.5, 0.1])
+    d = paired_auc_diff(labels, a, b)
+    assert d.mean == pytest.approx(roc_auc_score(labels, a) - roc_auc_score(labels, b))
+    # placements of the fakes: a (1, 1, 2/3), b (1, 1/3, 1); of the reals: a (1, 2/3, 1),
+    # b (2/3, 2/3, 1)
+    fakes, reals = np.array([0, 2 / 3, -1 / 3]), np.array([1 / 3, 0, 0])
+    assert d.se == pytest.approx(np.sqrt(fakes.var(ddof=1) / 3 + reals.var(ddof=1) / 3))
+    same = paired_auc_diff(labels, a, a)
+    assert same.mean == 0 and same.se == 0
+    assert paired_auc_diff(np.array([1, 0, 0]), a[:3], b[:3]) is None

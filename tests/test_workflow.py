@@ -19,6 +19,8 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from sklearn.metrics import roc_auc_score
+from test_scoring import sklearn_eer
 
 from deepfake_lth.pruning.plan import imp_sparsity
 from deepfake_lth.workflow import config as study_config
@@ -100,7 +102,8 @@ def test_smoke_dag_writes_the_contract_files(work):
     for f in ("init.pt", "checkpoint.pt", "metrics.json"):
         assert (base / "dense" / f).exists()
     keys = {"dataset", "model", "seed", "method", "criterion", "round", "sparsity", "params_total",
-            "params_nonzero", "test_acc", "test_auc", "video_acc", "val_acc", "epochs",
+            "params_nonzero", "test_acc", "test_auc", "test_eer", "test_ap", "video_acc",
+            "video_auc", "video_eer", "video_ap", "val_acc", "epochs",
             "train_seconds", "device"}
     for k in (1, 2):
         for criterion in ("global", "local"):
@@ -147,6 +150,27 @@ def test_smoke_dag_writes_the_contract_files(work):
         assert 0 <= q["int8"]["acc"] <= 1 and q["label_agreement"] >= 0.5, level
     html = (res / "report.html").read_text()
     assert '<section id="compression">' in html and "Dense INT8" in html
+    # smoke-images' runs scored zero-shot on smoke-videos: files, and the report's numbers
+    # recomputed from the per-face predictions (scikit-learn)
+    html = (res / "report.html").read_text()
+    assert '<section id="generalisation">' in html and "cross-dataset AUC up to 80" in html
+    runs = res / "smoke-images" / "mesonet" / "seed0"
+    for folder in ("dense", "imp-global/round2", "oneshot-global/sparsity36"):
+        test_set = runs / folder / "cross" / "smoke-videos"
+        m = json.loads((test_set / "metrics.json").read_text())
+        pred = pd.read_csv(test_set / "predictions.csv")
+        videos = pred.groupby("video_id").agg(prob=("prob", "mean"), label=("label", "max"))
+        assert m["zero_shot"] and m["samples"] == len(pred) == 16
+        assert m["auc"] == pytest.approx(roc_auc_score(pred["label"], pred["prob"]))
+        assert m["video_auc"] == pytest.approx(roc_auc_score(videos["label"], videos["prob"]))
+        assert m["eer"] == pytest.approx(sklearn_eer(pred["label"], pred["prob"]), abs=1e-9)
+        assert m["video_eer"] == pytest.approx(sklearn_eer(videos["label"], videos["prob"]),
+                                               abs=1e-9)
+        if folder == "dense":
+            assert f"{m['auc']:.3f} / {m['video_auc']:.3f}" in html
+    table = pd.read_csv(res / "generalisation" / "smoke-images" / "mesonet" / "seed0.csv")
+    assert len(table) == 9 and set(table["test_set"]) == {"smoke-videos"}  # every planned run
+    assert sorted(table.loc[table["method"] == "imp-global", "round"]) == [1, 2]
 
 
 def test_nothing_reruns_when_nothing_changed(work):
@@ -219,9 +243,11 @@ def test_threads_and_device_rerun_nothing(work):
 
 def test_a_dataset_parameter_reruns_only_that_dataset(work):
     jobs = planned(work, change={"datasets": {"smoke-videos": {"shards": 3}}})
-    touched = {w for _, w in jobs}
+    touched = {w for r, w in jobs if r != "generalise"}
     assert any("dataset=smoke-videos" in w for w in touched)
     assert not any("dataset=smoke-images" in w for w in touched)
+    # smoke-images' runs are scored zero-shot on smoke-videos' faces: only that scoring reruns
+    assert {r for r, w in jobs if "dataset=smoke-images" in w} == {"generalise"}
     assert ("acquire", "dataset=smoke-images") not in jobs
 
 
@@ -252,6 +278,8 @@ def test_editing_a_module_reruns_its_stage(work):
     assert rules == {"gradcam", "report"}
     _edit(work / "src" / "deepfake_lth" / "analysis" / "latency.py")
     assert {r for r, _ in planned(work)} == {"gradcam", "latency", "report"}
+    _edit(work / "src" / "deepfake_lth" / "analysis" / "generalisation.py")
+    assert {r for r, _ in planned(work)} == {"gradcam", "latency", "generalise", "report"}
 
 
 def test_rerun_from_one_round_and_until(work):

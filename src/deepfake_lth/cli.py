@@ -34,6 +34,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "gradcam": ("deepfake_lth.analysis.gradcam", "Grad-CAM heatmaps and their change across sparsities"),
     "separability": ("deepfake_lth.analysis.separability", "probe and silhouette of penultimate features"),
     "latency": ("deepfake_lth.analysis.latency", "CPU latency of the dense network and its tickets"),
+    "generalise": ("deepfake_lth.analysis.generalisation",
+                   "score a run zero-shot on unseen test sets and per manipulation"),
     "report": ("deepfake_lth.report", "the study's self-contained HTML report"),
     "export": ("deepfake_lth.deploy.quantize",
                "write a compact ticket with only surviving weights (--int8: an INT8 ONNX model)"),

@@ -73,6 +73,44 @@ rule separability:
         "--spec {params.spec:q} --threads {threads} --out {output.csv} > {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
 
 
+rule generalise:
+    """Score every planned run of one dataset, model and seed, without training, on unseen test sets."""
+    input:
+        checkpoints=lambda w: [f"{lv.path}/checkpoint.pt" for lv in cross_levels(w)],
+        metrics=lambda w: [f"{lv.path}/metrics.json" for lv in cross_levels(w)],
+        faces=cross_faces,
+        code=code("analysis/generalisation.py") + TRAIN_CODE,
+    output:
+        csv=f"{RESULTS}/generalisation/{{dataset}}/{{model}}/seed{{seed}}.csv",
+    log:
+        f"{LOGS}/generalise/{{dataset}}-{{model}}-seed{{seed}}.log",
+    benchmark:
+        f"{BENCH}/generalise/{{dataset}}-{{model}}-seed{{seed}}.tsv"
+    conda:
+        CONDA_ENV
+    threads: config["threads"]
+    resources:
+        **gpu_job(minutes=60),
+    params:
+        runs=lambda w: " ".join(str(lv.path) for lv in cross_levels(w)),
+        faces=lambda w: " ".join(
+            f"{d}={faces_dir(d)}" for d in generalisation.faces_needed(config, w.dataset)
+        ),
+        manipulations=lambda w: (
+            "--manipulations" if generalisation.by_manipulation(config, w.dataset) else ""
+        ),
+        spec=lambda w: as_json(
+            {
+                "input_size": config["models"][w.model].get("input_size"),
+                "train": {"amp": config["train"]["amp"]},
+            }
+        ),
+    shell:
+        "python -m deepfake_lth generalise --runs {params.runs} --model {wildcards.model} "
+        "--source {wildcards.dataset} --faces {params.faces} {params.manipulations} "
+        "--spec {params.spec:q} --threads {threads} --out {output.csv} > {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
+
+
 rule latency:
     """CPU latency of the dense network and the run's tickets, timed side by side."""
     input:
@@ -118,6 +156,7 @@ rule report:
                     "collect",
                     "common",
                     "curves",
+                    "generalisation",
                     "measures",
                     "paper",
                     "provenance",
@@ -127,6 +166,7 @@ rule report:
             "analysis/tickets.py",
             "data/kinds.py",
             "analysis/claims.py",
+            "analysis/generalisation.py",
             "templates/report.html.j2",
         ),
     output:

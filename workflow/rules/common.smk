@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 from deepfake_lth.pruning import methods, plan
+from deepfake_lth.analysis import generalisation
 from deepfake_lth.pruning.criteria import CRITERIA
 from deepfake_lth.core.execution import prepare_jobs
 
@@ -294,6 +295,7 @@ def report_inputs(w):
         + separability_outputs()
         + latency_outputs()
         + compression_outputs()
+        + cross_outputs()
     )
 
 
@@ -353,6 +355,30 @@ def transfer_metrics():
                         f"seed{seed}/{method}/metrics.json"
                     )
     return out
+
+
+def cross_faces(w):
+    """The packed faces a run of w.dataset is scored on zero-shot (and per manipulation)."""
+    return [
+        f"{faces_dir(d)}/{f}"
+        for d in generalisation.faces_needed(config, w.dataset)
+        for f in ("faces.npy", "manifest.csv", "summary.json")
+    ]
+
+
+def cross_levels(w):
+    """The run folders of one generalise job: every planned run of w.dataset × model × seed."""
+    return generalisation.cross_levels(config, w.dataset, w.model, int(w.seed))
+
+
+def cross_outputs():
+    """One generalise table per generalisation source × model × seed."""
+    return [
+        f"{RESULTS}/generalisation/{d}/{m}/seed{s}.csv"
+        for d in generalisation.sources(config)
+        for m in MODELS
+        for s in SEEDS
+    ]
 
 
 def gradcam_outputs():

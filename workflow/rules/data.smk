@@ -22,6 +22,7 @@ rule acquire:
             "data/acquire/local.py",
             "data/acquire/urls.py",
             "data/acquire/kaggle.py",
+            "data/acquire/manipulations.py",
         ),
     output:
         f"{RESOURCES}/{{dataset}}/sources.csv",
@@ -70,7 +71,7 @@ rule pack_faces:
     input:
         shards=shards_of,
         sources=f"{RESOURCES}/{{dataset}}/sources.csv",
-        code=code("data/pack.py"),
+        code=code("data/pack.py", "data/acquire/__init__.py"),
     output:
         faces=f"{RESULTS}/{{dataset}}/faces/faces.npy",
         manifest=f"{RESULTS}/{{dataset}}/faces/manifest.csv",
@@ -86,9 +87,11 @@ rule pack_faces:
         split=lambda w: as_json(dataset_cfg(w)["faces"]["split"]),
         seed=lambda w: dataset_cfg(w)["faces"]["split_seed"],
         spec=lambda w: as_json({**crop_spec(w), "detect_faces": detect_flag(w)}),
+        train_manipulations=lambda w: as_json(dataset_cfg(w)["train_manipulations"]),
     # the log's last line (the dataset's failed files by status, or why packing stopped)
     # goes to the console too
     shell:
         "rc=0; python -m deepfake_lth pack --faces {params.faces} --sources {input.sources} "
         "--shards {params.shards} --split {params.split:q} --seed {params.seed} "
-        "--spec {params.spec:q} > {log} 2>&1 || rc=$?; tail -n 1 {log}; exit $rc"
+        "--spec {params.spec:q} --train-manipulations {params.train_manipulations:q} "
+        "> {log} 2>&1 || rc=$?; tail -n 1 {log}; exit $rc"

@@ -15,32 +15,36 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from deepfake_lth.analysis.claims_beyond import (
+    claim_kd,
+    claim_pai,
+    claim_step_size,
+)
+from deepfake_lth.analysis.evidence import (
+    Claim,
+    baseline_caveats,
+    compare_pairs,
+    diff_at,
+    imp_methods,
+    main_imp,
+    make_claim,
+    margin_of,
+    method_label,
+    values_diff,
+)
 from deepfake_lth.analysis.stats import (
     FAILS,
-    GREATER,
     HOLDS,
-    LESS,
-    LEVEL_TOLERANCE,
-    MARGIN,
-    NEAR,
     NOT_RUN,
     ONE_SEED,
-    TIE,
     UNCLEAR,
-    Comparison,
     Diff,
-    Z,
     binomial_se,
-    estimate_diff,
     finite,
-    judge,
-    levels_of,
-    match_levels,
     non_inferiority,
     superiority,
 )
@@ -54,133 +58,19 @@ from deepfake_lth.analysis.tickets import (
 )
 from deepfake_lth.data.kinds import dataset_kind
 from deepfake_lth.pruning import methods as registry
-from deepfake_lth.pruning.plan import parse_step_size_method
 
 __all__ = ["FAILS", "HOLDS", "NOT_RUN", "ONE_SEED", "UNCLEAR", "Claim", "dataset_kind",
            "evaluate_claims"]
-
-SAY = {GREATER: "which counts for the claim", LESS: "which counts against it",
-       TIE: "which is within the noise"}
-DECISION = ("Decision: 95 % intervals; each side of a comparison is tested one-sided at 2.5 % with "
-            "Holm's correction over the claim's comparisons (datasets × models × levels). A "
-            "comparison of trained networks needs two or more seeds, its interval including "
-            "the variance between seeds; with one seed the verdict is \"not enough evidence: "
-            "one seed\".")
-
-
-@dataclass
-class Claim:
-    """One of the paper's claims with this run's verdict."""
-
-    text: str
-    source: str
-    verdict: str
-    rule: str
-    evidence: list[str] = field(default_factory=list)
-    caveats: list[str] = field(default_factory=list)  # e.g. a miscalibrated dense baseline
-    why: str = ""  # the verdict's reason in a few words, e.g. "one seed"
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def _label(method: str) -> str:
-    return registry.label(method)
-
-
-def _imp_methods(runs) -> list[str]:
-    return sorted(registry.with_role(runs["method"].unique(), registry.TICKET),
-                  key=registry.sort_key)
-
-
-def _main_imp(runs) -> str | None:
-    imps = _imp_methods(runs)
-    return imps[0] if imps else None
-
-
-def _margin(config: Mapping[str, Any] | None) -> float:
-    return float(((config or {}).get("claims") or {}).get("margin", MARGIN))
-
-
-def _said(c: Comparison) -> str:
-    if c.n_seeds < 2:
-        return f"{c.text}, from one seed: a single training run each, not judged."
-    return f"{c.text}, {SAY[c.outcome]}."
-
-
-def _claim(text: str, source: str, rule: str, comparisons: Sequence[Comparison],
-           notes: Sequence[str] = (), caveats: Sequence[str] = ()) -> Claim:
-    """A claim judged over ``comparisons`` (Holm); ``notes``: evidence besides them (what
-    did not run)."""
-    verdict, why = judge(comparisons)
-    evidence = [_said(c) for c in comparisons] + list(notes)
-    return Claim(text, source, verdict, f"{rule} {DECISION}", evidence, list(caveats), why)
-
-
-def _epochs(runs, dataset, model, method, level) -> str:
-    """"cumulative epochs 21" of a run (its weights' training since θ0), or ""."""
-    if "cumulative_epochs" not in runs:
-        return ""
-    part = runs[(runs["dataset"] == dataset) & (runs["model"] == model)
-                & (runs["method"] == method) & (runs["level"] == level)]
-    v = finite(part["cumulative_epochs"])
-    return f"{v.mean():.0f}" if len(v) else ""
-
-
-def _budgets(runs, dataset, model, a, b, level_a, level_b) -> str:
-    ea, eb = (_epochs(runs, dataset, model, a, level_a),
-              _epochs(runs, dataset, model, b, level_b))
-    return f"; cumulative epochs {ea} vs {eb}" if ea and eb else ""
-
-
-def _diff_at(runs, kinds, dataset, model, a, b, target=None, tol=LEVEL_TOLERANCE
-             ) -> tuple[Diff, str] | None:
-    """A − B and its description: at the shared level (sparsities within ``tol``) nearest
-    ``target`` (within 5 points) or, with no target, averaged over every shared level."""
-    matched = match_levels(runs, dataset, model, a, b, tol)
-    if target is not None:
-        matched = [m for m in matched if abs(m[2] - target) <= NEAR]
-        matched = [min(matched, key=lambda m: abs(m[2] - target))] if matched else []
-    if not matched:
-        return None
-    diff = estimate_diff(runs, dataset, model, a, b, [(la, lb) for la, lb, _ in matched],
-                         kinds.get(dataset))
-    if diff is None:
-        return None
-    where = (f"at {100 * matched[0][2]:.0f} % sparsity" if target is not None
-             else f"averaged over {len(matched)} shared levels")
-    budget = (_budgets(runs, dataset, model, a, b, matched[0][0], matched[0][1])
-              if target is not None else "")
-    return diff, (f"{model} on {dataset}, {where}: {_label(a)} − {_label(b)} = "
-                  f"{diff.text()} ({diff.how}{budget})")
-
-
-def _values_diff(values: Sequence[float], se_unit: float, kind: str | None, how: str) -> Diff:
-    """The mean of per-seed ``values`` with its SE: the t-interval over seeds (on a video set
-    with ``se_unit``, the binomial SE over the test videos, added); one seed: ± 1.96 se_unit."""
-    from scipy import stats
-
-    v = finite(values)
-    if len(v) >= 2:
-        unit = (se_unit if np.isfinite(se_unit) else 0.0) if kind == "videos" else 0.0
-        se = math.sqrt(float(v.var(ddof=1)) / len(v) + unit**2)
-        return Diff(float(v.mean()), se, float(stats.t.ppf(0.975, len(v) - 1)), len(v),
-                    f"{how} over {len(v)} seeds", float(len(v) - 1))
-    return Diff(float(v.mean()) if len(v) else math.nan, se_unit, Z, len(v), f"{how}, one seed")
-
-
-def _baseline_caveats(flags, pairs) -> list[str]:
-    return [flags[p] for p in sorted(set(pairs)) if p in flags]
 
 
 # --------------------------------------------------------------------------- the claims
 
 
 def _claim_winning(runs, controls: Sequence[str], kinds, flags, margin: float) -> Claim:
-    imp = _main_imp(runs)
+    imp = main_imp(runs)
     text = "Deepfake detectors contain winning tickets at substantial sparsity (≥ 50 %)"
     matched = registry.MATCHED_CONTROL
-    control = _label(f"control-{matched}")
+    control = method_label(f"control-{matched}")
     rule = (f"Per dataset and model, at the first IMP round of 50 % sparsity or more: the "
             f"ticket is winning when ticket − dense is above −δ (δ = {100 * margin:.0f} "
             f"points: not worse than dense by the margin) and ticket − {control} is above 0 "
@@ -190,7 +80,7 @@ def _claim_winning(runs, controls: Sequence[str], kinds, flags, margin: float) -
             "it.")
     comparisons, notes, used = [], [], []
     if imp is None:
-        return _claim(text, "Abstract, §VI", rule, [], ["No IMP ticket in this run."])
+        return make_claim(text, "Abstract, §VI", rule, [], ["No IMP ticket in this run."])
     table = winning_tickets(runs, imp, controls, kinds, matched, margin)
     for (dataset, model), g in table.groupby(["dataset", "model"], sort=True):
         used.append((dataset, model))  # its dense network is the claim's reference
@@ -209,19 +99,19 @@ def _claim_winning(runs, controls: Sequence[str], kinds, flags, margin: float) -
                          "controls).")
             continue
         comparisons.append(non_inferiority(
-            f"{where}: {_label(imp)} − dense = {row['vs_dense'].text()} "
+            f"{where}: {method_label(imp)} − dense = {row['vs_dense'].text()} "
             f"({row['vs_dense'].how}; paper: {paper})", row["vs_dense"], margin))
         comparisons.append(superiority(
-            f"{where}: {_label(imp)} − {control} = {row['vs_matched'].text()} "
+            f"{where}: {method_label(imp)} − {control} = {row['vs_matched'].text()} "
             f"({row['vs_matched'].how})", row["vs_matched"]))
     if not comparisons and not notes:
         notes.append("No IMP ticket with its dense network in this run.")
-    return _claim(text, "Abstract, §VI", rule, comparisons, notes,
-                  _baseline_caveats(flags, used))
+    return make_claim(text, "Abstract, §VI", rule, comparisons, notes,
+                  baseline_caveats(flags, used))
 
 
 def _claim_retains(runs, kinds, flags, margin: float) -> Claim:
-    imp = _main_imp(runs)
+    imp = main_imp(runs)
     comparisons, notes, used = [], [], []
     for (dataset, model), _ in runs.groupby(["dataset", "model"], sort=True):
         if imp is None:
@@ -232,21 +122,21 @@ def _claim_retains(runs, kinds, flags, margin: float) -> Claim:
             continue
         used.append((dataset, model))
         se = retained_se(runs, kinds, dataset, model, imp, level)
-        diff = _values_diff([v - 0.9 for v in kept.values()], se, kinds.get(dataset),
+        diff = values_diff([v - 0.9 for v in kept.values()], se, kinds.get(dataset),
                             "share − 0.9")
         comparisons.append(non_inferiority(
-            f"{model} on {dataset}: the {_label(imp)} ticket at {level} keeps "
+            f"{model} on {dataset}: the {method_label(imp)} ticket at {level} keeps "
             f"{100 * float(np.mean(list(kept.values()))):.1f} % of the dense accuracy "
             f"(share − 0.9 = {diff.text()}, {diff.how})", diff, margin))
     if not comparisons:
         notes.append("No IMP level near 80 % with its dense network in this run.")
-    return _claim(
+    return make_claim(
         "IMP tickets at 80 % sparsity keep about 90 % or more of the dense accuracy "
         "(MesoNet 56.2 / 62.6 on OpenForensic)", "Abstract, §V-A",
         f"Per dataset and model: the IMP ticket's accuracy at the level nearest 80 % over the "
         f"same seed's dense accuracy, minus 0.9, above −δ (δ = {100 * margin:.0f} points; on "
         "a video set the binomial SE over test videos is added to the variance over seeds).",
-        comparisons, notes, _baseline_caveats(flags, used))
+        comparisons, notes, baseline_caveats(flags, used))
 
 
 def _claim_criterion(runs, kinds, config, kind, better, worse) -> Claim:
@@ -255,42 +145,32 @@ def _claim_criterion(runs, kinds, config, kind, better, worse) -> Claim:
     comparisons, notes = [], []
     for dataset in datasets:
         for model in sorted(runs[runs["dataset"] == dataset]["model"].unique()):
-            res = _diff_at(runs, kinds, dataset, model, better, worse)
+            res = diff_at(runs, kinds, dataset, model, better, worse)
             if res:
                 comparisons.append(superiority(res[1], res[0]))
     if not configured and not datasets:
         notes.append(f"No {kind[:-1]} set in this run.")
     elif not comparisons:
-        notes.append(f"No {kind[:-1]} set with both {_label(better)} and {_label(worse)} "
+        notes.append(f"No {kind[:-1]} set with both {method_label(better)} and {method_label(worse)} "
                      "results in this run.")
     where = {"images": "the image set (OpenForensic)",
              "videos": "the video set (FaceForensics++)"}[kind]
     unit = "test video" if kind == "videos" else "test image (or seed)"
-    return _claim(
-        f"{_label(better)} beats {_label(worse)} on {where}", "§V-A, Fig. 2",
-        f"Per {kind[:-1]} set and model: {_label(better)} − {_label(worse)} test accuracy, "
+    return make_claim(
+        f"{method_label(better)} beats {method_label(worse)} on {where}", "§V-A, Fig. 2",
+        f"Per {kind[:-1]} set and model: {method_label(better)} − {method_label(worse)} test accuracy, "
         f"averaged over the IMP rounds both ran, paired by seed and by {unit}; for the claim "
         "when the interval lies above 0, against it when it lies below 0.",
         comparisons, notes)
 
 
-def _compare_pairs(runs, kinds, pairs, target: float) -> list[Comparison]:
-    """A − B at the level nearest ``target`` for every dataset × model and every (a, b) in
-    ``pairs`` that both ran there."""
-    out = []
-    for (dataset, model), _ in runs.groupby(["dataset", "model"], sort=True):
-        for a, b in pairs:
-            res = _diff_at(runs, kinds, dataset, model, a, b, target=target)
-            if res:
-                out.append(superiority(res[1], res[0]))
-    return out
 
 
 def _claim_imp_vs_oneshot(runs, kinds) -> Claim:
     present = set(runs["method"])
-    pairs = [(imp, f"oneshot-{registry.criterion_of(imp)}") for imp in _imp_methods(runs)]
-    comparisons = _compare_pairs(runs, kinds, [p for p in pairs if p[1] in present], 0.8)
-    return _claim(
+    pairs = [(imp, f"oneshot-{registry.criterion_of(imp)}") for imp in imp_methods(runs)]
+    comparisons = compare_pairs(runs, kinds, [p for p in pairs if p[1] in present], 0.8)
+    return make_claim(
         "IMP ≥ one-shot pruning at 80 % sparsity (IMP outperforms one-shot)", "§V-B, §VI",
         "Per dataset, model and criterion: IMP − one-shot test accuracy at the shared level "
         "nearest 80 % (within 5 points), paired by seed (and by video on a video set); the "
@@ -305,8 +185,8 @@ def _claim_local_vs_oneshot(runs, kinds) -> Claim:
     oneshots = sorted(registry.with_role(runs["method"].unique(), registry.ONESHOT),
                       key=registry.sort_key)
     pairs = [("imp-local", o) for o in oneshots] if "imp-local" in set(runs["method"]) else []
-    comparisons = _compare_pairs(runs, kinds, pairs, 0.8)
-    return _claim(
+    comparisons = compare_pairs(runs, kinds, pairs, 0.8)
+    return make_claim(
         "IMP-Local beats one-shot pruning at 80 % sparsity on both datasets", "§V-B",
         "Per dataset, model and one-shot method: IMP-Local − one-shot test accuracy at the "
         "shared level nearest 80 %, paired by seed (and by video on a video set), with the "
@@ -322,9 +202,9 @@ def _claim_resnet(runs, kinds) -> Claim:
             "larger share than every other model (the interval of the difference above 0, "
             "Welch-style over seeds); against it when another model keeps a larger share.")
     text = "ResNet-18 is the most robust model under pruning"
-    imp = _main_imp(runs)
+    imp = main_imp(runs)
     if imp is None or "resnet18" not in set(runs["model"]):
-        return _claim(text, "§V-C", rule, [],
+        return make_claim(text, "§V-C", rule, [],
                       ["ResNet-18 is not in this run." if "resnet18" not in set(runs["model"])
                        else "No IMP runs in this run."])
     comparisons = []
@@ -346,7 +226,7 @@ def _claim_resnet(runs, kinds) -> Claim:
             comparisons.append(superiority(
                 f"On {dataset}, ResNet-18 keeps {100 * a.mean():.1f} % of its dense accuracy "
                 f"and {other} {100 * b.mean():.1f} % ({diff.how})", diff))
-    return _claim(text, "§V-C", rule, comparisons,
+    return make_claim(text, "§V-C", rule, comparisons,
                   [] if comparisons else ["No dataset with ResNet-18 and another model at "
                                           "about 80 % sparsity."])
 
@@ -359,7 +239,7 @@ def _claim_gradcam(deltas) -> Claim:
             "it when it lies below 0.")
     text = "Pruned models narrow their Grad-CAM focus (concentration rises with sparsity)"
     if deltas is None or len(deltas) == 0 or "concentration" not in deltas:
-        return _claim(text, "§V-D, Fig. 3", rule, [], ["No Grad-CAM results in this run."])
+        return make_claim(text, "§V-D, Fig. 3", rule, [], ["No Grad-CAM results in this run."])
     comparisons = []
     for (dataset, model, method), g in deltas.groupby(["dataset", "model", "group"], sort=True):
         lo, hi = g["sparsity"].min(), g["sparsity"].max()
@@ -377,13 +257,13 @@ def _claim_gradcam(deltas) -> Claim:
         if not per_seed:
             continue
         se = 0.0 if len(per_seed) < 2 else math.nan
-        diff = _values_diff(per_seed, se, None, "mean increase per seed")
+        diff = values_diff(per_seed, se, None, "mean increase per seed")
         comparisons.append(superiority(
-            f"{model} on {dataset} ({_label(method)}): the concentration changes by "
+            f"{model} on {dataset} ({method_label(method)}): the concentration changes by "
             f"{diff.mean:+.3f} from 0 to {100 * hi:.0f} % sparsity over {faces} faces "
             f"({diff.how}{'' if len(per_seed) < 2 else f'; {diff.low:+.3f} to {diff.high:+.3f}'})",
             diff))
-    return _claim(text, "§V-D, Fig. 3", rule, comparisons,
+    return make_claim(text, "§V-D, Fig. 3", rule, comparisons,
                   [] if comparisons else ["No Grad-CAM folder with a pruned level."])
 
 
@@ -397,7 +277,7 @@ def _transfer_diff(g, dense: dict, method: str, n: float) -> Diff | None:
         return None
     se_one = math.hypot(binomial_se(float(np.mean(list(acc.values()))), n),
                         binomial_se(float(np.mean(list(dense.values()))), n))
-    return _values_diff(diffs, se_one if len(diffs) < 2 else 0.0, None, "paired by seed")
+    return values_diff(diffs, se_one if len(diffs) < 2 else 0.0, None, "paired by seed")
 
 
 def _claim_transfer(transfers, kinds, flags, margin: float) -> Claim:
@@ -409,7 +289,7 @@ def _claim_transfer(transfers, kinds, flags, margin: float) -> Claim:
             "source from the ticket).")
     text = "A ticket transferred at 60 % sparsity keeps the target's dense accuracy (Table I)"
     if transfers is None or len(transfers) == 0:
-        return _claim(text, "§V-E, Table I", rule, [], ["No transfer runs in this run."])
+        return make_claim(text, "§V-E, Table I", rule, [], ["No transfer runs in this run."])
     comparisons, notes, used = [], [], []
     for (pair, model), g in transfers.groupby(["pair", "model"], sort=True):
         target = str(g["target"].iloc[0]) if "target" in g else ""
@@ -434,7 +314,7 @@ def _claim_transfer(transfers, kinds, flags, margin: float) -> Claim:
                 continue
             used.append((target, model))
             comparisons.append(non_inferiority(
-                f"{model}, {pair}: the {_label(src)} ticket at {pct} % − the target's dense "
+                f"{model}, {pair}: the {method_label(src)} ticket at {pct} % − the target's dense "
                 f"network = {diff.text()} ({diff.how})", diff, margin))
         finetuned = "dense-finetuned"
         if finetuned in set(g["method"]):
@@ -446,80 +326,8 @@ def _claim_transfer(transfers, kinds, flags, margin: float) -> Claim:
     if not comparisons:
         notes.append("No IMP ticket of 55–65 % sparsity with a dense baseline and a known "
                      "test-set size.")
-    return _claim(text, "§V-E, Table I", rule, comparisons, notes,
-                  _baseline_caveats(flags, used))
-
-
-def _claim_step_size(runs, kinds) -> Claim:
-    comparisons = []
-    variants = sorted(registry.with_role(runs["method"].unique(), registry.STEP_SIZE))
-    for (dataset, model), _ in runs.groupby(["dataset", "model"], sort=True):
-        for variant in variants:
-            criterion, rate = parse_step_size_method(variant)
-            base = f"imp-{criterion}"
-            if rate >= 0.2 - 1e-9:
-                continue
-            levels = levels_of(runs, dataset, model, base)
-            if not levels:
-                continue
-            final = max(levels.values())
-            # ⌈…⌉ rounds overshoot the final sparsity by less than one round of the rate
-            tol = max(LEVEL_TOLERANCE, rate * (1 - final) + 1e-9)
-            res = _diff_at(runs, kinds, dataset, model, variant, base, target=final, tol=tol)
-            if res:
-                comparisons.append(superiority(res[1], res[0]))
-    notes = ([] if comparisons else
-             ["No other step sizes in this run."] if not variants else
-             ["No smaller rate has reached the config's final IMP sparsity yet."])
-    return _claim(
-        "Smaller pruning steps (5–10 % per round) find better tickets at the same final "
-        "sparsity than 20 %", "§VI (future work, after [25, 26])",
-        "Per dataset, model and smaller rate: test accuracy of IMP at that rate minus IMP at "
-        "the config's rate, at the config's final IMP sparsity (the smaller rate's last "
-        "round overshoots it by less than one of its rounds), paired by seed (and video), "
-        "with the cumulative epochs of each beside (the smaller rate has more rounds).",
-        comparisons, notes)
-
-
-def _claim_pai(runs, kinds) -> Claim:
-    present = sorted(registry.with_role(runs["method"].unique(), registry.PAI),
-                     key=registry.sort_key)
-    imp = _main_imp(runs)
-    pairs = [(imp, method) for method in present] if imp is not None else []
-    comparisons = _compare_pairs(runs, kinds, pairs, 0.8)
-    notes = ([] if comparisons else ["SNIP and GraSP were not run."] if not present
-             else ["No SNIP or GraSP level near 80 % shared with IMP."])
-    return _claim(
-        "Iterative pruning (IMP) outperforms pruning at initialization (SNIP, GraSP)",
-        "§VI (future work, after [6, 29])",
-        "Per dataset, model and method: IMP − SNIP (or GraSP) test accuracy at the shared "
-        "level nearest 80 %, paired by seed (and video), with the cumulative epochs of each "
-        "beside.",
-        comparisons, notes)
-
-
-def _claim_kd(runs, kinds) -> Claim:
-    kds = sorted(registry.with_role(runs["method"].unique(), registry.DISTILLED),
-                 key=registry.sort_key)
-    present = set(runs["method"])
-    pairs = [(kd, f"imp-{registry.criterion_of(kd)}") for kd in kds]
-    comparisons = []
-    for (dataset, model), _ in runs.groupby(["dataset", "model"], sort=True):
-        for a, b in (p for p in pairs if p[1] in present):
-            res = _diff_at(runs, kinds, dataset, model, a, b)
-            if res:
-                comparisons.append(superiority(res[1], res[0]))
-    notes = ([] if comparisons else
-             ["Knowledge distillation (distill.models) was not run."] if not kds else
-             ["No KD and IMP levels of one criterion at shared sparsities yet."])
-    return _claim(
-        "IMP tickets retrained with the dense network as teacher (knowledge distillation) are "
-        "more accurate than plain IMP tickets at the same sparsities",
-        "compression review (Karathanasis et al. 2025)",
-        "Per dataset, model and criterion: KD − IMP test accuracy averaged over the rounds both "
-        "ran (the same sparsities), paired by seed (and video); for the claim when the "
-        "interval lies above 0, against it when it lies below 0.",
-        comparisons, notes)
+    return make_claim(text, "§V-E, Table I", rule, comparisons, notes,
+                  baseline_caveats(flags, used))
 
 
 def evaluate_claims(runs, transfers=None, deltas=None, config: Mapping[str, Any] | None = None,
@@ -542,7 +350,7 @@ def evaluate_claims(runs, transfers=None, deltas=None, config: Mapping[str, Any]
     present = set(runs["method"])
     controls = [c for c in (config.get("controls") or []) if f"control-{c}" in present]
     flags = baseline_flags(runs) if len(runs) else {}
-    margin = _margin(config)
+    margin = margin_of(config)
     return [
         _claim_winning(runs, controls, kinds, flags, margin),
         _claim_retains(runs, kinds, flags, margin),
@@ -553,7 +361,7 @@ def evaluate_claims(runs, transfers=None, deltas=None, config: Mapping[str, Any]
         _claim_resnet(runs, kinds),
         _claim_gradcam(deltas),
         _claim_transfer(transfers, kinds, flags, margin),
-        _claim_step_size(runs, kinds),
-        _claim_pai(runs, kinds),
-        _claim_kd(runs, kinds),
+        claim_step_size(runs, kinds),
+        claim_pai(runs, kinds),
+        claim_kd(runs, kinds),
     ]

@@ -345,12 +345,13 @@ def satterthwaite(parts: Sequence[tuple[float, float]]) -> float:
     its degrees of freedom)]: (Σ vᵢ)² / Σ vᵢ²/dfᵢ; parts with no variance or no degrees of
     freedom drop out; inf when nothing is left (a normal quantile)."""
     used = [(v, d) for v, d in parts if np.isfinite(v) and v > 0 and d > 0]
-    if not used:
+    denominator = sum(v * v / d for v, d in used)  # 0 when every part's df is infinite
+    if not used or denominator == 0:
         return math.inf
-    return float(sum(v for v, _ in used) ** 2 / sum(v * v / d for v, d in used))
+    return float(sum(v for v, _ in used) ** 2 / denominator)
 
 
-def _t_quantile(df: float) -> float:
+def t_quantile(df: float) -> float:
     """The two-sided 95 % quantile of t with ``df`` degrees of freedom (normal when inf)."""
     from scipy import stats
 
@@ -416,7 +417,7 @@ def estimate_diff(runs, dataset: str, model: str, a: str, b: str,
     # between-seed variance is estimated from n_seeds values: the t quantile with n − 1 degrees
     # of freedom; on a video set it is added to the test videos' (Welch–Satterthwaite)
     seed_df = float(n_seeds - 1) if n_seeds >= 2 else math.inf
-    seed_q = _t_quantile(seed_df)
+    seed_q = t_quantile(seed_df)
     if kind == "videos":
         tables = [(per_video(x[s]), per_video(y[s])) for x, y in by_pair for s in seeds]
         if all(ta is not None and tb is not None for ta, tb in tables):
@@ -431,7 +432,7 @@ def estimate_diff(runs, dataset: str, model: str, a: str, b: str,
             video_se = cluster_se(dv.to_numpy(), wv.to_numpy())
             se = math.sqrt(video_se**2 + seed_var) if np.isfinite(video_se) else math.nan
             df = satterthwaite([(video_se**2, len(dv) - 1), (seed_var, n_seeds - 1)])
-            return Diff(float(d_seed.mean()), se, _t_quantile(df), n_seeds,
+            return Diff(float(d_seed.mean()), se, t_quantile(df), n_seeds,
                         f"paired by video over {len(dv)} test videos{seed_words}", df)
         n, unit = n_units(runs, dataset, model, kind)
         pa = np.mean([float(x[s]["test_acc"]) for x, _ in by_pair for s in seeds])
@@ -442,7 +443,7 @@ def estimate_diff(runs, dataset: str, model: str, a: str, b: str,
                         "no standard error: no predictions.csv and the number of test videos "
                         "is unknown")
         df = satterthwaite([(se_diff(pa, pb, n) ** 2, n - 1), (seed_var, n_seeds - 1)])
-        return Diff(float(d_seed.mean()), se, _t_quantile(df), n_seeds,
+        return Diff(float(d_seed.mean()), se, t_quantile(df), n_seeds,
                     f"binomial over {n:.0f} test {unit if n != 1 else unit[:-1]}{seed_words} "
                     "(no predictions.csv)", df)
     if n_seeds >= 2:
@@ -532,3 +533,24 @@ def judge(comparisons: Sequence[Comparison], confidence: float = CONFIDENCE
     if all(for_):
         return HOLDS, ""
     return UNCLEAR, ""
+
+
+def paired_auc_diff(labels, scores_a, scores_b) -> Diff | None:
+    """AUC(A) − AUC(B) of two scorings of the same test videos, with DeLong's standard error
+    (DeLong et al. 1988): each video's placement value (the share of the other class it
+    outranks, ties one half) paired between A and B, SE² = var(Δ fakes)/m + var(Δ reals)/n.
+    None with fewer than two videos of a class."""
+    y = np.asarray(labels) > 0.5
+    m, n = int(y.sum()), int((~y).sum())
+    if m < 2 or n < 2:
+        return None
+
+    def placements(scores):
+        s = np.asarray(scores, dtype=np.float64)
+        wins = (s[y][:, None] > s[~y][None, :]) + 0.5 * (s[y][:, None] == s[~y][None, :])
+        return wins.mean(axis=1), wins.mean(axis=0)
+
+    (fa, ra), (fb, rb) = placements(scores_a), placements(scores_b)
+    var = float((fa - fb).var(ddof=1)) / m + float((ra - rb).var(ddof=1)) / n
+    return Diff(float(fa.mean() - fb.mean()), math.sqrt(var), Z, 1,
+                f"DeLong, paired by video over {m + n} test videos")

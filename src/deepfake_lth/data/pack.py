@@ -5,7 +5,8 @@ Writes, under ``results/{dataset}/faces/``:
 - ``faces.npy``: uint8 (N, S, S, 3) RGB crops, read with a memory map by training jobs;
 - ``manifest.csv``: one row per crop: ``index`` (row in faces.npy), ``video_id``, ``label``,
   ``split``, ``frame_index``, ``source``, ``detected`` (1 when MTCNN found the face in that
-  very frame, 0 when the box came from the nearest frame);
+  very frame, 0 when the box came from the nearest frame), ``manipulation`` (sources.csv's:
+  the method of a fake, empty for real faces);
 - ``extraction_log.csv``: one row per source file with its status (see faces.py);
 - ``summary.json``: counts per split, label and status; ``face_settings`` (the dataset's
   ``faces`` settings the crops were made with, read back by ``deepfake-lth export``);
@@ -18,7 +19,9 @@ fix): a detector cannot be trained, stopped early or tested on one class.
 Splits are assigned per video (never two splits for one video) with a fixed seed. Files
 whose source fixes the split (an image set's Train/Validation/Test folders, a test list)
 keep it. Otherwise videos are grouped by ``group`` when the source gives one (a fake and its
-source video, one identity), so that a group never straddles two splits.
+source video, one identity), so that a group never straddles two splits. With
+``train_manipulations`` the fakes of the other manipulations leave train and val (split
+``heldout``, see :func:`hold_out`): the leave-one-manipulation-out protocol of FF++.
 """
 
 from __future__ import annotations
@@ -33,20 +36,26 @@ import pandas as pd
 
 from deepfake_lth.core import files
 from deepfake_lth.core.errors import UserError
+from deepfake_lth.data.acquire import MANIPULATION
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 # fewer videos (or images) of a class in a split: a warning in summary.json
 MIN_PER_CLASS = 10
+HELD_OUT = "heldout"  # the split of faces left out of training by train_manipulations
 
 
-def assign_splits(videos: pd.DataFrame, fractions: dict[str, float], seed: int) -> pd.Series:
-    """Split per video: ``videos`` has video_id, label, split ('' = free), group.
+def assign_splits(videos: pd.DataFrame, fractions: dict[str, float], seed: int,
+                  train_manipulations=None) -> pd.Series:
+    """Split per video: ``videos`` has video_id, label, split ('' = free), group (and
+    manipulation, read with ``train_manipulations``).
 
     Free videos are grouped (``group``, else the video itself), the groups shuffled with
     ``seed`` and dealt to test, val and train until each reaches its share of videos; a few
-    reshuffles make sure test and val hold both labels when there are enough groups.
+    reshuffles make sure test and val hold both labels when there are enough groups. With
+    ``train_manipulations`` they also make sure the test split holds a fake of every
+    manipulation and train and val one of a manipulation trained on.
     """
     out = videos.set_index("video_id")["split"].copy()
     free = videos[videos["split"] == ""]
@@ -56,6 +65,15 @@ def assign_splits(videos: pd.DataFrame, fractions: dict[str, float], seed: int) 
     groups = sorted(set(keys))
     sizes = keys.value_counts()
     labels_of = free.groupby(keys)["label"].agg(lambda s: frozenset(s))
+    fakes = free[free["label"] == 1]
+    methods_of = (fakes.groupby(keys[fakes.index])["manipulation"].agg(frozenset)
+                  if train_manipulations else {})
+    every = frozenset(fakes["manipulation"]) if train_manipulations else frozenset()
+
+    def methods_in(assignment, split):
+        return set().union(*[methods_of.get(g, set()) for g in assignment
+                             if assignment[g] == split] or [set()])
+
     n = len(free)
     best = None
     for attempt in range(200):
@@ -74,6 +92,9 @@ def assign_splits(videos: pd.DataFrame, fractions: dict[str, float], seed: int) 
             {0, 1} <= set().union(*[labels_of[g] for g in assignment if assignment[g] == s] or [set()])
             for s in ("test", "val", "train")
         )
+        if ok and train_manipulations:
+            ok = every <= methods_in(assignment, "test") and all(
+                methods_in(assignment, s) & set(train_manipulations) for s in ("val", "train"))
         if best is None or ok:
             best = assignment
         if ok:
@@ -133,11 +154,41 @@ def failed_line(dataset: str, faces_dir: Path, status: dict[str, int], files: in
     return text
 
 
+def hold_out(manifest: pd.DataFrame, train_manipulations, dataset: str) -> int:
+    """Leave-one-manipulation-out: the fakes of the manipulations not in
+    ``train_manipulations`` leave the train and val splits (split ``heldout``); the test split
+    keeps every manipulation. Returns the number of faces held out."""
+    if not train_manipulations:
+        return 0
+    fakes = manifest["label"] == 1
+    present = sorted(set(manifest.loc[fakes, MANIPULATION]) - {""})
+    unknown = sorted(set(train_manipulations) - set(present))
+    if unknown:
+        raise UserError(
+            f"datasets.{dataset}.train_manipulations: {unknown} are not manipulations of this "
+            f"dataset (its sources.csv names {present or 'none'}); use some of those"
+        )
+    out = fakes & ~manifest[MANIPULATION].isin(list(train_manipulations)) & manifest[
+        "split"].isin(["train", "val"])
+    manifest.loc[out, "split"] = HELD_OUT
+    for split in ("train", "val"):
+        if not ((manifest["split"] == split) & fakes).any():
+            raise UserError(
+                f"datasets.{dataset}.train_manipulations: {list(train_manipulations)} leave no "
+                f"fake in the {split} split (its fakes are all of other manipulations); add "
+                f"manipulations, or change datasets.{dataset}.faces.split_seed"
+            )
+    log.info("%s: %d faces of fakes made by other manipulations than %s held out of training",
+             dataset, int(out.sum()), list(train_manipulations))
+    return int(out.sum())
+
+
 def pack(faces_dir: Path, sources_csv: Path, shards: int, fractions: dict[str, float],
-         seed: int, face_settings: dict | None = None) -> dict:
+         seed: int, face_settings: dict | None = None, train_manipulations=None) -> dict:
     """Merge ``faces_dir/shards/shard{i}.*`` into faces.npy, manifest.csv, extraction_log.csv.
 
-    ``face_settings`` (the dataset's ``faces`` settings) is recorded in summary.json.
+    ``face_settings`` (the dataset's ``faces`` settings) is recorded in summary.json;
+    ``train_manipulations`` (a subset of the dataset's manipulations) see :func:`hold_out`.
     """
     from deepfake_lth.data.acquire import read_sources
 
@@ -167,10 +218,11 @@ def pack(faces_dir: Path, sources_csv: Path, shards: int, fractions: dict[str, f
     videos = manifest.drop_duplicates("video_id")[["video_id", "label"]].copy()
     videos["split"] = [str(src["split"].get(v, "") or "") for v in videos["video_id"]]
     videos["group"] = [str(src["group"].get(v, "") or "") for v in videos["video_id"]]
+    videos[MANIPULATION] = [str(src[MANIPULATION].get(v, "") or "") for v in videos["video_id"]]
     bad = set(videos["split"]) - {"", "train", "val", "test"}
     if bad:
         raise UserError(f"{sources_csv}: unknown split names {sorted(bad)}; use train, val or test")
-    split_of = assign_splits(videos, fractions, seed)
+    split_of = assign_splits(videos, fractions, seed, train_manipulations)
     dataset = faces_dir.parent.name if faces_dir.name == "faces" else faces_dir.name
     per_video = manifest.groupby("video_id").size()
     unit = "videos" if (set(sources["kind"]) == {"video"} or per_video.max() > 1) else "images"
@@ -183,6 +235,9 @@ def pack(faces_dir: Path, sources_csv: Path, shards: int, fractions: dict[str, f
                              log_path=str(shard_dir / "shard*.log.csv"))
         raise UserError(f"{exc} ({failed.partition(': ')[2]})") from None
     manifest["split"] = manifest["video_id"].map(split_of)
+    manifest[MANIPULATION] = manifest["video_id"].map(videos.set_index("video_id")[MANIPULATION])
+    held_out = hold_out(manifest, train_manipulations, dataset)
+    split_of = manifest.drop_duplicates("video_id").set_index("video_id")["split"]
     manifest.insert(0, "index", np.arange(len(manifest)))
     # faces.npy, written in chunks through a memory map (bounded memory)
     size = arrays[0][0].shape[1:]
@@ -201,7 +256,8 @@ def pack(faces_dir: Path, sources_csv: Path, shards: int, fractions: dict[str, f
         videos[["video_id"]].assign(split=lambda d: d["video_id"].map(split_of)), on="video_id",
         how="left").fillna({"split": ""})
     extraction_log.to_csv(faces_dir / "extraction_log.csv", index=False)
-    columns = ["index", "video_id", "label", "split", "frame_index", "source", "detected"]
+    columns = ["index", "video_id", "label", "split", "frame_index", "source", "detected",
+               MANIPULATION]
     manifest[columns].to_csv(faces_dir / "manifest.csv", index=False)
     counts = split_counts(videos, split_of)
     upscaled = (pd.to_numeric(extraction_log["upscaled"], errors="coerce").fillna(0)
@@ -224,6 +280,11 @@ def pack(faces_dir: Path, sources_csv: Path, shards: int, fractions: dict[str, f
         "upscaled_frames": int(upscaled.sum()),
         "face_settings": dict(face_settings or {}),
         "warnings": warnings,
+        "manipulations": {str(k): int(v) for k, v in manifest.loc[
+            manifest["label"] == 1].drop_duplicates("video_id")[MANIPULATION].value_counts()
+            .sort_index().items()},
+        "train_manipulations": list(train_manipulations or []),
+        "held_out_faces": held_out,
     }
     files.write_text(faces_dir / "summary.json", json.dumps(summary, indent=2))
     log.info("%s: %s", faces_dir, json.dumps(summary))
@@ -246,6 +307,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spec", default=None,
                         help="the dataset's face settings as JSON, recorded in summary.json "
                         "(read back by `deepfake-lth export`)")
+    parser.add_argument("--train-manipulations", default="[]",
+                        help="JSON list: train and validate on the fakes of these manipulations "
+                        "only (the test split keeps all); [] = all")
 
 
 def _json_arg(text: str, flag: str) -> dict:
@@ -260,6 +324,10 @@ def _json_arg(text: str, flag: str) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     spec = _json_arg(args.spec, "--spec") if args.spec else None
+    try:
+        train_manipulations = json.loads(args.train_manipulations)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"--train-manipulations is not valid JSON ({exc})") from None
     pack(Path(args.faces), Path(args.sources), args.shards, _json_arg(args.split, "--split"),
-         args.seed, spec)
+         args.seed, spec, train_manipulations)
     return 0

@@ -195,7 +195,11 @@ def load_manifest(faces: str | Path):
     path = Path(faces) / "manifest.csv"
     if not path.exists():
         raise UserError(f"{path} is missing: run the data stage first (snakemake {path})")
-    return pd.read_csv(path, dtype={"video_id": str, "source": str})
+    manifest = pd.read_csv(path, dtype={"video_id": str, "source": str, "manipulation": str},
+                           keep_default_na=False)
+    if "manipulation" not in manifest:  # packed before the column existed
+        manifest["manipulation"] = ""
+    return manifest
 
 
 def load_split(faces: str | Path, split: str, mmap: bool = True) -> FaceSplit:

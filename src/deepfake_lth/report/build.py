@@ -16,7 +16,14 @@ from typing import Any
 from markupsafe import Markup
 
 from deepfake_lth.pruning import methods as registry
-from deepfake_lth.report import beyond, compression, measures, paper, provenance
+from deepfake_lth.report import (
+    beyond,
+    compression,
+    generalisation,
+    measures,
+    paper,
+    provenance,
+)
 from deepfake_lth.report.collect import (
     LeftOut,
     collect_gradcam,
@@ -207,6 +214,11 @@ def compression_section(ctx: Context) -> Section | None:
     return compression.compression_section(ctx.results_dir, ctx.config, ctx.figures)
 
 
+def generalisation_section(ctx: Context) -> Section | None:
+    return generalisation.section(ctx.results_dir, ctx.runs, ctx.config, ctx.figures,
+                                  ctx.model_order)
+
+
 def claims_section(ctx: Context) -> Section:
     claims = provenance.claims_rows(ctx.runs, ctx.transfers, ctx.gradcam_runs, ctx.config,
                                     ctx.kinds)
@@ -279,6 +291,7 @@ SECTIONS: list[Builder] = [
     separability_section,
     latency_section,
     compression_section,
+    generalisation_section,
     claims_section,
     provenance_section,
 ]

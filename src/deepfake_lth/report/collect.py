@@ -106,6 +106,9 @@ def metric_record(data: dict) -> dict[str, Any]:
         "test_acc": num(data.get("test_acc")),
         "test_auc": num(data.get("test_auc")),
         "video_acc": num(data.get("video_acc")),
+        "video_auc": num(data.get("video_auc")),
+        "test_eer": num(data.get("test_eer")),
+        "video_eer": num(data.get("video_eer")),
         "val_acc": num(data.get("val_acc")),
         "epochs": num(data.get("epochs")),
         "cumulative_epochs": num(data.get("cumulative_epochs")),  # training since θ0

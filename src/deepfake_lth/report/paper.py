@@ -99,7 +99,7 @@ def results_tables(runs, model_order: list[str] | None = None,
     return out
 
 
-FINETUNED = "dense-finetuned"  # the source's dense network fine-tuned on the target
+FINETUNED = registry.DENSE_FINETUNED  # the source's dense network fine-tuned on the target
 
 
 def finetuned_gap(transfers, pair: str, model: str, method: str, pr: float,

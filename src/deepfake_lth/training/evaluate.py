@@ -73,8 +73,8 @@ def evaluate(
     amp: bool = False,
     prefetch: bool | None = None,
 ) -> dict:
-    """Frame accuracy (at 0.5), ROC AUC (NaN with one class), video accuracy (mean fake
-    probability per video at 0.5), mean BCE loss and per-sample probabilities. Batches are
+    """The scores of :func:`~deepfake_lth.training.scoring.split_metrics` (frame and video
+    accuracy, AUC, EER, AP; NaN with one class), mean BCE loss and per-sample probabilities. Batches are
     read from ``split`` as they are used (``prefetch``: one ahead, on a background thread;
     None: on CUDA only, see :func:`fit`)."""
     device = torch.device(device)
@@ -82,8 +82,8 @@ def evaluate(
     labels = np.asarray(split.labels, dtype=np.float64)
     n = len(labels)
     if n == 0:
-        nan = float("nan")
-        return {"loss": nan, "acc": nan, "auc": nan, "video_acc": nan, "n": 0, "probs": np.zeros(0)}
+        empty = split_metrics(labels, labels, split.video_ids)
+        return {"loss": float("nan"), **empty, "n": 0, "probs": np.zeros(0)}
     probs = 1.0 / (1.0 + np.exp(-logits))
     # numerically stable BCE with logits: max(z, 0) − z·y + log(1 + e^−|z|)
     loss = np.maximum(logits, 0) - logits * labels + np.log1p(np.exp(-np.abs(logits)))

@@ -184,6 +184,7 @@ def _check_semantics(config: dict) -> None:
         if pair["from"] == pair["to"]:
             problems.append(f"'transfer.pairs[{i}]': 'from' and 'to' are the same dataset")
     problems += _check_faces("faces", config["faces"])
+    problems += _check_generalisation(config)
     for name, ds in datasets.items():
         if ds.get("faces") and ds["faces"] != config["faces"]:
             problems += _check_faces(f"datasets.{name}.faces", ds["faces"])
@@ -197,6 +198,25 @@ def _check_semantics(config: dict) -> None:
     problems += _check_rounds(config)
     if problems:
         raise ConfigError("; ".join(dict.fromkeys(problems)))
+
+
+def _check_generalisation(config: dict) -> list[str]:
+    """What is wrong with the config's ``generalisation`` entries (for config validation)."""
+    out = []
+    datasets = config["datasets"]
+    for i, entry in enumerate(config.get("generalisation", [])):
+        for name in [entry["from"], *entry.get("to", [])]:
+            if name not in datasets:
+                out.append(f"'generalisation[{i}]': dataset {name!r} is not in 'datasets' "
+                           f"({', '.join(datasets)}); add it there or fix the name")
+        if entry["from"] in entry.get("to", []):
+            out.append(f"'generalisation[{i}]': 'to' names its 'from' dataset "
+                       f"{entry['from']!r}; its own test split is the run's metrics.json "
+                       "(set manipulations: true to score it per manipulation)")
+        if not entry.get("to") and not entry.get("manipulations", False):
+            out.append(f"'generalisation[{i}]': nothing to score; give 'to' datasets or set "
+                       "manipulations: true")
+    return out
 
 
 def _check_faces(key: str, faces: Mapping[str, Any]) -> list[str]:

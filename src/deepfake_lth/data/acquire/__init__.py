@@ -11,6 +11,8 @@ split      train | val | test when the source fixes it, else empty (pack assigns
 kind       video | image
 group      optional: rows with the same group go to the same split (a fake and its
            source video in FaceForensics++); empty when unknown
+manipulation  the method that made a fake (``Deepfakes``, ``Celeb-synthesis``, ``dfdc``, a
+           synthetic generator family; ``manipulations.py``); empty for real files
 =========  ==================================================================
 """
 
@@ -28,7 +30,8 @@ from deepfake_lth.core.files import write_csv
 
 log = logging.getLogger(__name__)
 
-SOURCE_COLUMNS = ["path", "video_id", "label", "split", "kind", "group"]
+MANIPULATION = "manipulation"  # the column naming a fake's method (empty for real files)
+SOURCE_COLUMNS = ["path", "video_id", "label", "split", "kind", "group", MANIPULATION]
 # source type -> module with ``acquire(name, source, out_dir, seed) -> DataFrame``
 SOURCE_TYPES = {
     "synthetic": "deepfake_lth.data.acquire.synthetic",
@@ -50,8 +53,18 @@ def acquire(name: str, source: dict, out_dir: str | Path, seed: int = 0) -> Path
         )
     module = importlib.import_module(SOURCE_TYPES[kind])
     table = module.acquire(name, source, out_dir, seed)
-    return write_sources(table, out_dir / "sources.csv")
+    from deepfake_lth.data.acquire.manipulations import label_manipulations
 
+    return write_sources(label_manipulations(table, source, name), out_dir / "sources.csv")
+
+
+def with_manipulation(table: pd.DataFrame, manipulation) -> pd.DataFrame:
+    """``table`` with the manipulation column set to ``manipulation`` (a name, or one per row)
+    for its fakes and empty for its real files."""
+    table = table.copy()
+    table[MANIPULATION] = manipulation
+    table[MANIPULATION] = table[MANIPULATION].fillna("").astype(str).where(table["label"] == 1, "")
+    return table
 
 def write_sources(table: pd.DataFrame, path: Path) -> Path:
     """Check and write a sources table (atomically, deepfake_lth.core.files)."""
@@ -65,6 +78,12 @@ def write_sources(table: pd.DataFrame, path: Path) -> Path:
         raise UserError(f"{path}: labels must be 0 (real) or 1 (fake); got {set(table['label'][bad])}")
     if table.empty:
         raise UserError(f"{path.parent}: the source listed no files; check its path or manifest")
+    methods = table.groupby("video_id")[MANIPULATION].nunique()
+    if (methods > 1).any():  # FF++ reuses 000_003 under every method: they are not one video
+        raise UserError(
+            f"{path}: video ids {sorted(methods[methods > 1].index)[:5]} are fakes of more than "
+            "one manipulation; give each method's videos their own ids (e.g. Deepfakes/000_003)"
+        )
     write_csv(table, path)
     log.info("%s: %d files (%d fake)", path, len(table), int(table["label"].sum()))
     return path
@@ -74,8 +93,11 @@ def read_sources(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path} is missing: run the acquire stage first")
-    return pd.read_csv(path, dtype={"video_id": str, "split": str, "group": str, "path": str},
-                       keep_default_na=False)
+    table = pd.read_csv(path, dtype={"video_id": str, "split": str, "group": str, "path": str,
+                                     MANIPULATION: str}, keep_default_na=False)
+    if MANIPULATION not in table:  # written before the column existed
+        table[MANIPULATION] = ""
+    return table
 
 
 def resolve(path: str, dataset_dir: Path) -> Path:

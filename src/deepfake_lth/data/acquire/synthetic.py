@@ -4,7 +4,9 @@ Two layouts, chosen by ``source.kind``:
 
 - ``images``: a face-crop image set laid out like the OpenForensics Kaggle set,
   ``Train|Validation|Test/Real|Fake/*.jpg`` (identities disjoint across the three splits);
-- ``videos``: MP4 files (``real/*.mp4``, ``fake/*.mp4``) like FaceForensics++.
+- ``videos``: MP4 files (``real/*.mp4``, ``fake/*.mp4``) like FaceForensics++; with
+  ``families: [swap, mouth]`` the fakes come from two manipulation families, the swap below
+  and a mouth reenactment (:func:`reenact_mouth`) that leaves the rest of the face untouched.
 
 Each identity has its own face shape, skin tone, eyes, brows, nose, mouth, hair, background
 and lighting; each video its own motion (pose jitter, scale, small rotation). A fake is made
@@ -249,6 +251,31 @@ def swap_face(
     return np.clip(out, 0, 255)
 
 
+def mouth_mask(ident: Identity, softness: float) -> np.ndarray:
+    """Soft mask over the mouth and its surroundings only, as mouth reenactment blends it."""
+    m = np.zeros((CANVAS, CANVAS), np.float32)
+    _ellipse(m, 0.5, ident.mouth_y + 0.01, ident.mouth_w * 1.5, ident.lip_h * 2.5 + 0.05, (1.0,))
+    k = max(1, int(softness * CANVAS * 0.05)) * 2 + 1
+    return cv2.GaussianBlur(m, (k, k), 0)
+
+
+def reenact_mouth(target: Identity, target_img: np.ndarray, driven_img: np.ndarray,
+                  difficulty: float, style: dict, out_px: float = CANVAS) -> np.ndarray:
+    """The second manipulation family: the target's own face with only the mouth region
+    replaced by a driven one (another expression), generated at low resolution and upsampled
+    by pixel repetition (the periodic upsampling traces of a generator), slightly sharpened
+    and tinted. Nothing outside the mouth changes: a swap detector's cues (a foreign inner
+    face, its seam, misaligned eyes) are absent."""
+    factor = int(np.clip(round(style["resample"] ** -1 * 2), 2, 4))
+    low = max(8, int(min(CANVAS, out_px) / factor))
+    small = cv2.resize(driven_img, (low, low), interpolation=cv2.INTER_AREA)
+    up = cv2.resize(small, (CANVAS, CANVAS), interpolation=cv2.INTER_NEAREST)
+    sharp = up + (up - cv2.GaussianBlur(up, (0, 0), 1.0)) * (0.8 * (1.0 - difficulty) + 0.2)
+    sharp += style["tint"] * 1.5
+    mask = mouth_mask(target, style["softness"])[..., None]
+    return np.clip(target_img * (1 - mask) + sharp * mask, 0, 255)
+
+
 def fake_style(rng: np.random.Generator, difficulty: float) -> dict:
     """Artifact strengths of one fake video (or image); smaller at higher difficulty."""
     e = 1.0 - difficulty
@@ -304,10 +331,13 @@ def render_frames(
     height: int,
     rng: np.random.Generator,
     difficulty: float,
+    mouth: bool = False,
 ) -> list[np.ndarray]:
-    """Frames (BGR uint8) of one video: a moving face, swapped when ``donor`` is given."""
+    """Frames (BGR uint8) of one video: a moving face, swapped when ``donor`` is given, its
+    mouth reenacted (:func:`reenact_mouth`) when ``mouth``."""
     bg = background(target, width, height, rng)
-    style = fake_style(rng, difficulty) if donor is not None else None
+    style = fake_style(rng, difficulty) if donor is not None or mouth else None
+    drive = rng.uniform(0, 2 * np.pi) if mouth else 0.0
     size = min(width, height)
     base_scale = size * rng.uniform(0.8, 1.0)
     cx0, cy0 = width / 2 + rng.uniform(-0.1, 0.1) * width, height / 2 + rng.uniform(-0.05, 0.05) * height
@@ -325,6 +355,9 @@ def render_frames(
         if donor is not None:
             dface, _ = draw_face(donor, expression, blink)
             face = swap_face(target, face, donor, dface, rng, difficulty, style, scale)
+        elif mouth:  # the mouth follows another expression than the face around it
+            driven, _ = draw_face(target, 0.5 + 0.5 * np.sin(drive + speed[0] * t * 3), blink)
+            face = reenact_mouth(target, face, driven, difficulty, style, scale)
         angle = 6 * np.sin(phase[0] + speed[3] * t)
         frame = compose(bg, face, alpha, cx, cy, scale, angle)
         frames.append(_to_bgr8(degrade(frame, rng, blur, noise)))
@@ -359,26 +392,32 @@ def _pairs(n_ids: int, rng: np.random.Generator) -> tuple[int, int]:
 
 
 def generate_videos(source: dict, out_dir: Path) -> pd.DataFrame:
+    """``real/*.mp4`` and ``fake/*.mp4``; the fakes cycle through ``source.families``
+    (``swap``: a face swap, ``mouth``: mouth reenactment), named in the manipulation column."""
     rng = np.random.default_rng(source["seed"])
     idents = [sample_identity(rng) for _ in range(source["identities"])]
+    families = list(source.get("families") or ["swap"])
     rows = []
     for label, folder in ((0, "real"), (1, "fake")):
         (out_dir / folder).mkdir(parents=True, exist_ok=True)
         for i in range(source["videos_per_class"]):
             vrng = np.random.default_rng([source["seed"], label, i])
-            if label == 0:
+            family = families[i % len(families)] if label else ""
+            if label == 0 or family == "mouth":
                 t, d = i % len(idents), None
-                name = f"{t:03d}"
+                name = f"{t:03d}" if label == 0 else f"{t:03d}_mouth"
             else:
                 t, d = _pairs(len(idents), vrng)
                 name = f"{t:03d}_{d:03d}"
             name = f"{name}_{i:03d}"
             frames = render_frames(idents[t], None if d is None else idents[d], source["frames"],
-                                   source["width"], source["height"], vrng, source["difficulty"])
+                                   source["width"], source["height"], vrng, source["difficulty"],
+                                   mouth=family == "mouth")
             path = out_dir / folder / f"{name}.mp4"
             write_video(path, frames, source["fps"], source["jpeg_quality"])
             rows.append({"path": f"{folder}/{name}.mp4", "video_id": f"{folder}/{name}",
-                         "label": label, "split": "", "kind": "video", "group": f"id{t:03d}"})
+                         "label": label, "split": "", "kind": "video", "group": f"id{t:03d}",
+                         "manipulation": family})
     return pd.DataFrame(rows)
 
 
@@ -418,7 +457,7 @@ def generate_images(source: dict, out_dir: Path, name: str = "?") -> pd.DataFram
                 (d / name).write_bytes(buf.tobytes())
                 rows.append({"path": f"{split}/{folder}/{name}", "video_id": f"{split}/{folder}/{i:05d}",
                              "label": label, "split": split_names[split], "kind": "image",
-                             "group": f"id{t:03d}"})
+                             "group": f"id{t:03d}", "manipulation": "swap" if label else ""})
     return pd.DataFrame(rows)
 
 
@@ -426,7 +465,7 @@ def acquire(name: str, source: dict, out_dir: Path, seed: int = 0) -> pd.DataFra
     """Generate the dataset's files under ``out_dir`` and return their sources table."""
     defaults = {"kind": "videos", "identities": 24, "videos_per_class": 20, "images_per_class": 200,
                 "frames": 60, "width": 256, "height": 224, "fps": 25, "difficulty": 0.5,
-                "jpeg_quality": 85, "seed": seed}
+                "jpeg_quality": 85, "seed": seed, "families": ["swap"]}
     source = {**defaults, **{k: v for k, v in source.items() if k != "type"}}
     log.info("generating synthetic %s for %s under %s", source["kind"], name, out_dir)
     if source["kind"] == "images":
