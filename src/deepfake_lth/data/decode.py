@@ -67,11 +67,12 @@ def _open(av, path: Path, threads: int):
 
 def _read_pyav(av, path: Path, k: int, threads: int) -> Frames:
     container, stream = _open(av, path, threads)
-    with container:
-        count = int(stream.frames or 0)
-        if count <= 0:  # no count in the header: count the packets, without decoding
+    count = int(stream.frames or 0)
+    if count <= 0:  # no count in the header: count the packets (no decoding), then reopen
+        with container:
             count = sum(1 for p in container.demux(stream) if p.size)
-            container.seek(0)
+        container, stream = _open(av, path, threads)
+    with container:
         wanted = sample_indices(count, k)
         frames, indices, decoded = _decode_wanted(av, container, stream, wanted)
     if len(frames) == len(wanted) and frames:
