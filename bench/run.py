@@ -279,21 +279,34 @@ pass with fewer repeats and inputs.
 ## 1. Face extraction
 
 Frames per second of the extraction stage (`faces.extract_shard` with the real
-`FaceDetector`; 2 shards in 2 worker processes of one thread, as the workflow runs the extract
-jobs) against a naive baseline in the same script: decode every frame with OpenCV, keep 40
-evenly spaced, `MTCNN.detect` one frame at a time at full resolution (torch on 1 or 2
-threads, whichever a short probe finds faster). Demo input: synthetic videos at 192×160, 48
-frames, config.yaml's demo-videos face settings; 1080p input: the same generator at 1920×1080, 120 frames,
-config/paper.yaml's `faces` (`detect_max_side` 640).
+`FaceDetector`) on one process of 2 threads (torch and FFmpeg) and on 2 shards in 2 worker
+processes of one thread, as the workflow runs the extract jobs, against a naive baseline in
+the same script: decode every frame with OpenCV, keep 40 evenly spaced, `MTCNN.detect` one
+frame at a time at full resolution (torch on 1 or 2 threads, whichever a short probe finds
+faster). Demo input: synthetic videos at 192×160, 48 frames, config.yaml's demo-videos face
+settings. 1080p inputs: the same generator at 1920×1080, 300 frames, encoded as real footage
+is (`decode.write_h264`: libx264, CRF 23, 3 B-frames) with a keyframe every 12 frames
+(short GOP) or every 250 (long GOP, as FF++ c23 and DFDC clips), config/paper.yaml's `faces`
+(`detect_max_side` 640). The rendered faces have little texture, so these files are smaller
+than camera footage at the same CRF (0.4 MB with the long GOP, 1 MB with the short one) and
+cheaper to decode; both variants decode every frame, so on real clips, whose decoding weighs
+more, the speed-ups are lower. All figures are ratios of variants run interleaved in one run
+(`python bench/run.py`, or `python bench/extraction.py` for this section alone), each
+variant's fastest run counted.
 
 {_error_or_table(ext)}{_loads(ext)}
 
-The stage is fast because it detects on a copy downscaled to `detect_max_side` (boxes scaled
-back; the IoU column compares them with the baseline's full-resolution boxes on the same
-frames), batches MTCNN over the frames of a video on the CPU too (the same boxes), converts
-only the sampled frames from BGR (and seeks when they are sparse), and runs one process per
-shard rather than a team of threads: MTCNN's many small operations scale poorly with threads,
-and badly on a loaded machine.
+The second table reads the 40 sampled frames of each 1080p video (2 decoding threads) with
+the current reader (`decode.read_video_frames`: one sequential decode with PyAV, only the
+sampled frames converted), with the previous one (OpenCV seeking to each sampled frame in a
+video of more than 160 frames: on a long GOP every seek decodes again from the keyframe), and
+decodes every frame once without converting any (PyAV, OpenCV); the ratios divide by the
+faster of the two decodes. The stage is fast because it decodes each video once, decodes the
+next video on a thread while MTCNN runs, detects on a copy downscaled to `detect_max_side`
+(boxes scaled back; the IoU column compares them with the baseline's full-resolution boxes on
+the same frames), batches MTCNN over the frames of a video on the CPU too (the same boxes),
+and runs one process per shard rather than a team of threads: MTCNN's many small operations
+scale poorly with threads, and badly on a loaded machine.
 
 ## 2. Masked training
 

@@ -42,7 +42,7 @@ rule extract_faces:
     """Sample frames_per_video frames of each video of one shard and crop the face with MTCNN."""
     input:
         sources=f"{RESOURCES}/{{dataset}}/sources.csv",
-        code=code("data/faces.py", "data/acquire/__init__.py"),
+        code=code("data/faces.py", "data/decode.py", "data/acquire/__init__.py"),
     output:
         npy=f"{RESULTS}/{{dataset}}/faces/shards/shard{{shard}}.npy",
         csv=f"{RESULTS}/{{dataset}}/faces/shards/shard{{shard}}.csv",

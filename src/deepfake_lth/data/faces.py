@@ -10,7 +10,7 @@ Per-file status, as written to ``extraction_log.csv``:
 ==========  ===============================================================================
 ok          faces cropped; a video gives exactly ``frames_per_video`` crops
 empty       a zero-byte file
-unreadable  not a video/image OpenCV can decode (corrupt, truncated, a text file named .mp4)
+unreadable  not a video/image FFmpeg (PyAV, OpenCV) can decode (corrupt, a text file named .mp4)
 too_short   fewer than ``min_frames`` readable frames
 no_face     MTCNN found a face in fewer than half of the sampled frames (or none in an image),
             also after retrying the frames without one at larger sizes
@@ -36,12 +36,14 @@ import json
 import logging
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from deepfake_lth.data.decode import read_video_frames, sample_indices  # noqa: F401
 from deepfake_lth.data.media import VIDEO_EXTS
 
 log = logging.getLogger(__name__)
@@ -73,79 +75,6 @@ class FaceSpec:
         if "thresholds" in kw:
             kw["thresholds"] = tuple(kw["thresholds"])
         return cls(**kw)
-
-
-def sample_indices(n_frames: int, k: int) -> list[int]:
-    """``k`` evenly spaced frame indices of ``n_frames`` (all of them when fewer)."""
-    if n_frames <= 0:
-        return []
-    if n_frames <= k:
-        return list(range(n_frames))
-    return [round(x) for x in np.linspace(0, n_frames - 1, k)]
-
-
-def read_video_frames(path: Path, k: int) -> tuple[list[np.ndarray], list[int], int]:
-    """Up to ``k`` evenly spaced RGB frames, their indices, and how many frames were read.
-
-    Seeks to the sampled frames when they are sparse in a long video (the container's frame
-    count is used); decodes sequentially, grabbing without converting the frames it skips,
-    when they are dense or the count is unknown.
-    """
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        return [], [], 0
-    try:
-        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-        if count > 0:
-            wanted = sample_indices(count, k)
-            if count > 4 * k:  # sparse: seek to each sampled frame
-                frames, indices = _read_by_seeking(cap, wanted)
-                if len(frames) == len(wanted):
-                    return frames, indices, count
-                cap.release()
-                cap = cv2.VideoCapture(str(path))
-            frames, indices, n = _read_sequential(cap, wanted)
-            if len(frames) == len(wanted):
-                return frames, indices, count
-            cap.release()
-            cap = cv2.VideoCapture(str(path))
-        # the container's frame count is missing or wrong: count by grabbing, then sample
-        n = 0
-        while cap.grab():
-            n += 1
-        cap.release()
-        if n == 0:
-            return [], [], 0
-        cap = cv2.VideoCapture(str(path))
-        frames, indices, _ = _read_sequential(cap, sample_indices(n, k))
-        return frames, indices, n
-    finally:
-        cap.release()
-
-
-def _read_by_seeking(cap, wanted: list[int]) -> tuple[list[np.ndarray], list[int]]:
-    frames, indices = [], []
-    for idx in wanted:
-        cap.set(cv2.CAP_PROP_POS_FRAMES, idx)
-        ok, frame = cap.read()
-        if ok and frame is not None:
-            frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-            indices.append(idx)
-    return frames, indices
-
-
-def _read_sequential(cap, wanted: list[int]) -> tuple[list[np.ndarray], list[int], int]:
-    """Decode up to the last wanted frame, converting only the wanted ones."""
-    wanted_set, frames, indices, idx = set(wanted), [], [], 0
-    last = wanted[-1] if wanted else -1
-    while idx <= last and cap.grab():
-        if idx in wanted_set:
-            ok, frame = cap.retrieve()
-            if ok and frame is not None:
-                frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-                indices.append(idx)
-        idx += 1
-    return frames, indices, idx
 
 
 def read_image(path: Path) -> np.ndarray | None:
@@ -262,9 +191,22 @@ def center_box(img: np.ndarray) -> np.ndarray:
     return np.array([0, 0, w, h], dtype=np.float32)
 
 
+def load_media(path: Path, kind: str, spec: FaceSpec, threads: int = 0):
+    """The sampled frames of one file, as ``(frames, indices, frames_read)``; an exception
+    is returned, not raised (a reader thread hands it to ``extract_file``)."""
+    try:
+        if kind == "video":
+            return read_video_frames(path, spec.frames_per_video, threads)
+        img = read_image(path)
+        return ([img], [0], 1) if img is not None else ([], [], 0)
+    except Exception as exc:  # noqa: BLE001 - reported as unreadable by extract_file
+        return exc
+
+
 def extract_file(row: dict, path: Path, spec: FaceSpec, detector: FaceDetector | None,
-                 kind: str) -> tuple[list[np.ndarray], list[dict], dict]:
-    """Crops, crop rows and the log row of one source file. Never raises on bad input."""
+                 kind: str, media=None) -> tuple[list[np.ndarray], list[dict], dict]:
+    """Crops, crop rows and the log row of one source file. Never raises on bad input.
+    ``media``: what ``load_media`` returned for the file (read ahead), else read here."""
     entry = {"source": row["path"], "video_id": row["video_id"], "label": row["label"],
              "status": "ok", "frames_read": 0, "faces": 0, "upscaled": 0, "message": ""}
 
@@ -278,18 +220,17 @@ def extract_file(row: dict, path: Path, spec: FaceSpec, detector: FaceDetector |
     if path.stat().st_size == 0:
         return fail("empty", "zero-byte file")
     try:
+        media = load_media(path, kind, spec) if media is None else media
+        if isinstance(media, Exception):
+            raise media
+        frames, indices, entry["frames_read"] = media
         if kind == "video":
-            frames, indices, n_read = read_video_frames(path, spec.frames_per_video)
-            entry["frames_read"] = n_read
-            if n_read == 0:
-                return fail("unreadable", "OpenCV could not decode any frame")
+            if entry["frames_read"] == 0:
+                return fail("unreadable", "FFmpeg could not decode any frame")
             if len(frames) < spec.min_frames:
                 return fail("too_short", f"{len(frames)} readable frames < min_frames {spec.min_frames}")
-        else:
-            img = read_image(path)
-            if img is None:
-                return fail("unreadable", "not an image OpenCV can decode")
-            frames, indices, entry["frames_read"] = [img], [0], 1
+        elif not frames:
+            return fail("unreadable", "not an image OpenCV can decode")
         if detector is None:
             boxes: list = [center_box(f) for f in frames]
             detected = [True] * len(frames)
@@ -318,9 +259,28 @@ def extract_file(row: dict, path: Path, spec: FaceSpec, detector: FaceDetector |
     return crops, rows, entry
 
 
+def read_ahead(files: list[tuple[dict, Path, str]], spec: FaceSpec, threads: int = 0):
+    """``(file, media)`` per file, the next file decoded on a thread while the caller
+    detects faces in the current one (FFmpeg and torch release the GIL)."""
+    def load(item):
+        _, path, kind = item
+        if not path.is_file() or path.stat().st_size == 0:
+            return None  # extract_file reports it
+        return load_media(path, kind, spec, threads)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as pool:
+        pending = pool.submit(load, files[0]) if files else None
+        for i, item in enumerate(files):
+            media = pending.result()
+            pending = pool.submit(load, files[i + 1]) if i + 1 < len(files) else None
+            yield item, media
+
+
 def extract_shard(sources_csv: Path, dataset_dir: Path, shard: int, shards: int, spec: FaceSpec,
-                  detect: bool | None, out_prefix: Path, device: str = "cpu") -> dict:
-    """Extract the faces of one shard; returns counts. Writes ``{prefix}.npy|.csv|.log.csv``."""
+                  detect: bool | None, out_prefix: Path, device: str = "cpu",
+                  threads: int = 0) -> dict:
+    """Extract the faces of one shard; returns counts. Writes ``{prefix}.npy|.csv|.log.csv``.
+    ``threads``: FFmpeg decoding threads (0: one per core); decoding overlaps detection."""
     from tqdm import tqdm
 
     from deepfake_lth.data.acquire import read_sources, resolve
@@ -342,12 +302,15 @@ def extract_shard(sources_csv: Path, dataset_dir: Path, shard: int, shards: int,
     crop_rows: list[dict] = []
     log_rows: list[dict] = []
     t0, n_frames = time.time(), 0
-    for _, row in tqdm(list(mine.iterrows()), desc=f"shard {shard}/{shards}", mininterval=5,
-                       disable=None):
-        row = row.to_dict()
+    files = []
+    for row in mine.to_dict("records"):
         kind = row["kind"] or ("video" if Path(row["path"]).suffix.lower() in VIDEO_EXTS else "image")
+        files.append((row, resolve(row["path"], dataset_dir), kind))
+    for (row, path, kind), media in tqdm(read_ahead(files, spec, threads), total=len(files),
+                                         desc=f"shard {shard}/{shards}", mininterval=5,
+                                         disable=None):
         det = detector if (kind == "video" or detect is not False) else None
-        crops, rows, entry = extract_file(row, resolve(row["path"], dataset_dir), spec, det, kind)
+        crops, rows, entry = extract_file(row, path, spec, det, kind, media)
         for c, r in zip(crops, rows):
             store[len(crop_rows)] = c
             crop_rows.append(r)
@@ -392,7 +355,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=os.environ.get("DLTH_DEVICE") or "auto",
                         help="auto | cpu | cuda | cuda:N for MTCNN (default: $DLTH_DEVICE, which "
                         "the workflow sets from the config's device, else auto)")
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU threads for torch (MTCNN) and for FFmpeg's decoding")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -406,5 +370,5 @@ def run(args: argparse.Namespace) -> int:
     detect = {"auto": None, "yes": True, "no": False}[args.detect]
     sources = Path(args.sources)
     extract_shard(sources, sources.parent, args.shard, args.shards, spec, detect, Path(args.out),
-                  device)
+                  device, threads=args.threads)
     return 0

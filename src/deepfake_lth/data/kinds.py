@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-VIDEO_LAYOUTS = ("faceforensics", "celebdf")
+VIDEO_LAYOUTS = ("faceforensics", "celebdf", "dfdc")
 IMAGE_LAYOUTS = ("openforensics",)
 
 
@@ -41,7 +41,7 @@ def dataset_kind(config: Mapping[str, Any], dataset: str,
     """``images`` or ``videos``: the dataset's explicit ``kind`` in the config; else what was
     acquired (``resources/{dataset}/sources.csv``: video files, or frame images grouped into
     videos, make a video set); else the synthetic generator's kind or a known layout
-    (openforensics: images; faceforensics, celebdf, or any layout with ``group_regex``:
+    (openforensics: images; faceforensics, celebdf, dfdc, or any layout with ``group_regex``:
     videos); None when nothing says."""
     cfg = (config.get("datasets") or {}).get(dataset) or {}
     if cfg.get("kind") in ("images", "videos"):

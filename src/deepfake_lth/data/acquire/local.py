@@ -22,6 +22,8 @@ Layouts (``source.layout``):
     the split of the pair ``{071, 054}``. Without them ``split`` is left empty and ``group``
     joins each fake with both videos it was made from (``054_071``), so that pack's seeded
     split by group never separates a fake from its original videos.
+``dfdc``
+    The DFDC training set, ``dfdc_train_part_*/metadata.json`` (see ``acquire.dfdc``).
 ``celebdf``
     Celeb-DF (v2): ``Celeb-real``, ``YouTube-real`` (label 0) and ``Celeb-synthesis``
     (label 1). Videos in ``List_of_testing_videos.txt`` get split ``test``; all others an
@@ -41,11 +43,12 @@ from pathlib import Path
 import pandas as pd
 
 from deepfake_lth.core.errors import UserError
+from deepfake_lth.data.acquire.dfdc import DFDC_HELP, list_dfdc
 from deepfake_lth.data.media import IMAGE_EXTS, VIDEO_EXTS
 
 log = logging.getLogger(__name__)
 
-LAYOUTS = ("folders", "openforensics", "faceforensics", "celebdf")
+LAYOUTS = ("folders", "openforensics", "faceforensics", "celebdf", "dfdc")
 REAL_NAMES = ("real", "original", "originals", "pristine")
 FAKE_NAMES = ("fake", "manipulated", "deepfake", "deepfakes", "synthesis")
 SPLIT_NAMES = {
@@ -67,6 +70,7 @@ LAYOUT_HELP = {
     "faceforensics": "original_sequences/youtube/<compression>/videos/*.mp4 and "
     "manipulated_sequences/<method>/<compression>/videos/XXX_YYY.mp4",
     "celebdf": "Celeb-real/, Celeb-synthesis/, YouTube-real/ and List_of_testing_videos.txt",
+    "dfdc": DFDC_HELP,
 }
 
 
@@ -123,6 +127,8 @@ def list_layout(
             originals=options.get("originals", "youtube"),
             split_dir=options.get("split_dir"),
         )
+    elif layout == "dfdc":
+        table = list_dfdc(root)
     else:
         table = list_celebdf(root, test_list=options.get("test_list"))
     if table.empty:
