@@ -130,7 +130,8 @@ def test_paper_preset_on_1_and_8_gpus(capsys):
     out = capsys.readouterr().out
     rows = re.findall(r"^\s+(\d+)\s+([\d.]+) (h|min)\s+([\d.]+) (h|min)", out, re.M)
     assert [int(r[0]) for r in rows] == [1, 8], out
-    assert "critical path (13 jobs" in out and "train_dense(dataset=openforensics, model=xception" in out
+    assert re.search(r"critical path \(\d+ jobs", out), out
+    assert "train_dense(dataset=openforensics, model=xception" in out
     args = build_parser(argv).parse_args(argv)
     jobs, (one, eight) = plan_time.plan(args)
     length, path, _ = plan_time.critical_path(jobs)

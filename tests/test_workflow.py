@@ -312,12 +312,14 @@ def test_killed_extraction_resumes_without_redoing_finished_shards(tmp_path):
     cfg = study_config.read_yaml(work / "config" / "smoke.yaml")
     cfg["datasets"] = {"smoke-videos": {**cfg["datasets"]["smoke-videos"], "shards": 3}}
     cfg["transfer"]["pairs"] = []
+    cfg["generalisation"] = []  # it scores smoke-images, not in this config
     (work / "config" / "kill.yaml").write_text(yaml.safe_dump(cfg))
     target = "results/smoke-videos/faces/manifest.csv"
     shards = work / "results" / "smoke-videos" / "faces" / "shards"
     cmd = [*SMK[:3], "--workflow-profile", "none", "--cores", "1", target,
            "--configfile", "config/kill.yaml"]
-    proc = subprocess.Popen(cmd, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    log = (tmp_path / "kill.log").open("wb")
+    proc = subprocess.Popen(cmd, cwd=work, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     deadline = time.time() + 600
 
@@ -325,9 +327,12 @@ def test_killed_extraction_resumes_without_redoing_finished_shards(tmp_path):
         return bool(list(shards.glob("shard*.npy"))) and bool(list(shards.glob("shard*.npy.tmp")))
 
     while not second_shard_started() and time.time() < deadline:
+        # the run must still be going: one that ended (a config error) fails here, not at 600 s
+        assert proc.poll() is None, (tmp_path / "kill.log").read_text()[-2000:]
         time.sleep(0.1)
     os.killpg(proc.pid, signal.SIGKILL)  # kill -9 the run and its jobs mid-way
     proc.wait()
+    log.close()
     assert list(shards.glob("shard*.npy")), "no shard finished before the kill"
     assert not (work / target).exists()
     finished = {p.name: p.stat().st_mtime_ns for p in shards.glob("shard*.npy")}
