@@ -387,6 +387,8 @@ def to_onnx(model: nn.Module, path: str | Path, input_size: int, opset: int | No
     model = model.cpu().eval()
     example = (torch.zeros(2, 3, input_size, input_size),)
     dynamo = importlib.util.find_spec("onnxscript") is not None
+    # the exporter's graph passes log each step at INFO: nothing a user acts on
+    logging.getLogger("onnx_ir").setLevel(logging.WARNING)
     # the batch axis is dynamic: torch.export's dynamic_shapes for the dynamo exporter (its
     # current API), dynamic_axes for the TorchScript one
     batch = (
