@@ -15,8 +15,8 @@ frames, encoded as cameras and video sites encode (``decode.write_h264``: H.264,
 - stage: ``faces.extract_shard`` with the real ``FaceDetector`` (one sequential decode per
   video with only the sampled frames converted, the next video decoded on a thread while
   MTCNN runs, detection on a copy downscaled to ``detect_max_side``, batched), on one process
-  of 2 threads (torch and FFmpeg) and over 2 shards in 2 worker processes of one thread each,
-  as the workflow runs the extract jobs. The workers are started and warmed up (imports,
+  of 2 threads (torch and FFmpeg), as one extract job of the workflow runs, and over 2 shards
+  in 2 worker processes of one thread each. The workers are started and warmed up (imports,
   MTCNN weights) before the clock starts, as the baseline's imports are.
 - reading: the 40 sampled frames of each long-GOP video with ``decode.read_video_frames``,
   with the reader the project had before (OpenCV, seeking to each sampled frame in a video of

@@ -53,7 +53,9 @@ rule extract_faces:
         f"{BENCH}/extract_faces/{{dataset}}-shard{{shard}}.tsv"
     conda:
         CONDA_ENV
-    threads: 1
+    # torch and FFmpeg on two threads (BENCHMARKS.md §1: one such process 5.3x the naive
+    # script on long-GOP 1080p); Snakemake gives fewer where --cores has fewer
+    threads: 2
     params:
         spec=lambda w: as_json(crop_spec(w)),
         shards=lambda w: dataset_cfg(w)["shards"],
