@@ -15,6 +15,7 @@ from test_stages import SPEC, write_faces
 from deepfake_lth import cli, stages
 from deepfake_lth.analysis import generalisation as gen
 from deepfake_lth.core.errors import ConfigError
+from deepfake_lth.pruning import methods
 from deepfake_lth.stages.spec import parse_spec
 from deepfake_lth.training.scoring import equal_error_rate
 from deepfake_lth.workflow import config as study_config
@@ -121,6 +122,8 @@ def test_planning_and_config_checks():
     to_videos = gen.cross_levels(smoke, "smoke-videos", "mesonet", 0)
     transferred = [lv.path.as_posix() for lv in to_videos if "/transfer/" in lv.path.as_posix()]
     assert not any("/transfer/" in lv.path.as_posix() for lv in to_videos[:9])  # own runs first
+    assert methods.parse_transfer_method(smoke, "dense-finetuned") == ("dense-finetuned", 0.0)
+    assert methods.parse_transfer_method(smoke, "imp-global-sparsity20")[0] == "imp-global"
     pair = "results/transfer/smoke-images-to-smoke-videos/mesonet/seed0/"
     assert transferred[:2] == [pair + "dense-finetuned", pair + "imp-global-sparsity20"]
     assert len(transferred) == 5 and not any(t.endswith("/dense") for t in transferred)

@@ -256,8 +256,8 @@ def _claim_gradcam(deltas) -> Claim:
                 faces += len(d)
         if not per_seed:
             continue
-        se = 0.0 if len(per_seed) < 2 else math.nan
-        diff = values_diff(per_seed, se, None, "mean increase per seed")
+        # faces are paired within a seed; the interval is over seeds (one seed: not judged)
+        diff = values_diff(per_seed, 0.0, None, "mean increase per seed")
         comparisons.append(superiority(
             f"{model} on {dataset} ({method_label(method)}): the concentration changes by "
             f"{diff.mean:+.3f} from 0 to {100 * hi:.0f} % sparsity over {faces} faces "

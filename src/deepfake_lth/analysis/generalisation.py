@@ -75,8 +75,7 @@ def cross_levels(config: Mapping[str, Any], dataset: str, model: str,
         base = (Path(config["results"]) / "transfer" / f"{pair['from']}-to-{dataset}" / model
                 / f"seed{seed}")
         for name in methods.transfer_methods(config)[1:]:
-            sparsity = (0.0 if name == methods.DENSE_FINETUNED
-                        else methods.parse_transfer_method(config, name)[1])
+            sparsity = methods.parse_transfer_method(config, name)[1]
             out.append(methods.Level(name, sparsity, base / name, 0))
     return out
 

@@ -333,7 +333,10 @@ def transfer_methods(config: Mapping[str, Any]) -> list[str]:
 
 
 def parse_transfer_method(config: Mapping[str, Any], name: str) -> tuple[str, float]:
-    """``imp-global-sparsity59`` -> (``imp-global``, 0.59…): the source method and its sparsity."""
+    """``imp-global-sparsity59`` -> (``imp-global``, 0.59…): the source method and its sparsity;
+    the two dense folders (``dense``, ``dense-finetuned``) -> (name, 0.0)."""
+    if name in ("dense", DENSE_FINETUNED):
+        return name, 0.0
     method, _, p = name.rpartition("-sparsity")
     for s in config["transfer"]["sparsities"]:
         level = transfer_level(config, method, s)
