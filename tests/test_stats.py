@@ -259,21 +259,6 @@ def test_holm_and_judge() -> None:
 # --------------------------------------------------------------------------- decisions
 
 
-def test_decide_and_verdict() -> None:
-    assert stats.decide([0.03, 0.04, 0.035]) == stats.GREATER
-    assert stats.decide([-0.03, -0.04, -0.035]) == stats.LESS
-    assert stats.decide([0.05, -0.04, 0.01]) == stats.TIE
-    assert stats.decide([0.05], se_single=0.02) == stats.GREATER  # 0.05 > 1.96 · 0.02
-    assert stats.decide([0.03], se_single=0.02) == stats.TIE
-    assert stats.decide([-0.05], se_single=0.02) == stats.LESS
-    assert stats.decide([0.05]) == stats.TIE  # one seed, no SE: nothing to decide
-    assert stats.decide([]) == stats.TIE
-    assert stats.verdict([stats.GREATER, stats.GREATER]) == stats.HOLDS
-    assert stats.verdict([stats.GREATER, stats.TIE]) == stats.UNCLEAR
-    assert stats.verdict([stats.GREATER, stats.LESS]) == stats.FAILS
-    assert stats.verdict([]) == stats.NOT_RUN
-
-
 def claims_by_text(claims) -> dict[str, claims_mod.Claim]:
     return {c.text.split(" (")[0]: c for c in claims}
 

@@ -11,7 +11,8 @@ the run's predictions.csv), so it is testable without a results tree.
 * :func:`estimate_diff`: the difference of two networks' accuracies with a standard error
   whose unit is the test *image* on an image set and the test *video* on a video set (the
   frames of one video are strongly correlated, so they are not independent draws);
-* :func:`decide`, :func:`verdict`: the outcome of one comparison, and of a claim.
+* :func:`judge`: a claim's verdict from its comparisons (95 % intervals, Holm, two or more
+  seeds).
 
 Winning tickets and calibration flags are in :mod:`deepfake_lth.analysis.tickets`, the paper's claims
 and their verdicts in :mod:`deepfake_lth.analysis.claims`.
@@ -217,62 +218,12 @@ def paired_comparisons(runs, method_a: str, method_b: str, value: str = "test_ac
 # --------------------------------------------------------------------------- decisions
 
 GREATER, LESS, TIE = "greater", "less", "unclear"
-WORDS = {GREATER: "for", LESS: "against", TIE: "undecided"}  # an outcome in the evidence
-
-
-def decide(diffs: Sequence[float], se_single: float = math.nan) -> str:
-    """Whether A − B (per-seed differences ``diffs``) is positive, negative or undecided:
-    with two or more seeds by the 95 % t-interval of the mean difference (it excludes 0);
-    with one seed by |d| > 1.96 · ``se_single`` (the binomial SE of the difference)."""
-    d = finite(diffs)
-    if len(d) >= 2:
-        ci = mean_ci(d)
-        if ci.low > 0:
-            return GREATER
-        if ci.high < 0:
-            return LESS
-        return TIE
-    if len(d) == 1 and np.isfinite(se_single) and se_single > 0:
-        if d[0] > Z * se_single:
-            return GREATER
-        if d[0] < -Z * se_single:
-            return LESS
-    elif len(d) == 1 and se_single == 0 and d[0] != 0:
-        return GREATER if d[0] > 0 else LESS
-    return TIE
-
-
-def verdict(outcomes: Sequence[str]) -> str:
-    """holds: A > B in every comparison; does not hold: B > A in at least one; not enough
-    evidence: some comparison is undecided; not run: nothing to compare."""
-    if not outcomes:
-        return NOT_RUN
-    if any(o == LESS for o in outcomes):
-        return FAILS
-    if all(o == GREATER for o in outcomes):
-        return HOLDS
-    return UNCLEAR
 
 
 def se_diff(pa: float, pb: float, n: float) -> float:
     """Binomial SE of the difference of two accuracies on the same n faces (as if
     independent; their positive correlation makes the true SE smaller)."""
     return math.hypot(binomial_se(pa, n), binomial_se(pb, n))
-
-
-def fmt_diff(d: Sequence[float], unit: float = 100.0, what: str = "pp") -> str:
-    v = finite(d)
-    if not len(v):
-        return "no data"
-    ci = mean_ci(v)
-    text = f"{unit * ci.mean:+.1f} {what}"
-    if ci.n >= 2:
-        text += f" [{unit * ci.low:+.1f}, {unit * ci.high:+.1f}] over {ci.n} seeds"
-    else:
-        text += " (one seed)"
-    return text
-
-
 
 
 # --------------------------------------------------------------------------- test units
@@ -456,18 +407,6 @@ def estimate_diff(runs, dataset: str, model: str, a: str, b: str,
     return Diff(float(d_seed[0]), float(np.mean(ses)), Z, 1,
                 f"one seed, binomial over {n:.0f} test images" if np.isfinite(n)
                 else "one seed and an unknown test-set size: no standard error")
-
-
-def decide_values(values: Sequence[float], se_unit: float, kind: str | None) -> str:
-    """Whether per-seed ``values`` lie above or below 0: on a video set by ± 1.96 of
-    √(se_unit² + variance over seeds / seeds) (``se_unit``: the binomial SE over the test
-    videos), otherwise by :func:`decide` (t-interval over seeds; one seed: ± 1.96 se_unit)."""
-    v = finite(values)
-    if kind != "videos" or not len(v):
-        return decide(v, se_unit)
-    seed_var = float(v.var(ddof=1)) / len(v) if len(v) >= 2 else 0.0
-    se = math.sqrt((se_unit if np.isfinite(se_unit) else 0.0) ** 2 + seed_var)
-    return Diff(float(v.mean()), se if se > 0 or len(v) >= 2 else math.nan, Z, len(v), "").outcome
 
 
 # --------------------------------------------------------------------------- verdicts

@@ -20,7 +20,6 @@ from deepfake_lth.analysis.stats import (
     GREATER,
     MARGIN,
     NEAR,
-    TIE,
     Diff,
     Z,
     binomial_se,
@@ -202,10 +201,3 @@ def unpaired_diff(a: np.ndarray, b: np.ndarray, se_a: float, se_b: float,
         return Diff(diff, se, float(stats.t.ppf(0.975, n - 1)), n,
                     f"Welch over {len(a)} and {len(b)} seeds", float(n - 1))
     return Diff(diff, math.hypot(se_a, se_b), Z, n, "one seed, binomial")
-
-
-def decide_unpaired(a: np.ndarray, b: np.ndarray, se_a: float, se_b: float,
-                    videos: bool = False) -> str:
-    """The outcome (greater, less, unclear) of :func:`unpaired_diff`."""
-    d = unpaired_diff(a, b, se_a, se_b, videos)
-    return d.outcome if np.isfinite(d.se) else TIE
