@@ -224,10 +224,12 @@ def speed_on_demo(repeats: int) -> dict:
     from deepfake_lth.models import build_model
     from deepfake_lth.training.evaluate import evaluate
     from deepfake_lth.training.fit import fit
+    from deepfake_lth.training.hparams import TrainingHparams
 
     torch.set_num_threads(1)
-    kw = {"input_size": 64, "lr": 3e-3, "batch_size": 16, "max_epochs": 2, "patience": 3,
-          "amp": False, "device": "cpu", "seed": 0}
+    hp = TrainingHparams.from_dict({"lr": 3e-3, "batch_size": 16, "max_epochs": 2,
+                                    "patience": 3, "amp": False})
+    kw = {"input_size": 64, "device": "cpu", "seed": 0}
     # "streaming": fit's default on the CPU (no read-ahead thread); "streaming_prefetch": the
     # next batch read on a background thread (the default on CUDA)
     times: dict[str, list[float]] = {"streaming": [], "streaming_prefetch": [], "in_ram": []}
@@ -245,7 +247,7 @@ def speed_on_demo(repeats: int) -> dict:
                 model = build_model("mesonet", input_size=64)
                 train, val, test = splits[name]
                 t0 = time.perf_counter()
-                fit(model, train, val, prefetch=prefetch[name], **kw)
+                fit(model, train, val, hp, prefetch=prefetch[name], **kw)
                 evaluate(model, test, 64, "cpu", 256, prefetch=prefetch[name])
                 if r:
                     times[name].append(time.perf_counter() - t0)

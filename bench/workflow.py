@@ -222,10 +222,10 @@ def job_breakdown(faces: str, out: str) -> dict:
     import deepfake_lth.models  # noqa: F401
 
     mark("import the model registry")
-    from deepfake_lth import stages
+    from deepfake_lth.stages.dense import train_dense
 
     mark("import the stage code")
-    stages.train_dense(faces, out, "mesonet", 0, _TINY_SPEC)
+    train_dense(faces, out, "mesonet", 0, _TINY_SPEC)
     mark("train_dense (model, data, training, evaluation, files)")
     result, prev = {}, t0
     for name, t in marks:

@@ -9,25 +9,26 @@ from pathlib import Path
 
 from deepfake_lth import cli
 from deepfake_lth.models.registry import MODELS
-from deepfake_lth.pruning import methods
 from deepfake_lth.pruning.criteria import CRITERIA
+from deepfake_lth.stages import methods
 from deepfake_lth.workflow import config
 
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "src" / "deepfake_lth"
 MAX_LINES = 600
-MAX_TRAINING_FUNCTION_LINES = 80
+MAX_FUNCTION_LINES = 80
 # The layers, bottom to top (docs/ARCHITECTURE.md): a module imports its own package and
 # packages of a lower layer only. Packages on one layer do not import each other.
 LAYERS = {
     "core": 0,
     "models": 1, "data": 1,
     "pruning": 2,
-    "training": 3, "workflow": 3,
+    "training": 3,
     "stages": 4,
-    "analysis": 5, "deploy": 5,
-    "report": 6,
-    "cli": 7, "__main__": 8,
+    "workflow": 5,
+    "analysis": 6, "deploy": 6,
+    "report": 7,
+    "cli": 8, "__main__": 9,
 }
 # the only modules beside the packages in src/deepfake_lth/
 TOP_LEVEL_MODULES = {"__init__", "__main__", "cli"}
@@ -150,14 +151,19 @@ def test_the_layer_check_sees_an_upward_import(tmp_path):
     assert LAYERS[_layer(mod)] > LAYERS[_layer("deepfake_lth.training.fit")]
 
 
-def test_no_function_in_training_is_over_the_size_limit():
+# split on their own branches (the data layouts, the compression work), merged next
+SPLIT_ELSEWHERE = {"data/pack.py:pack", "deploy/export.py:pack_ticket"}
+
+
+def test_no_function_in_src_is_over_the_size_limit():
     long = []
-    for path in (PKG / "training").glob("*.py"):
+    for path in PKG.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 n = node.end_lineno - node.lineno + 1
-                if n > MAX_TRAINING_FUNCTION_LINES:
-                    long.append(f"{path.name}:{node.name} {n} lines")
+                name = f"{path.relative_to(PKG)}:{node.name}"
+                if n > MAX_FUNCTION_LINES and name not in SPLIT_ELSEWHERE:
+                    long.append(f"{name} {n} lines")
     assert long == []
 
 
@@ -176,18 +182,23 @@ def test_schema_names_come_from_the_registries():
     raw = (ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text()
     for name in [*MODELS, *methods.CONTROLS]:  # never spelt in the schema itself
         assert not re.search(rf"enum: \[[^\]]*\b{re.escape(name)}\b", raw), name
-    assert raw.count("x-registry: criteria") == 4  # prune, oneshot, step_sizes, distill criteria
+    assert raw.count("x-registry: criteria") == 4  # prune, oneshot, step_sizes, kd criteria
     pattern = props["separability"]["properties"]["methods"]["items"]["pattern"]
     for ok in ("imp-global", "oneshot-local", "snip", "control-random-prune-trained"):
         assert re.fullmatch(pattern, ok)
     assert not re.fullmatch(pattern, "imp-nonsense")
 
 
-def test_every_family_has_its_stage_and_rule():
-    rules = "\n".join(p.read_text() for p in (ROOT / "workflow" / "rules").glob("*.smk"))
+def test_every_family_has_its_stage_and_one_rule_of_its_own():
+    rules = [f.rule for f in methods.FAMILIES]
+    assert len(rules) == len(set(rules))
     for fam in methods.FAMILIES:
-        assert fam.stage in cli.COMMANDS, fam.name
-        assert re.search(rf"^rule {fam.rule}:", rules, re.M), fam.rule
+        assert cli.COMMANDS[fam.stage][0] == fam.module, fam.name
+        assert fam.module == f"deepfake_lth.stages.{fam.module.rpartition('.')[2]}"
+    # the training rules are generated from the registry: no rule spells a family's name
+    smk = "\n".join(p.read_text() for p in (ROOT / "workflow" / "rules").glob("*.smk"))
+    for fam in methods.FAMILIES:
+        assert not re.search(rf"^rule {fam.rule}:", smk, re.M), fam.rule
 
 
 def test_every_method_name_has_exactly_one_family():
@@ -215,17 +226,20 @@ def test_every_cli_argument_has_help_text():
 
 
 def test_stage_defaults_are_the_schemas():
-    """One source of each default: the stage spec and the GraSP temperature read the schema's."""
-    from deepfake_lth.pruning.saliency import GRASP_TEMPERATURE
-    from deepfake_lth.stages.pai import prune_at_init
+    """One source of each default: the stage spec and the SNIP/GraSP settings read the
+    schema's."""
+    import inspect
+
+    from deepfake_lth.stages.prune_init import prune_at_init
     from deepfake_lth.stages.spec import parse_spec
 
     schema = config.load_schema()["properties"]
     spec = parse_spec({})
     for key, prop in schema["train"]["properties"].items():
-        assert spec["train"][key] == prop.get("default"), key
-    assert spec["prune"]["rate"] == schema["prune"]["properties"]["rate"]["default"]
-    assert spec["prune"]["rewind"] == schema["prune"]["properties"]["rewind"]["default"]
-    pai = schema["prune_at_init"]["properties"]
-    assert pai["temperature"]["default"] == GRASP_TEMPERATURE
-    assert prune_at_init.__kwdefaults__["temperature"] == GRASP_TEMPERATURE
+        assert getattr(spec.train, key) == prop.get("default"), key
+    assert spec.prune.rate == schema["prune"]["properties"]["rate"]["default"]
+    assert spec.prune.rewind == schema["prune"]["properties"]["rewind"]["default"]
+    assert spec.kd.temperature == schema["kd"]["properties"]["temperature"]["default"]
+    # no second copy: the stage's keyword defaults defer to the schema
+    params = inspect.signature(prune_at_init).parameters
+    assert params["batches"].default is None and params["temperature"].default is None

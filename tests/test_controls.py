@@ -19,9 +19,13 @@ import pytest
 import torch
 from test_stages import SPEC, check_ticket, write_faces
 
-from deepfake_lth import cli, stages
+from deepfake_lth import cli
 from deepfake_lth.core.errors import UserError
-from deepfake_lth.pruning import checkpoints, methods, plan
+from deepfake_lth.pruning import checkpoints, plan
+from deepfake_lth.stages import methods
+from deepfake_lth.stages.control import control
+from deepfake_lth.stages.dense import train_dense
+from deepfake_lth.stages.imp import imp_round
 from deepfake_lth.workflow import config as study_config
 
 torch.set_num_threads(1)
@@ -86,8 +90,8 @@ def test_controls_yaml_dag_chains_the_random_rounds(tmp_path):
         w = re.search(r"^\s+wildcards: (.*)$", block, re.M)
         if m and w:
             wc = dict(kv.split("=", 1) for kv in w.group(1).split(", "))
-            jobs[(m.group(1), wc.get("control") or wc.get("pai") or wc.get("criterion"),
-                  wc.get("seed"), wc.get("k") or wc.get("pct"))] = block
+            name = re.sub(r"^(control|oneshot|imp|kd|structured)-", "", wc.get("method", ""))
+            jobs[(m.group(1), name, wc.get("seed"), re.sub(r"\D", "", wc.get("level", "")))] = block
     base = "results/demo-images/mesonet/seed1"
     for k in range(1, 9):
         for name in ("reinit", "shuffle", "random-chain"):
@@ -103,13 +107,13 @@ def test_controls_yaml_dag_chains_the_random_rounds(tmp_path):
 
 def test_budgets_matched_and_per_round(controls_cfg):
     cfg = controls_cfg  # rate 0.2, retrain_epochs 4, max_epochs 6, rewind none
-    assert cfg["oneshot"]["budget"] == "matched" and cfg["prune_at_init"]["budget"] == "matched"
+    assert cfg["oneshot"]["budget"] == "matched" and cfg["prune_init"]["budget"] == "matched"
     assert plan.round_epochs(cfg) == 4
     # 0.5904 is IMP round 4, 0.8322 round 8
     assert plan.oneshot_epochs(cfg, 0.5904) == 16 and plan.oneshot_epochs(cfg, 0.8322) == 32
     assert plan.pai_epochs(cfg, 0.5904) == 6 + 16
     per_round = {**cfg, "oneshot": {**cfg["oneshot"], "budget": "round"},
-                 "prune_at_init": {**cfg["prune_at_init"], "budget": "round"}}
+                 "prune_init": {**cfg["prune_init"], "budget": "round"}}
     assert plan.oneshot_epochs(per_round, 0.8322) == 4 and plan.pai_epochs(per_round, 0.8) == 6
     no_cap = {**cfg, "prune": {**cfg["prune"], "retrain_epochs": None}}
     assert plan.oneshot_epochs(no_cap, 0.36) == 2 * 6  # k × the dense max_epochs
@@ -131,13 +135,13 @@ def chain(tmp_path_factory):
     root = tmp_path_factory.mktemp("results")
     faces = write_faces(root, "dsa", seed=1)
     run = root / "dsa" / "mesonet" / "seed0"
-    stages.train_dense(faces, run / "dense", "mesonet", 0, SPEC)
+    train_dense(faces, run / "dense", "mesonet", 0, SPEC)
     prev_imp, prev_chain = run / "dense", run / "dense"
     for k in (1, 2):
         imp = run / "imp-global" / f"round{k}"
-        stages.imp_round(faces, prev_imp, run / "dense", imp, "mesonet", 0, k, "global", SPEC)
+        imp_round(faces, prev_imp, run / "dense", imp, "mesonet", 0, k, "global", SPEC)
         out = run / "control-random-chain" / f"round{k}"
-        stages.control(faces, imp, run / "dense", out, "mesonet", 0, "random-chain", SPEC,
+        control(faces, imp, run / "dense", out, "mesonet", 0, "random-chain", SPEC,
                        prev_dir=prev_chain)
         prev_imp, prev_chain = imp, out
     return root, faces, run
@@ -191,7 +195,7 @@ def test_shuffle_reinit_and_dense_finetuned(chain, tmp_path, capsys):
     imp1_cum = json.loads((run / "imp-global" / "round1" / "metrics.json").read_text())[
         "cumulative_epochs"]
     out = run / "control-shuffle" / "round2"
-    m = stages.control(faces_a, imp2, run / "dense", out, "mesonet", 0, "shuffle", SPEC,
+    m = control(faces_a, imp2, run / "dense", out, "mesonet", 0, "shuffle", SPEC,
                        prev_dir=run / "imp-global" / "round1")
     check_ticket(out, 0.36)
     mask = checkpoints.load_mask(out / "mask.pt")
@@ -199,15 +203,15 @@ def test_shuffle_reinit_and_dense_finetuned(chain, tmp_path, capsys):
     assert not all(torch.equal(mask[n], ticket[n]) for n in mask)
     assert m["cumulative_epochs"] == imp1_cum + m["epochs"]  # the ticket's start weights
     with pytest.raises(UserError, match="--prev"):
-        stages.control(faces_a, imp2, run / "dense", tmp_path / "x", "mesonet", 0, "shuffle",
+        control(faces_a, imp2, run / "dense", tmp_path / "x", "mesonet", 0, "shuffle",
                        SPEC)
     with pytest.raises(UserError, match="round 1"):  # round 2 needs round 1 of its chain
-        stages.control(faces_a, imp2, run / "dense", tmp_path / "x", "mesonet", 0,
+        control(faces_a, imp2, run / "dense", tmp_path / "x", "mesonet", 0,
                        "random-chain", SPEC, prev_dir=run / "control-random-chain" / "round2")
     with pytest.raises(UserError, match="control-random-chain"):  # not IMP's round 1
-        stages.control(faces_a, imp2, run / "dense", tmp_path / "x", "mesonet", 0,
+        control(faces_a, imp2, run / "dense", tmp_path / "x", "mesonet", 0,
                        "random-chain", SPEC, prev_dir=run / "imp-global" / "round1")
-    m = stages.control(faces_a, imp2, run / "dense", tmp_path / "reinit", "mesonet", 0, "reinit",
+    m = control(faces_a, imp2, run / "dense", tmp_path / "reinit", "mesonet", 0, "reinit",
                        SPEC)
     assert m["cumulative_epochs"] == m["epochs"]  # fresh weights
 

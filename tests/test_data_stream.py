@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from fit_helpers import fit_with
 from torch import nn
 
 from deepfake_lth.core.errors import UserError
 from deepfake_lth.data.store import MANIFEST_COLUMNS, FaceImages, FaceSplit, load_split, read_rows
 from deepfake_lth.training.evaluate import evaluate
-from deepfake_lth.training.fit import fit
 
 torch.set_num_threads(1)
 
@@ -121,7 +121,7 @@ KW = {"input_size": 12, "lr": 1e-2, "batch_size": 8, "max_epochs": 3, "patience"
 def _train(train: FaceSplit, val: FaceSplit, **kw) -> tuple[dict, list[dict]]:
     torch.manual_seed(0)
     model = TinyNet()
-    result = fit(model, train, val, **{**KW, **kw})
+    result = fit_with(model, train, val, **{**KW, **kw})
     history = [{k: v for k, v in h.items() if k != "seconds"} for h in result.history]
     return model.state_dict(), history
 

@@ -12,10 +12,11 @@ import torch
 from sklearn.metrics import roc_auc_score
 from test_stages import SPEC, write_faces
 
-from deepfake_lth import cli, stages
+from deepfake_lth import cli
 from deepfake_lth.analysis import generalisation as gen
 from deepfake_lth.core.errors import ConfigError
-from deepfake_lth.pruning import methods
+from deepfake_lth.stages import methods
+from deepfake_lth.stages.dense import train_dense
 from deepfake_lth.stages.spec import parse_spec
 from deepfake_lth.training.scoring import equal_error_rate
 from deepfake_lth.workflow import config as study_config
@@ -44,7 +45,7 @@ def scored(tmp_path_factory):
     manifest.loc[number >= 6, "split"] = "test"
     manifest.to_csv(faces_b / "manifest.csv", index=False)
     run = root / "dsa" / "mesonet" / "seed0" / "dense"
-    stages.train_dense(faces_a, run, "mesonet", 0, SPEC)
+    train_dense(faces_a, run, "mesonet", 0, SPEC)
     (run / "cross" / "stale").mkdir(parents=True)  # a test set of an earlier config
     table = root / "generalisation" / "dsa" / "mesonet" / "seed0.csv"
     code = cli.main(["generalise", "--runs", str(run), "--model", "mesonet", "--source", "dsa",

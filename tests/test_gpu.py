@@ -13,6 +13,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from fit_helpers import fit_with
 from torch import nn
 
 from deepfake_lth.data.store import FaceSplit
@@ -20,7 +21,7 @@ from deepfake_lth.pruning.masks import MaskEnforcer
 from deepfake_lth.training.batches import prefetched
 from deepfake_lth.training.device import amp_dtype
 from deepfake_lth.training.evaluate import evaluate
-from deepfake_lth.training.fit import build_optimizer, fit, train_step
+from deepfake_lth.training.fit import build_optimizer, train_step
 
 torch.set_num_threads(1)
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -138,7 +139,7 @@ def test_compiled_fit_keeps_masks_zero_and_matches_eager() -> None:
         torch.manual_seed(0)
         model = Net()
         mask = random_mask(model)
-        fit(model, train, val, mask=mask, compile=compile, **kw)
+        fit_with(model, train, val, mask=mask, compile=compile, **kw)
         assert_pruned_zero(model, mask)
         results.append(evaluate(model, val, None, "cpu")["probs"])
     np.testing.assert_allclose(results[1], results[0], rtol=1e-4, atol=1e-5)
@@ -170,7 +171,7 @@ def test_fit_on_cuda_keeps_masks_zero(monkeypatch, bf16: bool, compile: bool) ->
     torch.manual_seed(0)
     model = Net()
     mask = random_mask(model)
-    result = fit(model, make_split(64, 0), make_split(16, 1), input_size=24, lr=1e-2,
+    result = fit_with(model, make_split(64, 0), make_split(16, 1), input_size=24, lr=1e-2,
                  batch_size=16, max_epochs=3, amp=True, device="cuda", seed=0, mask=mask,
                  compile=compile)
     assert result.epochs == 3 and torch.backends.cudnn.benchmark

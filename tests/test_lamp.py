@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from deepfake_lth.pruning import methods
 from deepfake_lth.pruning.criteria import lamp
 from deepfake_lth.pruning.masks import magnitude_prune, prune_to_sparsity
+from deepfake_lth.stages import methods
 from deepfake_lth.workflow import config
 
 

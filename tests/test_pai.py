@@ -13,10 +13,13 @@ import pytest
 import torch
 from torch import nn
 
-from deepfake_lth import cli, stages
+from deepfake_lth import cli
 from deepfake_lth.core.errors import UserError
 from deepfake_lth.pruning import checkpoints, masks, plan, saliency
-from deepfake_lth.stages import pai
+from deepfake_lth.stages import prune_init as pai
+from deepfake_lth.stages.dense import train_dense
+from deepfake_lth.stages.imp import imp_round
+from deepfake_lth.stages.prune_init import prune_at_init, score_batches
 
 torch.set_num_threads(1)
 
@@ -234,7 +237,7 @@ def dense(tmp_path_factory):
     root = tmp_path_factory.mktemp("results")
     faces = write_faces(root)
     run = root / "dsa" / "mesonet" / "seed0"
-    stages.train_dense(faces, run / "dense", "mesonet", 0, SPEC)
+    train_dense(faces, run / "dense", "mesonet", 0, SPEC)
     return faces, run
 
 
@@ -253,7 +256,7 @@ def check_ticket(folder, sparsity: float) -> dict:
 def test_prune_at_init_stage(dense, method: str) -> None:
     faces, run = dense
     out = run / method / "sparsity59"
-    m = stages.prune_at_init(faces, run / "dense", out, "mesonet", 0, method, 0.59, SPEC,
+    m = prune_at_init(faces, run / "dense", out, "mesonet", 0, method, 0.59, SPEC,
                              batches=2)
     metrics = check_ticket(out, 0.59)
     assert m["method"] == metrics["method"] == method and metrics["criterion"] == "global"
@@ -266,7 +269,7 @@ def test_prune_at_init_stage(dense, method: str) -> None:
 
     model = build_model("mesonet", input_size=32)
     model.load_state_dict(torch.load(run / "dense" / "init.pt", weights_only=True))
-    batches = stages.score_batches(load_split(faces, "train"), 2, 8, 32, "cpu", 0)
+    batches = score_batches(load_split(faces, "train"), 2, 8, 32, "cpu", 0)
     fn = saliency.snip_mask if method == "snip" else saliency.grasp_mask
     expected = fn(model, batches, 0.59)
     got = checkpoints.load_mask(out / "mask.pt")
@@ -289,10 +292,10 @@ def test_prune_init_cli_and_bad_input(dense, tmp_path) -> None:
     assert rc == 0
     assert check_ticket(out, 0.36)["score_batches"] == 1
     with pytest.raises(UserError, match="snip, grasp"):
-        stages.prune_at_init(faces, run / "dense", tmp_path / "x", "mesonet", 0, "synflow", 0.5,
+        prune_at_init(faces, run / "dense", tmp_path / "x", "mesonet", 0, "synflow", 0.5,
                              SPEC)
     with pytest.raises(UserError, match="init.pt is missing"):
-        stages.prune_at_init(faces, tmp_path, tmp_path / "x", "mesonet", 0, "snip", 0.5, SPEC)
+        prune_at_init(faces, tmp_path, tmp_path / "x", "mesonet", 0, "snip", 0.5, SPEC)
 
 
 def test_imp_at_another_step_size(dense, tmp_path) -> None:
@@ -301,19 +304,19 @@ def test_imp_at_another_step_size(dense, tmp_path) -> None:
     prev = run / "dense"
     for k in (1, 2):
         out = run / method / f"round{k}"
-        m = stages.imp_round_at_rate(faces, prev, run / "dense", out, "mesonet", 0, k, "global",
-                                     0.1, SPEC)
+        m = imp_round(faces, prev, run / "dense", out, "mesonet", 0, k, "global", SPEC,
+                      rate=0.1)
         assert m["method"] == method and m["prune_rate"] == 0.1 and m["round"] == k
         assert m["target_sparsity"] == pytest.approx(1 - 0.9**k)
         check_ticket(out, 1 - 0.9**k)
         prev = out
     # round 2 of rate 0.1 must follow round 1 of rate 0.1, not the default chain
     plain = run / "imp-global" / "round1"
-    stages.imp_round(faces, run / "dense", run / "dense", plain, "mesonet", 0, 1, "global", SPEC)
+    imp_round(faces, run / "dense", run / "dense", plain, "mesonet", 0, 1, "global", SPEC)
     assert json.loads((plain / "metrics.json").read_text())["method"] == "imp-global"
     with pytest.raises(UserError, match="rate 0.2"):
-        stages.imp_round_at_rate(faces, plain, run / "dense", tmp_path / "x", "mesonet", 0, 2,
-                                 "global", 0.1, SPEC)
+        imp_round(faces, plain, run / "dense", tmp_path / "x", "mesonet", 0, 2, "global",
+                  SPEC, rate=0.1)
     # the imp-round subcommand takes --rate
     out = tmp_path / "imp-local-rate0.05" / "round1"
     rc = cli.main(["imp-round", "--faces", str(faces), "--prev", str(run / "dense"), "--dense",

@@ -108,8 +108,8 @@ def test_smoke_dag_from_snakemake(tmp_path):
         snakefile=str(ROOT / "Snakefile"), directory=str(tmp_path),
         targets=["results/report.html"], dry_run_output=None)
     jobs, results = plan_time.plan(args)
-    rounds = {j.wildcards["k"]: j for j in jobs if j.rule == "imp_round"
-              and j.wildcards.get("criterion") == "global"
+    rounds = {j.wildcards["level"].removeprefix("round"): j for j in jobs
+              if j.rule == "imp_round" and j.wildcards.get("method") == "imp-global"
               and j.wildcards["dataset"] == "smoke-videos"}
     dense = next(j for j in jobs if j.rule == "train_dense" and j.wildcards["dataset"]
                  == "smoke-videos" and j.wildcards["model"] == "mesonet")

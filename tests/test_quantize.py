@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from deepfake_lth import cli, stages
+from deepfake_lth import cli
 from deepfake_lth.core.errors import UserError
 from deepfake_lth.deploy import quantize
+from deepfake_lth.stages.dense import train_dense
+from deepfake_lth.stages.imp import imp_round
 
 pytest.importorskip("onnxruntime.quantization")
 torch.set_num_threads(1)
@@ -33,8 +35,8 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("results")
     faces = write_faces(root, "dsq", seed=3, videos=12, frames=4)
     run = root / "dsq" / "mesonet" / "seed0"
-    stages.train_dense(faces, run / "dense", "mesonet", 0, SPEC)
-    stages.imp_round(faces, run / "dense", run / "dense", run / "imp-global" / "round1",
+    train_dense(faces, run / "dense", "mesonet", 0, SPEC)
+    imp_round(faces, run / "dense", run / "dense", run / "imp-global" / "round1",
                      "mesonet", 0, 1, "global", SPEC)
     return root, faces, run
 

@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fit_helpers import fit_with
 from torch import nn
 
 from deepfake_lth.data.store import FaceSplit
-from deepfake_lth.training.fit import FitResult, fit
+from deepfake_lth.training.fit import FitResult
 from deepfake_lth.training.resume import ResumeState, StopRequested, StopSignals
 
 torch.set_num_threads(1)
@@ -71,7 +72,7 @@ def run(hook=None, **kw) -> tuple[TinyNet, FitResult]:
     model = new_model()
     if hook is not None:
         model.register_forward_pre_hook(lambda m, args: hook(m.training))
-    return model, fit(model, TRAIN, VAL, **{**KW, "mask": mask_of(model), **kw})
+    return model, fit_with(model, TRAIN, VAL, **{**KW, "mask": mask_of(model), **kw})
 
 
 def assert_same(got: tuple[TinyNet, FitResult], want: tuple[TinyNet, FitResult]) -> None:

@@ -11,10 +11,17 @@ import pytest
 import torch
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from deepfake_lth import cli, stages
+from deepfake_lth import cli
 from deepfake_lth.core.errors import UserError
 from deepfake_lth.pruning import checkpoints, masks
-from deepfake_lth.pruning.methods import CONTROLS
+from deepfake_lth.stages.control import control
+from deepfake_lth.stages.dense import train_dense
+from deepfake_lth.stages.imp import imp_round
+from deepfake_lth.stages.kd import kd_round
+from deepfake_lth.stages.methods import CONTROLS
+from deepfake_lth.stages.oneshot import oneshot
+from deepfake_lth.stages.spec import parse_spec
+from deepfake_lth.stages.transfer import transfer, transfer_dense
 
 torch.set_num_threads(1)
 
@@ -123,7 +130,7 @@ def data(tmp_path_factory):
 def test_dense_imp_oneshot_controls_transfer(data) -> None:
     root, faces_a, faces_b = data
     run = root / "dsa" / "mesonet" / "seed0"
-    dense = stages.train_dense(faces_a, run / "dense", "mesonet", 0, SPEC)
+    dense = train_dense(faces_a, run / "dense", "mesonet", 0, SPEC)
     assert {"init.pt", "checkpoint.pt", "metrics.json"} <= {
         p.name for p in (run / "dense").iterdir()
     }
@@ -137,7 +144,7 @@ def test_dense_imp_oneshot_controls_transfer(data) -> None:
     round_masks = []
     for k in (1, 2):
         out = run / "imp-global" / f"round{k}"
-        m = stages.imp_round(faces_a, prev, run / "dense", out, "mesonet", 0, k, "global", SPEC)
+        m = imp_round(faces_a, prev, run / "dense", out, "mesonet", 0, k, "global", SPEC)
         assert m["method"] == "imp-global" and m["round"] == k and m["criterion"] == "global"
         assert m["target_sparsity"] == pytest.approx(1 - 0.8**k)
         check_ticket(out, 1 - 0.8**k)
@@ -145,7 +152,7 @@ def test_dense_imp_oneshot_controls_transfer(data) -> None:
         prev = out
     assert all(not (round_masks[1][n] & ~round_masks[0][n]).any() for n in round_masks[0])  # nested
     with pytest.raises(UserError, match="round 1"):  # round 3 must follow round 2
-        stages.imp_round(
+        imp_round(
             faces_a,
             run / "imp-global" / "round1",
             run / "dense",
@@ -158,11 +165,11 @@ def test_dense_imp_oneshot_controls_transfer(data) -> None:
         )
 
     out = run / "imp-local" / "round1"
-    stages.imp_round(faces_a, run / "dense", run / "dense", out, "mesonet", 0, 1, "local", SPEC)
+    imp_round(faces_a, run / "dense", run / "dense", out, "mesonet", 0, 1, "local", SPEC)
     for n, s in masks.layer_sparsity(checkpoints.load_mask(out / "mask.pt")).items():
         assert abs(s - 0.2) < 0.07, (n, s)  # fc2 has only 16 weights
 
-    one = stages.oneshot(
+    one = oneshot(
         faces_a,
         run / "dense",
         run / "oneshot-global" / "sparsity36",
@@ -180,7 +187,7 @@ def test_dense_imp_oneshot_controls_transfer(data) -> None:
     imp1_mask = checkpoints.load_mask(run / "imp-global" / "round1" / "mask.pt")
     for name in [c for c in CONTROLS if c != "random-chain"]:  # the chain: test_controls.py
         out = run / f"control-{name}" / "round2"
-        m = stages.control(faces_a, imp2, run / "dense", out, "mesonet", 0, name, SPEC,
+        m = control(faces_a, imp2, run / "dense", out, "mesonet", 0, name, SPEC,
                            prev_dir=run / "imp-global" / "round1")
         assert m["method"] == f"control-{name}" and m["round"] == 2
         check_ticket(out, 0.36)
@@ -194,10 +201,10 @@ def test_dense_imp_oneshot_controls_transfer(data) -> None:
 
     tdir = root / "transfer" / "dsa-to-dsb" / "mesonet" / "seed0"
     tmp = root / "frozen"
-    stages.train_dense(faces_b, root / "dsb" / "mesonet" / "seed0" / "dense", "mesonet", 0, SPEC)
+    train_dense(faces_b, root / "dsb" / "mesonet" / "seed0" / "dense", "mesonet", 0, SPEC)
     for weights in ("trained", "init"):
         out = tdir / f"imp-global-sparsity36-{weights}"
-        m = stages.transfer(faces_b, imp2, run / "dense", out, "mesonet", 0, weights, SPEC)
+        m = transfer(faces_b, imp2, run / "dense", out, "mesonet", 0, weights, SPEC)
         assert m["dataset"] == "dsb" and m["source_dataset"] == "dsa"
         assert m["method"] == "imp-global" and m["weights"] == weights
         metrics = check_ticket(out, 0.36)
@@ -211,14 +218,14 @@ def test_dense_imp_oneshot_controls_transfer(data) -> None:
         assert not torch.equal(state["block1.conv.weight"], start["block1.conv.weight"])
         # with lr 0 the weights stay where transfer started them: θ2 = m1 ⊙ θ1 (or m1 ⊙ θ0)
         frozen = {**SPEC, "train": {**SPEC["train"], "lr": 0.0, "max_epochs": 1}}
-        stages.transfer(faces_b, imp2, run / "dense", tmp / weights, "mesonet", 0, weights, frozen)
+        transfer(faces_b, imp2, run / "dense", tmp / weights, "mesonet", 0, weights, frozen)
         state = torch.load(tmp / weights / "checkpoint.pt", weights_only=True)
         expected = masks.mask_state(start, imp_mask)
         for n, p in expected.items():
             if not n.endswith(("running_mean", "running_var", "num_batches_tracked")):
                 assert torch.equal(state[n], p), n  # every parameter; BN statistics move
         assert metrics["test_samples"] == 8
-    base = stages.transfer_dense(
+    base = transfer_dense(
         root / "dsb" / "mesonet" / "seed0" / "dense", tdir / "dense", "dsa"
     )
     assert base["method"] == "dense" and base["dataset"] == "dsb"
@@ -230,9 +237,9 @@ def _start_weights(data, rewind: str, tmp_path):
     _root, faces_a, _ = data
     spec = {**SPEC, "train": {**SPEC["train"], "lr": 0.0}, "prune": {"rate": 0.2, "rewind": rewind}}
     dense = tmp_path / "dense"
-    stages.train_dense(faces_a, dense, "mesonet", 3, {**spec, "train": SPEC["train"]})
+    train_dense(faces_a, dense, "mesonet", 3, {**spec, "train": SPEC["train"]})
     out = tmp_path / "round1"
-    stages.imp_round(faces_a, dense, dense, out, "mesonet", 3, 1, "global", spec)
+    imp_round(faces_a, dense, dense, out, "mesonet", 3, 1, "global", spec)
     mask = checkpoints.load_mask(out / "mask.pt")
     got = torch.load(out / "checkpoint.pt", weights_only=True)
     return dense, mask, got
@@ -254,7 +261,7 @@ def test_rewind_modes_set_the_start_weights(data, rewind: str, tmp_path) -> None
 
 def test_same_seed_same_metrics(data, tmp_path) -> None:
     _, faces_a, _ = data
-    runs = [stages.train_dense(faces_a, tmp_path / f"r{i}", "mesonet", 7, SPEC) for i in (0, 1)]
+    runs = [train_dense(faces_a, tmp_path / f"r{i}", "mesonet", 7, SPEC) for i in (0, 1)]
     drop = {"train_seconds", "history"}
     a, b = ({k: v for k, v in r.items() if k not in drop} for r in runs)
     assert a == b
@@ -335,30 +342,30 @@ def test_cli_and_bad_input(data, tmp_path, capsys) -> None:
     )
     assert "not valid JSON" in capsys.readouterr().err
     with pytest.raises(UserError, match="metrics.json is missing"):
-        stages.imp_round(
+        imp_round(
             faces_a, tmp_path / "nowhere", out, tmp_path / "r", "mesonet", 0, 1, "local", SPEC
         )
-    assert not math.isnan(stages.parse_spec({})["prune"]["rate"])
+    assert not math.isnan(parse_spec({}).prune.rate)
 
 
 def test_kd_rounds_distill_from_the_dense_network(data) -> None:
     """KD round k prunes like IMP round k (same mask from the same previous weights) and trains
     with the teacher's soft targets: another network than plain IMP's, recorded as kd-global."""
-    from deepfake_lth.pruning.methods import family_of, label
+    from deepfake_lth.stages.methods import family_of, label
     from deepfake_lth.training.fit import Distillation
 
     root, faces_a, _ = data
     run = root / "dsa" / "mesonet" / "seed0"
     if not (run / "dense" / "checkpoint.pt").is_file():
-        stages.train_dense(faces_a, run / "dense", "mesonet", 0, SPEC)
+        train_dense(faces_a, run / "dense", "mesonet", 0, SPEC)
     spec = {**SPEC, "distill": {"temperature": 2.0, "weight": 0.7}}
-    m = stages.kd_round(faces_a, run / "dense", run / "dense", run / "kd-global" / "round1",
+    m = kd_round(faces_a, run / "dense", run / "dense", run / "kd-global" / "round1",
                         "mesonet", 0, 1, "global", spec)
     assert m["method"] == "kd-global" and m["round"] == 1
     assert (m["kd_temperature"], m["kd_weight"]) == (2.0, 0.7)
     assert family_of("kd-global").name == "kd" and label("kd-global") == "KD IMP-Global"
     check_ticket(run / "kd-global" / "round1", 0.2)
-    imp = stages.imp_round(faces_a, run / "dense", run / "dense", run / "imp-x" / "round1",
+    imp = imp_round(faces_a, run / "dense", run / "dense", run / "imp-x" / "round1",
                            "mesonet", 0, 1, "global", SPEC)
     kd_mask = checkpoints.load_mask(run / "kd-global" / "round1" / "mask.pt")
     imp_mask = checkpoints.load_mask(run / "imp-x" / "round1" / "mask.pt")

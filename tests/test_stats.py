@@ -11,7 +11,7 @@ from scipy import stats as sps
 
 from deepfake_lth.analysis import claims as claims_mod
 from deepfake_lth.analysis import stats, tickets
-from deepfake_lth.pruning import methods as registry
+from deepfake_lth.stages import methods
 from deepfake_lth.workflow import config as study_config
 
 COLUMNS = ["dataset", "model", "seed", "method", "level", "sparsity", "test_acc",
@@ -162,7 +162,7 @@ def test_d5_ticket_must_beat_the_matched_control() -> None:
     """D5: the controls from θ0 have had one training, the ticket k more; a ticket above them
     but level with the matched control (trained as the ticket, pruned at random) is not a
     winning ticket. The claim is judged at the first round of 50 % or more (round4, 59 %)."""
-    matched = registry.MATCHED_CONTROL
+    matched = methods.MATCHED_CONTROL
     curves = {"imp-global": [0.63, 0.625, 0.62, 0.60],
               "control-reinit": [0.55, 0.54, 0.53, 0.50],
               "control-random-mask": [0.55, 0.54, 0.53, 0.50],
@@ -203,7 +203,7 @@ def test_d5_ticket_must_beat_the_matched_control() -> None:
 def planted_ticket(gap: float, seeds=(0, 1, 2)) -> pd.DataFrame:
     """A planted study: the ticket ``gap`` below dense at every round (seed jitter ±0.3
     points), the matched control 10 points below the ticket."""
-    matched = registry.MATCHED_CONTROL
+    matched = methods.MATCHED_CONTROL
     rows = []
     for seed, j in zip(seeds, (0.0, 0.003, -0.003), strict=False):
         rows.append(("dsA", "mesonet", seed, "dense", "dense", 0.0, 0.80 + j, 2000))
@@ -220,7 +220,7 @@ def planted_ticket(gap: float, seeds=(0, 1, 2)) -> pd.DataFrame:
 def test_a_ticket_is_judged_against_a_fixed_margin(gap, expected) -> None:
     """δ = 2 points: 1 point below dense over three seeds keeps dense accuracy, 5 points below
     does not, exactly 2 below cannot be told apart from the margin."""
-    cfg = {"controls": [registry.MATCHED_CONTROL], "claims": {"margin": 0.02}}
+    cfg = {"controls": [methods.MATCHED_CONTROL], "claims": {"margin": 0.02}}
     claim = claims_by_text(claims_mod.evaluate_claims(planted_ticket(gap), None, None, cfg))[
         "Deepfake detectors contain winning tickets at substantial sparsity"]
     assert claim.verdict == expected, claim.evidence
@@ -229,7 +229,7 @@ def test_a_ticket_is_judged_against_a_fixed_margin(gap, expected) -> None:
 
 
 def test_one_seed_is_not_enough_evidence() -> None:
-    cfg = {"controls": [registry.MATCHED_CONTROL]}
+    cfg = {"controls": [methods.MATCHED_CONTROL]}
     claims = claims_mod.evaluate_claims(planted_ticket(0.05, seeds=(0,)), None, None, cfg)
     winning = claims_by_text(claims)[
         "Deepfake detectors contain winning tickets at substantial sparsity"]

@@ -12,11 +12,11 @@ import pytest
 import torch
 from torch import nn
 
-from deepfake_lth import stages
 from deepfake_lth.core.errors import UserError
 from deepfake_lth.models import build_model
 from deepfake_lth.pruning import checkpoints, masks, structured
 from deepfake_lth.stages import structured as structured_stage
+from deepfake_lth.stages.dense import train_dense
 
 torch.set_num_threads(1)
 
@@ -247,7 +247,7 @@ def write_faces(root, videos: int = 8, frames: int = 3):
 def test_structured_rounds_write_the_files(tmp_path):
     faces = write_faces(tmp_path)
     run = tmp_path / "run"
-    stages.train_dense(faces, run / "dense", "cnn5", 0, SPEC)
+    train_dense(faces, run / "dense", "cnn5", 0, SPEC)
     r1 = structured_stage.structured_round(
         faces, run / "dense", run / "dense", run / "r1", "cnn5", 0, 1, "local", SPEC
     )

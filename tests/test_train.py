@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from fit_helpers import fit_with
 from torch import nn
 
 from deepfake_lth.core.errors import UserError
@@ -12,7 +13,6 @@ from deepfake_lth.data.store import FaceSplit
 from deepfake_lth.pruning import masks
 from deepfake_lth.training.device import resolve_device, seed_everything
 from deepfake_lth.training.evaluate import evaluate
-from deepfake_lth.training.fit import fit
 from deepfake_lth.training.scoring import video_accuracy
 
 torch.set_num_threads(1)
@@ -89,7 +89,7 @@ def test_fit_is_deterministic_and_learns() -> None:
     runs = []
     for _ in range(2):
         model = net()
-        result = fit(model, TRAIN, VAL, **KW)
+        result = fit_with(model, TRAIN, VAL, **KW)
         runs.append((result, model.state_dict()))
     (r1, s1), (r2, s2) = runs
     strip = [{k: v for k, v in h.items() if k != "seconds"} for h in r1.history]
@@ -97,14 +97,14 @@ def test_fit_is_deterministic_and_learns() -> None:
     assert all(torch.equal(s1[k], s2[k]) for k in s1)
     assert r1.history[-1]["train_loss"] < r1.history[0]["train_loss"]
     # another seed orders the batches differently
-    other = fit(net(), TRAIN, VAL, **{**KW, "seed": 1})
+    other = fit_with(net(), TRAIN, VAL, **{**KW, "seed": 1})
     assert other.history[0]["train_loss"] != r1.history[0]["train_loss"]
 
 
 def test_best_weights_are_restored_and_epochs_saved() -> None:
     model = net()
     theta0 = {k: v.clone() for k, v in model.state_dict().items()}
-    result = fit(model, TRAIN, VAL, **{**KW, "monitor": "val_loss"}, save_epochs=(0, 2))
+    result = fit_with(model, TRAIN, VAL, **{**KW, "monitor": "val_loss"}, save_epochs=(0, 2))
     losses = [h["val_loss"] for h in result.history]
     assert result.best_epoch == 1 + int(np.argmin(losses))
     assert evaluate(model, VAL, None, "cpu")["loss"] == pytest.approx(min(losses), abs=1e-6)
@@ -116,7 +116,7 @@ def test_best_weights_are_restored_and_epochs_saved() -> None:
 
 def test_early_stopping_with_patience() -> None:
     # lr 0: the validation loss never improves after epoch 1
-    result = fit(
+    result = fit_with(
         net(), TRAIN, VAL, **{**KW, "lr": 0.0, "max_epochs": 10, "patience": 2}, save_epochs=(7,)
     )
     assert result.stopped_early and result.epochs == 3 and result.best_epoch == 1
@@ -126,7 +126,7 @@ def test_early_stopping_with_patience() -> None:
 def test_fit_with_mask_keeps_zeros() -> None:
     model = net()
     mask = masks.prune_to_sparsity(model, 0.5, "local")
-    fit(model, TRAIN, VAL, **{**KW, "weight_decay": 0.1, "max_train_samples": 40}, mask=mask)
+    fit_with(model, TRAIN, VAL, **{**KW, "weight_decay": 0.1, "max_train_samples": 40}, mask=mask)
     params = masks.prunable_parameters(model)
     for n, m in mask.items():
         assert torch.all(params[n][~m] == 0) and torch.all(params[n][m] != 0)

@@ -65,9 +65,11 @@ def work(tmp_path_factory) -> Path:
     work = _copy_project(tmp_path_factory.mktemp("smoke"))
     # two simulated GPUs (deepfake_lth.core.gpus): device auto claims them, then trains on the
     # CPU (torch sees no GPU); device is not a param, so the later tests' dry runs see no change
+    # every job records the package modules it loaded (deepfake_lth.cli.record_imports)
     snakemake(work, "results/report.html", "--resources", "gpu=2", "--config", "device=auto",
-              env={"DLTH_GPU_COUNT": "2", **dict.fromkeys(
-                  ("CUDA_VISIBLE_DEVICES", "DLTH_GPU_LOCK_DIR", "DLTH_GPU_CLAIMED", "SLURM_JOB_ID"))})
+              env={"DLTH_GPU_COUNT": "2", "DLTH_RECORD_IMPORTS": str(work / "imports"),
+                   **dict.fromkeys(("CUDA_VISIBLE_DEVICES", "DLTH_GPU_LOCK_DIR",
+                                    "DLTH_GPU_CLAIMED", "SLURM_JOB_ID"))})
     return work
 
 
@@ -286,14 +288,117 @@ def test_rerun_from_one_round_and_until(work):
     target = "results/smoke-videos/mesonet/seed0/imp-global/round2/checkpoint.pt"
     jobs = planned(work, "-R", target)
     rules = {r for r, _ in jobs}
-    assert ("imp_round", "dataset=smoke-videos, model=mesonet, seed=0, criterion=global, k=2") in jobs
-    assert not any(r == "imp_round" and "k=1" in w for r, w in jobs)
+    assert ("imp_round", "dataset=smoke-videos, model=mesonet, seed=0, method=imp-global, "
+            "level=round2") in jobs
+    assert not any(r == "imp_round" and "level=round1" in w for r, w in jobs)
     assert not rules & {"acquire", "extract_faces", "pack_faces", "train_dense", "oneshot"}
     until = planned(work, "--forcerun", "train_dense", "--until",
                     "results/smoke-videos/mesonet/seed0/imp-local/round1/checkpoint.pt")
     assert {r for r, _ in until} <= {"train_dense", "imp_round"}
-    assert ("imp_round", "dataset=smoke-videos, model=mesonet, seed=0, criterion=local, k=1") in until
-    assert not any("k=2" in w for _, w in until)
+    assert ("imp_round", "dataset=smoke-videos, model=mesonet, seed=0, method=imp-local, "
+            "level=round1") in until
+    assert not any("round2" in w for _, w in until)
+
+
+def _loaded(work: Path) -> list[tuple[list[str], set[str]]]:
+    """(command line, source files of the package's modules it loaded) of every job run."""
+    from deepfake_lth.workflow.code import module_path
+
+    out = []
+    for path in sorted((work / "imports").glob("*.json")):
+        record = json.loads(path.read_text())
+        files = {module_path(m).relative_to(ROOT / "src" / "deepfake_lth").as_posix()
+                 for m in record["modules"]
+                 if m not in ("deepfake_lth.cli", "deepfake_lth.__main__")}
+        out.append((record["argv"], files))
+    return out
+
+
+def _option(argv: list[str], name: str) -> str | None:
+    return argv[argv.index(name) + 1] if name in argv else None
+
+
+def test_each_jobs_code_inputs_hold_every_module_it_loaded(work):
+    """The truth of the code inputs: what each job of the smoke run imported, recorded by the
+    job itself, is among its rule's code inputs (the import closure of its stage), so editing
+    any of it reruns the job."""
+    from deepfake_lth import cli
+    from deepfake_lth.workflow.code import job_code
+
+    records = _loaded(work)
+    seen = set()
+    for argv, files in records:
+        command = next(a for a in argv if a in cli.COMMANDS)
+        seen.add(command)
+        criterion = _option(argv, "--criterion")
+        code = job_code(cli.COMMANDS[command][0], model=_option(argv, "--model"),
+                        criterion=criterion, relative_to=ROOT / "src" / "deepfake_lth",
+                        source_type="synthetic" if command == "acquire" else None)
+        assert files - set(code) == set(), (command, sorted(files - set(code)))
+    assert {"acquire", "extract", "pack", "train", "imp-round", "oneshot", "structured-round",
+            "kd-round", "transfer", "gradcam", "generalise", "latency", "quantize",
+            "report"} <= seen
+
+
+def _dry_jobs(work: Path, *args: str) -> list[tuple[str, str, set[str]]]:
+    """(rule, wildcards, input files) of every job of a dry run."""
+    out = snakemake(work, "-n", *args, configfile="config/smoke.yaml").stdout
+    jobs = []
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", out):
+        m = re.match(r"(?:local)?rule (\w+):", block)
+        if not m or m.group(1) == "all":
+            continue
+        w = re.search(r"^\s+wildcards: (.*)$", block, re.M)
+        inputs = re.search(r"^\s+input: (.*)$", block, re.M)
+        jobs.append((m.group(1), w.group(1) if w else "",
+                     set(inputs.group(1).split(", ")) if inputs else set()))
+    return jobs
+
+
+@pytest.mark.parametrize("module", ["stages/imp.py", "pruning/structured.py",
+                                    "training/scoring.py", "analysis/gradcam.py"])
+def test_editing_a_module_replans_exactly_the_jobs_that_import_it(work, tmp_path, module):
+    """The jobs that have a module among their inputs are those whose stage imports it (every
+    job that loaded it in the smoke run among them), and editing it replans them all."""
+    from deepfake_lth import cli
+    from deepfake_lth.stages import methods
+    from deepfake_lth.workflow.code import closure, module_path
+
+    edited = f"src/deepfake_lth/{module}"
+    reading = {(r, w) for r, w, inputs in _dry_jobs(work, "--forceall") if edited in inputs}
+    rule_of = {"acquire": "acquire", "extract": "extract_faces", "pack": "pack_faces",
+               "train": "train_dense", "gradcam": "gradcam", "generalise": "generalise",
+               "latency": "latency", "quantize": "quantize", "report": "report",
+               "separability": "separability",
+               **{f.stage: f.rule for f in methods.FAMILIES if f.name != "imp-rate"}}
+    loaded = {next(a for a in argv if a in cli.COMMANDS) for argv, files in _loaded(work)
+              if module in files}
+    rules = {r for r, _ in reading}
+    assert {rule_of[c] for c in loaded if c != "transfer"} <= rules
+    assert ("transfer" in loaded) <= bool(rules & {"transfer_ticket", "transfer_finetuned"})
+    target = ROOT / "src" / "deepfake_lth" / module
+    importers = {c for c, (mod, _) in cli.COMMANDS.items()
+                 if target in {module_path(m) for m in closure(mod)}}
+    allowed = {rule_of[c] for c in importers if c in rule_of}
+    if "transfer" in importers:
+        allowed |= {"transfer_ticket", "transfer_dense", "transfer_finetuned"}
+    assert rules and rules <= allowed
+    copy = tmp_path / "study"
+    shutil.copytree(work, copy, symlinks=True)
+    _edit(copy / edited)
+    assert reading <= {(r, w) for r, w, _ in _dry_jobs(copy)}
+
+
+def test_editing_a_family_replans_none_of_the_jobs_of_another(work, tmp_path):
+    """KD rounds (and what reads them) rerun when stages/kd.py changes; the dense networks,
+    IMP rounds and one-shot tickets, whose stages do not import it, stay."""
+    copy = tmp_path / "study"
+    shutil.copytree(work, copy, symlinks=True)
+    _edit(copy / "src" / "deepfake_lth" / "stages" / "kd.py")
+    rules = {r for r, _, _ in _dry_jobs(copy)}
+    assert "kd_round" in rules
+    assert not rules & {"train_dense", "imp_round", "oneshot", "structured_round",
+                        "extract_faces", "pack_faces", "acquire"}
 
 
 def _copy_project(dest: Path) -> Path:

@@ -13,23 +13,17 @@ import logging
 import sys
 
 from deepfake_lth.core.errors import UserError
+from deepfake_lth.stages import methods
 from deepfake_lth.training.resume import StopRequested
 
-# subcommand -> (module, one-line help)
+# subcommand -> (module, one-line help); the training stages of the method families are
+# added from the method registry (their FAMILY declarations)
 COMMANDS: dict[str, tuple[str, str]] = {
     "acquire": ("deepfake_lth.data.acquire", "fetch or generate a dataset's raw files"),
     "extract": ("deepfake_lth.data.faces", "sample frames and crop faces for one shard"),
     "pack": ("deepfake_lth.data.pack", "merge shards into a packed dataset with splits"),
     "train": ("deepfake_lth.stages.dense", "train the dense model (round 0)"),
-    "imp-round": ("deepfake_lth.stages.imp", "one iterative magnitude pruning round"),
-    "oneshot": ("deepfake_lth.stages.oneshot",
-                "prune the dense model once to a sparsity and retrain"),
-    "control": ("deepfake_lth.stages.control", "control baselines at an IMP sparsity"),
-    "prune-init": ("deepfake_lth.stages.pai", "SNIP or GraSP at initialization, then train once"),
-    "structured-round": ("deepfake_lth.stages.structured",
-                         "one structured pruning round: remove whole conv filters"),
-    "kd-round": ("deepfake_lth.stages.distill",
-                 "one IMP round retrained with the dense network as teacher (distillation)"),
+    **{f.stage: (f.module, f.help) for f in methods.FAMILIES},
     "transfer": ("deepfake_lth.stages.transfer", "train a ticket of one dataset on another"),
     "gradcam": ("deepfake_lth.analysis.gradcam", "Grad-CAM heatmaps and their change across sparsities"),
     "separability": ("deepfake_lth.analysis.separability", "probe and silhouette of penultimate features"),
@@ -51,11 +45,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deepfake-lth", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"deepfake-lth {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="<stage>")
     wanted = next((a for a in argv if a in COMMANDS), None)
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text)
         if name == wanted:  # only the chosen stage's module is imported
+            _DISPATCHER.update(m for m in sys.modules if m.startswith("deepfake_lth"))
+            _DISPATCHER.discard(module)
             mod = importlib.import_module(module)
             adder = getattr(mod, f"add_{name.replace('-', '_')}_arguments", None) or mod.add_arguments
             adder(p)
@@ -93,15 +90,56 @@ def _claim_gpu(args: argparse.Namespace) -> None:
     claim_for_job(_requested_device(args), share)
 
 
+def version() -> str:
+    """The installed package's version (the source tree's when it is not installed)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("deepfake-lth")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+_DISPATCHER: set[str] = set()  # the package's modules loaded before a stage's module
+
+
+def record_imports() -> None:
+    """With ``DLTH_RECORD_IMPORTS`` set (a folder), write which of the package's modules this
+    process loaded once dispatching was done (the stage's module and what it imported, at
+    module level or in a function), beside its command line: tests compare them with the
+    rule's code inputs (deepfake_lth.workflow.code). What the dispatcher itself loads (this
+    module, the registry of subcommands) is nobody's input."""
+    import atexit
+    import os
+
+    folder = os.environ.get("DLTH_RECORD_IMPORTS")
+    if not folder:
+        return
+
+    def write() -> None:
+        from pathlib import Path
+
+        loaded = sorted(m for m in sys.modules if (m == "deepfake_lth" or m.startswith(
+            "deepfake_lth.")) and m not in _DISPATCHER)
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        (Path(folder) / f"{os.getpid()}.json").write_text(
+            json.dumps({"argv": sys.argv[1:], "modules": loaded}))
+
+    atexit.register(write)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    record_imports()
     args = build_parser(argv).parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     mod = args._module
+    before = set(sys.modules)
     _claim_gpu(args)
+    _DISPATCHER.update(set(sys.modules) - before)  # the claim is the dispatcher's too
     runner = getattr(mod, f"run_{args._name.replace('-', '_')}", None) or mod.run
     try:
         return int(runner(args) or 0)

@@ -1,4 +1,6 @@
-# Grad-CAM heatmaps and ΔL across sparsities; the study's HTML report.
+# Grad-CAM heatmaps and ΔL across sparsities, separability, zero-shot scoring, latency; the
+# study's HTML report. Each job's spec comes from its stage's module (job_spec).
+from deepfake_lth.analysis import gradcam, latency, separability
 
 
 rule gradcam:
@@ -6,7 +8,7 @@ rule gradcam:
     input:
         faces=f"{RESULTS}/{{dataset}}/faces/manifest.csv",
         checkpoints=lambda w: [lv["checkpoint"] for lv in gradcam_levels(w)],
-        code=code("analysis/gradcam.py") + TRAIN_CODE,
+        code=jobs.stage_code("analysis.gradcam"),
     output:
         heatmaps=f"{RESULTS}/gradcam/{{dataset}}/{{model}}/seed{{seed}}/{{method}}/heatmaps.npz",
         delta=f"{RESULTS}/gradcam/{{dataset}}/{{model}}/seed{{seed}}/{{method}}/delta.csv",
@@ -24,12 +26,7 @@ rule gradcam:
     params:
         faces=lambda w: faces_dir(w.dataset),
         levels=lambda w: as_json(gradcam_levels(w)),
-        spec=lambda w: as_json(
-            {
-                "input_size": config["models"][w.model].get("input_size"),
-                "samples_per_class": config["gradcam"]["samples_per_class"],
-            }
-        ),
+        spec=lambda w: as_json(gradcam.job_spec(config, w.model)),
         out=lambda w: f"{RESULTS}/gradcam/{w.dataset}/{w.model}/seed{w.seed}/{w.method}",
     shell:
         "python -m deepfake_lth gradcam --faces {params.faces} --model {wildcards.model} "
@@ -43,7 +40,7 @@ rule separability:
         faces=f"{RESULTS}/{{dataset}}/faces/manifest.csv",
         checkpoints=lambda w: [f"{lv['path']}/checkpoint.pt" for lv in separability_levels(w)],
         metrics=lambda w: [f"{lv['path']}/metrics.json" for lv in separability_levels(w)],
-        code=code("analysis/separability.py") + TRAIN_CODE,
+        code=jobs.stage_code("analysis.separability"),
     output:
         csv=f"{RESULTS}/separability/{{dataset}}/{{model}}/seed{{seed}}/{{method}}.csv",
     log:
@@ -51,7 +48,7 @@ rule separability:
     benchmark:
         f"{BENCH}/separability/{{dataset}}-{{model}}-seed{{seed}}-{{method}}.tsv"
     wildcard_constraints:
-        method=methods.method_pattern(("imp", "oneshot", "pai", "control")),
+        method=methods.method_pattern(("imp", "oneshot", "prune-init", "control")),
     conda:
         CONDA_ENV
     threads: config["threads"]
@@ -60,13 +57,7 @@ rule separability:
     params:
         faces=lambda w: faces_dir(w.dataset),
         levels=lambda w: as_json(separability_levels(w)),
-        spec=lambda w: as_json(
-            {
-                "input_size": config["models"][w.model].get("input_size"),
-                "folds": config["separability"]["folds"],
-                "max_samples": config["separability"]["max_samples"],
-            }
-        ),
+        spec=lambda w: as_json(separability.job_spec(config, w.model)),
     shell:
         "python -m deepfake_lth separability --faces {params.faces} --levels {params.levels:q} "
         "--model {wildcards.model} --method {wildcards.method} --seed {wildcards.seed} "
@@ -79,7 +70,7 @@ rule generalise:
         checkpoints=lambda w: [f"{lv.path}/checkpoint.pt" for lv in cross_levels(w)],
         metrics=lambda w: [f"{lv.path}/metrics.json" for lv in cross_levels(w)],
         faces=cross_faces,
-        code=code("analysis/generalisation.py") + TRAIN_CODE,
+        code=jobs.stage_code("analysis.generalisation"),
     output:
         csv=f"{RESULTS}/generalisation/{{dataset}}/{{model}}/seed{{seed}}.csv",
     log:
@@ -99,12 +90,7 @@ rule generalise:
         manipulations=lambda w: (
             "--manipulations" if generalisation.by_manipulation(config, w.dataset) else ""
         ),
-        spec=lambda w: as_json(
-            {
-                "input_size": config["models"][w.model].get("input_size"),
-                "train": {"amp": config["train"]["amp"]},
-            }
-        ),
+        spec=lambda w: as_json(generalisation.job_spec(config, w.model)),
     shell:
         "python -m deepfake_lth generalise --runs {params.runs} --model {wildcards.model} "
         "--source {wildcards.dataset} --faces {params.faces} {params.manipulations} "
@@ -116,7 +102,7 @@ rule latency:
     input:
         checkpoints=lambda w: [f"{lv['path']}/checkpoint.pt" for lv in latency_levels(w)],
         metrics=lambda w: [f"{lv['path']}/metrics.json" for lv in latency_levels(w)],
-        code=code("analysis/latency.py", "pruning/structured.py") + TRAIN_CODE,
+        code=jobs.stage_code("analysis.latency"),
     output:
         csv=f"{RESULTS}/latency/{{dataset}}/{{model}}/seed{{seed}}/latency.csv",
     log:
@@ -128,15 +114,7 @@ rule latency:
     threads: config["threads"]
     params:
         levels=lambda w: as_json(latency_levels(w)),
-        spec=lambda w: as_json(
-            {
-                "input_size": config["models"][w.model].get("input_size"),
-                "batch_sizes": config["latency"]["batch_sizes"],
-                "repeats": config["latency"]["repeats"],
-                "warmup": config["latency"]["warmup"],
-                "min_seconds": config["latency"]["min_seconds"],
-            }
-        ),
+        spec=lambda w: as_json(latency.job_spec(config, w.model)),
     shell:
         "python -m deepfake_lth latency --levels {params.levels:q} --model {wildcards.model} "
         "--spec {params.spec:q} --threads {threads} --out {output.csv} > {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
@@ -146,29 +124,7 @@ rule report:
     """One self-contained HTML file: accuracy vs sparsity, tables, Table I, Grad-CAM, provenance."""
     input:
         report_inputs,
-        code=code(
-            *[
-                f"report/{m}.py"
-                for m in (
-                    "__init__",
-                    "beyond",
-                    "build",
-                    "collect",
-                    "common",
-                    "curves",
-                    "generalisation",
-                    "measures",
-                    "paper",
-                    "provenance",
-                )
-            ],
-            "analysis/stats.py",
-            "analysis/tickets.py",
-            "data/kinds.py",
-            "analysis/claims.py",
-            "analysis/generalisation.py",
-            "templates/report.html.j2",
-        ),
+        code=jobs.stage_code("report"),
     output:
         html=REPORT,
         figures=report(

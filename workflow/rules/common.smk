@@ -1,14 +1,13 @@
-# Paths, wildcard constraints, input functions and the JSON slices each stage depends on.
-# Which methods a config runs, and their folders, come from the method registry
-# (deepfake_lth.pruning.methods); docs/ARCHITECTURE.md has the map.
-import json
-import os
+# Paths, wildcard constraints, input functions of the rules and their targets. What a job
+# reads, writes and is passed is computed in src/ (deepfake_lth.workflow.jobs, each stage's
+# module); which methods a config runs, and their folders, come from the method registry
+# (deepfake_lth.stages.methods); docs/ARCHITECTURE.md has the map.
 import re
 from pathlib import Path
 
-from deepfake_lth.pruning import methods, plan
+from deepfake_lth.stages import methods
+from deepfake_lth.workflow import jobs
 from deepfake_lth.analysis import generalisation
-from deepfake_lth.pruning.criteria import CRITERIA
 from deepfake_lth.core.execution import prepare_jobs
 
 RESULTS = config["results"]
@@ -16,18 +15,16 @@ RESOURCES = config["resources"]
 LOGS = f"{RESULTS}/logs"
 BENCH = f"{RESULTS}/benchmarks"
 REPORT = f"{RESULTS}/report.html"
-# Code inputs relative to the working directory: a checkout copied or moved with its results
-# stays cached (an absolute path would change, and Snakemake would rerun every job).
-SRC = os.path.relpath(os.path.join(workflow.basedir, "src", "deepfake_lth"))
 # Jobs run `python -m deepfake_lth` of the environment they run in, with src/ on PYTHONPATH;
 # `device` reaches them as DLTH_DEVICE, outside the spec; their GPU claims lock in
 # {results}/.gpus (deepfake_lth.core.execution.prepare_jobs, deepfake_lth.core.gpus).
+# Code inputs are relative to the working directory (jobs.stage_code): a checkout copied or
+# moved with its results stays cached.
 CONDA_ENV = "../../environment.yml"
 prepare_jobs(workflow.basedir, config["device"], RESULTS)
 DATASETS = list(config["datasets"])
 MODELS = list(config["models"])
 SEEDS = [str(s) for s in config["seeds"]]
-ROUNDS = config["prune"]["rounds"]
 
 
 def _alternatives(names):
@@ -40,27 +37,7 @@ wildcard_constraints:
     dst=_alternatives(DATASETS),
     model=_alternatives(MODELS),
     seed=r"\d+",
-    criterion=_alternatives(CRITERIA),
-    k=r"\d+",
-    pct=r"\d+",
     shard=r"\d+",
-    control=_alternatives(methods.CONTROLS),
-    pai=_alternatives(methods.PAI_METHODS),
-    rate=r"0\.\d+",
-
-
-def code(*modules):
-    """Source files of the modules a stage runs: editing one reruns that stage."""
-    return [f"{SRC}/{m}" for m in modules]
-
-
-# what every training job runs (the runner, training, masks, data, the registries' modules)
-TRAIN_CODE = code(*methods.training_code())
-
-
-def stage_code(stage):
-    """TRAIN_CODE and the stage's own module (stages/{stage}.py)."""
-    return code(*methods.training_code(), f"stages/{stage}.py")
 
 
 def study_config():
@@ -68,11 +45,14 @@ def study_config():
     return {k: v for k, v in config.items() if k not in ("threads", "device")}
 
 
-def as_json(obj):
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+as_json = jobs.as_json
 
 
 # ---- data ---------------------------------------------------------------------------
+def run_dir(w, dataset=None):
+    return f"{RESULTS}/{dataset or w.dataset}/{w.model}/seed{w.seed}"
+
+
 def dataset_cfg(w):
     return config["datasets"][w.dataset]
 
@@ -100,154 +80,10 @@ def detect_flag(w):
     return {None: "auto", True: "yes", False: "no"}[d]
 
 
-# ---- training -------------------------------------------------------------------------
-def train_spec(w, dataset=None):
-    """Everything a training job's result depends on, as JSON (a change reruns it, nothing
-    else does); device and threads say how it runs and are passed outside it."""
-    m = config["models"][w.model]
-    return as_json(
-        {
-            "train": config["train"],
-            "prune": {"rate": config["prune"]["rate"], "rewind": config["prune"]["rewind"]},
-            "input_size": m.get("input_size"),
-            "pretrained": m.get("pretrained"),
-        }
-    )
-
-
-def retrain_spec(w):
-    """train_spec for a job that starts from trained weights (an IMP, one-shot or structured
-    round without rewinding, a transferred ticket with its trained weights): its epochs are
-    capped at prune.retrain_epochs when set. Jobs that start from θ0 keep train.max_epochs."""
-    epochs = config["prune"]["retrain_epochs"]
-    starts_trained = config["prune"]["rewind"] == "none"
-    if w.get("src") is not None:  # a transfer job
-        starts_trained = config["transfer"]["weights"] == "trained"
-    spec = json.loads(train_spec(w))
-    if epochs and starts_trained:
-        spec["train"]["max_epochs"] = min(epochs, spec["train"]["max_epochs"])
-    return as_json(spec)
-
-
-def run_dir(w, dataset=None):
-    return f"{RESULTS}/{dataset or w.dataset}/{w.model}/seed{w.seed}"
-
-
-def previous(w, method):
-    """Round k-1 of a chain (round 0 is the dense model): its checkpoint, mask (and channels
-    for structured rounds), from the method registry's levels."""
-    levels = methods.method_levels(config, w.dataset, w.model, int(w.seed), method)
-    k = int(w.k)
-    if k < 1 or k >= len(levels):
-        raise ValueError(f"round {k} is outside 1..{len(levels) - 1} of {method}")
-    prev = levels[k - 1].path
-    if k == 1:
-        return {"checkpoint": f"{prev}/checkpoint.pt"}
-    out = {"checkpoint": f"{prev}/checkpoint.pt", "mask": f"{prev}/mask.pt"}
-    if methods.family_of(method).name == "structured":
-        out["channels"] = f"{prev}/channels.pt"
-    return out
-
-
-def prev_round(w):
-    return previous(w, f"imp-{w.criterion}")
-
-
-def prev_structured(w):
-    return previous(w, f"structured-{w.criterion}")
-
-
-def prev_kd(w):
-    return previous(w, f"kd-{w.criterion}")
-
-
-def prev_round_rate(w):
-    return previous(w, f"imp-{w.criterion}-rate{w.rate}")
-
-
-def level_sparsity(method):
-    """Input function: the sparsity of the sparsity{pct} level of ``method`` (a fraction)."""
-
-    def sparsity(w):
-        name = method.format(**dict(w.items()))
-        for lv in methods.method_levels(config, w.dataset, w.model, int(w.seed), name)[1:]:
-            if lv.path.name == f"sparsity{w.pct}":
-                return lv.sparsity
-        raise ValueError(f"sparsity{w.pct} is not a level of {name} in this config")
-
-    return sparsity
-
-
-def control_sources(w):
-    """The run folders a control is built from (the method registry): the ticket, and for
-    the controls of a chain, round k-1 of it (of the random chain itself for random-chain)."""
-    return methods.control_sources(config, w.dataset, w.model, int(w.seed), w.control, int(w.k))
-
-
-def control_ticket(w):
-    return str(control_sources(w)["ticket"])
-
-
-def control_inputs(w):
-    """The ticket's mask and metrics, and round k-1's checkpoint (and mask) where it has one."""
-    src = control_sources(w)
-    out = {"ticket": f"{src['ticket']}/mask.pt", "ticket_metrics": f"{src['ticket']}/metrics.json"}
-    if "prev" in src:
-        out["prev_checkpoint"] = f"{src['prev']}/checkpoint.pt"
-        out["prev_metrics"] = f"{src['prev']}/metrics.json"
-        if int(w.k) > 1:
-            out["prev_mask"] = f"{src['prev']}/mask.pt"
-    return out
-
-
-def control_prev(w):
-    src = control_sources(w)
-    return f"--prev {src['prev']}" if "prev" in src else ""
-
-
-def control_spec(w):
-    """The controls trained like the ticket retrain with the IMP round's schedule; the others
-    train once from θ0 (or fresh weights)."""
-    return retrain_spec(w) if w.control in methods.TRAINED_LIKE_TICKET else train_spec(w)
-
-
-def with_epochs(spec, epochs):
-    spec = json.loads(spec)
-    spec["train"]["max_epochs"] = int(epochs)
-    return as_json(spec)
-
-
-def oneshot_spec(w):
-    """retrain_spec with the one-shot budget (oneshot.budget; plan.oneshot_epochs)."""
-    sparsity = level_sparsity("oneshot-{criterion}")(w)
-    return with_epochs(retrain_spec(w), plan.oneshot_epochs(config, sparsity))
-
-
-def pai_spec(w):
-    """train_spec with the SNIP/GraSP budget (prune_at_init.budget; plan.pai_epochs)."""
-    sparsity = level_sparsity("{pai}")(w)
-    return with_epochs(train_spec(w), plan.pai_epochs(config, sparsity))
-
-
-def kd_spec(w):
-    """retrain_spec with the distillation temperature and weight."""
-    spec = json.loads(retrain_spec(w))
-    spec["distill"] = {k: config["distill"][k] for k in ("temperature", "weight")}
-    return as_json(spec)
-
-
-def rate_spec(w):
-    """retrain_spec with the step size's own prune.rate (a change of prune.rate leaves it be)."""
-    spec = json.loads(retrain_spec(w))
-    spec["prune"]["rate"] = float(w.rate)
-    return as_json(spec)
-
-
 # ---- transfer and analysis --------------------------------------------------------------
 def transfer_source(w):
     """Folder of A's ticket for a transfer method such as imp-global-sparsity59."""
-    method, sparsity = methods.parse_transfer_method(config, w.method)
-    return methods.level_for(config, w.src, w.model, int(w.seed), method, sparsity).path
+    return jobs.transfer_source(config, w.src, w.model, int(w.seed), w.method)
 
 
 def gradcam_levels(w):
@@ -420,15 +256,6 @@ def compression_outputs():
 
 
 def quantize_spec(w):
-    c = config["compression"]
-    keys = (
-        "calibration_samples",
-        "per_channel",
-        "reduce_range",
-        "batch_sizes",
-        "repeats",
-        "warmup",
-    )
-    return as_json(
-        {"input_size": config["models"][w.model].get("input_size"), **{k: c[k] for k in keys}}
-    )
+    from deepfake_lth.deploy.quantize import job_spec
+
+    return as_json(job_spec(config, w.model))

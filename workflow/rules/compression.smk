@@ -8,7 +8,7 @@ rule quantize:
         manifest=f"{RESULTS}/{{dataset}}/faces/manifest.csv",
         checkpoint=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/{{level}}/checkpoint.pt",
         metrics=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/{{level}}/metrics.json",
-        code=code("deploy/quantize.py", "deploy/export.py", "pruning/structured.py") + TRAIN_CODE,
+        code=jobs.stage_code("deploy.quantize"),
     output:
         fp32=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/{{level}}/int8/model.onnx",
         int8=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/{{level}}/int8/model.int8.onnx",

@@ -16,14 +16,9 @@ rule acquire:
             if dataset_cfg(w)["source"]["type"] == "urls"
             else []
         ),
-        code=code(
-            "data/acquire/__init__.py",
-            "data/acquire/synthetic.py",
-            "data/acquire/local.py",
-            "data/acquire/urls.py",
-            "data/acquire/kaggle.py",
-            "data/acquire/manipulations.py",
-        ),
+        code=lambda w: jobs.stage_code(
+            "data.acquire", source_type=dataset_cfg(w)["source"]["type"]
+        )(w),
     output:
         f"{RESOURCES}/{{dataset}}/sources.csv",
     log:
@@ -42,7 +37,7 @@ rule extract_faces:
     """Sample frames_per_video frames of each video of one shard and crop the face with MTCNN."""
     input:
         sources=f"{RESOURCES}/{{dataset}}/sources.csv",
-        code=code("data/faces.py", "data/decode.py", "data/acquire/__init__.py"),
+        code=jobs.stage_code("data.faces"),
     output:
         npy=f"{RESULTS}/{{dataset}}/faces/shards/shard{{shard}}.npy",
         csv=f"{RESULTS}/{{dataset}}/faces/shards/shard{{shard}}.csv",
@@ -73,7 +68,7 @@ rule pack_faces:
     input:
         shards=shards_of,
         sources=f"{RESOURCES}/{{dataset}}/sources.csv",
-        code=code("data/pack.py", "data/acquire/__init__.py"),
+        code=jobs.stage_code("data.pack"),
     output:
         faces=f"{RESULTS}/{{dataset}}/faces/faces.npy",
         manifest=f"{RESULTS}/{{dataset}}/faces/manifest.csv",

@@ -6,7 +6,7 @@ rule train_dense:
     input:
         faces=f"{RESULTS}/{{dataset}}/faces/faces.npy",
         manifest=f"{RESULTS}/{{dataset}}/faces/manifest.csv",
-        code=stage_code("dense"),
+        code=jobs.stage_code("stages.dense"),
     output:
         init=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/dense/init.pt",
         checkpoint=f"{RESULTS}/{{dataset}}/{{model}}/seed{{seed}}/dense/checkpoint.pt",
@@ -23,7 +23,7 @@ rule train_dense:
     params:
         faces=lambda w: faces_dir(w.dataset),
         out=lambda w: f"{run_dir(w)}/dense",
-        spec=train_spec,
+        args=jobs.dense_arguments(config),
     shell:
         "python -m deepfake_lth train --faces {params.faces} --out {params.out} --model {wildcards.model} "
-        "--seed {wildcards.seed} --spec {params.spec:q} --threads {threads} > {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
+        "--seed {wildcards.seed} {params.args} --threads {threads} > {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"

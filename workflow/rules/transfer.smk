@@ -9,8 +9,9 @@ rule transfer_ticket:
         manifest=f"{RESULTS}/{{dst}}/faces/manifest.csv",
         ticket=lambda w: f"{transfer_source(w)}/checkpoint.pt",
         mask=lambda w: f"{transfer_source(w)}/mask.pt",
+        ticket_metrics=lambda w: f"{transfer_source(w)}/metrics.json",
         init=f"{RESULTS}/{{src}}/{{model}}/seed{{seed}}/dense/init.pt",
-        code=stage_code("transfer"),
+        code=jobs.stage_code("stages.transfer"),
     output:
         metrics=f"{RESULTS}/transfer/{{src}}-to-{{dst}}/{{model}}/seed{{seed}}/{{method}}/metrics.json",
         checkpoint=f"{RESULTS}/transfer/{{src}}-to-{{dst}}/{{model}}/seed{{seed}}/{{method}}/checkpoint.pt",
@@ -31,7 +32,7 @@ rule transfer_ticket:
         dense=lambda w: f"{run_dir(w, w.src)}/dense",
         out=lambda w: f"{RESULTS}/transfer/{w.src}-to-{w.dst}/{w.model}/seed{w.seed}/{w.method}",
         weights=config["transfer"]["weights"],
-        spec=retrain_spec,
+        spec=lambda w: jobs.as_json(jobs.transfer_spec(config, w.model)),
     shell:
         "python -m deepfake_lth transfer --faces {params.faces} --ticket {params.ticket} --dense {params.dense} "
         "--out {params.out} --model {wildcards.model} --seed {wildcards.seed} "
@@ -42,6 +43,7 @@ rule transfer_dense:
     """The dense baseline of Table I: B's own dense model, recorded under the transfer pair."""
     input:
         metrics=f"{RESULTS}/{{dst}}/{{model}}/seed{{seed}}/dense/metrics.json",
+        code=jobs.stage_code("stages.transfer"),
     output:
         metrics=f"{RESULTS}/transfer/{{src}}-to-{{dst}}/{{model}}/seed{{seed}}/dense/metrics.json",
     log:
@@ -63,7 +65,7 @@ rule transfer_finetuned:
         manifest=f"{RESULTS}/{{dst}}/faces/manifest.csv",
         checkpoint=f"{RESULTS}/{{src}}/{{model}}/seed{{seed}}/dense/checkpoint.pt",
         source=f"{RESULTS}/{{src}}/{{model}}/seed{{seed}}/dense/metrics.json",
-        code=stage_code("transfer"),
+        code=jobs.stage_code("stages.transfer"),
     output:
         metrics=f"{RESULTS}/transfer/{{src}}-to-{{dst}}/{{model}}/seed{{seed}}/dense-finetuned/metrics.json",
         checkpoint=f"{RESULTS}/transfer/{{src}}-to-{{dst}}/{{model}}/seed{{seed}}/dense-finetuned/checkpoint.pt",
@@ -81,7 +83,7 @@ rule transfer_finetuned:
         faces=lambda w: faces_dir(w.dst),
         dense=lambda w: f"{run_dir(w, w.src)}/dense",
         out=lambda w: f"{RESULTS}/transfer/{w.src}-to-{w.dst}/{w.model}/seed{w.seed}/dense-finetuned",
-        spec=retrain_spec,
+        spec=lambda w: jobs.as_json(jobs.transfer_spec(config, w.model)),
     shell:
         "python -m deepfake_lth transfer --faces {params.faces} --finetune {params.dense} "
         "--out {params.out} --model {wildcards.model} --seed {wildcards.seed} "

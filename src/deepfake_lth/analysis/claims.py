@@ -8,7 +8,7 @@ includes the variance between training runs (paired by seed, and by test video w
 on a video set, :func:`deepfake_lth.analysis.stats.estimate_diff`). Intervals are 95 %;
 "keeps" claims are non-inferiority against a fixed margin δ (``claims.margin``, 2 points by
 default); the comparisons of one claim are corrected with Holm's method
-(:func:`deepfake_lth.analysis.stats.judge`). Method names and labels come from the registry.
+(:func:`deepfake_lth.analysis.stats.judge`). Method names and labels come from the methods.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ from deepfake_lth.analysis.tickets import (
     winning_tickets,
 )
 from deepfake_lth.data.kinds import dataset_kind
-from deepfake_lth.pruning import methods as registry
+from deepfake_lth.stages import methods
 
 __all__ = ["FAILS", "HOLDS", "NOT_RUN", "ONE_SEED", "UNCLEAR", "Claim", "dataset_kind",
            "evaluate_claims"]
@@ -69,7 +69,7 @@ __all__ = ["FAILS", "HOLDS", "NOT_RUN", "ONE_SEED", "UNCLEAR", "Claim", "dataset
 def _claim_winning(runs, controls: Sequence[str], kinds, flags, margin: float) -> Claim:
     imp = main_imp(runs)
     text = "Deepfake detectors contain winning tickets at substantial sparsity (≥ 50 %)"
-    matched = registry.MATCHED_CONTROL
+    matched = methods.MATCHED_CONTROL
     control = method_label(f"control-{matched}")
     rule = (f"Per dataset and model, at the first IMP round of 50 % sparsity or more: the "
             f"ticket is winning when ticket − dense is above −δ (δ = {100 * margin:.0f} "
@@ -168,7 +168,7 @@ def _claim_criterion(runs, kinds, config, kind, better, worse) -> Claim:
 
 def _claim_imp_vs_oneshot(runs, kinds) -> Claim:
     present = set(runs["method"])
-    pairs = [(imp, f"oneshot-{registry.criterion_of(imp)}") for imp in imp_methods(runs)]
+    pairs = [(imp, f"oneshot-{methods.criterion_of(imp)}") for imp in imp_methods(runs)]
     comparisons = compare_pairs(runs, kinds, [p for p in pairs if p[1] in present], 0.8)
     return make_claim(
         "IMP ≥ one-shot pruning at 80 % sparsity (IMP outperforms one-shot)", "§V-B, §VI",
@@ -182,8 +182,8 @@ def _claim_imp_vs_oneshot(runs, kinds) -> Claim:
 
 
 def _claim_local_vs_oneshot(runs, kinds) -> Claim:
-    oneshots = sorted(registry.with_role(runs["method"].unique(), registry.ONESHOT),
-                      key=registry.sort_key)
+    oneshots = sorted(methods.with_role(runs["method"].unique(), methods.ONESHOT),
+                      key=methods.sort_key)
     pairs = [("imp-local", o) for o in oneshots] if "imp-local" in set(runs["method"]) else []
     comparisons = compare_pairs(runs, kinds, pairs, 0.8)
     return make_claim(
@@ -306,7 +306,7 @@ def _claim_transfer(transfers, kinds, flags, margin: float) -> Claim:
             n = float(g["test_samples"].dropna().iloc[0])
         for method in sorted(set(g["method"]) - {"dense"}):
             src, _, pct = method.rpartition("-sparsity")
-            if (not registry.with_role([src], registry.TICKET) or not pct.isdigit()
+            if (not methods.with_role([src], methods.TICKET) or not pct.isdigit()
                     or not 55 <= int(pct) <= 65):
                 continue
             diff = _transfer_diff(g, dense, method, n)

@@ -27,13 +27,13 @@ from deepfake_lth.analysis.stats import (
     superiority,
     t_quantile,
 )
-from deepfake_lth.pruning import methods as registry
 from deepfake_lth.pruning.plan import parse_step_size_method
+from deepfake_lth.stages import methods
 
 
 def claim_step_size(runs, kinds) -> Claim:
     comparisons = []
-    variants = sorted(registry.with_role(runs["method"].unique(), registry.STEP_SIZE))
+    variants = sorted(methods.with_role(runs["method"].unique(), methods.STEP_SIZE))
     for (dataset, model), _ in runs.groupby(["dataset", "model"], sort=True):
         for variant in variants:
             criterion, rate = parse_step_size_method(variant)
@@ -63,8 +63,8 @@ def claim_step_size(runs, kinds) -> Claim:
 
 
 def claim_pai(runs, kinds) -> Claim:
-    present = sorted(registry.with_role(runs["method"].unique(), registry.PAI),
-                     key=registry.sort_key)
+    present = sorted(methods.with_role(runs["method"].unique(), methods.PRUNE_INIT),
+                     key=methods.sort_key)
     imp = main_imp(runs)
     pairs = [(imp, method) for method in present] if imp is not None else []
     comparisons = compare_pairs(runs, kinds, pairs, 0.8)
@@ -80,10 +80,10 @@ def claim_pai(runs, kinds) -> Claim:
 
 
 def claim_kd(runs, kinds) -> Claim:
-    kds = sorted(registry.with_role(runs["method"].unique(), registry.DISTILLED),
-                 key=registry.sort_key)
+    kds = sorted(methods.with_role(runs["method"].unique(), methods.DISTILLED),
+                 key=methods.sort_key)
     present = set(runs["method"])
-    pairs = [(kd, f"imp-{registry.criterion_of(kd)}") for kd in kds]
+    pairs = [(kd, f"imp-{methods.criterion_of(kd)}") for kd in kds]
     comparisons = []
     for (dataset, model), _ in runs.groupby(["dataset", "model"], sort=True):
         for a, b in (p for p in pairs if p[1] in present):

@@ -30,7 +30,7 @@ from deepfake_lth.analysis.stats import (
     match_levels,
     superiority,
 )
-from deepfake_lth.pruning import methods as registry
+from deepfake_lth.stages import methods
 
 SAY = {GREATER: "which counts for the claim", LESS: "which counts against it",
        TIE: "which is within the noise"}
@@ -58,12 +58,12 @@ class Claim:
 
 
 def method_label(method: str) -> str:
-    return registry.label(method)
+    return methods.label(method)
 
 
 def imp_methods(runs) -> list[str]:
-    return sorted(registry.with_role(runs["method"].unique(), registry.TICKET),
-                  key=registry.sort_key)
+    return sorted(methods.with_role(runs["method"].unique(), methods.TICKET),
+                  key=methods.sort_key)
 
 
 def main_imp(runs) -> str | None:

@@ -34,7 +34,7 @@ from typing import Any
 from deepfake_lth.core.errors import UserError
 from deepfake_lth.core.execution import add_execution_arguments, apply_execution
 from deepfake_lth.core.files import read_metrics, write_csv, write_metrics
-from deepfake_lth.pruning import methods
+from deepfake_lth.stages import methods
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ class _TestSplits:
 
 
 def score_run(run_dir: Path, model_name: str, tests: _TestSplits, source: str,
-              spec: Mapping[str, Any], device) -> list[dict[str, Any]]:
+              spec, device) -> list[dict[str, Any]]:
     """One run's checkpoint scored on every test set; writes ``run_dir/cross/{test set}/``."""
     import numpy as np
     import pandas as pd
@@ -181,12 +181,12 @@ def score_run(run_dir: Path, model_name: str, tests: _TestSplits, source: str,
     model = build(model_name, spec)
     load_into(model, load_state(run_dir / "checkpoint.pt"), str(run_dir / "checkpoint.pt"))
     input_size = input_size_of(model_name, spec)
-    batch = max(int(spec["train"]["batch_size"]), 256)
+    batch = spec.train.eval_batch_size
     written = []
     for dataset, sets in tests.sets.items():
         split = tests.splits[dataset]
         start = time.perf_counter()
-        probs = evaluate(model, split, input_size, device, batch, spec["train"]["amp"])["probs"]
+        probs = evaluate(model, split, input_size, device, batch, spec.train.amp)["probs"]
         seconds = time.perf_counter() - start
         for name, manipulation, pos in sets:
             labels, vids = np.asarray(split.labels)[pos], np.asarray(split.video_ids)[pos]
@@ -212,7 +212,7 @@ def score_run(run_dir: Path, model_name: str, tests: _TestSplits, source: str,
 
 def generalise(runs, model_name: str, faces: Mapping[str, str | Path], source: str,
                manipulations: bool, out_csv: str | Path | None,
-               spec: Mapping[str, Any]) -> list[dict[str, Any]]:
+               spec) -> list[dict[str, Any]]:
     """Score the checkpoints of ``runs`` (run folders of one model) on the test sets of
     ``faces`` ({dataset: faces folder}; ``source``'s own only per manipulation): each run
     folder gets ``cross/{test set}/``; ``out_csv`` (when given) one row per run × test set."""
@@ -221,8 +221,10 @@ def generalise(runs, model_name: str, faces: Mapping[str, str | Path], source: s
     import pandas as pd
 
     from deepfake_lth.stages.runner import setup
+    from deepfake_lth.stages.spec import parse_spec
 
-    device = setup(dict(spec), 0)
+    spec = parse_spec(spec)
+    device = setup(spec, 0)
     tests = _TestSplits(faces, source, manipulations)
     rows = []
     for run_dir in map(Path, runs):
@@ -262,7 +264,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_execution_arguments(parser)
 
 
+def job_spec(config: Mapping[str, Any], model: str) -> dict[str, Any]:
+    """The config slice a generalise job computes from (the rule's ``--spec``): the model's
+    input size and whether it scores in mixed precision."""
+    return {"input_size": config["models"][model].get("input_size"),
+            "train": {"amp": config["train"]["amp"]}}
+
+
 def run(args: argparse.Namespace) -> int:
+    from deepfake_lth.core.schema import read_spec
     from deepfake_lth.stages.spec import parse_spec
 
     faces = {}
@@ -272,6 +282,6 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"--faces {item!r}: expected DATASET=FOLDER, e.g. "
                             "celebdf=results/celebdf/faces")
         faces[name] = folder
-    spec = apply_execution(parse_spec(args.spec), args)
+    spec = parse_spec(apply_execution(read_spec(args.spec), args))
     generalise(args.runs, args.model, faces, args.source, args.manipulations, args.out, spec)
     return 0

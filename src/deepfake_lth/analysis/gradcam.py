@@ -35,9 +35,9 @@ import argparse
 import json
 import logging
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 import numpy as np
 
@@ -299,21 +299,11 @@ def gradcam_stage(
     model (sparsity 0), the reference of ΔL. ``model_factory``/``target_layer`` replace the
     registry lookup of ``model_name`` (for models outside the registry).
     """
-    import pandas as pd
     import torch
-
-    from deepfake_lth.data.store import load_manifest, read_rows, to_tensor
 
     if target not in TARGETS:
         raise UserError(f"Grad-CAM target {target!r} is not one of {', '.join(TARGETS)}")
-    levels = sorted(((float(s), str(m), Path(c)) for s, m, c in levels), key=lambda t: t[0])
-    if not levels:
-        raise UserError("--levels is empty: give at least the dense model (sparsity 0)")
-    if levels[0][0] != 0.0:
-        raise UserError(
-            "--levels has no level at sparsity 0: ΔL compares every map with the dense "
-            "model's, so add {\"sparsity\": 0, \"method\": \"dense\", \"checkpoint\": ...}"
-        )
+    levels = check_levels(levels)
     if model_factory is None:
         model_factory, layer, input_size = _registry_model(model_name, input_size)
     else:
@@ -323,22 +313,7 @@ def gradcam_stage(
     from deepfake_lth.training.device import resolve_device
 
     dev = resolve_device(device or "auto")
-
-    faces_dir = Path(faces_dir)
-    if not (faces_dir / "faces.npy").is_file():
-        raise UserError(f"{faces_dir / 'faces.npy'} is missing: run the pack stage first")
-    # the same faces for every seed: ΔL between the dense networks of two seeds (the noise
-    # floor of ΔL) and the Grad-CAM claim pair them by face
-    rows = select_eval_set(faces_dir, n_per_class, EVAL_SET_SEED)
-    manifest = load_manifest(faces_dir).set_index("index")
-    labels = manifest.loc[rows, "label"].to_numpy(dtype=np.int64)
-    video_ids = manifest.loc[rows, "video_id"].to_numpy(dtype=str)
-    images = read_rows(np.load(faces_dir / "faces.npy", mmap_mode="r"), rows)  # just these
-    x = to_tensor(images, size=input_size, device=dev)
-
-    for _, _, ckpt in levels:  # a missing checkpoint fails before any work
-        if not ckpt.is_file():
-            raise UserError(f"checkpoint {ckpt} does not exist: run the stage that makes it")
+    faces = eval_faces(Path(faces_dir), n_per_class, input_size, dev)
 
     def networks():
         for sparsity, method, ckpt in levels:
@@ -346,41 +321,68 @@ def gradcam_stage(
             yield load_checkpoint(model_factory(), ckpt).to(dev).eval()
 
     torch.manual_seed(seed)
-    raw, probs = compute_maps(networks(), layer, x, labels, target=target, batch_size=batch_size)
+    raw, probs = compute_maps(networks(), layer, faces["x"], faces["labels"], target=target,
+                              batch_size=batch_size)
+    return write_maps(Path(out_dir), levels, faces, raw, probs, target)
+
+
+def check_levels(levels) -> list[tuple[float, str, Path]]:
+    """The levels sorted by sparsity, the dense one first, every checkpoint on disk."""
+    levels = sorted(((float(s), str(m), Path(c)) for s, m, c in levels), key=lambda t: t[0])
+    if not levels:
+        raise UserError("--levels is empty: give at least the dense model (sparsity 0)")
+    if levels[0][0] != 0.0:
+        raise UserError(
+            "--levels has no level at sparsity 0: ΔL compares every map with the dense "
+            "model's, so add {\"sparsity\": 0, \"method\": \"dense\", \"checkpoint\": ...}"
+        )
+    for _, _, ckpt in levels:  # a missing checkpoint fails before any work
+        if not ckpt.is_file():
+            raise UserError(f"checkpoint {ckpt} does not exist: run the stage that makes it")
+    return levels
+
+
+def eval_faces(faces_dir: Path, n_per_class: int, input_size: int, device) -> dict[str, Any]:
+    """The fixed test faces every level's maps are of: rows, labels, videos, images, tensor."""
+    from deepfake_lth.data.store import load_manifest, read_rows, to_tensor
+
+    if not (faces_dir / "faces.npy").is_file():
+        raise UserError(f"{faces_dir / 'faces.npy'} is missing: run the pack stage first")
+    # the same faces for every seed: ΔL between the dense networks of two seeds (the noise
+    # floor of ΔL) and the Grad-CAM claim pair them by face
+    rows = select_eval_set(faces_dir, n_per_class, EVAL_SET_SEED)
+    manifest = load_manifest(faces_dir).set_index("index")
+    images = read_rows(np.load(faces_dir / "faces.npy", mmap_mode="r"), rows)  # just these
+    return {"rows": rows, "labels": manifest.loc[rows, "label"].to_numpy(dtype=np.int64),
+            "video_ids": manifest.loc[rows, "video_id"].to_numpy(dtype=str), "images": images,
+            "x": to_tensor(images, size=input_size, device=device)}
+
+
+def write_maps(out_dir: Path, levels, faces: Mapping[str, Any], raw, probs, target: str) -> Path:
+    """heatmaps.npz (images, maps, probabilities), delta.csv (ΔL, concentration per face and
+    level) and delta_summary.csv."""
+    import pandas as pd
+
     norm = normalise(raw)
     conc = concentration(norm)
     d_norm = delta_l(norm[0], norm)
     d_raw = delta_l(raw[0], raw)
     per_pixel = 1.0 / math.sqrt(raw.shape[-1] * raw.shape[-2])  # ΔL comparable across sizes
-
-    out_dir = Path(out_dir)
+    rows, labels, video_ids = faces["rows"], faces["labels"], faces["video_ids"]
     out_dir.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(
-        out_dir / "heatmaps.npz",
-        images=images.astype(np.uint8),
-        labels=labels,
-        rows=rows,
-        video_ids=video_ids,
+        out_dir / "heatmaps.npz", images=faces["images"].astype(np.uint8), labels=labels,
+        rows=rows, video_ids=video_ids,
         sparsities=np.array([s for s, _, _ in levels], dtype=np.float64),
-        methods=np.array([m for _, m, _ in levels]),
-        raw=raw,
-        norm=norm.astype(np.float32),
-        probs=probs,
-        target=np.array(target),
+        methods=np.array([m for _, m, _ in levels]), raw=raw, norm=norm.astype(np.float32),
+        probs=probs, target=np.array(target),
     )
     records = [
-        {
-            "row": int(rows[i]),
-            "label": int(labels[i]),
-            "video_id": video_ids[i],
-            "sparsity": sparsity,
-            "method": method,
-            "delta_l": float(d_norm[j, i]),
-            "delta_l_raw": float(d_raw[j, i]),
-            "delta_l_raw_per_pixel": float(d_raw[j, i]) * per_pixel,
-            "concentration": float(conc[j, i]),
-            "prob_fake": float(probs[j, i]),
-        }
+        {"row": int(rows[i]), "label": int(labels[i]), "video_id": video_ids[i],
+         "sparsity": sparsity, "method": method, "delta_l": float(d_norm[j, i]),
+         "delta_l_raw": float(d_raw[j, i]),
+         "delta_l_raw_per_pixel": float(d_raw[j, i]) * per_pixel,
+         "concentration": float(conc[j, i]), "prob_fake": float(probs[j, i])}
         for j, (sparsity, method, _) in enumerate(levels)
         for i in range(len(rows))
     ]
@@ -443,28 +445,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_execution_arguments(parser)
 
 
+# what a Grad-CAM job's spec holds besides its section's samples_per_class
+SPEC_EXTRA = {"input_size": None, "device": "auto", "threads": 1, "target": "label",
+              "batch_size": 32}
+
+
+def job_spec(config: Mapping[str, Any], model: str) -> dict[str, Any]:
+    """The config slice a Grad-CAM job computes from (the rule's ``--spec``)."""
+    return {"input_size": config["models"][model].get("input_size"),
+            "samples_per_class": config["gradcam"]["samples_per_class"]}
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    spec = _json_arg(apply_execution(args.spec, args), "--spec")
-    if not isinstance(spec, dict):
-        raise UserError("--spec must be a JSON object")
-    unknown = set(spec) - {
-        "input_size", "samples_per_class", "device", "threads", "target", "batch_size"
-    }
-    if unknown:
-        raise UserError(f"--spec has unknown keys {sorted(unknown)}")
-    torch.set_num_threads(int(spec.get("threads", 1)))
+    from deepfake_lth.core.schema import read_spec, stage_spec
+
+    spec = stage_spec(apply_execution(read_spec(args.spec), args), "gradcam", SPEC_EXTRA,
+                      drop=("methods", "sparsities"))
+    torch.set_num_threads(int(spec["threads"]))
     gradcam_stage(
         faces_dir=args.faces,
         levels=parse_levels(args.levels),
         model_name=args.model,
-        input_size=spec.get("input_size"),
-        n_per_class=int(spec.get("samples_per_class", 4)),
+        input_size=spec["input_size"],
+        n_per_class=int(spec["samples_per_class"]),
         seed=args.seed,
-        device=spec.get("device", "auto"),
+        device=spec["device"],
         out_dir=args.out,
-        target=spec.get("target", "label"),
-        batch_size=int(spec.get("batch_size", 32)),
+        target=spec["target"],
+        batch_size=int(spec["batch_size"]),
     )
     return 0

@@ -32,14 +32,6 @@ if TYPE_CHECKING:  # torch is imported where it runs: the report reads COLUMNS w
 
 log = logging.getLogger(__name__)
 
-SPEC_DEFAULTS: dict[str, Any] = {
-    "input_size": None,  # None: the registry default
-    "batch_sizes": [1, 32],
-    "threads": 1,
-    "warmup": 3,
-    "repeats": 20,
-    "min_seconds": 2.0,  # per batch size: more rounds (up to 10 × repeats) until this long
-}
 COLUMNS = [
     "method",
     "level",
@@ -135,11 +127,18 @@ def time_models(
 # --------------------------------------------------------------------------- stage
 
 
+def job_spec(config: Mapping[str, Any], model: str) -> dict[str, Any]:
+    """The config slice a latency job computes from (the rule's ``--spec``)."""
+    s = config["latency"]
+    return {"input_size": config["models"][model].get("input_size"),
+            **{k: s[k] for k in ("batch_sizes", "repeats", "warmup", "min_seconds")}}
+
+
 def parse_spec(spec: Mapping[str, Any] | str | None) -> dict[str, Any]:
     """The stage spec (a dict or its JSON) with defaults filled in; unknown keys are errors."""
-    from deepfake_lth.workflow.config import stage_spec
+    from deepfake_lth.core.schema import stage_spec
 
-    out = stage_spec(spec, SPEC_DEFAULTS, "latency")
+    out = stage_spec(spec, "latency")
     batches = out["batch_sizes"]
     if not batches or not all(isinstance(b, int) and b >= 1 for b in batches):
         raise UserError(f"latency.batch_sizes must be integers ≥ 1, got {batches!r}")

@@ -40,14 +40,6 @@ log = logging.getLogger(__name__)
 
 COLUMNS = ["method", "level", "sparsity", "probe_acc", "probe_acc_std", "silhouette",
            "n_samples", "feature_dim", "folds"]
-SPEC_DEFAULTS: dict[str, Any] = {
-    "input_size": None,
-    "device": "auto",
-    "threads": 1,
-    "folds": 5,
-    "max_samples": 2000,
-    "batch_size": 256,
-}
 
 
 # --------------------------------------------------------------------------- features
@@ -161,11 +153,18 @@ def separability(
 # --------------------------------------------------------------------------- the stage
 
 
+def job_spec(config: Mapping[str, Any], model: str) -> dict[str, Any]:
+    """The config slice a separability job computes from (the rule's ``--spec``)."""
+    s = config["separability"]
+    return {"input_size": config["models"][model].get("input_size"), "folds": s["folds"],
+            "max_samples": s["max_samples"]}
+
+
 def parse_spec(spec: Mapping[str, Any] | str | None) -> dict[str, Any]:
     """The stage spec (a dict or its JSON) with defaults filled in; unknown keys are errors."""
-    from deepfake_lth.workflow.config import stage_spec
+    from deepfake_lth.core.schema import stage_spec
 
-    out = stage_spec(spec, SPEC_DEFAULTS, "separability")
+    out = stage_spec(spec, "separability", {"input_size": None, "device": "auto", "threads": 1, "batch_size": 256})
     if not isinstance(out["folds"], int) or out["folds"] < 2:
         raise UserError(f"separability.folds must be an integer ≥ 2, got {out['folds']!r}")
     if out["max_samples"] is not None and (not isinstance(out["max_samples"], int)

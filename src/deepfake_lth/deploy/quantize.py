@@ -37,19 +37,10 @@ import numpy as np
 
 from deepfake_lth.core.errors import UserError
 from deepfake_lth.core.execution import add_execution_arguments, apply_execution
+from deepfake_lth.core.schema import section_defaults
 
 log = logging.getLogger(__name__)
 
-SPEC_DEFAULTS: dict[str, Any] = {
-    "input_size": None,  # None: the run folder's
-    "calibration_samples": 256,  # training faces the activation ranges are calibrated on
-    "per_channel": True,
-    "reduce_range": "auto",  # auto: 7-bit weights on CPUs without VNNI
-    "batch_sizes": [1, 32],
-    "threads": 1,
-    "warmup": 3,
-    "repeats": 20,
-}
 META_KEY = "deepfake_lth"  # ONNX metadata_props entry: model, input size, face settings
 VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 
@@ -80,10 +71,18 @@ def resolve_reduce_range(value: Any, flags: set[str] | None = None) -> bool:
     raise UserError(f"compression.reduce_range must be auto, true or false, got {value!r}")
 
 
-def parse_spec(spec: Mapping[str, Any] | str | None) -> dict[str, Any]:
-    from deepfake_lth.workflow.config import stage_spec
+def job_spec(config: Mapping[str, Any], model: str) -> dict[str, Any]:
+    """The config slice a compression job computes from (the rule's ``--spec``)."""
+    c = config["compression"]
+    keys = ("calibration_samples", "per_channel", "reduce_range", "batch_sizes", "repeats",
+            "warmup")
+    return {"input_size": config["models"][model].get("input_size"), **{k: c[k] for k in keys}}
 
-    out = stage_spec(spec, SPEC_DEFAULTS, "compression")
+
+def parse_spec(spec: Mapping[str, Any] | str | None) -> dict[str, Any]:
+    from deepfake_lth.core.schema import stage_spec
+
+    out = stage_spec(spec, "compression")
     n = out["calibration_samples"]
     if not isinstance(n, int) or n < 1:
         raise UserError(f"compression.calibration_samples must be an integer ≥ 1, got {n!r}")
@@ -412,7 +411,7 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calibration", help="packed faces folder to calibrate --int8 on "
                         "(default: the run's dataset's, results/{dataset}/faces)")
     parser.add_argument("--calibration-samples", type=int,
-                        default=SPEC_DEFAULTS["calibration_samples"],
+                        default=section_defaults("compression")["calibration_samples"],
                         help="training faces to calibrate --int8 on")
 
 

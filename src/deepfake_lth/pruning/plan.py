@@ -1,7 +1,7 @@
 """The study's arithmetic and names: sparsities of rounds and levels, folder names.
 
 Which methods a config runs, and their folders, are the method registry's
-(:mod:`deepfake_lth.pruning.methods`), built on these functions; docs/ARCHITECTURE.md has the path
+(:mod:`deepfake_lth.stages.methods`), built on these functions; docs/ARCHITECTURE.md has the path
 scheme. Importable without torch.
 """
 
@@ -125,8 +125,8 @@ def step_size_rate(config: dict, method: str) -> tuple[float, int]:
 
 
 def pai_sparsities(config: dict) -> list[float]:
-    """Levels of SNIP and GraSP: prune_at_init.sparsities, or the one-shot levels."""
-    levels = config["prune_at_init"]["sparsities"] or oneshot_sparsities(config)
+    """Levels of SNIP and GraSP: prune_init.sparsities, or the one-shot levels."""
+    levels = config["prune_init"]["sparsities"] or oneshot_sparsities(config)
     seen: dict[int, float] = {}
     for s in levels:
         seen.setdefault(pct(s), s)
@@ -157,10 +157,10 @@ def oneshot_epochs(config: Mapping[str, Any], sparsity: float) -> int:
 
 def pai_epochs(config: Mapping[str, Any], sparsity: float) -> int:
     """Epoch cap of SNIP/GraSP at ``sparsity`` (trained from θ0): ``train.max_epochs``, plus
-    under ``prune_at_init.budget: matched`` the k rounds' epochs IMP spent reaching the level
+    under ``prune_init.budget: matched`` the k rounds' epochs IMP spent reaching the level
     of round k (k × :func:`round_epochs`)."""
     epochs = int(config["train"]["max_epochs"])
-    if config["prune_at_init"]["budget"] != "matched":
+    if config["prune_init"]["budget"] != "matched":
         return epochs
     return epochs + nearest_round_at(config["prune"]["rate"], sparsity) * round_epochs(config)
 

@@ -7,7 +7,6 @@ import numpy as np
 from markupsafe import Markup
 
 from deepfake_lth.analysis.stats import GREATER, LESS, MARGIN
-from deepfake_lth.pruning import methods as registry
 from deepfake_lth.pruning.plan import parse_step_size_method
 from deepfake_lth.report.common import (
     Figures,
@@ -24,10 +23,11 @@ from deepfake_lth.report.common import (
     seeds_words,
 )
 from deepfake_lth.report.curves import curves_figure
+from deepfake_lth.stages import methods
 
 
 def main_imp(runs) -> str | None:
-    imps = sorted(registry.with_role(runs["method"].unique(), registry.TICKET), key=method_key)
+    imps = sorted(methods.with_role(runs["method"].unique(), methods.TICKET), key=method_key)
     return imps[0] if imps else None
 
 
@@ -74,7 +74,7 @@ def controls_section(runs, config: dict, figures: Figures, model_order: list[str
 
     controls = list(config.get("controls") or [])
     imp = main_imp(runs) or f"imp-{((config.get('prune') or {}).get('criteria') or ['global'])[0]}"
-    matched = registry.MATCHED_CONTROL
+    matched = methods.MATCHED_CONTROL
     margin = float((config.get("claims") or {}).get("margin", MARGIN))
     section = Section(
         "controls", "Controls and winning tickets",
@@ -93,9 +93,9 @@ def controls_section(runs, config: dict, figures: Figures, model_order: list[str
     )
     for dataset in datasets_with(runs, [f"control-{c}" for c in controls] + [imp]):
         part = runs[runs["dataset"] == dataset]
-        methods = [imp] + [f"control-{c}" for c in controls]
+        shown = [imp] + [f"control-{c}" for c in controls]
         prune = config.get("prune") or {}
-        fig = curves_figure(runs, dataset, methods, f"{dataset}: ticket vs controls",
+        fig = curves_figure(runs, dataset, shown, f"{dataset}: ticket vs controls",
                             model_order, margin=margin, rate=prune.get("rate"),
                             rounds=prune.get("rounds"))
         figure = None if fig is None else figures.add(
@@ -144,8 +144,8 @@ def controls_section(runs, config: dict, figures: Figures, model_order: list[str
 def pai_section(runs, config: dict, figures: Figures, model_order: list[str] | None
                 ) -> Section:
     """SNIP and GraSP (pruning at initialization) against IMP and one-shot pruning."""
-    pai = [m for m in ((config.get("prune_at_init") or {}).get("methods") or [])
-           if registry.with_role([m], registry.PAI)]
+    pai = [m for m in ((config.get("prune_init") or {}).get("methods") or [])
+           if methods.with_role([m], methods.PRUNE_INIT)]
     imp = main_imp(runs)
     section = Section(
         "pai", "Pruning at initialization: SNIP and GraSP",
@@ -159,17 +159,17 @@ def pai_section(runs, config: dict, figures: Figures, model_order: list[str] | N
     )
     for dataset in datasets_with(runs, pai):
         part = runs[runs["dataset"] == dataset]
-        methods = sorted(registry.with_role(part["method"].unique(), registry.TICKET)
-                         + registry.with_role(part["method"].unique(), registry.ONESHOT),
+        shown = sorted(methods.with_role(part["method"].unique(), methods.TICKET)
+                         + methods.with_role(part["method"].unique(), methods.ONESHOT),
                          key=method_key) + pai
-        fig = curves_figure(runs, dataset, methods, f"{dataset}: pruning at initialization",
+        fig = curves_figure(runs, dataset, shown, f"{dataset}: pruning at initialization",
                             model_order, rate=(config.get("prune") or {}).get("rate"),
                             rounds=(config.get("prune") or {}).get("rounds"))
         figure = None if fig is None else figures.add(
             fig, f"pai_{safe_name(dataset)}",
             f"SNIP and GraSP against IMP and one-shot pruning on {dataset} "
             f"({seeds_words(part)}).")
-        oneshots = sorted(registry.with_role(part["method"].unique(), registry.ONESHOT),
+        oneshots = sorted(methods.with_role(part["method"].unique(), methods.ONESHOT),
                           key=method_key)
         pairs = [(imp, m) for m in pai if imp] + [(o, m) for o in oneshots[:1] for m in pai]
         table = comparison_table(runs, dataset, pairs, f"{dataset}: paired differences",
@@ -184,7 +184,7 @@ def step_size_section(runs, config: dict, figures: Figures, model_order: list[st
     from deepfake_lth.analysis.stats import mean_ci
 
     rate = float((config.get("prune") or {}).get("rate", 0.2))
-    variants = sorted(registry.with_role(runs["method"].unique(), registry.STEP_SIZE),
+    variants = sorted(methods.with_role(runs["method"].unique(), methods.STEP_SIZE),
                       key=method_key)
     section = Section(
         "step-sizes", "Pruning step size",
@@ -198,8 +198,8 @@ def step_size_section(runs, config: dict, figures: Figures, model_order: list[st
     for dataset in datasets_with(runs, variants):
         part = runs[runs["dataset"] == dataset]
         criteria = sorted({parse_step_size_method(v)[0] for v in variants})
-        methods = [f"imp-{c}" for c in criteria] + variants
-        fig = curves_figure(runs, dataset, methods, f"{dataset}: pruning step size",
+        shown = [f"imp-{c}" for c in criteria] + variants
+        fig = curves_figure(runs, dataset, shown, f"{dataset}: pruning step size",
                             model_order, rate=(config.get("prune") or {}).get("rate"),
                             rounds=(config.get("prune") or {}).get("rounds"))
         figure = None if fig is None else figures.add(
@@ -211,7 +211,7 @@ def step_size_section(runs, config: dict, figures: Figures, model_order: list[st
                       note="The last round of each rate; rounds = the levels it trained.")
         for model in ordered(part["model"], model_order):
             mp = part[part["model"] == model]
-            for method in methods:
+            for method in shown:
                 g = mp[mp["method"] == method]
                 if g.empty:
                     continue
@@ -256,9 +256,9 @@ def seeds_section(runs, config: dict, model_order: list[str] | None) -> Section:
             table.rows.append([r["model"], method_label(r["method"]), pct_text(r["sparsity"]),
                                str(r["n"]), pct_text(r["mean"]), ci_text(r),
                                pct_text(r["sd"])])
-        criteria = [registry.criterion_of(m) for m in sorted(
-            registry.with_role(part["method"].unique(), registry.TICKET), key=method_key)
-            if f"oneshot-{registry.criterion_of(m)}" in set(part["method"])]
+        criteria = [methods.criterion_of(m) for m in sorted(
+            methods.with_role(part["method"].unique(), methods.TICKET), key=method_key)
+            if f"oneshot-{methods.criterion_of(m)}" in set(part["method"])]
         comp = comparison_table(runs, dataset, [(f"imp-{c}", f"oneshot-{c}") for c in criteria],
                                  f"{dataset}: IMP vs one-shot", model_order)
         section.parts.append(Part(dataset, None, [table] + ([comp] if comp else [])))

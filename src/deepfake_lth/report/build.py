@@ -15,7 +15,6 @@ from typing import Any
 
 from markupsafe import Markup
 
-from deepfake_lth.pruning import methods as registry
 from deepfake_lth.report import (
     beyond,
     compression,
@@ -41,6 +40,7 @@ from deepfake_lth.report.common import (
     Section,
 )
 from deepfake_lth.report.curves import accuracy_figures, layer_sparsity_figure
+from deepfake_lth.stages import methods
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +74,9 @@ def _enabled(ctx: Context, name: str) -> bool:
 def accuracy_section(ctx: Context) -> Section:
     own: set[str] = set()  # methods plotted in a section of their own, not in Fig. 2
     if _enabled(ctx, "pai"):
-        own |= set(registry.with_role(ctx.runs["method"].unique(), registry.PAI))
+        own |= set(methods.with_role(ctx.runs["method"].unique(), methods.PRUNE_INIT))
     if _enabled(ctx, "step-sizes"):
-        own |= set(registry.with_role(ctx.runs["method"].unique(), registry.STEP_SIZE))
+        own |= set(methods.with_role(ctx.runs["method"].unique(), methods.STEP_SIZE))
     prune = ctx.config.get("prune") or {}
     figs = (accuracy_figures(ctx.runs, ctx.figures, ctx.model_order, own, prune.get("rate"),
                              prune.get("rounds")) if not ctx.runs.empty else {})

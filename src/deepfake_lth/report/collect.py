@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from deepfake_lth.pruning import methods as registry
+from deepfake_lth.stages import methods
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def planned(config: dict) -> bool:
 def planned_folders(config: dict, dataset: str, model: str, seed: int) -> set[tuple[str, str]]:
     """(method, level folder) of every network the config plans for one dataset × model × seed."""
     return {(lv.method, "dense" if lv.method == "dense" else lv.path.name)
-            for lv in registry.planned_levels(config, dataset, model, seed)}
+            for lv in methods.planned_levels(config, dataset, model, seed)}
 
 
 def read_predictions(folder: Path) -> Any:
@@ -131,6 +131,75 @@ def wanted(config: dict) -> tuple[set | None, set | None, set | None]:
     return datasets, models, seeds
 
 
+class _Collector:
+    """What :func:`collect_metrics` keeps of the metrics.json files it walks: the runs and
+    transfers the config names (and, validated, plans), the rest counted in ``left_out``."""
+
+    def __init__(self, config: dict, left_out: LeftOut):
+        self.config, self.left_out = config, left_out
+        self.datasets, self.models, self.seeds = wanted(config)
+        self.by_plan = planned(config)
+        self.plans: dict[tuple[str, str, int], set] = {}
+        self.transfer_names = set(methods.transfer_methods(config)) if self.by_plan else None
+        self.pairs = ({f"{p['from']}-to-{p['to']}" for p in config["transfer"]["pairs"]}
+                      if self.by_plan else None)
+        self.runs: list[dict] = []
+        self.transfers: list[dict] = []
+
+    def skip(self, reason: str) -> None:
+        self.left_out[reason] += 1
+
+    def transfer(self, parts: tuple[str, ...], path: Path) -> None:
+        if len(parts) != 5 or seed_of(parts[3]) is None:
+            log.debug("not a transfer path: %s", path)
+            return
+        pair = split_pair(parts[1], self.config)
+        rec = {"pair": parts[1], "source": pair[0] if pair else "",
+               "target": pair[1] if pair else "", "model": parts[2],
+               "seed": seed_of(parts[3]), "method": parts[4]}
+        if pair is None or (self.datasets and not set(pair) <= self.datasets) or (
+                self.pairs is not None and parts[1] not in self.pairs):
+            return self.skip("transfer pair not in the config")
+        if (self.models and rec["model"] not in self.models) or (
+                self.seeds and rec["seed"] not in self.seeds):
+            return self.skip("model or seed not in the config")
+        if self.transfer_names is not None and rec["method"] not in self.transfer_names:
+            return self.skip("transfer ticket not planned by the config")
+        data = read_json(path)
+        if data is not None:
+            self.transfers.append(rec | metric_record(data)
+                                  | {"per_video": read_predictions(path.parent)})
+
+    def run(self, parts: tuple[str, ...], path: Path) -> None:
+        if len(parts) == 4 and parts[3] == "dense":
+            method, level = "dense", "dense"
+        elif len(parts) == 5 and parts[3] != "dense":
+            method, level = parts[3], parts[4]
+        else:  # a run folder's own subfolders (int8/, cross/, robust/) are not runs
+            log.debug("not a run path: %s", path)
+            return
+        seed = seed_of(parts[2])
+        if seed is None:
+            return
+        rec = {"dataset": parts[0], "model": parts[1], "seed": seed, "method": method,
+               "level": level}
+        if self.datasets and rec["dataset"] not in self.datasets:
+            return self.skip("dataset not in the config")
+        if (self.models and rec["model"] not in self.models) or (
+                self.seeds and seed not in self.seeds):
+            return self.skip("model or seed not in the config")
+        if self.by_plan:
+            key = (rec["dataset"], rec["model"], seed)
+            if key not in self.plans:
+                self.plans[key] = planned_folders(self.config, *key)
+            if (method, level) not in self.plans[key]:
+                return self.skip("method or level the config does not plan")
+        data = read_json(path)
+        if data is not None:
+            self.runs.append(rec | metric_record(data)
+                             | {"per_video": read_predictions(path.parent)})
+
+
 def collect_metrics(results_dir: str | Path, config: dict | None = None,
                     left_out: LeftOut | None = None):
     """Two DataFrames from the metrics.json files under ``results_dir``: the pruning runs
@@ -143,77 +212,21 @@ def collect_metrics(results_dir: str | Path, config: dict | None = None,
     import pandas as pd
 
     results_dir = Path(results_dir)
-    config = config or {}
-    left_out = left_out if left_out is not None else LeftOut()
-    datasets, models, seeds = wanted(config)
-    by_plan = planned(config)
-    plans: dict[tuple[str, str, int], set] = {}
-    transfer_names = set(registry.transfer_methods(config)) if by_plan else None
-    runs, transfers = [], []
+    found = _Collector(config or {}, left_out if left_out is not None else LeftOut())
     for path in sorted(results_dir.rglob("metrics.json")):
         parts = path.relative_to(results_dir).parts[:-1]
         if parts and parts[0] == "gradcam":
             continue
         if parts and parts[0] == "transfer":
-            if len(parts) != 5 or seed_of(parts[3]) is None:
-                log.debug("not a transfer path: %s", path)
-                continue
-            pair = split_pair(parts[1], config)
-            rec = {"pair": parts[1], "source": pair[0] if pair else "",
-                   "target": pair[1] if pair else "", "model": parts[2],
-                   "seed": seed_of(parts[3]), "method": parts[4]}
-            if pair is None or (datasets and not set(pair) <= datasets):
-                left_out["transfer pair not in the config"] += 1
-                continue
-            if by_plan and parts[1] not in {f"{p['from']}-to-{p['to']}"
-                                            for p in config["transfer"]["pairs"]}:
-                left_out["transfer pair not in the config"] += 1
-                continue
-            if (models and rec["model"] not in models) or (seeds and rec["seed"] not in seeds):
-                left_out["model or seed not in the config"] += 1
-                continue
-            if transfer_names is not None and rec["method"] not in transfer_names:
-                left_out["transfer ticket not planned by the config"] += 1
-                continue
-            data = read_json(path)
-            if data is not None:
-                transfers.append(rec | metric_record(data)
-                                 | {"per_video": read_predictions(path.parent)})
-            continue
-        if len(parts) == 4 and parts[3] == "dense":
-            method, level = "dense", "dense"
-        elif len(parts) == 5:
-            method, level = parts[3], parts[4]
+            found.transfer(parts, path)
         else:
-            log.debug("not a run path: %s", path)
-            continue
-        seed = seed_of(parts[2])
-        if seed is None:
-            continue
-        rec = {"dataset": parts[0], "model": parts[1], "seed": seed, "method": method,
-               "level": level}
-        if datasets and rec["dataset"] not in datasets:
-            left_out["dataset not in the config"] += 1
-            continue
-        if (models and rec["model"] not in models) or (seeds and seed not in seeds):
-            left_out["model or seed not in the config"] += 1
-            continue
-        if by_plan:
-            key = (rec["dataset"], rec["model"], seed)
-            if key not in plans:
-                plans[key] = planned_folders(config, *key)
-            if (method, level) not in plans[key]:
-                left_out["method or level the config does not plan"] += 1
-                continue
-        data = read_json(path)
-        if data is not None:
-            runs.append(rec | metric_record(data) | {"per_video": read_predictions(path.parent)})
+            found.run(parts, path)
     run_cols = ["dataset", "model", "seed", "method", "level"]
     tr_cols = ["pair", "source", "target", "model", "seed", "method"]
     rest = list(metric_record({}))
     return (
-        pd.DataFrame.from_records(runs, columns=run_cols + rest + ["per_video"]),
-        pd.DataFrame.from_records(transfers, columns=tr_cols + rest + ["per_video"]),
+        pd.DataFrame.from_records(found.runs, columns=run_cols + rest + ["per_video"]),
+        pd.DataFrame.from_records(found.transfers, columns=tr_cols + rest + ["per_video"]),
     )
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from deepfake_lth.pruning import methods as registry
+from deepfake_lth.stages import methods
 
 DEFAULT_TITLE = "Lottery tickets in deepfake detectors"
 SYNTHETIC_SENTENCE = (
@@ -28,12 +28,12 @@ FIGURE_WIDTH = 11.0  # inches at 100 dpi: the content width of the page (1100 px
 
 def method_label(method: str) -> str:
     """Folder name → the paper's words (the method registry's label)."""
-    return registry.label(method)
+    return methods.label(method)
 
 
 def method_key(method: str) -> tuple:
     """The registry's order: dense, then the families; a step size after its criterion."""
-    return registry.sort_key(method)
+    return methods.sort_key(method)
 
 
 # --------------------------------------------------------------------------- formatting

@@ -6,7 +6,6 @@ from typing import Any
 
 import numpy as np
 
-from deepfake_lth.pruning import methods as registry
 from deepfake_lth.report.common import (
     FIGURE_WIDTH,
     Figure,
@@ -20,6 +19,7 @@ from deepfake_lth.report.common import (
     sparsity_ticks,
     style,
 )
+from deepfake_lth.stages import methods
 
 
 def curves_figure(runs, dataset: str, methods: list[str], title: str,
@@ -123,7 +123,7 @@ def layer_sparsity_figure(runs, dataset: str, model: str, figures: Figures) -> F
     from matplotlib.figure import Figure as MplFigure
 
     part = runs[(runs["dataset"] == dataset) & (runs["model"] == model)]
-    imps = sorted(registry.with_role(part["method"].unique(), registry.TICKET), key=method_key)
+    imps = sorted(methods.with_role(part["method"].unique(), methods.TICKET), key=method_key)
     panels = []
     for method in imps:
         rows = part[(part["method"] == method) & part["layer_sparsity"].notna()]

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 
-from deepfake_lth.pruning import methods as registry
 from deepfake_lth.report.collect import collect_latency, collect_separability
 from deepfake_lth.report.common import (
     FIGURE_WIDTH,
@@ -24,6 +23,7 @@ from deepfake_lth.report.common import (
     seeds_words,
     style,
 )
+from deepfake_lth.stages import methods
 
 
 def separability_section(results_dir: Path, config: dict, figures: Figures) -> Section:
@@ -101,7 +101,7 @@ def latency_section(results_dir: Path, config: dict) -> Section:
     )
     for (dataset, model), df in data.groupby(["dataset", "model"], sort=True):
         batches = sorted({int(b) for b in df["batch"]})
-        structured = bool(registry.with_role(df["method"].unique(), registry.STRUCTURED))
+        structured = bool(methods.with_role(df["method"].unique(), methods.STRUCTURED))
         table = Table(
             f"{dataset} / {model}: CPU latency",
             ["Method", "Level", "Sparsity (%)"]
@@ -122,7 +122,7 @@ def latency_section(results_dir: Path, config: dict) -> Section:
         for method, level in order:
             g = levels.get_group((method, level))
             cells = [method_label(method), str(level), pct_text(g["sparsity"].mean())]
-            compacted = method == "dense" or registry.with_role([method], registry.STRUCTURED)
+            compacted = method == "dense" or methods.with_role([method], methods.STRUCTURED)
             if structured:
                 cells += ([pct_text(g["channel_sparsity"].mean()), int_text(g["params"].mean()),
                            f"{g['macs'].mean() / 1e6:.2f}"] if compacted else ["–"] * 3)
@@ -145,7 +145,7 @@ def speedup_text(rows, method: str) -> str:
     spread = (f" [{low:.2f}, {high:.2f}]" if np.isfinite(low) and np.isfinite(high) else "")
     if spread and low <= 1.0 <= high:
         return f"{ms:.2f} (no difference: {ratio:.2f}×{spread})"
-    if not registry.with_role([method], registry.STRUCTURED):
+    if not methods.with_role([method], methods.STRUCTURED):
         # the same work as the dense network: a measured ratio is load or cache, not a speed-up
         return f"{ms:.2f} (no speed-up: same work as dense; {ratio:.2f}×{spread} measured)"
     return f"{ms:.2f} ({ratio:.2f}×{spread or ', spread not recorded'})"

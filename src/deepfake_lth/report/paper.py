@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 
-from deepfake_lth.pruning import methods as registry
 from deepfake_lth.pruning.plan import pct
 from deepfake_lth.report.collect import GradcamRun, planned
 from deepfake_lth.report.common import (
@@ -23,6 +22,7 @@ from deepfake_lth.report.common import (
     safe_name,
     style,
 )
+from deepfake_lth.stages import methods
 
 TARGET_WORDS = {
     "label": "the face's true class (the logit for a fake face, minus the logit for a real one)",
@@ -99,7 +99,7 @@ def results_tables(runs, model_order: list[str] | None = None,
     return out
 
 
-FINETUNED = registry.DENSE_FINETUNED  # the source's dense network fine-tuned on the target
+FINETUNED = methods.DENSE_FINETUNED  # the source's dense network fine-tuned on the target
 
 
 def finetuned_gap(transfers, pair: str, model: str, method: str, pr: float,
@@ -128,18 +128,18 @@ def transfer_tables(transfers, config: dict, kinds: dict | None = None) -> list[
     if planned(config):
         for s in config["transfer"]["sparsities"]:
             for m in config["transfer"]["methods"]:
-                nominal[(m, pct(registry.transfer_level(config, m, s)))] = s
+                nominal[(m, pct(methods.transfer_level(config, m, s)))] = s
     for pair, df in transfers.groupby("pair", sort=True):
         src, dst = df["source"].iloc[0], df["target"].iloc[0]
         parsed = df["method"].str.extract(r"^(?P<src_method>.+)-sparsity(?P<pr>\d+)$")
         df = df.assign(src_method=parsed["src_method"], pr=parsed["pr"].astype(float))
-        methods = sorted(df["src_method"].dropna().unique(), key=method_key)
+        shown = sorted(df["src_method"].dropna().unique(), key=method_key)
         tuned = FINETUNED in set(df["method"])
-        gaps = [f"{method_label(m)} − fine-tuned (pp)" for m in methods] if tuned else []
+        gaps = [f"{method_label(m)} − fine-tuned (pp)" for m in shown] if tuned else []
         table = Table(
             f"{src} → {dst}",
             ["Model", "PR", "Params (M)", "Base"] + (["Fine-tuned dense"] if tuned else [])
-            + [method_label(m) for m in methods] + gaps,
+            + [method_label(m) for m in shown] + gaps,
             note=f"Test accuracy (%) on {dst}. Base: the dense network; the other columns: "
             f"tickets found on {src} (mask and weights) trained on {dst}. "
             "PR: pruning rate, the percentage of prunable weights removed: as configured, "
@@ -152,7 +152,7 @@ def transfer_tables(transfers, config: dict, kinds: dict | None = None) -> list[
         for model in ordered(df["model"], list(config.get("models") or {})):
             part = df[df["model"] == model]
             dense = part[part["method"] == "dense"]
-            blank = ["-"] * (len(methods) + len(gaps))
+            blank = ["-"] * (len(shown) + len(gaps))
             base = part[part["method"] == FINETUNED]
             table.rows.append([model, "0 %", millions(dense["params_nonzero"]),
                                mean_sd(dense["test_acc"])]
@@ -160,7 +160,7 @@ def transfer_tables(transfers, config: dict, kinds: dict | None = None) -> list[
             tickets = part.dropna(subset=["pr"])
             for pr in sorted(tickets["pr"].unique()):
                 at = tickets[tickets["pr"] == pr]
-                first = at[at["src_method"] == methods[0]] if methods else at
+                first = at[at["src_method"] == shown[0]] if shown else at
                 params = first["params_nonzero"] if not first.empty else at["params_nonzero"]
                 actual = at["sparsity"].dropna()
                 actual_text = (f"{100 * actual.mean():.1f} %" if len(actual)
@@ -168,8 +168,8 @@ def transfer_tables(transfers, config: dict, kinds: dict | None = None) -> list[
                 want = next((v for (m, p), v in nominal.items() if p == int(pr)), None)
                 label = (f"{100 * want:.0f} % ({actual_text})" if want is not None
                          else actual_text)
-                cells = [mean_sd(at[at["src_method"] == m]["test_acc"]) for m in methods]
-                diffs = [finetuned_gap(df, pair, model, m, pr, kinds.get(dst)) for m in methods]
+                cells = [mean_sd(at[at["src_method"] == m]["test_acc"]) for m in shown]
+                diffs = [finetuned_gap(df, pair, model, m, pr, kinds.get(dst)) for m in shown]
                 cells += [("–" if d is None else d.text().replace(" pp", "")) for d in diffs
                           ] if tuned else []
                 table.rows.append(["Ticket", label, millions(params), "-"]
@@ -194,7 +194,7 @@ def gradcam_grid(runs: list[GradcamRun], dataset: str, model: str, figures: Figu
     for run in chosen:
         z = run.npz
         labels = np.asarray(z["labels"])
-        methods = z["methods"] if "methods" in z else [run.method] * len(z["sparsities"])
+        shown = z["methods"] if "methods" in z else [run.method] * len(z["sparsities"])
         for label, word in ((1, "fake"), (0, "real")):
             idx = np.flatnonzero(labels == label)
             if len(idx) == 0:
@@ -203,7 +203,7 @@ def gradcam_grid(runs: list[GradcamRun], dataset: str, model: str, figures: Figu
             cols = []
             for j, s in enumerate(np.asarray(z["sparsities"], dtype=float)):
                 p = float(z["probs"][j, i]) if "probs" in z else math.nan
-                title = f"{100 * s:.0f}% sparse" + ("" if str(methods[j]) != "dense" else
+                title = f"{100 * s:.0f}% sparse" + ("" if str(shown[j]) != "dense" else
                                                     " (dense)")
                 if np.isfinite(p):
                     title += f"\np(fake) = {p:.2f}"

@@ -31,7 +31,7 @@ def enabled_sections(config: dict) -> dict[str, bool]:
     """Which sections beyond the paper the config asks for."""
     return {
         "controls": bool(config.get("controls")),
-        "pai": bool((config.get("prune_at_init") or {}).get("methods")),
+        "pai": bool((config.get("prune_init") or {}).get("methods")),
         "step-sizes": bool((config.get("step_sizes") or {}).get("rates")),
         "seeds": len(config.get("seeds") or []) > 1,
         "separability": bool((config.get("separability") or {}).get("methods")),

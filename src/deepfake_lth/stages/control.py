@@ -1,7 +1,8 @@
 """``deepfake-lth control``: control baselines of the IMP ticket at round k.
 
-After Frankle et al. 2021 and Su et al. 2020 (the method registry,
-:data:`deepfake_lth.pruning.methods.CONTROLS`, has the list):
+After Frankle et al. 2021 ("Pruning neural networks at initialization: why are we missing
+the mark?") and Su et al. 2020 ("Sanity-checking pruning methods"); :data:`CONTROLS` lists them,
+family :data:`FAMILY` (``control-{name}/round{k}``):
 
 - ``reinit``: the ticket's mask with fresh random weights (seed + 1000), trained once;
 - ``shuffle``: the ticket's mask shuffled within each layer (its per-layer counts, random
@@ -26,7 +27,18 @@ from typing import Any
 
 from deepfake_lth.core.errors import UserError
 from deepfake_lth.core.files import read_metrics
-from deepfake_lth.pruning.methods import CONTROLS
+from deepfake_lth.pruning import plan
+from deepfake_lth.stages.family import (
+    CONTROL,
+    Family,
+    LevelJob,
+    alternatives,
+    exact_budget,
+    faces_inputs,
+    imp_rounds,
+    level_of,
+    train_spec,
+)
 from deepfake_lth.stages.imp import check_previous_round
 from deepfake_lth.stages.runner import (
     Job,
@@ -38,9 +50,21 @@ from deepfake_lth.stages.runner import (
     spec_from_args,
     train_and_write,
 )
-from deepfake_lth.stages.spec import parse_spec
+from deepfake_lth.stages.spec import StageSpec
 
 CONTROL_SEED_OFFSET = 1000  # fresh weights / random masks of the controls: seed + 1000
+CONTROLS = ("reinit", "shuffle", "random-chain", "random-mask", "random-prune-trained")
+MATCHED_CONTROL = "random-chain"  # the control the winning-ticket verdict compares with
+# controls trained like the ticket (the IMP round's schedule: rewind, retrain epochs); the
+# others train once from their start weights with train.max_epochs
+TRAINED_LIKE_TICKET = ("shuffle", "random-chain", "random-prune-trained")
+CONTROL_LABELS = {
+    "reinit": "Control: random re-init",
+    "shuffle": "Control: layer-wise shuffle",
+    "random-chain": "Control: random pruning chain",
+    "random-mask": "Control: random mask",
+    "random-prune-trained": "Control: random last round",
+}
 
 
 def random_prune_like(prev_mask: Mapping, ticket_mask: Mapping, seed: int) -> dict:
@@ -100,7 +124,7 @@ def control(
     model_name: str,
     seed: int,
     name: str,
-    spec: Mapping[str, Any] | str | None = None,
+    spec: Mapping[str, Any] | str | StageSpec | None = None,
     *,
     prev_dir: str | Path | None = None,
 ) -> dict[str, Any]:
@@ -110,7 +134,6 @@ def control(
     from deepfake_lth.pruning.checkpoints import load_mask, load_state
     from deepfake_lth.pruning.masks import fresh_init, mask_state, random_mask_like
 
-    spec = parse_spec(spec)
     if name not in CONTROLS:
         raise UserError(f"control {name!r} is not one of {', '.join(CONTROLS)}")
     imp_dir, dense_dir = Path(imp_dir), Path(dense_dir)
@@ -118,9 +141,10 @@ def control(
     imp_mask = load_mask(imp_dir / "mask.pt")
     k = int(imp_metrics.get("round") or 1)
     job = Job.start(faces_dir, out_dir, model_name, seed, spec)
+    spec = job.spec
     model = build(model_name, spec)
     other_seed = seed + CONTROL_SEED_OFFSET
-    rewind = spec["prune"]["rewind"]
+    rewind = spec.prune.rewind
     meta: dict[str, Any] = {}
     prior = 0
     if name == "reinit":
@@ -186,3 +210,87 @@ def run(args: argparse.Namespace) -> int:
     control(args.faces, args.imp, args.dense, args.out, args.model, args.seed, args.name,
             spec_from_args(args), prev_dir=args.prev)
     return 0
+
+
+# --------------------------------------------------------------------------- the family
+
+
+def control_ticket_method(config) -> str:
+    """The IMP method the controls are of: ``imp-{prune.criteria[0]}``."""
+    criteria = config["prune"]["criteria"]
+    return f"imp-{criteria[0] if criteria else 'global'}"
+
+
+def control_sources(config, dataset: str, model: str, seed: int, control: str,
+                    k: int) -> dict[str, Path]:
+    """The run folders control ``control`` at round ``k`` is built from: ``ticket`` (the IMP
+    round k it controls for: its mask, per-layer counts and metrics) and, for the controls
+    that start from a trained network, ``prev``: round k−1 of the random chain itself
+    (``random-chain``) or of the IMP chain (``shuffle``, ``random-prune-trained``); round 0 is
+    the dense network. The workflow's inputs of a control job are these folders' files."""
+    if control not in CONTROLS:
+        raise UserError(f"control {control!r} is not one of {', '.join(CONTROLS)}")
+    rounds = len(imp_rounds(config))
+    if not 1 <= k <= rounds:
+        raise ValueError(f"round {k} is outside 1..{rounds} of {control_ticket_method(config)}")
+    base = plan.run_dir(config["results"], dataset, model, seed)
+    imp = base / control_ticket_method(config)
+    out = {"ticket": imp / f"round{k}"}
+    if control == "random-chain":
+        out["prev"] = base / "dense" if k == 1 else base / f"control-{control}" / f"round{k - 1}"
+    elif control in ("shuffle", "random-prune-trained"):
+        out["prev"] = base / "dense" if k == 1 else imp / f"round{k - 1}"
+    return out
+
+
+def _sources(config, job: LevelJob) -> dict[str, Path]:
+    k, _ = level_of(config, FAMILY, job)
+    return control_sources(config, job.dataset, job.model, job.seed,
+                           FAMILY.groups(job.method)["control"], k)
+
+
+def _inputs(config, job: LevelJob) -> dict[str, str]:
+    """The ticket's mask and metrics, and round k−1's checkpoint (and mask) where it has one."""
+    src = _sources(config, job)
+    out = {**faces_inputs(job), "init": str(job.dense_dir / "init.pt"),
+           "ticket": str(src["ticket"] / "mask.pt"),
+           "ticket_metrics": str(src["ticket"] / "metrics.json")}
+    if "prev" in src:
+        out["prev_checkpoint"] = str(src["prev"] / "checkpoint.pt")
+        out["prev_metrics"] = str(src["prev"] / "metrics.json")
+        if src["prev"].name != "dense":
+            out["prev_mask"] = str(src["prev"] / "mask.pt")
+    return out
+
+
+def _spec(config, job: LevelJob) -> dict[str, Any]:
+    """The controls trained like the ticket retrain with the IMP round's schedule; the others
+    train once from θ0 (or fresh weights) with train.max_epochs."""
+    name = FAMILY.groups(job.method)["control"]
+    epochs = plan.round_epochs(config) if name in TRAINED_LIKE_TICKET else None
+    return train_spec(config, job.model, max_epochs=epochs, exact=exact_budget(config),
+                      rewind=name in TRAINED_LIKE_TICKET)
+
+
+def _arguments(config, job: LevelJob) -> list[str]:
+    src = _sources(config, job)
+    args = ["--imp", str(src["ticket"]), "--dense", str(job.dense_dir),
+            "--name", FAMILY.groups(job.method)["control"]]
+    return args + (["--prev", str(src["prev"])] if "prev" in src else [])
+
+
+def _planned(config, model=None) -> list[str]:
+    if not config["prune"]["criteria"] or config["prune"]["rounds"] < 1:
+        return []
+    return [f"control-{c}" for c in config["controls"]]
+
+
+FAMILY = Family(
+    name="control", pattern=f"control-(?P<control>{alternatives(CONTROLS)})",
+    level_dir="round", stage="control", module=__name__, rule="control",
+    help="control baselines at an IMP sparsity", roles=frozenset({CONTROL}),
+    planned=_planned, levels=lambda config, method: imp_rounds(config),
+    label=lambda m: CONTROL_LABELS[m["control"]], order=30,
+    inputs=_inputs, spec=_spec, arguments=_arguments,
+    registries={"controls": CONTROLS}, rank=lambda m: CONTROLS.index(m["control"]),
+)

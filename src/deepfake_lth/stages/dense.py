@@ -11,11 +11,10 @@ from deepfake_lth.stages.runner import (
     Job,
     add_common_arguments,
     build,
-    rewind_epochs,
     spec_from_args,
     train_and_write,
 )
-from deepfake_lth.stages.spec import parse_spec
+from deepfake_lth.stages.spec import StageSpec
 
 
 def train_dense(
@@ -23,15 +22,14 @@ def train_dense(
     out_dir: str | Path,
     model_name: str,
     seed: int,
-    spec: Mapping[str, Any] | str | None = None,
+    spec: Mapping[str, Any] | str | StageSpec | None = None,
 ) -> dict[str, Any]:
     """Round 0: θ0 → ``init.pt``, the trained dense network → ``checkpoint.pt``, metrics;
-    ``epoch{E}.pt`` too when the rewind mode is ``epoch:E``."""
+    ``epoch{E}.pt`` too for each of the spec's ``save_epochs`` (rewind ``epoch:E``)."""
     from deepfake_lth.pruning.checkpoints import atomic_torch_save
 
-    spec = parse_spec(spec)
     job = Job.start(faces_dir, out_dir, model_name, seed, spec)
-    model = build(model_name, spec, pretrained=True)
+    model = build(model_name, job.spec, pretrained=True)
     init = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     atomic_torch_save(init, Path(out_dir) / "init.pt")
     return train_and_write(
@@ -39,7 +37,7 @@ def train_dense(
         model=model,
         mask=None,
         meta={"method": "dense", "criterion": None, "round": 0, "target_sparsity": 0.0},
-        save_epochs=rewind_epochs(spec),
+        save_epochs=job.spec.save_epochs,
     )
 
 

@@ -17,7 +17,8 @@ from typing import Any
 from deepfake_lth.core.errors import UserError
 from deepfake_lth.core.execution import add_execution_arguments, apply_execution
 from deepfake_lth.core.files import read_metrics, write_csv, write_metrics
-from deepfake_lth.stages.spec import input_size_of, parse_spec
+from deepfake_lth.core.schema import read_spec
+from deepfake_lth.stages.spec import StageSpec, input_size_of, parse_spec
 
 log = logging.getLogger(__name__)
 
@@ -28,19 +29,19 @@ def dataset_name(faces_dir: str | Path) -> str:
     return path.parent.name if path.name == "faces" else path.name
 
 
-def setup(spec: dict[str, Any], seed: int):
+def setup(spec: StageSpec, seed: int):
     """Threads, device and seeds of a job; returns the torch device."""
     import torch
 
     from deepfake_lth.training.device import resolve_device, seed_everything
 
-    torch.set_num_threads(int(spec["threads"]))
-    device = resolve_device(spec["device"])
+    torch.set_num_threads(int(spec.threads))
+    device = resolve_device(spec.device)
     seed_everything(seed, device)
     return device
 
 
-def build(model_name: str, spec: dict[str, Any], pretrained: bool = False):
+def build(model_name: str, spec: StageSpec, pretrained: bool = False):
     """The registry model of ``model_name`` at the spec's input size (random weights from the
     global generator; ImageNet weights only when ``pretrained`` and the spec names a file)."""
     from deepfake_lth.models import build_model
@@ -48,7 +49,7 @@ def build(model_name: str, spec: dict[str, Any], pretrained: bool = False):
     return build_model(
         model_name,
         input_size=input_size_of(model_name, spec),
-        pretrained=spec["pretrained"] if pretrained else None,
+        pretrained=spec.pretrained if pretrained else None,
     )
 
 
@@ -125,39 +126,6 @@ def prior_epochs(rewind: str, weights_from: Mapping[str, Any] | None = None) -> 
     return {"none": cumulative_epochs(weights_from), "epoch": epoch or 0}.get(kind, 0)
 
 
-def rewind_epochs(spec: dict[str, Any]) -> tuple[int, ...]:
-    """Epochs the dense run keeps weights of, for rewinding (``epoch:E``)."""
-    from deepfake_lth.pruning.rewind import parse_rewind
-
-    kind, epoch = parse_rewind(spec["prune"]["rewind"])
-    return (epoch,) if kind == "epoch" else ()
-
-
-def val_threshold(probs, labels) -> float:
-    """The decision threshold on p(fake) that maximises accuracy on the validation split
-    (midpoint between neighbouring scores; 0.5 when the split is empty or one-class)."""
-    import numpy as np
-
-    probs = np.asarray(probs, dtype=np.float64)
-    labels = np.asarray(labels) > 0.5
-    if len(probs) == 0 or labels.all() or not labels.any():
-        return 0.5
-    order = np.argsort(probs, kind="mergesort")
-    p, y = probs[order], labels[order]
-    # threshold between p[i-1] and p[i]: predicted fake from i on; correct = reals below + fakes from i
-    reals_below = np.concatenate([[0], np.cumsum(~y)])
-    fakes_from = np.concatenate([np.cumsum(y[::-1])[::-1], [0]])
-    correct = reals_below + fakes_from
-    distinct = np.concatenate([[True], p[1:] > p[:-1], [True]])  # cut only between distinct scores
-    correct = np.where(distinct, correct, -1)
-    best = int(np.argmax(correct))
-    if best == 0:
-        return float(p[0]) / 2
-    if best == len(p):
-        return (float(p[-1]) + 1.0) / 2
-    return (float(p[best - 1]) + float(p[best])) / 2
-
-
 @dataclass(frozen=True)
 class Job:
     """One training job: the packed faces it trains on, the run folder it writes, its model,
@@ -167,44 +135,26 @@ class Job:
     out_dir: Path
     model_name: str
     seed: int
-    spec: dict[str, Any]
+    spec: StageSpec
     device: Any
 
     @classmethod
     def start(cls, faces_dir: str | Path, out_dir: str | Path, model_name: str, seed: int,
-              spec: dict[str, Any]) -> Job:
-        """Threads, device and seeds set up (:func:`setup`) for a job of a parsed ``spec``."""
+              spec: StageSpec | Mapping[str, Any] | str | None) -> Job:
+        """Threads, device and seeds set up (:func:`setup`) for a job of ``spec``."""
+        spec = parse_spec(spec)
         return cls(Path(faces_dir), Path(out_dir), model_name, seed, spec, setup(spec, seed))
 
+    @property
+    def input_size(self) -> int:
+        return input_size_of(self.model_name, self.spec)
 
-def train_and_write(
-    job: Job,
-    *,
-    model,
-    mask: Mapping | None,
-    meta: dict[str, Any],
-    save_epochs: tuple[int, ...] = (),
-    prior: int = 0,
-    teacher=None,
-) -> dict[str, Any]:
-    """Train ``model`` (weights already set) on the job's faces with ``mask`` enforced (and
-    distilled from ``teacher`` with the spec's ``distill`` temperature and weight), evaluate
-    on the validation and test splits, write checkpoint.pt (+ mask.pt, epoch{E}.pt),
-    predictions.csv (test faces: video, label, p(fake)) and metrics.json (last).
-    ``prior``: epochs of training the start weights have had since θ0 (:func:`prior_epochs`);
-    metrics.json records ``budget_epochs`` (the job's cap, ``train.max_epochs``) and
-    ``cumulative_epochs`` (``prior`` + the epochs this job trained)."""
-    import numpy as np
 
-    from deepfake_lth.data.store import load_splits
-    from deepfake_lth.pruning.checkpoints import atomic_torch_save, save_mask
-    from deepfake_lth.pruning.masks import (
-        layer_sparsity,
-        prunable_parameters,
-        sparsity,
-        state_sparsity,
-    )
-    from deepfake_lth.training.evaluate import evaluate
+def train(job: Job, model, mask: Mapping | None, splits, *, meta: Mapping[str, Any],
+          save_epochs: tuple[int, ...] = (), teacher=None):
+    """Fit ``model`` (weights already set) on the train split with ``mask`` enforced (and
+    distilled from ``teacher``), with a resume state keyed by everything the job computes
+    from; SIGTERM/SIGINT end the step, keep the state and exit non-zero."""
     from deepfake_lth.training.fit import Distillation, fit
     from deepfake_lth.training.resume import (
         ResumeState,
@@ -214,134 +164,149 @@ def train_and_write(
         state_path,
     )
 
-    faces_dir, out_dir, model_name = job.faces_dir, job.out_dir, job.model_name
-    seed, spec, device = job.seed, job.spec, job.device
-    train_split, val_split, test_split = load_splits(faces_dir, ("train", "val", "test"))
-    # resume state of this job, keyed by everything it computes from (docs: resume.py)
-    resume = ResumeState(state_path(out_dir), resume_key(
-        stage="train_and_write", model=model_name, seed=seed, spec=spec, meta=meta,
-        save_epochs=list(save_epochs), init=model.state_dict(), mask=mask,
-        inputs=[Path(faces_dir) / "faces.npy", Path(faces_dir) / "manifest.csv"],
+    train_split, val_split, _ = splits
+    resume = ResumeState(state_path(job.out_dir), resume_key(
+        stage="train_and_write", model=job.model_name, seed=job.seed,
+        spec=_resume_spec(job.spec), meta=dict(meta), save_epochs=list(save_epochs),
+        init=model.state_dict(), mask=mask,
+        inputs=[job.faces_dir / "faces.npy", job.faces_dir / "manifest.csv"],
     ))
-    input_size = input_size_of(model_name, spec)
-    t = spec["train"]
-    if mask is not None:
-        log.info(
-            "mask sparsity %.4f; per layer: %s",
-            sparsity(mask),
-            ", ".join(f"{k} {v:.3f}" for k, v in layer_sparsity(mask).items()),
-        )
-    with StopSignals() as stop:  # SIGTERM/SIGINT: end the step, keep the state, exit non-zero
+    distill = None if teacher is None else Distillation(
+        teacher, job.spec.kd.temperature, job.spec.kd.weight)
+    with StopSignals() as stop:
         try:
-            result = fit(
-                model,
-                train_split,
-                val_split,
-                input_size=input_size,
-                lr=t["lr"],
-                weight_decay=t["weight_decay"],
-                batch_size=t["batch_size"],
-                max_epochs=t["max_epochs"],
-                patience=t["patience"],
-                monitor=t["monitor"],
-                augment=t["augment"],
-                max_train_samples=t["max_train_samples"],
-                amp=t["amp"],
-                device=device,
-                seed=seed,
-                mask=mask,
-                save_epochs=save_epochs,
-                compile=bool(t.get("compile", False)),
-                resume=resume,
-                stop=stop,
-                distill=None if teacher is None else Distillation(
-                    teacher, spec["distill"]["temperature"], spec["distill"]["weight"]),
-            )
+            result = fit(model, train_split, val_split, job.spec.train,
+                         input_size=job.input_size, device=job.device, seed=job.seed,
+                         mask=mask, save_epochs=save_epochs, resume=resume, stop=stop,
+                         distill=distill)
         except StopRequested as exc:
             raise stop.stopped(exc, resume) from None
-    eval_bs = max(int(t["batch_size"]), 256)
-    test = evaluate(model, test_split, input_size, device, eval_bs, t["amp"])
-    val = evaluate(model, val_split, input_size, device, eval_bs, t["amp"])
+    return result, resume
+
+
+def _resume_spec(spec: StageSpec) -> dict[str, Any]:
+    """The spec as the resume key sees it: what the job computes from, not how it runs."""
+    import dataclasses
+
+    out = dataclasses.asdict(spec)
+    out.pop("device"), out.pop("threads")
+    return out
+
+
+def evaluate_run(job: Job, model, splits) -> dict[str, Any]:
+    """The trained network scored on the validation and test splits: test scores, test
+    p(fake) per face, and the accuracies at thresholds chosen on validation (frames, and
+    video means). Non-finite scores are an error naming the run."""
+    import numpy as np
+
+    from deepfake_lth.training.evaluate import evaluate
+    from deepfake_lth.training.scoring import thresholded_scores
+
+    _, val_split, test_split = splits
+    hp = job.spec.train
+    test = evaluate(model, test_split, job.input_size, job.device, hp.eval_batch_size, hp.amp)
+    val = evaluate(model, val_split, job.input_size, job.device, hp.eval_batch_size, hp.amp)
+    for name, scores in (("test", test), ("validation", val)):
+        bad = int((~np.isfinite(scores["probs"])).sum())
+        if bad:
+            raise UserError(f"{job.out_dir}: {bad} {name} faces score a non-finite p(fake): "
+                            "the training diverged; lower train.lr or turn off train.amp, "
+                            "then rerun this job")
+    thresholds = thresholded_scores(
+        (val["probs"], val_split.labels, val_split.video_ids),
+        (test["probs"], test_split.labels, test_split.video_ids))
+    return {"test": test, "val": val, "thresholds": thresholds}
+
+
+def write_run(job: Job, model, mask: Mapping | None, result, scores: Mapping[str, Any],
+              splits, meta: Mapping[str, Any], prior: int) -> dict[str, Any]:
+    """checkpoint.pt (+ mask.pt, epoch{E}.pt), predictions.csv (test faces: video, label,
+    p(fake)) and metrics.json (last)."""
+    import numpy as np
+    import pandas as pd
+
+    from deepfake_lth.pruning.checkpoints import atomic_torch_save, save_mask
+    from deepfake_lth.pruning.masks import prunable_parameters
+
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    names = list(prunable_parameters(model))
     if mask is not None:
         stray = sum(int(((state[n] != 0) & ~mask[n]).sum()) for n in mask)
         if stray:  # the enforcer guarantees this; a failure here is a bug, not bad input
             raise RuntimeError(f"{stray} pruned weights are nonzero after training")
-
-    threshold = val_threshold(val["probs"], val_split.labels)
-    test_labels = np.asarray(test_split.labels)
-    test_acc_val_threshold = (
-        float(np.mean((test["probs"] > threshold) == (test_labels > 0.5)))
-        if len(test_labels) else float("nan")
-    )
     for epoch, epoch_state in result.epoch_states.items():
-        atomic_torch_save(epoch_state, out_dir / f"epoch{epoch}.pt")
-    atomic_torch_save(state, out_dir / "checkpoint.pt")
+        atomic_torch_save(epoch_state, job.out_dir / f"epoch{epoch}.pt")
+    atomic_torch_save(state, job.out_dir / "checkpoint.pt")
     if mask is not None:
-        save_mask(out_dir / "mask.pt", mask)
-    import pandas as pd
-
+        save_mask(job.out_dir / "mask.pt", mask)
+    test_split = splits[2]
     write_csv(pd.DataFrame({"row": np.asarray(test_split.rows),
                             "video_id": np.asarray(test_split.video_ids),
-                            "label": test_labels, "prob": np.asarray(test["probs"])}),
-              out_dir / "predictions.csv")
-    metrics: dict[str, Any] = {
-        "dataset": dataset_name(faces_dir),
-        "model": model_name,
-        "seed": seed,
-        "method": None,
-        "criterion": None,
-        "round": 0,
+                            "label": np.asarray(test_split.labels),
+                            "prob": np.asarray(scores["test"]["probs"])}),
+              job.out_dir / "predictions.csv")
+    metrics = run_metrics(job, model, mask, state, list(prunable_parameters(model)), result,
+                          scores, test_split, prior)
+    metrics.update(meta)
+    write_metrics(job.out_dir / "metrics.json", metrics)
+    return metrics
+
+
+def run_metrics(job: Job, model, mask, state, names, result, scores, test_split,
+                prior: int) -> dict[str, Any]:
+    """metrics.json of a run folder (docs/ARCHITECTURE.md lists its keys)."""
+    import numpy as np
+
+    from deepfake_lth.pruning.masks import sparsity, state_sparsity
+
+    test, val = scores["test"], scores["val"]
+    hp = job.spec.train
+    return {
+        "dataset": dataset_name(job.faces_dir), "model": job.model_name, "seed": job.seed,
+        "method": None, "criterion": None, "round": 0,
         "sparsity": state_sparsity(state, names),
         "target_sparsity": 0.0 if mask is None else sparsity(mask),
         **parameter_counts(model),
-        "test_acc": test["acc"],
-        "test_auc": test["auc"],
-        "test_loss": test["loss"],
-        "test_eer": test["eer"],
-        "test_ap": test["ap"],
-        "video_acc": test["video_acc"],
-        "video_auc": test["video_auc"],
-        "video_eer": test["video_eer"],
-        "video_ap": test["video_ap"],
+        **{f"test_{k}": test[k] for k in ("acc", "auc", "loss", "eer", "ap")},
+        **{f"video_{k}": test[f"video_{k}"] for k in ("acc", "auc", "eer", "ap")},
         "test_samples": test["n"],
         "test_videos": len(set(np.asarray(test_split.video_ids).tolist())),
-        "val_threshold": threshold,
-        "test_acc_val_threshold": test_acc_val_threshold,
-        "val_acc": val["acc"],
-        "val_loss": val["loss"],
-        "val_auc": val["auc"],
-        "epochs": result.epochs,
-        "budget_epochs": int(t["max_epochs"]),
+        **scores["thresholds"],
+        "val_acc": val["acc"], "val_loss": val["loss"], "val_auc": val["auc"],
+        "epochs": result.epochs, "budget_epochs": int(hp.max_epochs),
+        "min_epochs": int(hp.min_epochs),
         "cumulative_epochs": int(prior) + int(result.epochs),
-        "best_epoch": result.best_epoch,
-        "stopped_early": result.stopped_early,
-        "train_seconds": result.train_seconds,
-        "device": device_name(device),
-        "threads": int(spec["threads"]),
-        "rewind": spec["prune"]["rewind"],
-        "input_size": input_size,
-        "train": t,
+        "best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
+        "train_seconds": result.train_seconds, "device": device_name(job.device),
+        "threads": int(job.spec.threads), "rewind": job.spec.prune.rewind,
+        "input_size": job.input_size, "train": hp.as_dict(),
         "layer_sparsity": {n: state_sparsity(state, [n]) for n in names},
-        "history": result.history,
-        "resumed_from": list(result.resumed_from),
+        "history": result.history, "resumed_from": list(result.resumed_from),
     }
-    metrics.update(meta)
-    write_metrics(out_dir / "metrics.json", metrics)
+
+
+def train_and_write(job: Job, *, model, mask: Mapping | None, meta: dict[str, Any],
+                    save_epochs: tuple[int, ...] = (), prior: int = 0,
+                    teacher=None) -> dict[str, Any]:
+    """Train ``model`` on the job's faces (:func:`train`), score it (:func:`evaluate_run`)
+    and write the run folder (:func:`write_run`). ``prior``: epochs of training the start
+    weights have had since θ0 (:func:`prior_epochs`); metrics.json records
+    ``budget_epochs`` (the job's cap) and ``cumulative_epochs`` (``prior`` + this job's)."""
+    from deepfake_lth.data.store import load_splits
+    from deepfake_lth.pruning.masks import layer_sparsity, sparsity
+
+    splits = load_splits(job.faces_dir, ("train", "val", "test"))
+    if mask is not None:
+        log.info("mask sparsity %.4f; per layer: %s", sparsity(mask),
+                 ", ".join(f"{k} {v:.3f}" for k, v in layer_sparsity(mask).items()))
+    result, resume = train(job, model, mask, splits, meta=meta, save_epochs=save_epochs,
+                           teacher=teacher)
+    scores = evaluate_run(job, model, splits)
+    metrics = write_run(job, model, mask, result, scores, splits, meta, prior)
     resume.clear()  # the job is complete: its state is of no further use
-    log.info(
-        "%s %s seed %d %s: sparsity %.4f, test acc %.4f auc %.4f video acc %.4f (%d epochs)",
-        metrics["dataset"],
-        model_name,
-        seed,
-        metrics["method"],
-        metrics["sparsity"],
-        test["acc"],
-        test["auc"],
-        test["video_acc"],
-        result.epochs,
-    )
+    log.info("%s %s seed %d %s: sparsity %.4f, test acc %.4f auc %.4f video acc %.4f (%d "
+             "epochs)", metrics["dataset"], job.model_name, job.seed, metrics["method"],
+             metrics["sparsity"], metrics["test_acc"], metrics["test_auc"],
+             metrics["video_acc"], result.epochs)
     return metrics
 
 
@@ -363,27 +328,38 @@ def add_common_arguments(parser: argparse.ArgumentParser, faces_required: bool =
     add_execution_arguments(parser)
 
 
-def spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
+def add_chain_arguments(parser: argparse.ArgumentParser, criteria, what: str = "round") -> None:
+    """The arguments of a round of a chain (IMP, KD, structured): round k−1, θ0, k, criterion."""
+    parser.add_argument("--prev", required=True, help=f"folder of {what} k−1 (dense/ for k = 1)")
+    parser.add_argument("--dense", required=True, help="dense/ folder (θ0 for rewinding)")
+    parser.add_argument("--round", type=int, required=True, help="round k (≥ 1)")
+    parser.add_argument("--criterion", required=True, choices=list(criteria),
+                        help="pruning criterion (deepfake_lth.pruning.criteria)")
+
+
+def spec_from_args(args: argparse.Namespace) -> StageSpec:
     """The parsed ``--spec`` with ``--device``/``--threads`` applied."""
-    return apply_execution(parse_spec(args.spec), args)
+    return parse_spec(apply_execution(read_spec(args.spec), args))
 
 
 __all__ = [
+    "add_chain_arguments",
     "add_common_arguments",
     "build",
     "cumulative_epochs",
     "Job",
     "dataset_name",
     "device_name",
+    "evaluate_run",
     "load_into",
     "parameter_counts",
     "prior_epochs",
     "read_metrics",
-    "rewind_epochs",
     "rewound_start",
     "setup",
     "spec_from_args",
+    "train",
     "train_and_write",
-    "val_threshold",
     "write_metrics",
+    "write_run",
 ]

@@ -22,7 +22,9 @@ from deepfake_lth.stages.runner import (
     spec_from_args,
     train_and_write,
 )
-from deepfake_lth.stages.spec import parse_spec
+from deepfake_lth.stages.spec import StageSpec
+
+DENSE_FINETUNED = "dense-finetuned"  # transfer baseline: A's dense network fine-tuned on B
 
 
 def transfer(
@@ -33,7 +35,7 @@ def transfer(
     model_name: str,
     seed: int,
     weights: str = "trained",
-    spec: Mapping[str, Any] | str | None = None,
+    spec: Mapping[str, Any] | str | StageSpec | None = None,
 ) -> dict[str, Any]:
     """Train dataset A's ticket (``ticket_dir``: mask and weights) on dataset B
     (``faces_dir``) with the mask fixed. ``weights``: ``trained`` (θ2 = m1 ⊙ θ1, A's ticket
@@ -41,14 +43,13 @@ def transfer(
     from deepfake_lth.pruning.checkpoints import load_mask, load_state
     from deepfake_lth.pruning.masks import mask_state
 
-    spec = parse_spec(spec)
     if weights not in ("trained", "init"):
         raise UserError(f"transfer.weights: {weights!r} is not one of trained, init")
     ticket_dir, dense_dir = Path(ticket_dir), Path(dense_dir)
     source = read_metrics(ticket_dir)
     mask = load_mask(ticket_dir / "mask.pt")
     job = Job.start(faces_dir, out_dir, model_name, seed, spec)
-    model = build(model_name, spec)
+    model = build(model_name, job.spec)
     if weights == "trained":
         start = load_state(ticket_dir / "checkpoint.pt")
     else:
@@ -79,19 +80,17 @@ def finetune_dense(
     out_dir: str | Path,
     model_name: str,
     seed: int,
-    spec: Mapping[str, Any] | str | None = None,
+    spec: Mapping[str, Any] | str | StageSpec | None = None,
 ) -> dict[str, Any]:
     """Dataset A's dense network (``dense_dir``: its trained checkpoint) trained on dataset B
     (``faces_dir``) with the ticket's transfer schedule and no mask: method
     ``dense-finetuned``."""
     from deepfake_lth.pruning.checkpoints import load_state
-    from deepfake_lth.pruning.methods import DENSE_FINETUNED
 
-    spec = parse_spec(spec)
     dense_dir = Path(dense_dir)
     source = read_metrics(dense_dir)
     job = Job.start(faces_dir, out_dir, model_name, seed, spec)
-    model = build(model_name, spec)
+    model = build(model_name, job.spec)
     load_into(model, load_state(dense_dir / "checkpoint.pt"), str(dense_dir / "checkpoint.pt"))
     return train_and_write(
         job,

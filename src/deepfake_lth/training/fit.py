@@ -45,14 +45,13 @@ from deepfake_lth.training.batches import (
 )
 from deepfake_lth.training.device import amp_dtype
 from deepfake_lth.training.evaluate import evaluate
+from deepfake_lth.training.hparams import MONITORS, TrainingHparams
 
 if TYPE_CHECKING:
     from deepfake_lth.pruning.masks import MaskEnforcer
     from deepfake_lth.training.resume import ResumeState, StopSignals
 
 log = logging.getLogger(__name__)
-
-MONITORS = ("val_loss", "val_acc")
 
 
 @dataclass
@@ -219,22 +218,18 @@ def check_splits(train: FaceSplit, val: FaceSplit, monitor: str) -> None:
 
 def start_training(
     model: nn.Module,
+    hparams: TrainingHparams,
     *,
-    lr: float,
-    weight_decay: float,
-    amp: bool,
     device: torch.device,
     seed: int,
     mask: Mapping[str, torch.Tensor] | None,
-    compile: bool,
-    monitor: str,
     distill: Distillation | None = None,
 ) -> Training:
     """Seed, move the model, enforce the mask, and build the optimizer and AMP scaler (and
     put a distillation teacher on the device, in eval mode)."""
     from deepfake_lth.pruning.masks import MaskEnforcer
 
-    dtype = amp_dtype(amp, device)
+    dtype = amp_dtype(hparams.amp, device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input sizes: pick the fastest kernels
     torch.manual_seed(seed)  # dropout and anything else drawn from the global generator
@@ -243,13 +238,13 @@ def start_training(
     enforcer = MaskEnforcer(model, mask) if mask is not None else None
     if enforcer is not None:
         enforcer.mask_weights()
-    optimizer = build_optimizer(model, lr=lr, weight_decay=weight_decay)
+    optimizer = build_optimizer(model, lr=hparams.lr, weight_decay=hparams.weight_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    net = torch.compile(model) if compile else model
+    net = torch.compile(model) if hparams.compile else model
     if distill is not None:
         distill.teacher.to(device).eval().requires_grad_(False)
-    return Training(model, net, optimizer, scaler, enforcer, generator, device, dtype, monitor,
-                    distill)
+    return Training(model, net, optimizer, scaler, enforcer, generator, device, dtype,
+                    hparams.monitor, distill)
 
 
 def restore_training_state(run: Training, saved: dict) -> int:
@@ -340,9 +335,9 @@ def train_epoch(
     return float(loss_sum) / max(seen, 1), float(correct) / max(seen, 1)
 
 
-def early_stopping(run: Training, record: dict, patience: int, max_epochs: int) -> bool:
+def early_stopping(run: Training, record: dict, hparams: TrainingHparams) -> bool:
     """Keep the weights of the best validation epoch so far; True once ``patience`` epochs
-    have passed without improvement (training stops)."""
+    have passed without improvement and ``min_epochs`` are done (training stops)."""
     improved = run.better(record[run.monitor])
     if improved:
         run.best, run.since_best = record[run.monitor], 0
@@ -352,10 +347,10 @@ def early_stopping(run: Training, record: dict, patience: int, max_epochs: int) 
         run.since_best += 1
     log.info(
         "epoch %d/%d: train loss %.4f acc %.3f | val loss %.4f acc %.3f%s (%.1fs)",
-        record["epoch"], max_epochs, record["train_loss"], record["train_acc"], record["val_loss"],
-        record["val_acc"], " *" if improved else "", record["seconds"],
+        record["epoch"], hparams.max_epochs, record["train_loss"], record["train_acc"],
+        record["val_loss"], record["val_acc"], " *" if improved else "", record["seconds"],
     )
-    if run.since_best >= patience:
+    if run.since_best >= hparams.patience and record["epoch"] >= hparams.min_epochs:
         run.result.stopped_early = True
         log.info("early stopping after epoch %d (best epoch %d)", record["epoch"],
                  run.result.best_epoch)
@@ -383,59 +378,49 @@ def fit(
     model: nn.Module,
     train: FaceSplit,
     val: FaceSplit,
+    hparams: TrainingHparams | None = None,
     *,
     input_size: int | None,
-    lr: float = 1e-4,
-    weight_decay: float = 0.0,
-    batch_size: int = 32,
-    max_epochs: int = 100,
-    patience: int = 10,
-    monitor: str = "val_loss",
-    augment: bool = True,
-    max_train_samples: int | None = None,
-    amp: bool = True,
     device: torch.device | str = "cpu",
     seed: int = 0,
     mask: Mapping[str, torch.Tensor] | None = None,
     save_epochs: Iterable[int] = (),
-    compile: bool = False,
     prefetch: bool | None = None,
     resume: ResumeState | None = None,
     stop: StopSignals | None = None,
     distill: Distillation | None = None,
 ) -> FitResult:
-    """Train ``model`` with Adam and early stopping; the best validation weights are loaded
-    into ``model`` at the end. ``mask`` keeps pruned weights at zero; ``save_epochs`` keeps
-    CPU copies of the weights after those epochs (0: before training) for rewinding;
-    ``compile``: torch.compile; ``prefetch``: read ahead on a thread (None: on CUDA only).
-    ``resume``: save the training state after every epoch and continue from a saved one (the
-    caller clears it once the outputs are written). ``stop``: when ``stop.requested``, end
-    the current step and raise :class:`deepfake_lth.training.resume.StopRequested` (a stop
-    mid-epoch discards that epoch, so a resumed run stays bit-identical). ``distill``: a
-    teacher whose soft targets are blended with the label loss (:class:`Distillation`)."""
-    check_splits(train, val, monitor)
+    """Train ``model`` as ``hparams`` say (Adam, early stopping); the best validation weights
+    are loaded into ``model`` at the end. ``mask`` keeps pruned weights at zero;
+    ``save_epochs`` keeps CPU copies of the weights after those epochs (0: before training) for
+    rewinding; ``prefetch``: read ahead on a thread (None: on CUDA only). ``resume``: save the
+    training state after every epoch and continue from a saved one (the caller clears it once
+    the outputs are written). ``stop``: when ``stop.requested``, end the current step and raise
+    :class:`deepfake_lth.training.resume.StopRequested` (a stop mid-epoch discards that epoch,
+    so a resumed run stays bit-identical). ``distill``: a teacher whose soft targets are
+    blended with the label loss (:class:`Distillation`)."""
+    hp = hparams or TrainingHparams.from_dict()
+    check_splits(train, val, hp.monitor)
     device = torch.device(device)
-    train = _subset(train, max_train_samples, seed)
+    train = _subset(train, hp.max_train_samples, seed)
     save_epochs = {int(e) for e in save_epochs}
-    run = start_training(model, lr=lr, weight_decay=weight_decay, amp=amp, device=device,
-                         seed=seed, mask=mask, compile=compile, monitor=monitor,
-                         distill=distill)
+    run = start_training(model, hp, device=device, seed=seed, mask=mask, distill=distill)
     labels = torch.from_numpy(np.asarray(train.labels, dtype=np.float32))
     saved = resume.load() if resume is not None else None
     last = restore_training_state(run, saved) if saved is not None else 0
     if saved is None and 0 in save_epochs:
         run.result.epoch_states[0] = _cpu_state(model)
     start = time.perf_counter()
-    done = run.result.stopped_early or run.since_best >= patience
-    for epoch in range(last + 1, max_epochs + 1):
+    done = run.result.stopped_early
+    for epoch in range(last + 1, hp.max_epochs + 1):
         if done:
             break
         t0 = time.perf_counter()
         train_loss, train_acc = train_epoch(
-            run, train, labels, epoch, batch_size=batch_size, augment=augment,
+            run, train, labels, epoch, batch_size=hp.batch_size, augment=hp.augment,
             input_size=input_size, prefetch=prefetch, stop=stop, resume=resume,
         )
-        val_metrics = evaluate(run.net, val, input_size, device, max(batch_size, 256), amp,
+        val_metrics = evaluate(run.net, val, input_size, device, hp.eval_batch_size, hp.amp,
                                prefetch)
         record = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc,
                   "val_loss": val_metrics["loss"], "val_acc": val_metrics["acc"],
@@ -444,7 +429,7 @@ def fit(
         run.result.epochs = epoch
         if epoch in save_epochs:
             run.result.epoch_states[epoch] = _cpu_state(model)
-        done = early_stopping(run, record, patience, max_epochs)
+        done = early_stopping(run, record, hp)
         if resume is not None:
             elapsed = run.elapsed_before + time.perf_counter() - start
             save_training_state(run, resume, epoch, elapsed)

@@ -123,3 +123,46 @@ def split_metrics(labels: np.ndarray, probs: np.ndarray, video_ids: np.ndarray) 
         "video_eer": equal_error_rate(video_label, video_prob),
         "video_ap": average_precision(video_label, video_prob),
     }
+
+
+def val_threshold(probs, labels) -> float:
+    """The decision threshold on p(fake) that maximises accuracy on the validation split
+    (midpoint between neighbouring scores; 0.5 when the split is empty or one-class)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    labels = np.asarray(labels) > 0.5
+    if len(probs) == 0 or labels.all() or not labels.any():
+        return 0.5
+    order = np.argsort(probs, kind="mergesort")
+    p, y = probs[order], labels[order]
+    # threshold between p[i-1] and p[i]: predicted fake from i on; correct = reals below + fakes from i
+    reals_below = np.concatenate([[0], np.cumsum(~y)])
+    fakes_from = np.concatenate([np.cumsum(y[::-1])[::-1], [0]])
+    correct = reals_below + fakes_from
+    distinct = np.concatenate([[True], p[1:] > p[:-1], [True]])  # cut only between distinct scores
+    correct = np.where(distinct, correct, -1)
+    best = int(np.argmax(correct))
+    if best == 0:
+        return float(p[0]) / 2
+    if best == len(p):
+        return (float(p[-1]) + 1.0) / 2
+    return (float(p[best - 1]) + float(p[best])) / 2
+
+
+def thresholded_scores(val: tuple, test: tuple) -> dict[str, float]:
+    """Accuracies at thresholds chosen on the validation split, each at its own unit: the
+    frame threshold on validation faces, the video threshold on validation video means (the
+    mean p(fake) of a video's faces). ``val`` and ``test`` are (probs, labels, video_ids)."""
+    v_probs, v_labels, v_ids = (np.asarray(a) for a in val)
+    t_probs, t_labels, t_ids = (np.asarray(a) for a in test)
+    frame = val_threshold(v_probs, v_labels)
+    video = 0.5
+    if len(v_probs):
+        _, v_mean, v_label = video_scores(v_probs, v_labels, v_ids)
+        video = val_threshold(v_mean, v_label)
+    out = {"val_threshold": frame, "val_video_threshold": video,
+           "test_acc_val_threshold": float("nan"), "video_acc_val_threshold": float("nan")}
+    if len(t_probs):
+        out["test_acc_val_threshold"] = float(np.mean((t_probs > frame) == (t_labels > 0.5)))
+        _, t_mean, t_label = video_scores(t_probs, t_labels, t_ids)
+        out["video_acc_val_threshold"] = float(np.mean((t_mean > video) == (t_label > 0.5)))
+    return out

@@ -14,17 +14,60 @@ from typing import Any
 import yaml
 
 from deepfake_lth.core.errors import ConfigError
+from deepfake_lth.core.schema import ROOT, SCHEMA_PATH, raw_schema
 
-ROOT = Path(__file__).resolve().parents[3]
-SCHEMA_PATH = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+__all__ = ["ROOT", "SCHEMA_PATH", "load", "load_schema", "merge", "read_yaml", "validate"]
+
+# deprecated config keys -> their names now (one name per concept: module, rule, family, key)
+RENAMED = {"distill": "kd", "prune_at_init": "prune_init"}
 
 
 def load_schema() -> dict:
-    """The config schema, its ``x-registry`` markers filled in from the registries."""
-    from deepfake_lth.pruning.methods import fill_registries
+    """The config schema, its ``x-registry`` markers filled in from the registries and the
+    sections of the method families that declare their own (``Family.config_schema``)."""
+    from deepfake_lth.stages.methods import family_sections, fill_registries
 
-    with open(SCHEMA_PATH) as fh:
-        return fill_registries(yaml.safe_load(fh))
+    schema = raw_schema()
+    for key, section in family_sections().items():
+        if key in schema["properties"]:
+            raise ValueError(f"method family section {key!r} is in the schema file too")
+        schema["properties"][key] = section
+    return fill_registries(schema)
+
+
+def fill_defaults(config: dict, schema: dict) -> None:
+    """Set the schema's defaults in ``config`` where it has no value (jsonschema's recipe, as
+    snakemake.utils.validate(set_default=True) does), nested sections included."""
+    from jsonschema import Draft202012Validator, validators
+
+    properties = Draft202012Validator.VALIDATORS["properties"]
+
+    def set_defaults(validator, props, instance, node):
+        for name, sub in props.items():
+            if isinstance(instance, dict) and "default" in sub:
+                instance.setdefault(name, copy.deepcopy(sub["default"]))
+        yield from properties(validator, props, instance, node)
+
+    filler = validators.extend(Draft202012Validator, {"properties": set_defaults})
+    for _ in filler(schema).iter_errors(config):
+        pass
+
+
+def rename_deprecated(config: dict) -> dict:
+    """``config`` with deprecated keys under their new names, each said once on stderr."""
+    import sys
+
+    out = dict(config)
+    for old, new in RENAMED.items():
+        if old not in out:
+            continue
+        if new in out:
+            raise ConfigError(f"invalid config: '{old}' is the deprecated name of '{new}'; "
+                              f"keep one of them (rename '{old}' to '{new}')")
+        print(f"deepfake-lth: config key '{old}' is deprecated; call it '{new}'",
+              file=sys.stderr)
+        out[new] = out.pop(old)
+    return out
 
 
 def _key(path) -> str:
@@ -76,7 +119,7 @@ def validate(config: dict) -> dict:
     import jsonschema
 
     schema = load_schema()
-    config = coerce(config, schema)
+    config = coerce(rename_deprecated(config), schema)
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), e.path))
     if errors:
@@ -88,10 +131,8 @@ def validate(config: dict) -> dict:
                 leaf = min(leaf.context, key=lambda e: -len(e.absolute_path))
             lines.append(_explain(leaf))
         raise ConfigError("invalid config: " + "; ".join(dict.fromkeys(lines)))
-    from snakemake.utils import validate as sm_validate
-
     filled = copy.deepcopy(config)
-    sm_validate(filled, str(SCHEMA_PATH), set_default=True)
+    fill_defaults(filled, schema)
     _fill_source_defaults(filled, schema)
     for ds in filled["datasets"].values():
         ds["faces"] = merge(filled["faces"], ds.get("faces") or {})
@@ -447,23 +488,3 @@ def get(config: dict[str, Any], dotted: str) -> Any:
     for part in dotted.split("."):
         node = node[part]
     return node
-
-
-def stage_spec(spec: Mapping[str, Any] | str | None, defaults: Mapping[str, Any],
-               stage: str) -> dict[str, Any]:
-    """A stage's ``--spec`` (a dict or its JSON) over ``defaults``; unknown keys are errors."""
-    import json
-
-    from deepfake_lth.core.errors import UserError
-
-    if isinstance(spec, str):
-        try:
-            spec = json.loads(spec)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"--spec is not valid JSON ({exc})") from None
-    spec = dict(spec or {})
-    unknown = sorted(set(spec) - set(defaults))
-    if unknown:
-        raise UserError(f"{stage} spec: unknown key(s) {', '.join(unknown)}; allowed keys: "
-                        f"{', '.join(defaults)}")
-    return {**defaults, **spec}
