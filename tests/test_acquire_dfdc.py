@@ -10,7 +10,8 @@ import pytest
 
 from deepfake_lth.core.errors import UserError
 from deepfake_lth.data.acquire import local, write_sources
-from deepfake_lth.data.kinds import dataset_kind
+from deepfake_lth.data.acquire.layout import list_layout
+from deepfake_lth.data.dataset_kind import dataset_kind
 from deepfake_lth.data.pack import assign_splits
 
 PARTS = {
@@ -60,7 +61,7 @@ def test_labels_groups_and_one_split_per_group(tmp_path):
 
 def test_one_part_folder_and_the_kind(tmp_path):
     make_dfdc(tmp_path)
-    table = local.list_layout(tmp_path / "dfdc_train_part_0", "dfdc", {})
+    table = list_layout(tmp_path / "dfdc_train_part_0", "dfdc", {})
     assert sorted(table["video_id"]) == [f"dfdc_train_part_0/{n}"
                                          for n in ("aaa", "bbb", "fa1", "fa2", "fb1")]
     cfg = {"datasets": {"d": {"source": {"type": "local", "layout": "dfdc"}}}}
@@ -71,7 +72,7 @@ def test_absent_files_are_named_and_counted(tmp_path, caplog):
     absent = ("dfdc_train_part_0/fa2.mp4", "dfdc_train_part_1/r4.mp4")
     make_dfdc(tmp_path, absent)
     with caplog.at_level(logging.WARNING):
-        table = local.list_layout(tmp_path, "dfdc", {})
+        table = list_layout(tmp_path, "dfdc", {})
     assert len(table) == 15
     assert "2 of 17 videos listed in metadata.json are not on disk" in caplog.text
     assert all(name in caplog.text for name in absent)
@@ -80,18 +81,18 @@ def test_absent_files_are_named_and_counted(tmp_path, caplog):
 def test_nothing_on_disk_or_bad_metadata_is_an_error(tmp_path):
     make_dfdc(tmp_path / "a", absent=tuple(f"{p}/{n}" for p, m in PARTS.items() for n in m))
     with pytest.raises(UserError, match=r"17 of 17 videos.*not on disk.*Unpack"):
-        local.list_layout(tmp_path / "a", "dfdc", {})
+        list_layout(tmp_path / "a", "dfdc", {})
     make_dfdc(tmp_path / "b")
     meta = tmp_path / "b" / "dfdc_train_part_1" / "metadata.json"
     meta.write_text(json.dumps({"x.mp4": {"label": "MAYBE"}}))
     with pytest.raises(UserError, match=r"dfdc_train_part_1/metadata.json.*'x.mp4'.*REAL or FAKE"):
-        local.list_layout(tmp_path / "b", "dfdc", {})
+        list_layout(tmp_path / "b", "dfdc", {})
     meta.write_text("{not json")
     with pytest.raises(UserError, match=r"metadata.json: not readable as JSON"):
-        local.list_layout(tmp_path / "b", "dfdc", {})
+        list_layout(tmp_path / "b", "dfdc", {})
     (tmp_path / "c").mkdir()
     with pytest.raises(UserError, match=r"no dfdc_train_part_\*/metadata.json.*source.path"):
-        local.list_layout(tmp_path / "c", "dfdc", {})
+        list_layout(tmp_path / "c", "dfdc", {})
 
 
 def test_the_schema_accepts_the_layout(tmp_path):

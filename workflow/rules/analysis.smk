@@ -164,7 +164,7 @@ rule report:
             ],
             "analysis/stats.py",
             "analysis/tickets.py",
-            "data/kinds.py",
+            "data/dataset_kind.py",
             "analysis/claims.py",
             "analysis/generalisation.py",
             "templates/report.html.j2",
