@@ -90,10 +90,11 @@ rule pack_faces:
         seed=lambda w: dataset_cfg(w)["faces"]["split_seed"],
         spec=lambda w: as_json({**crop_spec(w), "detect_faces": detect_flag(w)}),
         train_manipulations=lambda w: as_json(dataset_cfg(w)["train_manipulations"]),
+        role=lambda w: dataset_cfg(w)["role"],
     # the log's last line (the dataset's failed files by status, or why packing stopped)
     # goes to the console too
     shell:
         "rc=0; python -m deepfake_lth pack --faces {params.faces} --sources {input.sources} "
         "--shards {params.shards} --split {params.split:q} --seed {params.seed} "
         "--spec {params.spec:q} --train-manipulations {params.train_manipulations:q} "
-        "> {log} 2>&1 || rc=$?; tail -n 1 {log}; exit $rc"
+        "--role {params.role} > {log} 2>&1 || rc=$?; tail -n 1 {log}; exit $rc"
