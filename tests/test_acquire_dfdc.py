@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from deepfake_lth.core.errors import UserError
-from deepfake_lth.data.acquire import local, write_sources
+from deepfake_lth.data.acquire import acquire, local, read_sources, write_sources
 from deepfake_lth.data.acquire.layout import list_layout
 from deepfake_lth.data.dataset_kind import dataset_kind
 from deepfake_lth.data.pack import assign_splits
@@ -104,3 +104,35 @@ def test_the_schema_accepts_the_layout(tmp_path):
     cfg["datasets"]["d"]["source"]["layout"] = "dfdcx"
     with pytest.raises(UserError, match="dfdc"):
         study_config.validate(cfg)
+
+
+def test_absent_originals_are_named_noted_and_keep_their_fakes_together(tmp_path, caplog):
+    # the originals aaa (2 fakes) and r4 (1 fake) are not on disk; fb1's original bbb is
+    make_dfdc(tmp_path / "d", absent=("dfdc_train_part_0/aaa.mp4", "dfdc_train_part_1/r4.mp4"))
+    with caplog.at_level(logging.WARNING):
+        path = acquire("dfdc", {"type": "local", "path": str(tmp_path / "d"), "layout": "dfdc"},
+                       tmp_path / "out")
+    assert ("2 originals named by fakes in metadata.json are not on disk: aaa.mp4 (2 fakes), "
+            "r4.mp4 (1 fake); their 3 fakes are kept") in caplog.text
+    table = read_sources(path)
+    notes = dict(zip(table["video_id"], table["note"]))
+    assert notes["dfdc_train_part_0/fa1"] == notes["dfdc_train_part_0/fa2"] == (
+        "original aaa.mp4 not on disk")
+    assert notes["dfdc_train_part_1/f4"] == "original r4.mp4 not on disk"
+    assert notes["dfdc_train_part_0/fb1"] == "" and notes["dfdc_train_part_0/bbb"] == ""
+    assert set(table.loc[table["label"] == 1, "manipulation"]) == {"dfdc"}
+    for seed in range(5):  # the orphaned fakes still go to one split together
+        split = assign_splits(table, {"train": 0.6, "val": 0.2, "test": 0.2}, seed)
+        assert split["dfdc_train_part_0/fa1"] == split["dfdc_train_part_0/fa2"]
+
+
+def test_role_test_keeps_everything_as_test_and_unknown_manipulations_stop_early(tmp_path):
+    make_dfdc(tmp_path / "d")
+    source = {"type": "local", "path": str(tmp_path / "d"), "layout": "dfdc"}
+    table = read_sources(acquire("dfdc", source, tmp_path / "t", role="test"))
+    assert len(table) == 17 and set(table["split"]) == {"test"}  # DFDC fixes no split
+    with pytest.raises(UserError, match=r"datasets.dfdc.train_manipulations: \['Deepfakes'\] "
+                       r"are not manipulations of this dataset \(the files acquired name "
+                       r"\['dfdc'\]\)"):
+        acquire("dfdc", source, tmp_path / "m", train_manipulations=["Deepfakes"])
+    assert not (tmp_path / "m" / "sources.csv").exists()

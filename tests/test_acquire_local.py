@@ -225,3 +225,45 @@ def test_missing_folder_names_path_and_layout(tmp_path):
                       tmp_path, 0)
     with pytest.raises(UserError, match="unknown layout"):
         local.acquire("x", {"path": str(tmp_path), "layout": "zip"}, tmp_path, 0)
+
+
+def test_role_test_keeps_the_test_list_of_celebdf(tmp_path):
+    from deepfake_lth.data.acquire import acquire, read_sources
+
+    make_celebdf(tmp_path / "cdf")
+    source = {"type": "local", "path": str(tmp_path / "cdf"), "layout": "celebdf"}
+    table = read_sources(acquire("celebdf", source, tmp_path / "out", role="test"))
+    assert set(table["video_id"]) == {"YouTube-real/00170", "Celeb-real/id2_0003",
+                                      "Celeb-synthesis/id2_id1_0003"}
+    assert set(table["split"]) == {"test"}
+
+
+def test_a_folders_tree_checks_train_manipulations_at_acquisition(tmp_path):
+    from deepfake_lth.data.acquire import acquire
+
+    touch(tmp_path / "tree", "real/a.mp4", "fake/FaceSwap/b.mp4", "fake/Deepfakes/c.mp4")
+    source = {"type": "local", "path": str(tmp_path / "tree")}
+    acquire("t", source, tmp_path / "ok", train_manipulations=["FaceSwap"])
+    with pytest.raises(UserError, match=r"datasets.t.train_manipulations: \['NoSuchMethod'\].*"
+                       r"\['Deepfakes', 'FaceSwap'\]"):
+        acquire("t", source, tmp_path / "bad", train_manipulations=["NoSuchMethod"])
+
+
+def test_the_acquire_and_pack_commands_take_the_role_and_train_manipulations(tmp_path, capsys):
+    from deepfake_lth.cli import main
+
+    touch(tmp_path / "tree", "train/real/a.mp4", "train/fake/X/b.mp4", "test/real/c.mp4",
+          "test/fake/X/d.mp4")
+    source = json.dumps({"type": "local", "path": str(tmp_path / "tree")})
+    base = ["acquire", "--dataset", "t", "--source", source, "--out"]
+    assert main([*base, str(tmp_path / "bad"), "--train-manipulations", '["Y"]']) == 2
+    assert "datasets.t.train_manipulations: ['Y']" in capsys.readouterr().err
+    assert main([*base, str(tmp_path / "ok"), "--role", "test"]) == 0
+    table = pd.read_csv(tmp_path / "ok" / "sources.csv", keep_default_na=False)
+    assert sorted(table["video_id"]) == ["test/fake/X/d", "test/real/c"]
+    args = ["pack", "--faces", "f", "--sources", "s", "--shards", "1", "--split", "{}",
+            "--role", "test", "--shard-dir", "elsewhere"]
+    from deepfake_lth.cli import build_parser
+
+    parsed = build_parser(args).parse_args(args)
+    assert (parsed.role, parsed.shard_dir) == ("test", "elsewhere")
