@@ -84,6 +84,11 @@ def test_role_test_datasets_are_never_trained_on(demo):
     cfg["transfer"]["pairs"] = []
     cfg["generalisation"] = [{"from": "demo-images", "to": ["demo-videos"]}]
     assert study_config.validate(cfg)["datasets"]["demo-videos"]["role"] == "test"
+    cfg["datasets"]["again"] = {"faces_from": "demo-videos"}
+    assert ("'datasets.again.faces_from': 'demo-videos' has role test, so it keeps only what "
+            "is scored") in _problems(cfg)
+    cfg["datasets"]["again"]["role"] = "test"
+    study_config.validate(cfg)
     cfg["datasets"]["demo-images"]["role"] = "test"
     assert "every dataset has role test" in _problems(cfg)
     cfg["datasets"]["demo-images"]["role"] = "scoring"
@@ -96,19 +101,20 @@ def test_role_test_datasets_are_never_trained_on(demo):
 def test_faces_from_takes_the_other_datasets_source_and_settings(demo, tmp_path):
     cfg = copy.deepcopy(demo)
     cfg["datasets"]["loo"] = {"faces_from": "demo-videos", "train_manipulations": ["mouth"],
-                              "faces": {"min_face_size": 40, "detect_max_side": 320,
-                                        "split_seed": 3}}
+                              "faces": {"split_seed": 3}}
     out = study_config.validate(cfg)
     loo, videos = out["datasets"]["loo"], out["datasets"]["demo-videos"]
     assert loo["source"] == videos["source"] and loo["shards"] == videos["shards"]
     assert loo["faces"]["split_seed"] == 3  # its own split: allowed
+    # demo-videos' own face settings (min_face_size 40 over the global 20) come with its faces
+    assert {k: v for k, v in loo["faces"].items() if k != "split_seed"} == {
+        k: v for k, v in videos["faces"].items() if k != "split_seed"}
     assert dataset_kind(out, "loo", tmp_path) == dataset_kind(out, "demo-videos", tmp_path)
     # face settings that change the crops must match; the message names each key
     cfg["datasets"]["loo"]["faces"] = {"size": 32, "margin": 0.5}
     text = _problems(cfg)
     assert ("'datasets.loo.faces_from': demo-videos's faces were cropped with other face "
-            "settings: detect_max_side (640 vs 320), margin (0.5 vs 0.3), min_face_size "
-            "(20 vs 40), size (32 vs 64)") in text
+            "settings: margin (0.5 vs 0.3), size (32 vs 64)") in text
 
 
 def test_faces_from_names_a_dataset_that_extracts(demo, tmp_path):
@@ -117,8 +123,7 @@ def test_faces_from_names_a_dataset_that_extracts(demo, tmp_path):
     assert "'datasets.a.faces_from': dataset 'nope' is not in 'datasets'" in _problems(cfg)
     cfg["datasets"]["a"] = {"faces_from": "a"}
     assert "names the dataset itself" in _problems(cfg)
-    cfg["datasets"]["a"] = {"faces_from": "demo-images", "faces": {"min_face_size": 40,
-                                                                  "detect_max_side": 320}}
+    cfg["datasets"]["a"] = {"faces_from": "demo-images"}
     cfg["datasets"]["b"] = {"faces_from": "a"}
     assert "'datasets.b.faces_from': 'a' reads the faces of 'demo-images' itself" in _problems(cfg)
     del cfg["datasets"]["b"]

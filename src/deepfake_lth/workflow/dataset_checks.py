@@ -25,10 +25,20 @@ def _differing(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
     return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
 
 
+def _merged(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict:
+    out = copy.deepcopy(dict(base))
+    for key, value in over.items():
+        both = isinstance(value, Mapping) and isinstance(out.get(key), Mapping)
+        out[key] = _merged(out[key], value) if both else copy.deepcopy(value)
+    return out
+
+
 def take_faces_from(config: dict, raw: Mapping[str, Any]) -> None:
-    """Give each ``faces_from`` dataset the source, shards and detect_faces of the dataset
-    whose faces it reads (in place); ConfigError when that dataset is missing, is itself a
-    ``faces_from`` dataset, or the config gives other values for those keys."""
+    """Give each ``faces_from`` dataset the source, shards, detect_faces and own face settings
+    of the dataset whose faces it reads (in place; its own ``faces`` keys on top); ConfigError
+    when that dataset is missing, is itself a ``faces_from`` dataset, or the config gives
+    other values for those keys. Runs before each dataset's ``faces`` is merged with the
+    global section."""
     datasets = config["datasets"]
     problems = []
     for name, ds in datasets.items():
@@ -60,6 +70,8 @@ def take_faces_from(config: dict, raw: Mapping[str, Any]) -> None:
             ds[shared] = copy.deepcopy(datasets[other][shared])
         if "kind" in datasets[other] and "kind" not in given:
             ds["kind"] = datasets[other]["kind"]
+        # the other's own face settings, this dataset's on top (split, split_seed)
+        ds["faces"] = _merged(datasets[other].get("faces") or {}, ds.get("faces") or {})
     if problems:
         raise ConfigError("; ".join(problems))
 
@@ -111,6 +123,12 @@ def _check_roles(config: dict) -> list[str]:
         if datasets[name].get("train_manipulations"):
             out.append(f"'datasets.{name}.train_manipulations': {name} has role test (never "
                        "trained on); drop train_manipulations or set its role to train")
+    for name, ds in datasets.items():
+        if ds.get("faces_from") in tests and ds.get("role") != "test":
+            out.append(f"'datasets.{name}.faces_from': {ds['faces_from']!r} has role test, so "
+                       f"it keeps only what is scored; {name} (role train) cannot train on "
+                       f"its faces: read them with role test too, or set {ds['faces_from']}'s "
+                       "role to train")
     for i, pair in enumerate(config["transfer"]["pairs"]):
         for end in ("from", "to"):
             if pair[end] in tests:
