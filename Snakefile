@@ -11,13 +11,14 @@ from deepfake_lth.workflow import config as study_config
 from deepfake_lth.pruning import plan
 
 # config.yaml is the default; a --configfile replaces it (rather than merging into the demo's
-# datasets), and --config key=value overrides apply on top of either.
-if not workflow.config_settings.configfiles:
-    config.update(
-        study_config.merge(study_config.read_yaml(Path(workflow.basedir) / "config.yaml"), config)
-    )
+# datasets), and --config key=value overrides apply on top of either, merged as
+# study_config.merge does (a source given with another type replaces the old one whole).
+_raw = study_config.merge_files(
+    workflow.config_settings.configfiles or [Path(workflow.basedir) / "config.yaml"],
+    workflow.config_settings.config,
+)
 
-_checked = study_config.validate(config)  # stops here, naming the key, on a bad config
+_checked = study_config.validate(_raw)  # stops here, naming the key, on a bad config
 config.clear()
 config.update(_checked)
 

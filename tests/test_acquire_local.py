@@ -10,6 +10,8 @@ import pytest
 
 from deepfake_lth.core.errors import UserError
 from deepfake_lth.data.acquire import local, write_sources
+from deepfake_lth.data.acquire.celebdf import read_celebdf_test_list
+from deepfake_lth.data.acquire.layout import list_layout
 
 
 def touch(root: Path, *rels: str) -> None:
@@ -50,7 +52,7 @@ def make_ff(root: Path, with_splits: bool) -> None:
 
 def test_faceforensics_official_splits(tmp_path):
     make_ff(tmp_path / "FF", with_splits=True)
-    table = local.list_layout(tmp_path / "FF", "faceforensics",
+    table = list_layout(tmp_path / "FF", "faceforensics",
                               {"compression": "c40", "methods": ["Deepfakes", "FaceSwap"]})
     # only the chosen compression and methods, nothing from masks/
     assert all("/c40/videos/" in p for p in table["path"])
@@ -71,7 +73,7 @@ def test_faceforensics_official_splits(tmp_path):
 def test_faceforensics_without_splits_groups_pairs(tmp_path):
     make_ff(tmp_path / "wrapper" / "FaceForensics++", with_splits=False)
     # a wrapper folder above the tree is found
-    table = local.list_layout(tmp_path / "wrapper", "faceforensics", {})
+    table = list_layout(tmp_path / "wrapper", "faceforensics", {})
     assert (table["split"] == "").all()
     assert set(table["video_id"].str.split("/").str[0]) == {
         "original", "Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures"}
@@ -87,16 +89,16 @@ def test_faceforensics_without_splits_groups_pairs(tmp_path):
 def test_faceforensics_missing_compression_names_path(tmp_path):
     make_ff(tmp_path / "FF", with_splits=False)
     with pytest.raises(UserError, match=r"youtube/c0/videos.*faceforensics"):
-        local.list_layout(tmp_path / "FF", "faceforensics", {"compression": "c0"})
+        list_layout(tmp_path / "FF", "faceforensics", {"compression": "c0"})
     with pytest.raises(UserError, match=r"methods.*Bogus.*choose from"):
-        local.list_layout(tmp_path / "FF", "faceforensics", {"methods": ["Bogus"]})
+        list_layout(tmp_path / "FF", "faceforensics", {"methods": ["Bogus"]})
 
 
 def test_faceforensics_bad_split_file(tmp_path):
     make_ff(tmp_path / "FF", with_splits=True)
     (tmp_path / "FF" / "splits" / "val.json").write_text('{"not": "pairs"}')
     with pytest.raises(UserError, match="val.json"):
-        local.list_layout(tmp_path / "FF", "faceforensics", {})
+        list_layout(tmp_path / "FF", "faceforensics", {})
 
 
 # --------------------------------------------------------------------------- Celeb-DF
@@ -137,19 +139,19 @@ def test_celebdf_test_list(tmp_path):
 def test_read_celebdf_test_list_convention(tmp_path):
     p = tmp_path / "List_of_testing_videos.txt"
     p.write_text("1 YouTube-real/00170.mp4\n0 Celeb-synthesis/id0_id16_0000.mp4\n")
-    got = local.read_celebdf_test_list(p)
+    got = read_celebdf_test_list(p)
     assert got == {("youtube-real", "00170.mp4"): 0, ("celeb-synthesis", "id0_id16_0000.mp4"): 1}
     p.write_text("YouTube-real/00170.mp4\n")
     with pytest.raises(UserError, match=r"List_of_testing_videos.txt:1"):
-        local.read_celebdf_test_list(p)
+        read_celebdf_test_list(p)
 
 
 def test_celebdf_missing_folder(tmp_path):
     touch(tmp_path / "cdf", "Celeb-real/id0_0000.mp4")
     with pytest.raises(UserError, match=r"Celeb-synthesis.*celebdf"):
-        local.list_layout(tmp_path / "cdf", "celebdf", {})
+        list_layout(tmp_path / "cdf", "celebdf", {})
     with pytest.raises(UserError, match=r"nowhere.*celebdf"):
-        local.list_layout(tmp_path / "nowhere", "celebdf", {})
+        list_layout(tmp_path / "nowhere", "celebdf", {})
 
 
 # --------------------------------------------------------------------------- OpenForensics
@@ -161,7 +163,7 @@ def test_openforensics_keeps_splits(tmp_path):
         touch(root, *[f"Dataset/{split}/{c}/{c.lower()}_{i}.jpg"
                       for c in ("Real", "Fake") for i in range(3)])
     touch(root, "Dataset/Train/Real/readme.txt", "__MACOSX/Dataset/Train/Real/._real_0.jpg")
-    table = local.list_layout(root, "openforensics", {})
+    table = list_layout(root, "openforensics", {})
     assert len(table) == 18 and (table["kind"] == "image").all()
     assert table.groupby("split").size().to_dict() == {"test": 6, "train": 6, "val": 6}
     assert table.groupby(["split", "label"]).size().eq(3).all()
@@ -174,7 +176,7 @@ def test_openforensics_keeps_splits(tmp_path):
 def test_openforensics_missing_class_folder(tmp_path):
     touch(tmp_path, "Train/Real/a.jpg", "Test/Real/b.jpg", "Test/Fake/c.jpg")
     with pytest.raises(UserError, match=r"Train.*Fake"):
-        local.list_layout(tmp_path, "openforensics", {})
+        list_layout(tmp_path, "openforensics", {})
 
 
 # --------------------------------------------------------------------------- folders
@@ -183,14 +185,14 @@ def test_openforensics_missing_class_folder(tmp_path):
 def test_folders_custom_class_names(tmp_path):
     touch(tmp_path, "genuine/clip1.mp4", "genuine/sub/clip2.AVI", "forged/x.png", "forged/y.jpeg",
           "forged/z.mp4", "other/ignored.mp4", "genuine/notes.csv")
-    table = local.list_layout(tmp_path, "folders",
+    table = list_layout(tmp_path, "folders",
                               {"real_names": ["genuine"], "fake_names": ["forged"]})
     got = {(v, k, lab) for v, k, lab in zip(table["video_id"], table["kind"], table["label"])}
     assert got == {("genuine/clip1", "video", 0), ("genuine/sub/clip2", "video", 0),
                    ("x", "image", 1), ("y", "image", 1), ("forged/z", "video", 1)}
     assert (table["split"] == "").all()
     with pytest.raises(UserError, match=r"no video or image files under folders named"):
-        local.list_layout(tmp_path, "folders", {})  # default names find nothing here
+        list_layout(tmp_path, "folders", {})  # default names find nothing here
 
 
 def test_folders_splits_and_frames_regex(tmp_path):
@@ -199,7 +201,7 @@ def test_folders_splits_and_frames_regex(tmp_path):
     touch(root, "train/real/000_0.png", "train/real/000_1.png", "train/fake/000_003_0.png",
           "validation/real/129_0.png", "test/real/129_1.png", "test/fake/005_010_7.png",
           "Valid/REAL/042_3.png")
-    table = local.list_layout(tmp_path, "folders", {"group_regex": r"^(.+)_\d+$"})
+    table = list_layout(tmp_path, "folders", {"group_regex": r"^(.+)_\d+$"})
     splits = split_of(table)
     assert splits["000"] == "train" and splits["000_003"] == "train"
     assert splits["042"] == "val" and splits["005_010"] == "test"
@@ -211,7 +213,7 @@ def test_folders_splits_and_frames_regex(tmp_path):
 
 def test_folders_colliding_stems_without_regex(tmp_path):
     touch(tmp_path, "train/real/a.jpg", "test/real/a.jpg", "train/fake/b.jpg")
-    table = local.list_layout(tmp_path, "folders", {})
+    table = list_layout(tmp_path, "folders", {})
     assert table["video_id"].is_unique
     assert set(table["video_id"]) == {"train/real/a", "test/real/a", "train/fake/b"}
     assert split_of(table)["test/real/a"] == "test"
@@ -223,3 +225,45 @@ def test_missing_folder_names_path_and_layout(tmp_path):
                       tmp_path, 0)
     with pytest.raises(UserError, match="unknown layout"):
         local.acquire("x", {"path": str(tmp_path), "layout": "zip"}, tmp_path, 0)
+
+
+def test_role_test_keeps_the_test_list_of_celebdf(tmp_path):
+    from deepfake_lth.data.acquire import acquire, read_sources
+
+    make_celebdf(tmp_path / "cdf")
+    source = {"type": "local", "path": str(tmp_path / "cdf"), "layout": "celebdf"}
+    table = read_sources(acquire("celebdf", source, tmp_path / "out", role="test"))
+    assert set(table["video_id"]) == {"YouTube-real/00170", "Celeb-real/id2_0003",
+                                      "Celeb-synthesis/id2_id1_0003"}
+    assert set(table["split"]) == {"test"}
+
+
+def test_a_folders_tree_checks_train_manipulations_at_acquisition(tmp_path):
+    from deepfake_lth.data.acquire import acquire
+
+    touch(tmp_path / "tree", "real/a.mp4", "fake/FaceSwap/b.mp4", "fake/Deepfakes/c.mp4")
+    source = {"type": "local", "path": str(tmp_path / "tree")}
+    acquire("t", source, tmp_path / "ok", train_manipulations=["FaceSwap"])
+    with pytest.raises(UserError, match=r"datasets.t.train_manipulations: \['NoSuchMethod'\].*"
+                       r"\['Deepfakes', 'FaceSwap'\]"):
+        acquire("t", source, tmp_path / "bad", train_manipulations=["NoSuchMethod"])
+
+
+def test_the_acquire_and_pack_commands_take_the_role_and_train_manipulations(tmp_path, capsys):
+    from deepfake_lth.cli import main
+
+    touch(tmp_path / "tree", "train/real/a.mp4", "train/fake/X/b.mp4", "test/real/c.mp4",
+          "test/fake/X/d.mp4")
+    source = json.dumps({"type": "local", "path": str(tmp_path / "tree")})
+    base = ["acquire", "--dataset", "t", "--source", source, "--out"]
+    assert main([*base, str(tmp_path / "bad"), "--train-manipulations", '["Y"]']) == 2
+    assert "datasets.t.train_manipulations: ['Y']" in capsys.readouterr().err
+    assert main([*base, str(tmp_path / "ok"), "--role", "test"]) == 0
+    table = pd.read_csv(tmp_path / "ok" / "sources.csv", keep_default_na=False)
+    assert sorted(table["video_id"]) == ["test/fake/X/d", "test/real/c"]
+    args = ["pack", "--faces", "f", "--sources", "s", "--shards", "1", "--split", "{}",
+            "--role", "test", "--shard-dir", "elsewhere"]
+    from deepfake_lth.cli import build_parser
+
+    parsed = build_parser(args).parse_args(args)
+    assert (parsed.role, parsed.shard_dir) == ("test", "elsewhere")

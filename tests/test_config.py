@@ -132,9 +132,12 @@ def test_rounds_zero_with_stages_that_need_tickets(demo):
     for key in ("prune.criteria", "transfer.methods", "gradcam.methods", "latency.methods"):
         assert f"'{key}'" in text
     # a dense-only study is fine
+    assert "'compression.tickets' (imp-global, kd-global)" in text
+    assert "'kd.models'" not in text  # kd.rounds is set: its levels exist
     dense = study_config.merge(demo, {"prune": {"rounds": 0, "criteria": []},
                                       "oneshot": {"criteria": []}, "transfer": {"pairs": []},
-                                      "gradcam": {"methods": []}, "latency": {"methods": []}})
+                                      "gradcam": {"methods": []}, "latency": {"methods": []},
+                                      "compression": {"tickets": []}})
     study_config.validate(dense)
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from deepfake_lth.analysis import gradcam, latency, separability
 from deepfake_lth.analysis import generalisation as zero_shot
+from deepfake_lth.analysis import gradcam, latency, separability
 from deepfake_lth.deploy import quantize
 from deepfake_lth.stages import methods
 from deepfake_lth.workflow import config as study_config

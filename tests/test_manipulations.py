@@ -11,7 +11,7 @@ from test_data_stage import _shards
 
 from deepfake_lth.core.errors import UserError
 from deepfake_lth.data.acquire import acquire, read_sources, write_sources
-from deepfake_lth.data.acquire.manipulations import folder_manipulation
+from deepfake_lth.data.acquire.folders import folder_manipulation
 from deepfake_lth.data.pack import HELD_OUT, pack
 from deepfake_lth.data.store import load_manifest, load_splits
 

@@ -125,7 +125,7 @@ def test_paper_preset_on_1_and_8_gpus(capsys):
     IMP chain on OpenForensics), which bounds the speed-up (the GPU work over it)."""
     argv = ["plan-time", "--configfile", str(ROOT / "config" / "paper.yaml"),
             "--snakefile", str(ROOT / "Snakefile"), "--gpus", "1", "8",
-            "--faces", "openforensics=190335", "--faces", "ffpp=16000"]
+            "--faces", "openforensics=190335", "--faces", "ffpp-celebdf=16000"]
     assert main(argv) == 0
     out = capsys.readouterr().out
     rows = re.findall(r"^\s+(\d+)\s+([\d.]+) (h|min)\s+([\d.]+) (h|min)", out, re.M)

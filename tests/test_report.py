@@ -583,9 +583,9 @@ def test_miscalibrated_baseline_and_provenance_facts(tmp_path):
 
 def test_paper_preset_report_says_holds_for_both_criterion_claims(tmp_path):
     """Issue 15's must-show: config/paper.yaml validated, IMP-Global ahead of IMP-Local by a
-    clear margin on openforensics and behind it on ffpp at every round, seed and model (ffpp
-    with predictions.csv, the video as the unit): both claims hold in the report, and a run
-    of a method the preset does not plan appears nowhere."""
+    clear margin on openforensics and behind it on ffpp-celebdf at every round, seed and model
+    (ffpp-celebdf with predictions.csv, the video as the unit): both claims hold in the report,
+    and a run of a method the preset does not plan appears nowhere."""
     from deepfake_lth.workflow.config import read_yaml, validate
 
     cfg = validate(read_yaml("config/paper.yaml"))
@@ -604,7 +604,7 @@ def test_paper_preset_report_says_holds_for_both_criterion_claims(tmp_path):
                     acc = 0.62 + (0.02 if method == "imp-global" else -0.02 if k else 0)
                     write_metrics(folder, sparsity=s, params_nonzero=1000, test_acc=acc,
                                   test_samples=11_000)
-                    # ffpp: local right on 34 of 40 videos, global on 22
+                    # ffpp-celebdf: local right on 34 of 40 videos, global on 22
                     right = 28 if k == 0 else 34 if method == "imp-local" else 22
                     order = rng.permutation(videos)
                     ok = np.zeros(videos, bool)
@@ -614,14 +614,14 @@ def test_paper_preset_report_says_holds_for_both_criterion_claims(tmp_path):
                              "label": int(labels[v]),
                              "prob": 0.9 if ok[v] == bool(labels[v]) else 0.1}
                             for v in range(videos) for f in range(frames)]
-                    folder = res / "ffpp" / model / f"seed{seed}" / (
+                    folder = res / "ffpp-celebdf" / model / f"seed{seed}" / (
                         "dense" if k == 0 else f"{method}/round{k}")
                     write_metrics(folder, sparsity=s, params_nonzero=1000,
                                   test_acc=right / videos, test_samples=videos * frames,
                                   test_videos=videos)
                     pd.DataFrame(rows).to_csv(folder / "predictions.csv", index=False)
     # a control left by another preset sharing results/
-    write_metrics(res / "ffpp" / "mesonet" / "seed0" / "control-reinit" / "round1",
+    write_metrics(res / "ffpp-celebdf" / "mesonet" / "seed0" / "control-reinit" / "round1",
                   sparsity=0.2, params_nonzero=1000, test_acc=0.1234)
     html = report.build_report(res, cfg, tmp_path / "r.html").read_text()
     v = verdicts(html)

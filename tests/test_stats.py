@@ -435,7 +435,7 @@ def test_d1_criterion_claims_hold_under_every_preset(name, tmp_path) -> None:
     kinds = {d: claims_mod.dataset_kind(cfg, d) for d in cfg["datasets"]}
     assert set(kinds.values()) <= {"images", "videos"}
     if name == "config/paper.yaml":
-        assert kinds == {"openforensics": "images", "ffpp": "videos"}
+        assert kinds == {"openforensics": "images", "ffpp-celebdf": "videos"}
     rows = []
     for dataset, kind in kinds.items():
         for model in cfg["models"]:
@@ -463,16 +463,16 @@ def test_d1_kind_from_what_was_acquired(tmp_path) -> None:
     cfg = preset("config/paper.yaml", tmp_path)
     res = tmp_path / "resources"
     (res / "openforensics").mkdir(parents=True)
-    (res / "ffpp").mkdir(parents=True)
+    (res / "ffpp-celebdf").mkdir(parents=True)
     pd.DataFrame({"path": ["a.jpg", "b.jpg"], "video_id": ["a", "b"], "label": [0, 1],
                   "split": "", "kind": "image", "group": ""}).to_csv(
         res / "openforensics" / "sources.csv", index=False)
     # frame images grouped into videos by group_regex: a video set
     pd.DataFrame({"path": ["x_1.jpg", "x_2.jpg", "y_1.jpg"], "video_id": ["x", "x", "y"],
                   "label": [0, 0, 1], "split": "", "kind": "image", "group": ""}).to_csv(
-        res / "ffpp" / "sources.csv", index=False)
+        res / "ffpp-celebdf" / "sources.csv", index=False)
     assert claims_mod.dataset_kind(cfg, "openforensics") == "images"
-    assert claims_mod.dataset_kind(cfg, "ffpp") == "videos"
+    assert claims_mod.dataset_kind(cfg, "ffpp-celebdf") == "videos"
     # what was acquired beats the layout; an explicit kind beats both
     pd.DataFrame({"path": ["x.mp4"], "video_id": ["x"], "label": [0], "split": "",
                   "kind": "video", "group": ""}).to_csv(res / "openforensics" / "sources.csv",

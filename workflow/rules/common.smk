@@ -23,6 +23,8 @@ REPORT = f"{RESULTS}/report.html"
 CONDA_ENV = "../../environment.yml"
 prepare_jobs(workflow.basedir, config["device"], RESULTS)
 DATASETS = list(config["datasets"])
+# the datasets networks are trained on (role test: scored only)
+TRAINED = [d for d, ds in config["datasets"].items() if ds.get("role", "train") == "train"]
 MODELS = list(config["models"])
 SEEDS = [str(s) for s in config["seeds"]]
 
@@ -61,10 +63,20 @@ def faces_dir(dataset):
     return f"{RESULTS}/{dataset}/faces"
 
 
+def faces_origin(dataset):
+    """The dataset whose acquired files and extracted shards ``dataset`` packs: itself, or the
+    one its ``faces_from`` names (no acquisition or extraction of its own)."""
+    return config["datasets"][dataset].get("faces_from") or dataset
+
+
+def shard_dir(w):
+    return f"{RESULTS}/{faces_origin(w.dataset)}/faces/shards"
+
+
 def shards_of(w):
     n = dataset_cfg(w)["shards"]
     return expand(
-        f"{RESULTS}/{w.dataset}/faces/shards/shard{{i}}.{{ext}}",
+        f"{shard_dir(w)}/shard{{i}}.{{ext}}",
         i=range(n),
         ext=["npy", "csv", "log.csv"],
     )
@@ -123,6 +135,7 @@ def report_inputs(w):
     out = []
     for d in DATASETS:
         out += [f"{RESULTS}/{d}/faces/extraction_log.csv", f"{RESULTS}/{d}/faces/summary.json"]
+    for d in TRAINED:
         out += study_metrics(d)
     return (
         out
@@ -157,7 +170,7 @@ def method_configured(method, model=None):
 def separability_outputs():
     return [
         f"{RESULTS}/separability/{d}/{m}/seed{s}/{method}.csv"
-        for d in DATASETS
+        for d in TRAINED
         for m in MODELS
         for s in SEEDS
         for method in config["separability"]["methods"]
@@ -173,7 +186,7 @@ def latency_methods(model):
 def latency_outputs():
     return [
         f"{RESULTS}/latency/{d}/{m}/seed{s}/latency.csv"
-        for d in DATASETS
+        for d in TRAINED
         for m in MODELS
         for s in SEEDS
         if latency_methods(m)
@@ -220,7 +233,7 @@ def cross_outputs():
 def gradcam_outputs():
     return [
         f"{RESULTS}/gradcam/{d}/{m}/seed{s}/{method}/delta.csv"
-        for d in DATASETS
+        for d in TRAINED
         for m in MODELS
         for s in SEEDS
         for method in config["gradcam"]["methods"]
@@ -248,7 +261,7 @@ def compression_levels(dataset, model, seed):
 def compression_outputs():
     return [
         f"{level}/int8/metrics.json"
-        for d in DATASETS
+        for d in TRAINED
         for m in MODELS
         for s in SEEDS
         for level in compression_levels(d, m, int(s))

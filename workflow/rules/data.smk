@@ -17,7 +17,9 @@ rule acquire:
             else []
         ),
         code=lambda w: jobs.stage_code(
-            "data.acquire", source_type=dataset_cfg(w)["source"]["type"]
+            "data.acquire",
+            source_type=dataset_cfg(w)["source"]["type"],
+            layout=dataset_cfg(w)["source"].get("layout"),
         )(w),
     output:
         f"{RESOURCES}/{{dataset}}/sources.csv",
@@ -28,8 +30,11 @@ rule acquire:
     params:
         source=lambda w: as_json(dataset_cfg(w)["source"]),
         out=lambda w: f"{RESOURCES}/{w.dataset}",
+        train_manipulations=lambda w: as_json(dataset_cfg(w)["train_manipulations"]),
+        role=lambda w: dataset_cfg(w)["role"],
     shell:
         "python -m deepfake_lth acquire --dataset {wildcards.dataset} --source {params.source:q} "
+        "--train-manipulations {params.train_manipulations:q} --role {params.role} "
         "--out {params.out} > {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
 
 
@@ -67,7 +72,7 @@ rule pack_faces:
     """Merge the shards into faces.npy + manifest.csv and assign train/val/test by video."""
     input:
         shards=shards_of,
-        sources=f"{RESOURCES}/{{dataset}}/sources.csv",
+        sources=lambda w: f"{RESOURCES}/{faces_origin(w.dataset)}/sources.csv",
         code=jobs.stage_code("data.pack"),
     output:
         faces=f"{RESULTS}/{{dataset}}/faces/faces.npy",
@@ -85,10 +90,12 @@ rule pack_faces:
         seed=lambda w: dataset_cfg(w)["faces"]["split_seed"],
         spec=lambda w: as_json({**crop_spec(w), "detect_faces": detect_flag(w)}),
         train_manipulations=lambda w: as_json(dataset_cfg(w)["train_manipulations"]),
+        role=lambda w: dataset_cfg(w)["role"],
+        shard_dir=shard_dir,
     # the log's last line (the dataset's failed files by status, or why packing stopped)
     # goes to the console too
     shell:
         "rc=0; python -m deepfake_lth pack --faces {params.faces} --sources {input.sources} "
         "--shards {params.shards} --split {params.split:q} --seed {params.seed} "
         "--spec {params.spec:q} --train-manipulations {params.train_manipulations:q} "
-        "> {log} 2>&1 || rc=$?; tail -n 1 {log}; exit $rc"
+        "--role {params.role} --shard-dir {params.shard_dir} > {log} 2>&1 || rc=$?; tail -n 1 {log}; exit $rc"

@@ -56,7 +56,7 @@ from deepfake_lth.analysis.tickets import (
     unpaired_diff,
     winning_tickets,
 )
-from deepfake_lth.data.kinds import dataset_kind
+from deepfake_lth.data.dataset_kind import dataset_kind
 from deepfake_lth.stages import methods
 
 __all__ = ["FAILS", "HOLDS", "NOT_RUN", "ONE_SEED", "UNCLEAR", "Claim", "dataset_kind",

@@ -1,5 +1,9 @@
 """Writing result files atomically: a temporary file next to the target, then a rename, so a
-killed job never leaves a half-written file that a rerun would take for finished work."""
+killed job never leaves a half-written file that a rerun would take for finished work.
+
+The temporary file (``mkstemp`` makes it 0600) gets the mode a plain ``open`` would give,
+``0o666 & ~umask`` (0644 under umask 022), before it is renamed: results on a shared file
+system are readable by those the umask lets read them."""
 
 from __future__ import annotations
 
@@ -13,12 +17,33 @@ from pathlib import Path
 from typing import IO, Any
 
 
+def umask() -> int:
+    """The process's umask, read without changing it where Linux tells it (``/proc``)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    current = os.umask(0o022)  # elsewhere: set and restore (not thread-safe, but brief)
+    os.umask(current)
+    return current
+
+
+def file_mode() -> int:
+    """The mode ``open()`` gives a new file under the current umask (0644 under 022)."""
+    return 0o666 & ~umask()
+
+
 def atomic_write(path: str | Path, write: Callable[[IO], Any], binary: bool = False) -> Path:
-    """Call ``write(fh)`` on a temporary file next to ``path``, then rename it to ``path``."""
+    """Call ``write(fh)`` on a temporary file next to ``path``, then rename it to ``path``
+    (mode ``0o666 & ~umask``, as ``open`` gives)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, file_mode())
         with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"newline": ""})) as fh:
             write(fh)
         os.replace(tmp, path)
@@ -75,7 +100,8 @@ def read_metrics(folder: str | Path) -> dict[str, Any]:
 def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     """A temporary path next to ``path`` (ending in ``suffix``, default ``path``'s own, for
     writers that pick the format by extension) renamed to ``path`` when the block succeeds,
-    removed when it fails: for writers that take a file name, not a file object."""
+    removed when it fails: for writers that take a file name, not a file object. The file
+    renamed gets mode ``0o666 & ~umask`` (a writer may have replaced the temporary file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix or path.suffix,
@@ -83,6 +109,7 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -1,5 +1,5 @@
 """The file types the project reads: one list of video and one of image extensions, shared by
-acquisition (``acquire.local``), face extraction (``faces``) and ``detect``."""
+acquisition (the layouts, ``acquire.urls``), face extraction (``faces``) and ``detect``."""
 
 from __future__ import annotations
 
@@ -7,3 +7,15 @@ VIDEO_EXTS = frozenset(
     {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"}
 )
 IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+
+
+def file_kind(path) -> str | None:
+    """``video`` or ``image`` by extension; None for anything else."""
+    from pathlib import PurePath
+
+    ext = PurePath(path).suffix.lower()
+    if ext in VIDEO_EXTS:
+        return "video"
+    if ext in IMAGE_EXTS:
+        return "image"
+    return None

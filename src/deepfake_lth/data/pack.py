@@ -11,10 +11,14 @@ Writes, under ``results/{dataset}/faces/``:
 - ``summary.json``: counts per split, label and status; ``face_settings`` (the dataset's
   ``faces`` settings the crops were made with, read back by ``deepfake-lth export``);
   ``failed`` (files per failed status); ``warnings`` (sentences, e.g. a split with fewer
-  than ``MIN_PER_CLASS`` videos of a class).
+  than ``MIN_PER_CLASS`` videos of a class); ``role`` (``test``: a dataset only scored).
 
 A split without both classes stops packing (UserError naming the split, its counts and the
-fix): a detector cannot be trained, stopped early or tested on one class.
+fix): a detector cannot be trained, stopped early or tested on one class. A dataset only
+scored (``role: test``, ``--role test``) packs only what is scored, its test split or every
+video as test where the source fixes no split, and needs both classes in test alone.
+The shards may be another dataset's (``--shard-dir``: a ``faces_from`` dataset reads the
+faces that dataset extracted).
 
 Splits are assigned per video (never two splits for one video) with a fixed seed. Files
 whose source fixes the split (an image set's Train/Validation/Test folders, a test list)
@@ -113,24 +117,30 @@ def split_counts(videos: pd.DataFrame, split_of: pd.Series) -> dict[str, dict[st
 
 
 def check_splits(counts: dict[str, dict[str, int]], dataset: str, unit: str = "videos",
-                 given: bool = False) -> list[str]:
-    """UserError when a split lacks a class; the warnings (sentences) for small splits."""
-    for s in SPLITS:
+                 given: bool = False, splits=SPLITS) -> list[str]:
+    """UserError when one of ``splits`` lacks a class; the warnings (sentences) for small
+    ones. A dataset only scored (role test) checks its test split alone."""
+    for s in splits:
         c = counts[s]
         if not c["real"] or not c["fake"]:
-            where = (f"the split folders (or split column) of the source give {s} one class"
-                     if given else
-                     f"raise 'faces.split.{s}' (or 'datasets.{dataset}.faces.split') so that "
-                     f"{s} gets more {unit}, or add {unit} of identities not yet used")
+            if tuple(splits) == ("test",):
+                where = (f"or set datasets.{dataset}.role to train if it is to be trained on; "
+                         f"a dataset with role test is scored on its test split alone")
+            elif given:
+                where = f"the split folders (or split column) of the source give {s} one class"
+            else:
+                where = (f"raise 'faces.split.{s}' (or 'datasets.{dataset}.faces.split') so "
+                         f"that {s} gets more {unit}, or add {unit} of identities not yet used")
             raise UserError(
                 f"{dataset}: the {s} split has {c['real']} real and {c['fake']} fake {unit} "
                 f"after packing (train {counts['train']['real']}/{counts['train']['fake']}, val "
                 f"{counts['val']['real']}/{counts['val']['fake']}, test "
-                f"{counts['test']['real']}/{counts['test']['fake']} real/fake); every split "
-                f"needs both classes: add {unit} of the missing class, or {where}"
+                f"{counts['test']['real']}/{counts['test']['fake']} real/fake); "
+                f"{'every split needs' if len(splits) > 1 else 'it needs'} both classes: add "
+                f"{unit} of the missing class, or {where}"
             )
     warnings = []
-    for s in SPLITS:
+    for s in splits:
         c = counts[s]
         small = [f"{c[k]} {k}" for k in ("real", "fake") if c[k] < MIN_PER_CLASS]
         if small:
@@ -183,23 +193,16 @@ def hold_out(manifest: pd.DataFrame, train_manipulations, dataset: str) -> int:
     return int(out.sum())
 
 
-def pack(faces_dir: Path, sources_csv: Path, shards: int, fractions: dict[str, float],
-         seed: int, face_settings: dict | None = None, train_manipulations=None) -> dict:
-    """Merge ``faces_dir/shards/shard{i}.*`` into faces.npy, manifest.csv, extraction_log.csv.
-
-    ``face_settings`` (the dataset's ``faces`` settings) is recorded in summary.json;
-    ``train_manipulations`` (a subset of the dataset's manipulations) see :func:`hold_out`.
-    """
-    from deepfake_lth.data.acquire import read_sources
-
-    sources = read_sources(sources_csv)
-    shard_dir = faces_dir / "shards"
+def read_shards(shard_dir: Path, shards: int, faces_dir: Path):
+    """The crops and extraction logs of shards 0..shards-1 and each shard's face array (a
+    memory map) with its row count."""
     logs, crops, arrays = [], [], []
     for i in range(shards):
-        prefix = shard_dir / f"shard{i}"
+        prefix = Path(shard_dir) / f"shard{i}"
         for suffix in (".npy", ".csv", ".log.csv"):
             if not prefix.with_suffix(suffix).exists():
-                raise UserError(f"{prefix.with_suffix(suffix)} is missing: rerun extraction of shard {i}")
+                raise UserError(f"{prefix.with_suffix(suffix)} is missing: rerun extraction of "
+                                f"shard {i}")
         table = pd.read_csv(prefix.with_suffix(".csv"), dtype={"video_id": str, "split": str},
                             keep_default_na=False)
         crops.append(table)
@@ -207,62 +210,71 @@ def pack(faces_dir: Path, sources_csv: Path, shards: int, fractions: dict[str, f
                                 keep_default_na=False))
         arrays.append((np.load(prefix.with_suffix(".npy"), mmap_mode="r"), len(table)))
     manifest = pd.concat(crops, ignore_index=True)
-    extraction_log = pd.concat(logs, ignore_index=True)
     if manifest.empty:
         raise UserError(
             f"no face was extracted for {faces_dir.parent.name}: see "
             f"{faces_dir / 'extraction_log.csv'} for each file's status"
         )
-    # splits per video, from the source table (split, group) for the videos that have crops
+    return manifest, pd.concat(logs, ignore_index=True), arrays
+
+
+def video_table(manifest: pd.DataFrame, sources: pd.DataFrame, sources_csv: Path) -> pd.DataFrame:
+    """One row per video with crops: video_id, label, and the source's split, group and
+    manipulation."""
     src = sources.drop_duplicates("video_id").set_index("video_id")
     videos = manifest.drop_duplicates("video_id")[["video_id", "label"]].copy()
-    videos["split"] = [str(src["split"].get(v, "") or "") for v in videos["video_id"]]
-    videos["group"] = [str(src["group"].get(v, "") or "") for v in videos["video_id"]]
-    videos[MANIPULATION] = [str(src[MANIPULATION].get(v, "") or "") for v in videos["video_id"]]
+    for col in ("split", "group", MANIPULATION):
+        videos[col] = [str(src[col].get(v, "") or "") for v in videos["video_id"]]
     bad = set(videos["split"]) - {"", "train", "val", "test"}
     if bad:
         raise UserError(f"{sources_csv}: unknown split names {sorted(bad)}; use train, val or test")
-    split_of = assign_splits(videos, fractions, seed, train_manipulations)
-    dataset = faces_dir.parent.name if faces_dir.name == "faces" else faces_dir.name
-    per_video = manifest.groupby("video_id").size()
-    unit = "videos" if (set(sources["kind"]) == {"video"} or per_video.max() > 1) else "images"
-    status = {str(k): int(v) for k, v in extraction_log["status"].value_counts().items()}
-    try:
-        warnings = check_splits(split_counts(videos, split_of), dataset, unit,
-                                given=bool((videos["split"] != "").all()))
-    except UserError as exc:
-        failed = failed_line(dataset, faces_dir, status, len(extraction_log),
-                             log_path=str(shard_dir / "shard*.log.csv"))
-        raise UserError(f"{exc} ({failed.partition(': ')[2]})") from None
-    manifest["split"] = manifest["video_id"].map(split_of)
-    manifest[MANIPULATION] = manifest["video_id"].map(videos.set_index("video_id")[MANIPULATION])
-    held_out = hold_out(manifest, train_manipulations, dataset)
-    split_of = manifest.drop_duplicates("video_id").set_index("video_id")["split"]
-    manifest.insert(0, "index", np.arange(len(manifest)))
-    # faces.npy, written in chunks through a memory map (bounded memory)
+    return videos.reset_index(drop=True)
+
+
+def write_faces(arrays, keep: np.ndarray, path: Path) -> None:
+    """The kept rows of the shards' arrays, in order, to ``path`` (faces.npy) through a memory
+    map (bounded memory), renamed into place when complete."""
     size = arrays[0][0].shape[1:]
-    tmp = faces_dir / "faces.npy.tmp"
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(manifest), *size))
-    pos = 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
+                                    shape=(int(keep.sum()), *size))
+    pos = written = 0
     for arr, n in arrays:
         for start in range(0, n, 4096):
             stop = min(n, start + 4096)
-            out[pos + start : pos + stop] = arr[start:stop]
+            chosen = keep[pos + start:pos + stop]
+            block = arr[start:stop][chosen] if not chosen.all() else arr[start:stop]
+            out[written:written + len(block)] = block
+            written += len(block)
         pos += n
     out.flush()
     del out
-    tmp.replace(faces_dir / "faces.npy")
-    extraction_log = extraction_log.merge(
-        videos[["video_id"]].assign(split=lambda d: d["video_id"].map(split_of)), on="video_id",
-        how="left").fillna({"split": ""})
-    extraction_log.to_csv(faces_dir / "extraction_log.csv", index=False)
-    columns = ["index", "video_id", "label", "split", "frame_index", "source", "detected",
-               MANIPULATION]
-    manifest[columns].to_csv(faces_dir / "manifest.csv", index=False)
+    tmp.replace(path)
+
+
+def _split_or_explain(videos, fractions, seed, train_manipulations, dataset, unit, role,
+                      explain: str):
+    """The split of each video and the warnings of small splits; a split lacking a class
+    stops packing (UserError with ``explain``, the failed files, appended)."""
+    split_of = assign_splits(videos, fractions, seed, train_manipulations)
+    try:
+        warnings = check_splits(split_counts(videos, split_of), dataset, unit,
+                                given=bool((videos["split"] != "").all()),
+                                splits=("test",) if role == "test" else SPLITS)
+    except UserError as exc:
+        raise UserError(f"{exc} ({explain})") from None
+    return split_of, warnings
+
+
+def summarise(manifest, extraction_log, videos, split_of, status, warnings, face_settings,
+              train_manipulations, held_out, role: str) -> dict:
+    """summary.json's content (module docstring)."""
     counts = split_counts(videos, split_of)
     upscaled = (pd.to_numeric(extraction_log["upscaled"], errors="coerce").fillna(0)
                 if "upscaled" in extraction_log else pd.Series(0, index=extraction_log.index))
-    summary = {
+    fakes = manifest.loc[manifest["label"] == 1].drop_duplicates("video_id")[MANIPULATION]
+    return {
         "faces": len(manifest),
         "videos": int(manifest["video_id"].nunique()),
         "files": len(extraction_log),
@@ -280,12 +292,59 @@ def pack(faces_dir: Path, sources_csv: Path, shards: int, fractions: dict[str, f
         "upscaled_frames": int(upscaled.sum()),
         "face_settings": dict(face_settings or {}),
         "warnings": warnings,
-        "manipulations": {str(k): int(v) for k, v in manifest.loc[
-            manifest["label"] == 1].drop_duplicates("video_id")[MANIPULATION].value_counts()
-            .sort_index().items()},
+        "manipulations": {str(k): int(v) for k, v in fakes.value_counts().sort_index().items()},
         "train_manipulations": list(train_manipulations or []),
         "held_out_faces": held_out,
+        "role": role,
     }
+
+
+def pack(faces_dir: Path, sources_csv: Path, shards: int, fractions: dict[str, float],
+         seed: int, face_settings: dict | None = None, train_manipulations=None,
+         role: str = "train", shard_dir: Path | None = None) -> dict:
+    """Merge the shards (``faces_dir/shards/shard{i}.*``, or ``shard_dir``'s: the faces of
+    another dataset, ``faces_from``) into faces.npy, manifest.csv, extraction_log.csv.
+
+    ``face_settings`` (the dataset's ``faces`` settings) is recorded in summary.json;
+    ``train_manipulations`` (a subset of the dataset's manipulations) see :func:`hold_out`;
+    ``role`` test (a dataset only scored) keeps only what is scored (its test split, or every
+    video as test: :func:`deepfake_lth.data.acquire.scored`) and needs both classes in test
+    only.
+    """
+    from deepfake_lth.data.acquire import read_sources, scored
+
+    faces_dir = Path(faces_dir)
+    shard_dir = Path(shard_dir) if shard_dir is not None else faces_dir / "shards"
+    dataset = faces_dir.parent.name if faces_dir.name == "faces" else faces_dir.name
+    sources = read_sources(sources_csv)
+    manifest, extraction_log, arrays = read_shards(shard_dir, shards, faces_dir)
+    videos = video_table(manifest, sources, sources_csv)
+    if role == "test":
+        videos = scored(videos, dataset)
+    per_video = manifest.groupby("video_id").size()
+    unit = "videos" if (set(sources["kind"]) == {"video"} or per_video.max() > 1) else "images"
+    status = {str(k): int(v) for k, v in extraction_log["status"].value_counts().items()}
+    explain = failed_line(dataset, faces_dir, status, len(extraction_log),
+                          log_path=str(shard_dir / "shard*.log.csv")).partition(": ")[2]
+    split_of, warnings = _split_or_explain(videos, fractions, seed, train_manipulations,
+                                           dataset, unit, role, explain)
+    keep = manifest["video_id"].isin(split_of.index).to_numpy()
+    manifest = manifest[keep].reset_index(drop=True)
+    manifest["split"] = manifest["video_id"].map(split_of)
+    manifest[MANIPULATION] = manifest["video_id"].map(videos.set_index("video_id")[MANIPULATION])
+    held_out = hold_out(manifest, train_manipulations, dataset)
+    split_of = manifest.drop_duplicates("video_id").set_index("video_id")["split"]
+    manifest.insert(0, "index", np.arange(len(manifest)))
+    write_faces(arrays, keep, faces_dir / "faces.npy")
+    extraction_log = extraction_log.merge(
+        videos[["video_id"]].assign(split=lambda d: d["video_id"].map(split_of)), on="video_id",
+        how="left").fillna({"split": ""})
+    files.write_csv(extraction_log, faces_dir / "extraction_log.csv")
+    columns = ["index", "video_id", "label", "split", "frame_index", "source", "detected",
+               MANIPULATION]
+    files.write_csv(manifest[columns], faces_dir / "manifest.csv")
+    summary = summarise(manifest, extraction_log, videos, split_of, status, warnings,
+                        face_settings, train_manipulations, held_out, role)
     files.write_text(faces_dir / "summary.json", json.dumps(summary, indent=2))
     log.info("%s: %s", faces_dir, json.dumps(summary))
     for w in warnings:
@@ -310,6 +369,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-manipulations", default="[]",
                         help="JSON list: train and validate on the fakes of these manipulations "
                         "only (the test split keeps all); [] = all")
+    parser.add_argument("--role", choices=("train", "test"), default="train",
+                        help="test: a dataset only scored; pack its test split (or all of it "
+                        "as test) and need both classes there only")
+    parser.add_argument("--shard-dir", default=None,
+                        help="the folder of the shards to merge (default: FACES/shards); "
+                        "another dataset's for a faces_from dataset")
 
 
 def _json_arg(text: str, flag: str) -> dict:
@@ -329,5 +394,6 @@ def run(args: argparse.Namespace) -> int:
     except json.JSONDecodeError as exc:
         raise UserError(f"--train-manipulations is not valid JSON ({exc})") from None
     pack(Path(args.faces), Path(args.sources), args.shards, _json_arg(args.split, "--split"),
-         args.seed, spec, train_manipulations)
+         args.seed, spec, train_manipulations, role=args.role,
+         shard_dir=Path(args.shard_dir) if args.shard_dir else None)
     return 0

@@ -328,7 +328,7 @@ def build_report(
 
     from deepfake_lth.analysis.tickets import baseline_flags
     from deepfake_lth.core.files import write_text
-    from deepfake_lth.data.kinds import dataset_kind
+    from deepfake_lth.data.dataset_kind import dataset_kind
 
     results_dir = Path(results_dir)
     config = _validated(dict(config or {}))

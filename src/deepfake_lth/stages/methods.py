@@ -138,9 +138,8 @@ def level_for(config: Mapping[str, Any], dataset: str, model: str, seed: int, me
     levels = method_levels(config, dataset, model, seed, method)
     if sparsity <= 0 or method == "dense" or len(levels) == 1:
         return levels[0]
-    if family_of(method).level_dir == "round":
-        k = plan.nearest_round(config, sparsity)
-        return levels[0] if k == 0 else next(lv for lv in levels if lv.round == k)
+    if family_of(method).level_dir == "round":  # the dense network counts as round 0
+        return min(levels, key=lambda lv: (abs(lv.sparsity - sparsity), lv.round))
     return min(levels[1:], key=lambda lv: abs(lv.sparsity - sparsity))
 
 

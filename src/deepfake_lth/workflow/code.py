@@ -3,9 +3,10 @@
 A job runs ``python -m deepfake_lth <stage>``: the stage's module and everything it imports,
 at module level or inside a function (read from the source with :mod:`ast`, the way
 tests/test_architecture.py reads the layers), with the ``__init__.py`` of every package on the
-way. Three registries name modules by string and load them only when asked: the model registry
-(a model's builder), the criteria registry (a criterion's scores) and the source types of
-acquisition. Those belong to a job only for its own model, criterion or source type
+way. Four registries name modules by string and load them only when asked: the model registry
+(a model's builder), the criteria registry (a criterion's scores), the source types and the
+dataset layouts of acquisition. Those belong to a job only for its own model, criterion,
+source type or layout
 (:func:`job_code`), so editing ``models/xception.py`` reruns the Xception jobs and nothing
 else. Editing a module reruns exactly the jobs whose stage imports it; the entry points
 (``cli.py``, ``__main__.py``) only dispatch and are nobody's input. Importable without torch.
@@ -85,9 +86,9 @@ def closure(module: str) -> frozenset[str]:
 
 
 def lazy_modules(model: str | None = None, criterion: str | None = None,
-                 source_type: str | None = None) -> list[str]:
+                 source_type: str | None = None, layout: str | None = None) -> list[str]:
     """The modules the string registries load for one job: its model's builder, its
-    criterion's scores, its source type's acquisition module."""
+    criterion's scores, its source type's acquisition module and its dataset layout's."""
     from deepfake_lth.models.registry import MODELS
     from deepfake_lth.pruning.criteria import CRITERIA
 
@@ -97,9 +98,11 @@ def lazy_modules(model: str | None = None, criterion: str | None = None,
     if criterion is not None and criterion in CRITERIA and CRITERIA[criterion].scores:
         out.append(CRITERIA[criterion].scores.partition(":")[0])
     if source_type is not None:
-        from deepfake_lth.data.acquire import SOURCE_TYPES
+        from deepfake_lth.data.acquire import LAYOUTS, SOURCE_TYPES
 
         out.append(SOURCE_TYPES[source_type])
+        if layout is not None and layout in LAYOUTS:
+            out.append(LAYOUTS[layout])
     return out
 
 
@@ -113,11 +116,12 @@ def files_of(modules: Iterable[str]) -> list[Path]:
 
 
 def job_code(module: str, *, model: str | None = None, criterion: str | None = None,
-             source_type: str | None = None, relative_to: str | Path | None = None) -> list[str]:
+             source_type: str | None = None, layout: str | None = None,
+             relative_to: str | Path | None = None) -> list[str]:
     """The code inputs of a job of ``module`` (see the module docstring), as paths relative to
     ``relative_to`` (default: the working directory, so a copied checkout stays cached)."""
     modules = set(closure(module))
-    for lazy in lazy_modules(model, criterion, source_type):
+    for lazy in lazy_modules(model, criterion, source_type, layout):
         modules |= closure(lazy)
     base = Path(relative_to) if relative_to is not None else Path.cwd()
     return [os.path.relpath(p, base) for p in files_of(modules)]

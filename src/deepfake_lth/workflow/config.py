@@ -15,6 +15,7 @@ import yaml
 
 from deepfake_lth.core.errors import ConfigError
 from deepfake_lth.core.schema import ROOT, SCHEMA_PATH, raw_schema
+from deepfake_lth.workflow.schema import fill_defaults, fill_layouts, properties_at
 
 __all__ = ["ROOT", "SCHEMA_PATH", "load", "load_schema", "merge", "read_yaml", "validate"]
 
@@ -23,34 +24,17 @@ RENAMED = {"distill": "kd", "prune_at_init": "prune_init"}
 
 
 def load_schema() -> dict:
-    """The config schema, its ``x-registry`` markers filled in from the registries and the
-    sections of the method families that declare their own (``Family.config_schema``)."""
+    """The config schema, its ``x-registry`` markers filled in from the registries (the
+    dataset layouts' from :data:`deepfake_lth.data.acquire.LAYOUTS`) and the sections of the
+    method families that declare their own (``Family.config_schema``)."""
     from deepfake_lth.stages.methods import family_sections, fill_registries
 
-    schema = raw_schema()
+    schema = fill_layouts(raw_schema())
     for key, section in family_sections().items():
         if key in schema["properties"]:
             raise ValueError(f"method family section {key!r} is in the schema file too")
         schema["properties"][key] = section
     return fill_registries(schema)
-
-
-def fill_defaults(config: dict, schema: dict) -> None:
-    """Set the schema's defaults in ``config`` where it has no value (jsonschema's recipe, as
-    snakemake.utils.validate(set_default=True) does), nested sections included."""
-    from jsonschema import Draft202012Validator, validators
-
-    properties = Draft202012Validator.VALIDATORS["properties"]
-
-    def set_defaults(validator, props, instance, node):
-        for name, sub in props.items():
-            if isinstance(instance, dict) and "default" in sub:
-                instance.setdefault(name, copy.deepcopy(sub["default"]))
-        yield from properties(validator, props, instance, node)
-
-    filler = validators.extend(Draft202012Validator, {"properties": set_defaults})
-    for _ in filler(schema).iter_errors(config):
-        pass
 
 
 def rename_deprecated(config: dict) -> dict:
@@ -84,6 +68,13 @@ def _explain(err) -> str:
         allowed = ", ".join(sorted(err.schema.get("properties", {}))) or "none"
         where = f" under '{key}'" if err.absolute_path else ""
         return f"unknown key {', '.join(repr(e) for e in extra)}{where}; allowed keys: {allowed}"
+    if v == "unevaluatedProperties":
+        allowed = ", ".join(sorted(properties_at(err.schema, err.instance))) or "none"
+        extra = sorted(set(err.instance) - set(properties_at(err.schema, err.instance)))
+        layout = err.instance.get("layout")
+        which = f" (layout {layout})" if layout else ""
+        return (f"unknown key {', '.join(repr(e) for e in extra)} under '{key}'{which}; "
+                f"allowed keys: {allowed}")
     if v == "propertyNames":
         bad = err.instance if isinstance(err.instance, str) else err.message
         allowed = err.validator_value.get("enum")
@@ -123,21 +114,31 @@ def validate(config: dict) -> dict:
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), e.path))
     if errors:
-        # an 'allOf/if-then' error wraps the real one; report the innermost cause
-        lines = []
-        for err in errors:
-            leaf = err
-            while leaf.context:
-                leaf = min(leaf.context, key=lambda e: -len(e.absolute_path))
-            lines.append(_explain(leaf))
-        raise ConfigError("invalid config: " + "; ".join(dict.fromkeys(lines)))
-    filled = copy.deepcopy(config)
-    fill_defaults(filled, schema)
-    _fill_source_defaults(filled, schema)
+        raise ConfigError("invalid config: " + "; ".join(_explain_all(errors)))
+    from deepfake_lth.workflow.dataset_checks import take_faces_from
+
+    filled = fill_defaults(copy.deepcopy(config), schema)
+    take_faces_from(filled, config)
     for ds in filled["datasets"].values():
         ds["faces"] = merge(filled["faces"], ds.get("faces") or {})
     _check_semantics(filled)
     return filled
+
+
+def _explain_all(errors) -> list[str]:
+    """One line per error, the innermost cause of an 'allOf/if-then' error; an unevaluated
+    key is not reported where a key below it is wrong (a bad layout leaves its options
+    unevaluated)."""
+    leaves = []
+    for err in errors:
+        leaf = err
+        while leaf.context:
+            leaf = min(leaf.context, key=lambda e: -len(e.absolute_path))
+        leaves.append(leaf)
+    paths = [tuple(e.absolute_path) for e in leaves if e.validator != "unevaluatedProperties"]
+    kept = [e for e in leaves if e.validator != "unevaluatedProperties"
+            or not any(p[:len(e.absolute_path)] == tuple(e.absolute_path) for p in paths)]
+    return list(dict.fromkeys(_explain(e) for e in kept))
 
 
 _TYPES: dict[str, tuple[type, ...]] = {
@@ -181,11 +182,7 @@ def coerce(value: Any, schema: Mapping[str, Any]) -> Any:
         if _fits(parsed, types):
             value = parsed
     if isinstance(value, dict):
-        props = dict(schema.get("properties") or {})
-        for branch in schema.get("allOf") or []:  # a source's type-specific keys
-            const = branch.get("if", {}).get("properties", {}).get("type", {}).get("const")
-            if const is not None and value.get("type") == const:
-                props.update(branch.get("then", {}).get("properties") or {})
+        props = properties_at(schema, value)  # a source's type- and layout-specific keys too
         extra = schema.get("additionalProperties")
         return {k: coerce(v, props.get(k, extra if isinstance(extra, Mapping) else {}))
                 for k, v in value.items()}
@@ -194,21 +191,9 @@ def coerce(value: Any, schema: Mapping[str, Any]) -> Any:
     return value
 
 
-def _fill_source_defaults(config: dict, schema: dict) -> None:
-    """Defaults inside the conditional source schemas (validate() does not reach them)."""
-    branches = schema["properties"]["datasets"]["additionalProperties"]["properties"]["source"]
-    for ds in config["datasets"].values():
-        src = ds["source"]
-        for branch in branches["allOf"]:
-            if branch["if"]["properties"]["type"]["const"] == src["type"]:
-                for name, prop in branch["then"].get("properties", {}).items():
-                    if "default" in prop:
-                        src.setdefault(name, copy.deepcopy(prop["default"]))
-    # ``kind`` stays unset unless the config says it: the files acquired decide it
-
-
 # a requested sparsity farther than this from every one-shot level has no one-shot ticket
 ONESHOT_TOLERANCE = 0.05
+KD = "kd"  # the config section of knowledge distillation (method family kd)
 
 
 def _check_semantics(config: dict) -> None:
@@ -235,8 +220,12 @@ def _check_semantics(config: dict) -> None:
             f"'prune.rewind': {rewind} is past 'train.max_epochs' ({config['train']['max_epochs']})"
         )
     problems += _check_input_sizes(config)
-    problems += _check_local_paths(config)
     problems += _check_rounds(config)
+    problems += _check_model_lists(config)
+    problems += _check_compression_tickets(config)
+    from deepfake_lth.workflow.dataset_checks import check_datasets
+
+    problems += check_datasets(config)
     if problems:
         raise ConfigError("; ".join(dict.fromkeys(problems)))
 
@@ -284,16 +273,6 @@ def _check_input_sizes(config: dict) -> list[str]:
     return out
 
 
-def _check_local_paths(config: dict) -> list[str]:
-    out = []
-    for name, ds in config["datasets"].items():
-        src = ds["source"]
-        if src["type"] == "local" and not Path(src["path"]).expanduser().exists():
-            out.append(f"'datasets.{name}.source.path': {src['path']} does not exist (a relative "
-                       f"path is read from {Path.cwd()}); fix the path, or mount the data there")
-    return out
-
-
 def _ideal_round(rate: float, sparsity: float) -> int:
     """The IMP round at ``rate`` nearest ``sparsity`` with no limit on rounds (0: dense)."""
     k = 0
@@ -303,25 +282,36 @@ def _ideal_round(rate: float, sparsity: float) -> int:
     return k if sparsity - below <= above - sparsity else k + 1
 
 
+def _rounds_of(config: dict, kind: str) -> tuple[int, str]:
+    """The rounds a family of IMP rounds runs and the key that sets them."""
+    if kind == "kd" and config[KD]["rounds"] is not None:
+        return config[KD]["rounds"], f"{KD}.rounds"
+    if kind == "structured":
+        return config["structured"]["rounds"], "structured.rounds"
+    return config["prune"]["rounds"], "prune.rounds"
+
+
 def _level_problem(config: dict, key: str, method: str, s: float) -> str | None:
     """Why ``method`` has no ticket at sparsity ``s`` under this config (None: it has one)."""
     from deepfake_lth.pruning import plan
 
-    rate, rounds = config["prune"]["rate"], config["prune"]["rounds"]
+    rate = config["prune"]["rate"]
     kind = method.partition("-")[0]
-    imp_levels = kind in ("imp", "control") or (kind == "oneshot"
-                                                and not config["oneshot"]["sparsities"])
+    imp_levels = kind in ("imp", "control", "kd", "structured") or (
+        kind == "oneshot" and not config["oneshot"]["sparsities"])
     if imp_levels:
+        rounds, rounds_key = _rounds_of(config, kind)
+        what = f"{kind} round" if kind in ("kd", "structured") else "IMP round"
         k = _ideal_round(rate, s)
         if k == 0:
-            return (f"'{key}': {s:g} is nearer the dense model than IMP round 1 "
+            return (f"'{key}': {s:g} is nearer the dense model than {what} 1 "
                     f"({plan.pct(plan.imp_sparsity(rate, 1))} %); use a sparsity of at least "
                     f"{plan.imp_sparsity(rate, 1) / 2:.2f}, or 0 for the dense model")
         if k > rounds:
             reach = plan.imp_sparsity(rate, rounds) if rounds else 0.0
-            return (f"'{key}': {s:g} ({method}) needs IMP round {k} "
-                    f"({100 * plan.imp_sparsity(rate, k):.1f} %) but 'prune.rounds' is {rounds} "
-                    f"(reaching {100 * reach:.1f} %); set 'prune.rounds' to at least {k}, or "
+            return (f"'{key}': {s:g} ({method}) needs {what} {k} "
+                    f"({100 * plan.imp_sparsity(rate, k):.1f} %) but '{rounds_key}' is {rounds} "
+                    f"(reaching {100 * reach:.1f} %); set '{rounds_key}' to at least {k}, or "
                     f"lower '{key}'")
         return None
     if kind == "oneshot":
@@ -332,6 +322,54 @@ def _level_problem(config: dict, key: str, method: str, s: float) -> str | None:
                     f"{ONESHOT_TOLERANCE:g} in 'oneshot.sparsities' (nearest {near:g}); add "
                     f"{s:g} to 'oneshot.sparsities', or set it to null for the IMP levels")
     return None
+
+
+def _check_model_lists(config: dict) -> list[str]:
+    """Models named by compression and kd that are not under ``models``."""
+    out = []
+    for key in ("compression.models", f"{KD}.models"):
+        section, field = key.split(".")
+        missing = [m for m in config[section][field] if m not in config["models"]]
+        if missing:
+            out.append(f"'{key}': {', '.join(missing)} not under 'models' "
+                       f"({', '.join(config['models'])}), so nothing of it would run; add it "
+                       f"to 'models' or drop it from '{key}'")
+    return out
+
+
+def _check_compression_tickets(config: dict) -> list[str]:
+    """Each ``compression.tickets`` entry: a method the config runs for one of
+    ``compression.models``, at a sparsity one of its levels reaches (the rule of the transfer
+    and Grad-CAM levels: never silently another level)."""
+    from deepfake_lth.stages import methods
+
+    out = []
+    models = [m for m in config["compression"]["models"] if m in config["models"]]
+    if config["prune"]["rounds"] == 0:
+        models = []  # no IMP levels: _check_rounds names the tickets
+    for i, ticket in enumerate(config["compression"]["tickets"] if models else []):
+        method, s = ticket["method"], ticket["sparsity"]
+        runs = [m for m in models if method in methods.planned_methods(config, m)]
+        if not runs:
+            out.append(f"'compression.tickets[{i}].method': {method} is not run by this config "
+                       f"for any of 'compression.models' ({', '.join(models)}); configure it "
+                       f"(its criterion, {KD}.models, structured.criteria) or drop the ticket")
+            continue
+        key = f"compression.tickets[{i}].sparsity"
+        problem = _level_problem(config, key, method, s)
+        k = _ideal_round(config["prune"]["rate"], s)
+        if problem is None and methods.family_of(method).level_dir == "round":
+            try:  # the level the workflow plans for it
+                chosen = methods.level_for(config, "d", runs[0], 0, method, s).round
+            except StopIteration:
+                chosen = None
+            if chosen != k:
+                problem = (f"'{key}': {s:g} ({method}) is round {k}, but the level is picked "
+                           f"among the IMP rounds and 'prune.rounds' is "
+                           f"{config['prune']['rounds']}; set 'prune.rounds' to at least {k}")
+        if problem:
+            out.append(problem)
+    return out
 
 
 def _check_rounds(config: dict) -> list[str]:
@@ -358,6 +396,12 @@ def _check_rounds(config: dict) -> list[str]:
             needs.append(f"'controls' ({', '.join(config['controls'])})")
         if config["step_sizes"]["rates"]:
             needs.append("'step_sizes.rates'")
+        if config[KD]["models"] and config[KD]["rounds"] is None:
+            needs.append(f"'{KD}.models' ({KD}.rounds null: prune.rounds)")
+        bad = [t["method"] for t in config["compression"]["tickets"]
+               if not t["method"].startswith("oneshot-") or oneshot_from_imp]
+        if bad and config["compression"]["models"]:
+            needs.append(f"'compression.tickets' ({', '.join(dict.fromkeys(bad))})")
         for key in ("transfer.methods", "gradcam.methods", "latency.methods",
                     "separability.methods"):
             section, field = key.split(".")
@@ -412,14 +456,28 @@ def read_yaml(path: str | Path) -> dict:
 
 
 def merge(base: dict, override: dict) -> dict:
-    """``base`` updated recursively with ``override`` (the way --config key=value applies)."""
+    """``base`` updated recursively with ``override`` (the way --config key=value applies);
+    a mapping given with another ``type`` (a dataset's ``source``) replaces the old one whole,
+    so that no key of the old type is left behind (a Kaggle ``slug`` under a local source)."""
     out = copy.deepcopy(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
+        old = out.get(key)
+        retyped = (isinstance(value, dict) and isinstance(old, dict) and "type" in value
+                   and "type" in old and value["type"] != old["type"])
+        if isinstance(value, dict) and isinstance(old, dict) and not retyped:
             out[key] = merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
     return out
+
+
+def merge_files(paths, overrides: Mapping[str, Any] | None = None) -> dict:
+    """The config as ``snakemake --configfile A B --config k=v`` means it: the files merged in
+    order, then the overrides, each with :func:`merge` (not yet validated)."""
+    raw: dict = {}
+    for path in paths:
+        raw = merge(raw, read_yaml(path))
+    return merge(raw, dict(overrides or {}))
 
 
 def load(path: str | Path, overrides: Mapping[str, Any] | None = None) -> dict:

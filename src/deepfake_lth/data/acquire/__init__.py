@@ -12,14 +12,20 @@ kind       video | image
 group      optional: rows with the same group go to the same split (a fake and its
            source video in FaceForensics++); empty when unknown
 manipulation  the method that made a fake (``Deepfakes``, ``Celeb-synthesis``, ``dfdc``, a
-           synthetic generator family; ``manipulations.py``); empty for real files
+           synthetic generator family, as its layout or source names it; else the
+           dataset's name); empty for real files
+note       optional: why a row is as it is (e.g. a DFDC fake whose original is not on disk)
 =========  ==================================================================
+
+A dataset with ``role: test`` (scored only, never trained on) keeps what is scored: its test
+split, or every file as ``test`` where the source fixes no split (:func:`scored`).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import logging
 from pathlib import Path
 
@@ -31,7 +37,7 @@ from deepfake_lth.core.files import write_csv
 log = logging.getLogger(__name__)
 
 MANIPULATION = "manipulation"  # the column naming a fake's method (empty for real files)
-SOURCE_COLUMNS = ["path", "video_id", "label", "split", "kind", "group", MANIPULATION]
+SOURCE_COLUMNS = ["path", "video_id", "label", "split", "kind", "group", MANIPULATION, "note"]
 # source type -> module with ``acquire(name, source, out_dir, seed) -> DataFrame``
 SOURCE_TYPES = {
     "synthetic": "deepfake_lth.data.acquire.synthetic",
@@ -39,10 +45,25 @@ SOURCE_TYPES = {
     "urls": "deepfake_lth.data.acquire.urls",
     "kaggle": "deepfake_lth.data.acquire.kaggle",
 }
+# dataset layout (``source.layout`` of a local or Kaggle source) -> its module: HELP, OPTIONS,
+# KIND, list_files (deepfake_lth.data.acquire.layout says what each is)
+LAYOUTS = {
+    "folders": "deepfake_lth.data.acquire.folders",
+    "openforensics": "deepfake_lth.data.acquire.openforensics",
+    "faceforensics": "deepfake_lth.data.acquire.faceforensics",
+    "celebdf": "deepfake_lth.data.acquire.celebdf",
+    "dfdc": "deepfake_lth.data.acquire.dfdc",
+}
+ROLES = ("train", "test")
 
 
-def acquire(name: str, source: dict, out_dir: str | Path, seed: int = 0) -> Path:
-    """Run the source's acquisition and write ``out_dir/sources.csv``; returns its path."""
+def acquire(name: str, source: dict, out_dir: str | Path, seed: int = 0,
+            train_manipulations=(), role: str = "train") -> Path:
+    """Run the source's acquisition and write ``out_dir/sources.csv``; returns its path.
+
+    ``train_manipulations`` are checked against the manipulations listed (before any face
+    is extracted); with ``role`` test only the rows that are scored are kept (:func:`scored`).
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     kind = source.get("type")
@@ -51,11 +72,33 @@ def acquire(name: str, source: dict, out_dir: str | Path, seed: int = 0) -> Path
             f"datasets.{name}.source.type: unknown source type {kind!r}; "
             f"use one of {', '.join(SOURCE_TYPES)}"
         )
-    module = importlib.import_module(SOURCE_TYPES[kind])
-    table = module.acquire(name, source, out_dir, seed)
-    from deepfake_lth.data.acquire.manipulations import label_manipulations
+    if role not in ROLES:
+        raise UserError(f"datasets.{name}.role: {role!r}; use one of {', '.join(ROLES)}")
+    from deepfake_lth.data.acquire.manipulations import (
+        check_manipulations,
+        fake_methods,
+        name_manipulations,
+    )
 
-    return write_sources(label_manipulations(table, source, name), out_dir / "sources.csv")
+    module = importlib.import_module(SOURCE_TYPES[kind])
+    table = name_manipulations(module.acquire(name, source, out_dir, seed), name)
+    check_manipulations(train_manipulations, fake_methods(table), name, "the files acquired name")
+    if role == "test":
+        table = scored(table, name)
+    return write_sources(table, out_dir / "sources.csv")
+
+
+def scored(table: pd.DataFrame, name: str = "?") -> pd.DataFrame:
+    """The rows a dataset scored only (``role: test``) keeps: those of its own test split, or
+    every row as ``test`` when the source fixes no test split."""
+    tests = table["split"] == "test"
+    if tests.any():
+        log.info("%s (role test): the %d files of the source's test split are kept, %d others "
+                 "left out", name, int(tests.sum()), int((~tests).sum()))
+        return table[tests].reset_index(drop=True)
+    log.info("%s (role test): no test split in the source; all %d files are test", name,
+             len(table))
+    return table.assign(split="test")
 
 
 def with_manipulation(table: pd.DataFrame, manipulation) -> pd.DataFrame:
@@ -94,9 +137,10 @@ def read_sources(path: str | Path) -> pd.DataFrame:
     if not path.exists():
         raise UserError(f"{path} is missing: run the acquire stage first")
     table = pd.read_csv(path, dtype={"video_id": str, "split": str, "group": str, "path": str,
-                                     MANIPULATION: str}, keep_default_na=False)
-    if MANIPULATION not in table:  # written before the column existed
-        table[MANIPULATION] = ""
+                                     MANIPULATION: str, "note": str}, keep_default_na=False)
+    for col in (MANIPULATION, "note"):  # written before the column existed
+        if col not in table:
+            table[col] = ""
     return table
 
 
@@ -110,11 +154,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", required=True, help="the dataset's name under datasets:")
     parser.add_argument("--source", required=True, help="the dataset's 'source' config as JSON")
     parser.add_argument("--out", required=True, help="dataset folder under resources/")
+    parser.add_argument("--train-manipulations", default="[]",
+                        help="JSON list: the dataset's train_manipulations, checked against "
+                        "the manipulations acquired before any face is extracted")
+    parser.add_argument("--role", choices=ROLES, default="train",
+                        help="test: keep only what is scored (the test split, or all as test)")
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-
-    source = json.loads(args.source)
-    acquire(args.dataset, source, args.out, seed=source.get("seed", 0))
+    try:
+        source = json.loads(args.source)
+        train_manipulations = json.loads(args.train_manipulations)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"--source or --train-manipulations is not valid JSON ({exc})") from None
+    acquire(args.dataset, source, args.out, seed=source.get("seed", 0),
+            train_manipulations=train_manipulations, role=args.role)
     return 0

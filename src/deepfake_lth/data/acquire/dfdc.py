@@ -1,4 +1,4 @@
-"""The DFDC training set (Deepfake Detection Challenge, Kaggle), listed in place.
+"""The ``dfdc`` layout: the DFDC training set (Deepfake Detection Challenge, Kaggle).
 
 ``dfdc_train_part_*/metadata.json`` (``{"abc.mp4": {"label": "FAKE", "split": "train",
 "original": "xyz.mp4"}, "xyz.mp4": {"label": "REAL", ...}}``) next to the videos it lists;
@@ -7,7 +7,10 @@ the parts may sit under one wrapper folder, and a single part folder (its own
 ``group`` of its ``original`` (a real's group is its own name), so pack's seeded split by
 group puts a fake and its source video in the same split. ``split`` is left empty (the
 metadata's ``split`` is ``train`` everywhere). Files listed but absent are reported by count
-and name and skipped; only a listing left with no file at all is an error.
+and name and skipped; only a listing left with no file at all is an error. Fakes whose
+original is not on disk are kept in their original's group (so one source never spans two
+splits); the originals are reported by count and name, and each such fake's ``note`` in
+``sources.csv`` says so. Every fake has manipulation ``dfdc``.
 """
 
 from __future__ import annotations
@@ -23,10 +26,21 @@ from deepfake_lth.data.media import VIDEO_EXTS
 
 log = logging.getLogger(__name__)
 
-DFDC_HELP = "dfdc_train_part_*/metadata.json next to the part's *.mp4 (DFDC, Kaggle)"
+HELP = "dfdc_train_part_*/metadata.json next to the part's *.mp4 (DFDC, Kaggle)"
+KIND = "videos"
+OPTIONS: dict = {}
 LABELS = {"REAL": 0, "FAKE": 1}
-COLUMNS = ["path", "video_id", "label", "split", "kind", "group"]
+MANIPULATION = "dfdc"
+COLUMNS = ["path", "video_id", "label", "split", "kind", "group", "manipulation", "note"]
 SHOWN = 10  # missing file names listed in the warning
+
+
+def manipulations(_options: dict) -> list[str]:
+    return [MANIPULATION]
+
+
+def list_files(root: Path, _options: dict) -> pd.DataFrame:
+    return list_dfdc(root)
 
 
 def find_parts(root: Path) -> list[Path]:
@@ -40,7 +54,7 @@ def find_parts(root: Path) -> list[Path]:
         return [root / "metadata.json"]
     raise UserError(
         f"{root}: no dfdc_train_part_*/metadata.json found; the dfdc layout expects "
-        f"{DFDC_HELP}. Fix source.path (the folder holding the parts)."
+        f"{HELP}. Fix source.path (the folder holding the parts)."
     )
 
 
@@ -80,13 +94,37 @@ def list_dfdc(root: Path) -> pd.DataFrame:
                 missing.append(f"{part.name}/{name}")
                 continue
             rows.append({"path": str(path), "video_id": f"{part.name}/{path.stem}",
-                         "label": label, "split": "", "kind": "video", "group": group})
+                         "label": label, "split": "", "kind": "video", "group": group,
+                         "manipulation": MANIPULATION if label else "", "note": ""})
     if missing:
-        shown = ", ".join(missing[:SHOWN]) + (" …" if len(missing) > SHOWN else "")
         message = (f"{root}: {len(missing)} of {len(missing) + len(rows)} videos listed in "
-                   f"metadata.json are not on disk: {shown}")
+                   f"metadata.json are not on disk: {_shown(missing)}")
         if not rows:
             raise UserError(f"{message}. Unpack the parts' videos next to their metadata.json.")
         log.warning("%s; going on with the other %d", message, len(rows))
+    _note_absent_originals(root, rows)
     table = pd.DataFrame(rows, columns=COLUMNS)
     return table.sort_values("path", kind="stable").reset_index(drop=True)
+
+
+def _shown(names: list[str]) -> str:
+    return ", ".join(names[:SHOWN]) + (" …" if len(names) > SHOWN else "")
+
+
+def _note_absent_originals(root: Path, rows: list[dict]) -> None:
+    """Fakes whose original is not on disk: noted per row and reported by count and name;
+    they stay in the original's group, so they go to one split together."""
+    present = {r["group"] for r in rows if r["label"] == 0}
+    fakes: dict[str, int] = {}
+    for r in rows:
+        own = Path(r["path"]).stem == r["group"]  # a fake naming no original
+        if r["label"] == 1 and not own and r["group"] not in present:
+            fakes[r["group"]] = fakes.get(r["group"], 0) + 1
+            r["note"] = f"original {r['group']}.mp4 not on disk"
+    if fakes:
+        names = [f"{g}.mp4 ({n} fake{'s' if n > 1 else ''})" for g, n in sorted(fakes.items())]
+        log.warning(
+            "%s: %d originals named by fakes in metadata.json are not on disk: %s; their %d "
+            "fakes are kept, grouped under the original's name so that they share one split",
+            root, len(fakes), _shown(names), sum(fakes.values()),
+        )

@@ -1,7 +1,7 @@
 """Download a Kaggle dataset with the official ``kaggle`` package and list it by layout.
 
-``source: {type: kaggle, slug: owner/dataset, layout: openforensics|folders|faceforensics|
-celebdf, ...}``; the other keys are those of the layout (see ``deepfake_lth.data.acquire.local``).
+``source: {type: kaggle, slug: owner/dataset, layout: <name>, ...}``: ``layout`` names a
+module of ``deepfake_lth.data.acquire.LAYOUTS`` and the other keys are that layout's options.
 The archive is fetched to ``<dataset>/download/``, checked member by member and extracted to
 ``<dataset>/data/`` (through ``data.tmp``, renamed when complete); ``sources.csv`` paths are
 relative to the dataset folder. A completed extraction of the same slug is not fetched again.
@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from deepfake_lth.core.errors import UserError
-from deepfake_lth.data.acquire.local import list_layout
+from deepfake_lth.data.acquire.layout import DEFAULT, list_layout
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +228,7 @@ def acquire(name: str, source: dict, out_dir: Path, seed: int) -> pd.DataFrame:
             raise UserError(f"datasets.{name}.source.subdir: {sub} must be a folder inside "
                             f"the archive (relative, no '..')")
         root = data / sub
-    table = list_layout(root, source.get("layout", "folders"), source, seed=seed, name=name)
+    table = list_layout(root, source.get("layout", DEFAULT), source, seed=seed, name=name)
     base = out_dir.resolve()
     table["path"] = [Path(p).relative_to(base).as_posix() for p in table["path"]]
     return table

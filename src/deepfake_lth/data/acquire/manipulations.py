@@ -1,56 +1,54 @@
 """The ``manipulation`` column of ``sources.csv``: which method made each fake.
 
-FaceForensics++ names it by its tree (``manipulated_sequences/{method}``), Celeb-DF by its
-synthesis folder, DFDC and OpenForensics by the dataset (``dfdc``, ``openforensics``), a
-synthetic source by its generator family, a ``folders`` tree by the folder just below the fake
-class folder (``fake/FaceSwap/a.mp4`` → ``FaceSwap``; a file directly in ``fake/`` gets
-``fake``); anything else by the dataset's name. Real files have none (empty).
+A layout names it as it lists the files (FaceForensics++ by its tree, Celeb-DF by its
+synthesis folder, DFDC and OpenForensics by the dataset, a ``folders`` tree by the folder just
+below the fake class folder), a synthetic source by its generator family; anything else gets
+the dataset's name. Real files have none (empty). ``train_manipulations`` is checked against
+these names: from the config where the source names them before listing
+(:func:`known_manipulations`), else from the files acquired.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path, PurePath
-
 import pandas as pd
 
+from deepfake_lth.core.errors import UserError
 from deepfake_lth.data.acquire import MANIPULATION, with_manipulation
 
-# layouts whose video_id starts with the manipulation's folder: Deepfakes/000_003
-_PREFIXED = ("faceforensics", "celebdf")
-_BY_LAYOUT = {"openforensics": "openforensics", "dfdc": "dfdc"}
-_DEFAULT_FAKE_NAMES = ("fake", "manipulated", "deepfake", "deepfakes", "synthesis")
 
-
-def folder_manipulation(path: str, fake_names, root: str | None = None) -> str:
-    """The folder just below the outermost fake class folder of ``path`` (relative to
-    ``root`` when it is under it); ``fake`` without one."""
-    pure = PurePath(path)
-    if root is not None and pure.is_relative_to(root):
-        pure = pure.relative_to(root)
-    parts = pure.parts[:-1]
-    fakes = {n.lower() for n in fake_names}
-    for i, part in enumerate(parts):
-        if part.lower() in fakes:
-            return parts[i + 1] if i + 1 < len(parts) else "fake"
-    return "fake"
-
-
-def label_manipulations(table: pd.DataFrame, source: dict, name: str) -> pd.DataFrame:
-    """``table`` with its manipulation column filled for the fakes the acquisition left empty."""
-    table = table.copy()
+def name_manipulations(table: pd.DataFrame, name: str) -> pd.DataFrame:
+    """``table`` with the dataset's name as the manipulation of every fake its source left
+    without one (a URL manifest, a layout that does not name them)."""
     given = (table[MANIPULATION].fillna("").astype(str) if MANIPULATION in table
              else pd.Series("", index=table.index))
-    layout = source.get("layout", "folders") if source.get("type") in ("local", "kaggle") else None
-    if layout in _PREFIXED:
-        derived = table["video_id"].astype(str).str.split("/").str[0]
-    elif layout in _BY_LAYOUT:
-        derived = pd.Series(_BY_LAYOUT[layout], index=table.index)
-    elif layout == "folders":
-        fake_names = source.get("fake_names", _DEFAULT_FAKE_NAMES)
-        root = str(Path(os.path.expandvars(str(source.get("path", "")))).expanduser().resolve())
-        derived = table["path"].astype(str).map(
-            lambda p: folder_manipulation(p, fake_names, root))
-    else:
-        derived = pd.Series(name, index=table.index)
-    return with_manipulation(table, given.where(given != "", derived))
+    return with_manipulation(table, given.where(given != "", name))
+
+
+def fake_methods(table: pd.DataFrame) -> list[str]:
+    """The manipulations of the fakes of a sources table (or manifest)."""
+    return sorted(set(table.loc[table["label"] == 1, MANIPULATION]) - {""})
+
+
+def known_manipulations(source: dict) -> list[str] | None:
+    """The manipulations a source's fakes can have, known from its config alone (a synthetic
+    source's families, a layout that names them); None when only its files tell."""
+    if source.get("type") == "synthetic":
+        if source.get("kind", "videos") == "images":
+            return ["swap"]
+        return list(source.get("families") or ["swap"])
+    if source.get("type") in ("local", "kaggle"):
+        from deepfake_lth.data.acquire import layout
+
+        return layout.manipulations(source.get("layout", layout.DEFAULT), source)
+    return None
+
+
+def check_manipulations(train_manipulations, present, name: str, where: str) -> None:
+    """UserError naming ``datasets.{name}.train_manipulations`` and the allowed names when it
+    names a manipulation that is not in ``present`` (``where`` says who lists them)."""
+    unknown = sorted(set(train_manipulations or []) - set(present))
+    if unknown:
+        raise UserError(
+            f"datasets.{name}.train_manipulations: {unknown} are not manipulations of this "
+            f"dataset ({where} {sorted(present) or 'none'}); use some of those"
+        )

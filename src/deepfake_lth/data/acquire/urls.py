@@ -30,7 +30,7 @@ from urllib.parse import unquote, urlsplit
 import pandas as pd
 
 from deepfake_lth.core.errors import UserError
-from deepfake_lth.data.acquire.local import file_kind
+from deepfake_lth.data.media import file_kind
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-VIDEO_LAYOUTS = ("faceforensics", "celebdf", "dfdc")
-IMAGE_LAYOUTS = ("openforensics",)
-
 
 def _kind_from_sources(path: Path) -> str | None:
     """``videos`` when sources.csv lists video files, or image files grouped into videos
@@ -40,12 +37,15 @@ def dataset_kind(config: Mapping[str, Any], dataset: str,
                  resources: str | Path | None = None) -> str | None:
     """``images`` or ``videos``: the dataset's explicit ``kind`` in the config; else what was
     acquired (``resources/{dataset}/sources.csv``: video files, or frame images grouped into
-    videos, make a video set); else the synthetic generator's kind or a known layout
+    videos, make a video set); else the synthetic generator's kind or its layout's ``KIND``
     (openforensics: images; faceforensics, celebdf, dfdc, or any layout with ``group_regex``:
-    videos); None when nothing says."""
+    videos); None when nothing says. A ``faces_from`` dataset is the kind of the dataset whose
+    faces it reads."""
     cfg = (config.get("datasets") or {}).get(dataset) or {}
     if cfg.get("kind") in ("images", "videos"):
         return cfg["kind"]
+    if cfg.get("faces_from") and cfg["faces_from"] != dataset:
+        return dataset_kind(config, cfg["faces_from"], resources)
     base = resources if resources is not None else config.get("resources")
     if base is not None:
         found = _kind_from_sources(Path(base) / dataset / "sources.csv")
@@ -56,11 +56,16 @@ def dataset_kind(config: Mapping[str, Any], dataset: str,
         return source["kind"]
     if source.get("group_regex"):
         return "videos"
-    layout = source.get("layout")
-    if layout in IMAGE_LAYOUTS:
-        return "images"
-    if layout in VIDEO_LAYOUTS:
-        return "videos"
+    if source.get("type") in ("local", "kaggle"):
+        return _layout_kind(source.get("layout"))
     return None
 
 
+def _layout_kind(layout: str | None) -> str | None:
+    from deepfake_lth.data.acquire import LAYOUTS
+    from deepfake_lth.data.acquire import layout as layouts
+
+    if layout not in LAYOUTS:
+        return None
+    kind = getattr(layouts.module(layout), "KIND", None)
+    return kind if kind in ("images", "videos") else None
