@@ -1,6 +1,6 @@
 # deepfake-lth: the lottery-ticket study of deepfake detectors as one cached workflow.
 #   snakemake --cores 8 results/report.html                         (the default demo, config.yaml)
-#   snakemake --cores 8 results/report.html --configfile config/paper.yaml
+#   snakemake --cores 8 results/paper/report.html --configfile config/paper.yaml
 # Rules are thin: each calls one `deepfake-lth <stage>` subcommand; the logic lives in src/.
 import sys
 from pathlib import Path

@@ -215,3 +215,19 @@ def test_environment_yml_lists_the_same_dependencies_as_pyproject():
         elif isinstance(dep, str) and not dep.startswith(("python", "pip")):
             listed |= _requirement_names([dep])
     assert listed == wanted, f"only in pyproject: {wanted - listed}; only in environment.yml: {listed - wanted}"
+
+
+def test_each_study_gets_its_own_folders(tmp_path):
+    """config.yaml writes to results/ and resources/; any other config file that names no
+    folders to results/{name}/ and resources/{name}/, so it overwrites nothing of the demo's;
+    a config that names its folders keeps them."""
+    default = study_config.merge_files([ROOT / "config.yaml"])
+    assert (default["results"], default["resources"]) == ("results", "resources")
+    paper = study_config.merge_files([ROOT / "config" / "paper.yaml"])
+    assert (paper["results"], paper["resources"]) == ("results/paper", "resources/paper")
+    own = tmp_path / "mine.yaml"
+    own.write_text("results: /scratch/mine\n")
+    cfg = study_config.merge_files([ROOT / "config" / "paper.yaml", own])
+    assert (cfg["results"], cfg["resources"]) == ("/scratch/mine", "resources/mine")
+    cfg = study_config.merge_files([ROOT / "config" / "paper.yaml"], {"results": "elsewhere"})
+    assert cfg["results"] == "elsewhere"

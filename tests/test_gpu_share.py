@@ -140,7 +140,7 @@ def _split(text: str) -> list[str]:
 
 
 def test_every_gpu_job_of_the_study_declares_its_model_share():
-    jobs = planned_jobs("--workflow-profile", "none", "--cores", "2", "results/report.html",
+    jobs = planned_jobs("--workflow-profile", "none", "--cores", "2",
                         "--configfile", str(ROOT / "config" / "controls.yaml"))
     gpu_jobs = [j for j in jobs if j["resources"].get("gpu") == "1"]
     assert len({j["rule"] for j in gpu_jobs}) >= 9

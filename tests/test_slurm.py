@@ -332,7 +332,7 @@ def test_gpu_jobs_get_the_gpu_partition_and_no_other_job_does():
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "DLTH_SLURM_"))}
     env.update(DLTH_SLURM_PARTITION="cpu-part", DLTH_SLURM_GPU_PARTITION="gpu-part",
                DLTH_SLURM_GPU_MODEL="a100", DLTH_SLURM_GPU_HOURS="3")
-    jobs = planned_jobs("--profile", str(ROOT / "profiles" / "slurm"), "results/report.html",
+    jobs = planned_jobs("--profile", str(ROOT / "profiles" / "slurm"),
                         "--configfile", str(ROOT / "config" / "controls.yaml"), env=env)
     gpu_jobs = [j for j in jobs if int(j["resources"].get("gpu", 0)) > 0]
     assert len({j["rule"] for j in gpu_jobs}) >= 9

@@ -473,11 +473,27 @@ def merge(base: dict, override: dict) -> dict:
 
 def merge_files(paths, overrides: Mapping[str, Any] | None = None) -> dict:
     """The config as ``snakemake --configfile A B --config k=v`` means it: the files merged in
-    order, then the overrides, each with :func:`merge` (not yet validated)."""
+    order, then the overrides, each with :func:`merge` (not yet validated). A study that does
+    not name its folders gets its own (:func:`study_folders`)."""
     raw: dict = {}
     for path in paths:
         raw = merge(raw, read_yaml(path))
-    return merge(raw, dict(overrides or {}))
+    raw = merge(raw, dict(overrides or {}))
+    for key, folder in study_folders(paths).items():
+        raw.setdefault(key, folder)
+    return raw
+
+
+def study_folders(paths) -> dict[str, str]:
+    """The ``results`` and ``resources`` folders of a study whose config names none: those of
+    the project's config.yaml (``results``, ``resources``), and ``results/{name}``,
+    ``resources/{name}`` for any other file (config/paper.yaml: results/paper), so that a
+    second study never overwrites the first one's files."""
+    paths = [Path(p) for p in paths]
+    if not paths or (len(paths) == 1 and paths[0].resolve() == (ROOT / "config.yaml").resolve()):
+        return {"results": "results", "resources": "resources"}
+    name = paths[-1].stem
+    return {"results": f"results/{name}", "resources": f"resources/{name}"}
 
 
 def load(path: str | Path, overrides: Mapping[str, Any] | None = None) -> dict:

@@ -103,7 +103,7 @@ def dry_run(configfile: Path, snakefile: Path, targets: list[str]) -> str:
     with tempfile.TemporaryDirectory(prefix="dlth-plan-") as scratch:
         cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(snakefile),
                "--workflow-profile", "none", "--forceall", "-n", "--directory", scratch,
-               "--configfile", str(configfile.resolve()), "--", *targets]
+               "--configfile", str(configfile.resolve()), *(["--", *targets] if targets else [])]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False,
                               timeout=600)
     if proc.returncode != 0:
@@ -312,8 +312,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "{train,eval}_images_per_s, extract_faces_per_s, fixed_seconds.{rule}")
     parser.add_argument("--snakefile", default="Snakefile", help="the workflow's Snakefile")
     parser.add_argument("--directory", default=".", help="where the results folder is")
-    parser.add_argument("--targets", nargs="+", default=["results/report.html"],
-                        help="the targets to plan (default: results/report.html)")
+    parser.add_argument("--targets", nargs="+", default=[],
+                        help="the targets to plan (default: the study's report, rule all)")
     parser.add_argument("--dry-run-output", default=None,
                         help="saved `snakemake -n --forceall` output to plan instead")
 
