@@ -101,3 +101,19 @@ def test_a_config_key_replans_the_rules_that_read_it(key, value, rules):
 def test_how_jobs_run_replans_nothing():
     assert replanned(_set("threads", 4)) == set()
     assert replanned(_set("device", "cpu")) == set()
+
+
+def test_a_model_can_have_seeds_of_its_own():
+    """``models.{model}.seeds`` overrides ``seeds`` for that model alone: three runs of a small
+    model beside one of a large one, every stage of each run included."""
+    cfg = every_family()
+    cfg["models"] = {"mesonet": {"input_size": 32, "seeds": [0, 1, 2]}, "cnn5": {"input_size": 32}}
+    planned = training_specs(study_config.validate(cfg))
+    dense = sorted(planned["train_dense"])
+    assert [d.split("/")[2:4] for d in dense if "smoke-images" in d] == [
+        ["cnn5", "seed0"], ["mesonet", "seed0"], ["mesonet", "seed1"], ["mesonet", "seed2"]]
+    rounds = {k.split("/")[3] for k in planned["imp_round"] if "/mesonet/" in k}
+    assert rounds == {"seed0", "seed1", "seed2"}
+    assert {k.split("/")[3] for k in planned["imp_round"] if "/cnn5/" in k} == {"seed0"}
+    transfers = {k.split("/")[2] for k in planned["transfer_ticket"] if "/mesonet/" in k}
+    assert transfers == {"0", "1", "2"}

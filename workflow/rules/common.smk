@@ -5,6 +5,7 @@
 import re
 from pathlib import Path
 
+from deepfake_lth.pruning import plan
 from deepfake_lth.stages import methods
 from deepfake_lth.workflow import jobs
 from deepfake_lth.analysis import generalisation
@@ -26,7 +27,9 @@ DATASETS = list(config["datasets"])
 # the datasets networks are trained on (role test: scored only)
 TRAINED = [d for d, ds in config["datasets"].items() if ds.get("role", "train") == "train"]
 MODELS = list(config["models"])
-SEEDS = [str(s) for s in config["seeds"]]
+def seeds_of(model):
+    """The seeds a model is trained with (models.{model}.seeds, else seeds)."""
+    return [str(s) for s in plan.seeds_of(config, model)]
 
 
 def _alternatives(names):
@@ -153,7 +156,7 @@ def study_metrics(dataset):
     """Every metrics.json the study computes for one dataset (the registry's planned levels)."""
     out = []
     for model in MODELS:
-        for seed in SEEDS:
+        for seed in seeds_of(model):
             out += [
                 f"{lv.path}/metrics.json"
                 for lv in methods.planned_levels(config, dataset, model, int(seed))
@@ -172,7 +175,7 @@ def separability_outputs():
         f"{RESULTS}/separability/{d}/{m}/seed{s}/{method}.csv"
         for d in TRAINED
         for m in MODELS
-        for s in SEEDS
+        for s in seeds_of(m)
         for method in config["separability"]["methods"]
         if method_configured(method, m)
     ]
@@ -188,7 +191,7 @@ def latency_outputs():
         f"{RESULTS}/latency/{d}/{m}/seed{s}/latency.csv"
         for d in TRAINED
         for m in MODELS
-        for s in SEEDS
+        for s in seeds_of(m)
         if latency_methods(m)
     ]
 
@@ -197,7 +200,7 @@ def transfer_metrics():
     out = []
     for pair in config["transfer"]["pairs"]:
         for model in MODELS:
-            for seed in SEEDS:
+            for seed in seeds_of(model):
                 for method in methods.transfer_methods(config):
                     out.append(
                         f"{RESULTS}/transfer/{pair['from']}-to-{pair['to']}/{model}/"
@@ -226,7 +229,7 @@ def cross_outputs():
         f"{RESULTS}/generalisation/{d}/{m}/seed{s}.csv"
         for d in generalisation.sources(config)
         for m in MODELS
-        for s in SEEDS
+        for s in seeds_of(m)
     ]
 
 
@@ -235,7 +238,7 @@ def gradcam_outputs():
         f"{RESULTS}/gradcam/{d}/{m}/seed{s}/{method}/delta.csv"
         for d in TRAINED
         for m in MODELS
-        for s in SEEDS
+        for s in seeds_of(m)
         for method in config["gradcam"]["methods"]
         if method_configured(method, m)
     ]
@@ -263,7 +266,7 @@ def compression_outputs():
         f"{level}/int8/metrics.json"
         for d in TRAINED
         for m in MODELS
-        for s in SEEDS
+        for s in seeds_of(m)
         for level in compression_levels(d, m, int(s))
     ]
 

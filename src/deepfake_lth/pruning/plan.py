@@ -56,6 +56,17 @@ def nearest_oneshot(config: dict, sparsity: float) -> float | None:
     return min(oneshot_sparsities(config), key=lambda s: abs(s - sparsity))
 
 
+def seeds_of(config: Mapping[str, Any], model: str) -> list[int]:
+    """The seeds ``model`` is trained with: its own ``models.{model}.seeds``, else ``seeds``."""
+    own = (config["models"].get(model) or {}).get("seeds")
+    return [int(s) for s in (own if own else config["seeds"])]
+
+
+def all_seeds(config: Mapping[str, Any]) -> list[int]:
+    """Every seed any model is trained with (sorted)."""
+    return sorted({s for m in config["models"] for s in seeds_of(config, m)})
+
+
 def run_dir(results: str | Path, dataset: str, model: str, seed: int) -> Path:
     return Path(results) / dataset / model / f"seed{seed}"
 

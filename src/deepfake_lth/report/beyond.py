@@ -233,7 +233,7 @@ def seeds_section(runs, config: dict, model_order: list[str] | None) -> Section:
     """Mean and 95 % t-interval over seeds of every network, and IMP vs one-shot tests."""
     from deepfake_lth.analysis.stats import summarize
 
-    n = len(config.get("seeds") or [])
+    n = len(set(runs["seed"])) if len(runs) else len(config.get("seeds") or [])
     section = Section(
         "seeds", "Seeds and confidence intervals",
         f"The config runs {n} seeds (each its own θ<sub>0</sub>, data order and "

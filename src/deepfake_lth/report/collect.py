@@ -124,11 +124,26 @@ def metric_record(data: dict) -> dict[str, Any]:
     }
 
 
-def wanted(config: dict) -> tuple[set | None, set | None, set | None]:
+def wanted(config: dict) -> tuple[set | None, set | None, dict | None]:
+    """The datasets, models and each model's seeds a config names (None: any)."""
     datasets = set(config["datasets"]) if isinstance(config.get("datasets"), dict) else None
     models = set(config["models"]) if isinstance(config.get("models"), dict) else None
-    seeds = set(config["seeds"]) if isinstance(config.get("seeds"), list) else None
+    seeds = None
+    if isinstance(config.get("seeds"), list):
+        own = {m: (spec or {}).get("seeds") for m, spec in (config.get("models") or {}).items()
+               if isinstance(spec, dict)}
+        seeds = {m: set(own.get(m) or config["seeds"]) for m in (models or [])}
+        seeds[None] = set(config["seeds"])  # a model the config does not name
     return datasets, models, seeds
+
+
+def names_run(wanted_: tuple, dataset: str, model: str, seed: int) -> bool:
+    """Whether a run folder of ``dataset`` × ``model`` × ``seed`` is one the config names
+    (``wanted_``: what :func:`wanted` returned for it)."""
+    datasets, models, seeds = wanted_
+    if (datasets and dataset not in datasets) or (models and model not in models):
+        return False
+    return seeds is None or seed in seeds.get(model, seeds[None])
 
 
 class _Collector:
@@ -146,6 +161,9 @@ class _Collector:
         self.runs: list[dict] = []
         self.transfers: list[dict] = []
 
+    def model_seed_ok(self, model: str, seed: int) -> bool:
+        return names_run((None, self.models, self.seeds), "", model, seed)
+
     def skip(self, reason: str) -> None:
         self.left_out[reason] += 1
 
@@ -160,8 +178,7 @@ class _Collector:
         if pair is None or (self.datasets and not set(pair) <= self.datasets) or (
                 self.pairs is not None and parts[1] not in self.pairs):
             return self.skip("transfer pair not in the config")
-        if (self.models and rec["model"] not in self.models) or (
-                self.seeds and rec["seed"] not in self.seeds):
+        if not self.model_seed_ok(rec["model"], rec["seed"]):
             return self.skip("model or seed not in the config")
         if self.transfer_names is not None and rec["method"] not in self.transfer_names:
             return self.skip("transfer ticket not planned by the config")
@@ -185,8 +202,7 @@ class _Collector:
                "level": level}
         if self.datasets and rec["dataset"] not in self.datasets:
             return self.skip("dataset not in the config")
-        if (self.models and rec["model"] not in self.models) or (
-                self.seeds and seed not in self.seeds):
+        if not self.model_seed_ok(rec["model"], seed):
             return self.skip("model or seed not in the config")
         if self.by_plan:
             key = (rec["dataset"], rec["model"], seed)
@@ -273,15 +289,13 @@ def collect_gradcam(results_dir: str | Path, config: dict | None = None) -> list
     import pandas as pd
 
     config = config or {}
-    datasets, models, seeds = wanted(config)
+    chosen = wanted(config)
     base = Path(results_dir) / "gradcam"
     out = []
     for folder in sorted(p for p in base.glob("*/*/seed*/*") if p.is_dir()):
         dataset, model, seed_dir, method = folder.relative_to(base).parts
         seed = seed_of(seed_dir)
-        if seed is None or (datasets and dataset not in datasets):
-            continue
-        if (models and model not in models) or (seeds and seed not in seeds):
+        if seed is None or not names_run(chosen, dataset, model, seed):
             continue
         if planned(config) and method not in (config.get("gradcam") or {}).get("methods", []):
             continue
@@ -310,15 +324,13 @@ def collect_csvs(results_dir: str | Path, config: dict | None, kind: str, patter
     an unreadable file or one without the ``required`` columns is skipped with a warning."""
     import pandas as pd
 
-    datasets, models, seeds = wanted(config or {})
+    chosen = wanted(config or {})
     frames = []
     base = Path(results_dir) / kind
     for path in sorted(base.glob(pattern)):
         dataset, model, seed_dir, _ = path.relative_to(base).parts
         seed = seed_of(seed_dir)
-        if seed is None or (datasets and dataset not in datasets):
-            continue
-        if (models and model not in models) or (seeds and seed not in seeds):
+        if seed is None or not names_run(chosen, dataset, model, seed):
             continue
         try:
             df = pd.read_csv(path)

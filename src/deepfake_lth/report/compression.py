@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from deepfake_lth.report.collect import seed_of, wanted
+from deepfake_lth.report.collect import names_run, seed_of, wanted
 from deepfake_lth.report.common import (
     FIGURE_WIDTH,
     Figures,
@@ -71,14 +71,12 @@ def collect_compression(results_dir: str | Path, config: dict):
     points (two per file: fp32 and INT8)."""
     import pandas as pd
 
-    datasets, models, seeds = wanted(config or {})
+    chosen = wanted(config or {})
     rows = []
     for path in sorted(Path(results_dir).glob("*/*/seed*/**/int8/metrics.json")):
         dataset, model, seed_dir = path.relative_to(results_dir).parts[:3]
         seed = seed_of(seed_dir)
-        if seed is None or (datasets and dataset not in datasets):
-            continue
-        if (models and model not in models) or (seeds and seed not in seeds):
+        if seed is None or not names_run(chosen, dataset, model, seed):
             continue
         try:
             rows += points_of(json.loads(path.read_text()))

@@ -33,7 +33,8 @@ def enabled_sections(config: dict) -> dict[str, bool]:
         "controls": bool(config.get("controls")),
         "pai": bool((config.get("prune_init") or {}).get("methods")),
         "step-sizes": bool((config.get("step_sizes") or {}).get("rates")),
-        "seeds": len(config.get("seeds") or []) > 1,
+        "seeds": len(config.get("seeds") or []) > 1 or any(
+            len((m or {}).get("seeds") or []) > 1 for m in (config.get("models") or {}).values()),
         "separability": bool((config.get("separability") or {}).get("methods")),
         "latency": bool((config.get("latency") or {}).get("methods")),
     }

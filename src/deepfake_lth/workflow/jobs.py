@@ -136,7 +136,7 @@ def training_specs(config: Config) -> dict[str, dict[str, str]]:
     out.update(train_dense={}, transfer_ticket={}, transfer_finetuned={})
     for dataset in config["datasets"]:
         for model in config["models"]:
-            for seed in config["seeds"]:
+            for seed in plan.seeds_of(config, model):
                 base = plan.run_dir(config["results"], dataset, model, seed)
                 out["train_dense"][str(base)] = as_json(dense_spec(config, model))
                 for level in methods.planned_levels(config, dataset, model, seed)[1:]:
@@ -148,7 +148,7 @@ def training_specs(config: Config) -> dict[str, dict[str, str]]:
     for pair in config["transfer"]["pairs"]:
         for model in config["models"]:
             spec = as_json(transfer_spec(config, model))
-            for seed in config["seeds"]:
+            for seed in plan.seeds_of(config, model):
                 for name in methods.transfer_methods(config)[1:]:
                     rule = "transfer_finetuned" if name == "dense-finetuned" else "transfer_ticket"
                     out[rule][f"{pair['from']}-to-{pair['to']}/{model}/{seed}/{name}"] = spec
