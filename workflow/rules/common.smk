@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from deepfake_lth.pruning import methods, plan
-from deepfake_lth.analysis import generalisation
+from deepfake_lth.analysis import generalisation, robustness
 from deepfake_lth.pruning.criteria import CRITERIA
 from deepfake_lth.core.execution import prepare_jobs
 
@@ -296,6 +296,7 @@ def report_inputs(w):
         + latency_outputs()
         + compression_outputs()
         + cross_outputs()
+        + robust_outputs()
     )
 
 
@@ -379,6 +380,16 @@ def cross_outputs():
         for m in MODELS
         for s in SEEDS
     ]
+
+
+def robust_levels(w):
+    """The run folders of one robustness job: the dense network and robustness.methods' levels."""
+    return robustness.robust_levels(config, w.dataset, w.model, int(w.seed))
+
+
+def robust_outputs():
+    """One robustness table per dataset × model × seed the robustness section covers."""
+    return [f"{RESULTS}/robustness/{d}/{m}/seed{s}.csv" for d, m, s in robustness.jobs(config)]
 
 
 def gradcam_outputs():
