@@ -197,6 +197,7 @@ rule report:
                     "measures",
                     "paper",
                     "provenance",
+                    "robustness",
                 )
             ],
             "analysis/stats.py",
@@ -204,6 +205,8 @@ rule report:
             "data/kinds.py",
             "analysis/claims.py",
             "analysis/generalisation.py",
+            "analysis/robustness.py",
+            "analysis/forgetting.py",
             "templates/report.html.j2",
         ),
     output:
