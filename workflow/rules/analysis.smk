@@ -207,6 +207,7 @@ rule report:
             "analysis/generalisation.py",
             "analysis/robustness.py",
             "analysis/forgetting.py",
+            "analysis/gradcam.py",
             "templates/report.html.j2",
         ),
     output:

@@ -95,8 +95,8 @@ def severity_figure(scores, dataset: str, model: str, figures: Figures):
             for j, name in enumerate(names):
                 ax = axes[i][j]
                 for m, level, s in _networks(part[part["method"].isin(["dense", method])]):
-                    xs = [0, *sorted(means[(m, level, name)].index)] if (
-                        m, level, name) in means.index else []
+                    xs = [0, *(sorted(means[(m, level, name)].index)
+                               if (m, level, name) in means.index else [])]
                     ys = [means.get((m, level, "", 0), np.nan),
                           *[means[(m, level, name, x)] for x in xs[1:]]]
                     ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.2,
