@@ -6,7 +6,8 @@ DeeperForensics-1.0's seven distortions, JPEG, down-up resizing) at several leve
 dataset, model (``robustness.models``; null: all) and seed, the dense network and every level
 of each listed method. One job per dataset × model × seed, as ``generalise``: it perturbs
 each test face once per perturbation × level (into a temporary file, so memory does not grow
-with the split) and scores every run folder on those faces. The perturbed faces depend on
+with the split) and scores every run folder on those faces; the job's networks are built
+once and stay in memory (the dense network and one per level: for Xception, ~90 MB each). The perturbed faces depend on
 ``robustness.seed`` and the face's row only, so every network, training seed and rerun sees
 the same ones, and a perturbation is applied to real and fake faces alike.
 
@@ -98,8 +99,8 @@ def code_files() -> list[str]:
 
 def perturbed_split(split, name: str, level: int, seed: int, folder: Path):
     """``split`` (a FaceSplit) under ``name`` at ``level``: its faces written, a few videos
-    at a time, to ``folder/faces.npy`` and read back lazily as a FaceSplit of the same
-    rows, labels and videos."""
+    at a time, to ``folder/{name}-{level}.npy`` and read back lazily as a FaceSplit of the
+    same rows, labels and videos."""
     import numpy as np
 
     from deepfake_lth.data.store import FaceImages, FaceSplit
@@ -177,8 +178,9 @@ def score_condition(run: _Run, split, name: str, level: int, source: str, input_
                             "label": split.labels, "prob": probs}),
               folder / "predictions.csv")
     write_metrics(folder / "metrics.json", metrics)
+    drop = metrics["auc_drop"]
     log.info("%s under %s %d: auc %.4f (drop %+.4f) video auc %.4f", run.dir, name, level,
-             metrics["auc"], metrics["auc_drop"] or float("nan"), metrics["video_auc"])
+             metrics["auc"], float("nan") if drop is None else drop, metrics["video_auc"])
     return metrics
 
 
