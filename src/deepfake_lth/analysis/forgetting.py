@@ -164,17 +164,23 @@ class GalleryFace:
     seed: int
 
 
-def worst_face(predictions_csv: str | Path, video_id: str) -> tuple[int, int] | None:
-    """(row, label) of the unit's face the network is most wrong about."""
+def worst_face(ticket_csv: str | Path, dense_csv: str | Path,
+               video_id: str) -> tuple[int, int] | None:
+    """(row, label) of the unit's face whose p(fake) moves furthest from its class between
+    the dense network (``dense_csv``) and the ticket (``ticket_csv``), their predictions.csv."""
     import pandas as pd
 
-    pred = pd.read_csv(predictions_csv, dtype={"video_id": str})
-    part = pred[pred["video_id"] == str(video_id)]
+    def faces(path):
+        pred = pd.read_csv(path, dtype={"video_id": str})
+        return pred[pred["video_id"] == str(video_id)].set_index("row")
+
+    dense = faces(dense_csv)[["prob"]].rename(columns={"prob": "prob_dense"})
+    part = faces(ticket_csv).join(dense, how="inner")
     if part.empty:
         return None
-    wrong = np.where(part["label"] > 0.5, -part["prob"], part["prob"])
-    best = part.iloc[int(np.argmax(wrong))]
-    return int(best["row"]), int(best["label"])
+    right = np.where(part["label"] > 0.5, 1.0, -1.0)
+    row = part.index[int(np.argmax(right * (part["prob_dense"] - part["prob"])))]
+    return int(row), int(part.loc[row, "label"])
 
 
 def _network(model_name: str, input_size: int | None, run_dir: Path):
@@ -188,7 +194,8 @@ def _network(model_name: str, input_size: int | None, run_dir: Path):
 
 def gallery(faces_dir: str | Path, model_name: str, input_size: int | None,
             picks: Sequence[Mapping[str, Any]]) -> list[GalleryFace]:
-    """Grad-CAM of each pick's worst face in its dense network and its ticket. A pick holds
+    """Grad-CAM of each pick's most-forgotten face (:func:`worst_face`) in its dense network
+    and its ticket. A pick holds
     video_id, manipulation, method, sparsity, seed and the run folders ``dense`` and
     ``ticket`` of that seed; a pick whose files are missing is left out."""
     from deepfake_lth.analysis.gradcam import compute_maps, normalise
@@ -202,7 +209,8 @@ def gallery(faces_dir: str | Path, model_name: str, input_size: int | None,
     for pick in picks:
         dense, ticket = Path(pick["dense"]), Path(pick["ticket"])
         try:
-            found = worst_face(ticket / "predictions.csv", pick["video_id"])
+            found = worst_face(ticket / "predictions.csv", dense / "predictions.csv",
+                               pick["video_id"])
             if found is None:
                 continue
             row, label = found

@@ -276,7 +276,7 @@ def drop_difference(table, labels, ticket: tuple[str, str], name: str, levels: S
                 table[(*dense, "clean")], *(table[(*dense, c)] for c in cols)]
     weights = [-1.0, *[1.0 / k] * k, 1.0, *[-1.0 / k] * k]
     return auc_contrast(labels, scorings, weights,
-                        f"DeLong, paired by video over {len(table)} test videos")
+                        f"DeLong, paired by unit over {len(table)} test units")
 
 
 def _claim_diffs(units, max_sparsity: float) -> tuple[dict, dict]:
@@ -332,12 +332,14 @@ def claim_robustness(units, margin: float, max_sparsity: float):
             f"{diff.mean:+.3f} [{diff.low:+.3f}, {diff.high:+.3f}] ({diff.how})", diff, margin))
     return make_claim(
         f"IMP tickets keep the dense network's robustness up to {100 * max_sparsity:.0f} % "
-        "sparsity: under each perturbation their AUC drops by no more than the dense "
-        "network's", "robustness (DeeperForensics-1.0; Diffenderfer et al. 2021)",
+        f"sparsity: under each perturbation a ticket's AUC drops by less than {100 * margin:.0f} "
+        "points more than the dense network's",
+        "robustness (DeeperForensics-1.0; Diffenderfer et al. 2021)",
         "Per dataset, model, IMP level up to that sparsity and perturbation: the dense "
         "network's drop of video AUC (clean − perturbed, mean over the levels scored; a "
-        "video's score is the mean p(fake) of its faces) minus the ticket's, on the same "
-        "perturbed faces; DeLong's interval, paired by video within a seed, combined over "
+        "video's score is the mean p(fake) of its faces, an image set's unit the image) minus "
+        "the ticket's, on the same perturbed faces; DeLong's interval, paired by unit within "
+        "a seed, combined over "
         f"seeds; for the claim when the interval lies above −{margin:.2f} (δ = "
         f"{100 * margin:.0f} AUC points, robustness.margin), against it when it lies below.",
         comparisons,
