@@ -148,7 +148,8 @@ def forgetting_table(share_table, dataset: str, model: str) -> Table | None:
     if part.empty:
         return None
     clean = part[part["condition"] == forgetting.CLEAN]
-    manips = [m for m in sorted(set(clean["manipulation"])) if m != forgetting.ALL]
+    manips = sorted(set(clean["manipulation"]) - {forgetting.ALL},
+                    key=lambda m: (m != forgetting.REAL, m))  # real first
     perturbed = part[(part["condition"] != forgetting.CLEAN)
                      & (part["manipulation"] == forgetting.ALL)]
     perturbed = perturbed.assign(name=perturbed["condition"].str.partition("/")[0])
@@ -246,9 +247,9 @@ def gallery_figure(faces, dataset: str, model: str, figures: Figures):
         fig, f"forgotten_{safe_name(dataset)}_{safe_name(model)}",
         f"The test faces {model} trained on {dataset} forgets most: units the dense networks "
         "get right (modal prediction over seeds) and the tickets wrong, at the most sparsities; "
-        "per unit its face the ticket is most wrong about, with the Grad-CAM map (scaled to "
-        "[0, 1]) of the dense network and of the ticket at the lowest sparsity that forgets "
-        f"it (seed {', '.join(map(str, seeds))}).")
+        "per unit the face whose p(fake) moves furthest from its class, with the Grad-CAM map "
+        "(scaled to [0, 1]) of the dense network and of the ticket at the lowest sparsity that "
+        f"forgets it (seed {', '.join(map(str, seeds))}).")
 
 
 def _part(ctx, scores, shares, pie_table, recs, dataset: str, model: str) -> Part:
