@@ -298,8 +298,12 @@ def test_editing_a_module_reruns_its_stage(work):
     assert rules == {"gradcam", "report"}
     _edit(work / "src" / "deepfake_lth" / "analysis" / "latency.py")
     assert {r for r, _ in planned(work)} == {"gradcam", "latency", "report"}
+    _edit(work / "src" / "deepfake_lth" / "data" / "perturbations" / "jpeg.py")
+    assert {r for r, _ in planned(work)} == {"gradcam", "latency", "robustness", "report"}
+    # the robustness stage scores with generalisation's code, and reruns with it
     _edit(work / "src" / "deepfake_lth" / "analysis" / "generalisation.py")
-    assert {r for r, _ in planned(work)} == {"gradcam", "latency", "generalise", "report"}
+    assert {r for r, _ in planned(work)} == {"gradcam", "latency", "generalise", "robustness",
+                                             "report"}
 
 
 def test_rerun_from_one_round_and_until(work):
