@@ -175,6 +175,26 @@ def test_smoke_dag_writes_the_contract_files(work):
     assert sorted(table.loc[table["method"] == "imp-global", "round"]) == [1, 2]
 
 
+def test_smoke_robustness_scores_every_covered_run_folder(work):
+    """Each run folder robustness.methods covers (dense and IMP-Global's rounds) scored under
+    each configured perturbation and level, and the report's Robustness section."""
+    res = work / "results"
+    for ds in ("smoke-images", "smoke-videos"):
+        runs = res / ds / "mesonet" / "seed0"
+        table = pd.read_csv(res / "robustness" / ds / "mesonet" / "seed0.csv")
+        assert len(table) == 3 * 2  # dense and 2 rounds × 2 perturbations at one level
+        for folder in ("dense", "imp-global/round1", "imp-global/round2"):
+            for name in ("gaussian-noise", "video-compression"):
+                m = json.loads((runs / folder / "robust" / name / "2" / "metrics.json")
+                               .read_text())
+                pred = pd.read_csv(runs / folder / "robust" / name / "2" / "predictions.csv")
+                assert m["perturbation"] == name and m["samples"] == len(pred)
+                assert m["auc"] == pytest.approx(roc_auc_score(pred["label"], pred["prob"]))
+    html = (res / "report.html").read_text()
+    assert '<section id="robustness">' in html
+    assert "IMP tickets keep the dense network&#39;s robustness" in html
+
+
 def test_nothing_reruns_when_nothing_changed(work):
     assert planned(work) == []
 
@@ -280,8 +300,12 @@ def test_editing_a_module_reruns_its_stage(work):
     assert rules == {"gradcam", "report"}
     _edit(work / "src" / "deepfake_lth" / "analysis" / "latency.py")
     assert {r for r, _ in planned(work)} == {"gradcam", "latency", "report"}
+    _edit(work / "src" / "deepfake_lth" / "data" / "perturbations" / "jpeg.py")
+    assert {r for r, _ in planned(work)} == {"gradcam", "latency", "robustness", "report"}
+    # the robustness stage scores with generalisation's code, and reruns with it
     _edit(work / "src" / "deepfake_lth" / "analysis" / "generalisation.py")
-    assert {r for r, _ in planned(work)} == {"gradcam", "latency", "generalise", "report"}
+    assert {r for r, _ in planned(work)} == {"gradcam", "latency", "generalise", "robustness",
+                                             "report"}
 
 
 def test_rerun_from_one_round_and_until(work):

@@ -30,6 +30,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "latency": ("deepfake_lth.analysis.latency", "CPU latency of the dense network and its tickets"),
     "generalise": ("deepfake_lth.analysis.generalisation",
                    "score a run zero-shot on unseen test sets and per manipulation"),
+    "robustness": ("deepfake_lth.analysis.robustness",
+                   "score runs on their test split under perturbations (DeeperForensics, JPEG)"),
     "report": ("deepfake_lth.report", "the study's self-contained HTML report"),
     "export": ("deepfake_lth.deploy.quantize",
                "write a compact ticket with only surviving weights (--int8: an INT8 ONNX model)"),

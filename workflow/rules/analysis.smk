@@ -97,6 +97,38 @@ rule generalise:
         "--spec {params.spec:q} --threads {threads} --out {output.csv} > {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
 
 
+rule robustness:
+    """Score the dense network and robustness.methods' tickets on their test split under perturbations."""
+    input:
+        checkpoints=lambda w: [f"{lv.path}/checkpoint.pt" for lv in robust_levels(w)],
+        metrics=lambda w: [f"{lv.path}/metrics.json" for lv in robust_levels(w)],
+        faces=[f"{RESULTS}/{{dataset}}/faces/{f}" for f in ("faces.npy", "manifest.csv")],
+        code=jobs.stage_code("analysis.robustness"),
+    output:
+        csv=f"{RESULTS}/robustness/{{dataset}}/{{model}}/seed{{seed}}.csv",
+    log:
+        f"{LOGS}/robustness/{{dataset}}-{{model}}-seed{{seed}}.log",
+    benchmark:
+        f"{BENCH}/robustness/{{dataset}}-{{model}}-seed{{seed}}.tsv"
+    conda:
+        CONDA_ENV
+    threads: config["threads"]
+    resources:
+        **gpu_job(minutes=60),
+    params:
+        runs=lambda w: " ".join(str(lv.path) for lv in robust_levels(w)),
+        faces=lambda w: faces_dir(w.dataset),
+        perturbations=" ".join(config["robustness"]["perturbations"]),
+        levels=" ".join(str(x) for x in config["robustness"]["levels"]),
+        seed=config["robustness"]["seed"],
+        spec=lambda w: as_json(robustness.job_spec(config, w.model)),
+    shell:
+        "python -m deepfake_lth robustness --runs {params.runs} --model {wildcards.model} "
+        "--source {wildcards.dataset} --faces {params.faces} --perturbations {params.perturbations} "
+        "--levels {params.levels} --perturbation-seed {params.seed} --spec {params.spec:q} "
+        "--threads {threads} --out {output.csv} > {log} 2>&1 || (tail -n 3 {log} >&2; exit 1)"
+
+
 rule latency:
     """CPU latency of the dense network and the run's tickets, timed side by side."""
     input:

@@ -8,7 +8,7 @@ from pathlib import Path
 from deepfake_lth.pruning import plan
 from deepfake_lth.stages import methods
 from deepfake_lth.workflow import jobs
-from deepfake_lth.analysis import generalisation
+from deepfake_lth.analysis import generalisation, robustness
 from deepfake_lth.core.execution import prepare_jobs
 
 RESULTS = config["results"]
@@ -148,6 +148,7 @@ def report_inputs(w):
         + latency_outputs()
         + compression_outputs()
         + cross_outputs()
+        + robust_outputs()
     )
 
 
@@ -231,6 +232,16 @@ def cross_outputs():
         for m in MODELS
         for s in seeds_of(m)
     ]
+
+
+def robust_levels(w):
+    """The run folders of one robustness job: the dense network and robustness.methods' levels."""
+    return robustness.robust_levels(config, w.dataset, w.model, int(w.seed))
+
+
+def robust_outputs():
+    """One robustness table per dataset × model × seed the robustness section covers."""
+    return [f"{RESULTS}/robustness/{d}/{m}/seed{s}.csv" for d, m, s in robustness.jobs(config)]
 
 
 def gradcam_outputs():

@@ -22,6 +22,7 @@ from deepfake_lth.report import (
     measures,
     paper,
     provenance,
+    robustness,
 )
 from deepfake_lth.report.collect import (
     LeftOut,
@@ -292,6 +293,7 @@ SECTIONS: list[Builder] = [
     latency_section,
     compression_section,
     generalisation_section,
+    robustness.section,
     claims_section,
     provenance_section,
 ]

@@ -41,11 +41,12 @@ def setup(spec: StageSpec, seed: int):
     return device
 
 
-def build(model_name: str, spec: StageSpec, pretrained: bool = False):
+def build(model_name: str, spec: StageSpec | Mapping[str, Any], pretrained: bool = False):
     """The registry model of ``model_name`` at the spec's input size (random weights from the
     global generator; ImageNet weights only when ``pretrained`` and the spec names a file)."""
     from deepfake_lth.models import build_model
 
+    spec = parse_spec(spec)
     return build_model(
         model_name,
         input_size=input_size_of(model_name, spec),

@@ -211,6 +211,7 @@ def _check_semantics(config: dict) -> None:
             problems.append(f"'transfer.pairs[{i}]': 'from' and 'to' are the same dataset")
     problems += _check_faces("faces", config["faces"])
     problems += _check_generalisation(config)
+    problems += _check_robustness(config)
     for name, ds in datasets.items():
         if ds.get("faces") and ds["faces"] != config["faces"]:
             problems += _check_faces(f"datasets.{name}.faces", ds["faces"])
@@ -247,6 +248,14 @@ def _check_generalisation(config: dict) -> list[str]:
             out.append(f"'generalisation[{i}]': nothing to score; give 'to' datasets or set "
                        "manipulations: true")
     return out
+
+
+def _check_robustness(config: dict) -> list[str]:
+    """Unknown perturbations and levels out of range (``robustness``), naming the allowed."""
+    from deepfake_lth.data.perturbations import config_problems
+
+    section = config.get("robustness") or {}
+    return config_problems(section.get("perturbations") or [], section.get("levels") or [])
 
 
 def _check_faces(key: str, faces: Mapping[str, Any]) -> list[str]:
