@@ -428,6 +428,8 @@ def quantize_spec(w):
         "batch_sizes",
         "repeats",
         "warmup",
+        "serve",
+        "search_nodes",
     )
     return as_json(
         {"input_size": config["models"][w.model].get("input_size"), **{k: c[k] for k in keys}}
