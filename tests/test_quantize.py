@@ -157,6 +157,10 @@ def test_pareto_front_by_hand():
     acc = [0.70, 0.90, 0.85, 0.60, 0.99]
     assert pareto_front(cost, acc).tolist() == [True, True, False, True, False]
     assert pareto_front([1, 1], [0.5, 0.5]).tolist() == [True, True]  # ties dominate nothing
+    # bytes and latency together: small but slow, and fast but large, both stay; a point as
+    # large and as slow as another and no better drops out
+    both = [[10, 9.0], [40, 1.0], [40, 9.0], [10, 1.0]]
+    assert pareto_front(both, [0.9, 0.9, 0.9, 0.8]).tolist() == [True, True, False, True]
 
 
 def test_compression_section_shows_measured_points(trained, quantized, tmp_path):
@@ -169,13 +173,25 @@ def test_compression_section_shows_measured_points(trained, quantized, tmp_path)
     assert len(points) == 4 and set(points["form"]) == {"fp32", "INT8"}
     dense = quantized[0][1]
     row = points[(points["method"] == "dense") & (points["form"] == "INT8")].iloc[0]
-    assert row["bytes"] == dense["bytes"]["onnx_int8"] and row["acc"] == dense["int8"]["acc"]
-    assert row["ms_1"] == dense["latency"][0]["int8_ms"]
+    # bytes and latency of the same file: the INT8 .onnxz
+    assert row["bytes"] == dense["bytes"]["onnxz_int8"] and row["acc"] == dense["int8"]["acc"]
+    assert row["ms_1"] == dense["latency"][0]["int8_ms"] and row["auc"] == dense["int8"]["auc"]
+    assert points.loc[points["served"], "form"].tolist() == ["fp32", "INT8"]  # dense, ticket
     section = compression_section(root, config, Figures(tmp_path))
-    (table,) = section.parts[0].tables
-    names = [r[0] for r in table.rows]
-    assert "Dense fp32" in names and "Dense INT8" in names and "IMP-Global r1 INT8" in names
-    assert any(r[-1] == "✓" for r in table.rows)
+    assert "1 intra-op thread (as the stage ran)" in section.intro
+    main, compounded = section.parts[0].tables
+    names = [r[0] for r in main.rows]
+    assert set(names) == {"Dense fp32", "Dense INT8", "IMP-Global r1 fp32", "IMP-Global r1 INT8"}
+    aucs = [float(r[main.columns.index("AUC")]) for r in main.rows]
+    assert aucs == sorted(aucs, reverse=True)  # ranked by AUC
+    served = {r[0] for r in main.rows if r[1] == "✓"}
+    assert served == {"Dense fp32", "IMP-Global r1 INT8"}
+    assert any(r[-1] == "✓" for r in main.rows)
+    ticket = next(r for r in compounded.rows if r[0] == "IMP-Global r1")
+    ticket_int8 = quantized[1][1]["bytes"]["onnxz_int8"]
+    assert ticket[5] == f"{ticket_int8 / 1e3:,.1f}"
+    assert ticket[6] == f"{ticket_int8 / dense['bytes']['onnx_fp32']:.3f}"
+    assert any("Dense serves fp32: INT8 at batch 1" in line for line in section.parts[0].lines)
     assert section.parts[0].figure is not None and (tmp_path / "compression-dsq-mesonet.png").is_file()
 
 
