@@ -109,29 +109,13 @@ def _check_state(model: nn.Module, state: Mapping[str, torch.Tensor], source: st
         )
 
 
-def pack_ticket(
-    state: Mapping[str, torch.Tensor],
-    mask: Mapping[str, torch.Tensor] | None,
-    model_name: str,
-    input_size: int | None = None,
-    fp16: bool = False,
-    channels: Mapping[str, torch.Tensor] | None = None,
-    meta: Mapping[str, Any] | None = None,
-    source: str = "the checkpoint",
-) -> dict[str, Any]:
-    """The ticket dict of ``state`` under ``mask`` (default: its nonzero weights).
-
-    Weights that the mask prunes but ``state`` has nonzero are dropped (a warning counts
-    them): the ticket is always ``mask ⊙ state``.
-    """
-    from deepfake_lth.models import get_spec, prunable_parameters
+def _ticket_mask(model: nn.Module, model_name: str, state: Mapping[str, torch.Tensor],
+                 mask: Mapping[str, torch.Tensor] | None) -> tuple[list[str], dict]:
+    """The prunable weights' names of ``model`` and ``mask`` checked against them (default:
+    the nonzero weights of ``state``)."""
+    from deepfake_lth.models import prunable_parameters
     from deepfake_lth.pruning.masks import check_mask, mask_from_state
 
-    spec = get_spec(model_name)
-    size = int(input_size or spec.input_size)
-    model = _registry_model(model_name, size, state)
-    num_outputs = [m for m in model.modules() if isinstance(m, nn.Linear)][-1].out_features
-    _check_state(model, state, source)
     names = list(prunable_parameters(model))
     if mask is None:
         mask = mask_from_state(state, names)
@@ -142,7 +126,12 @@ def pack_ticket(
             f"weights (e.g. missing {sorted(set(names) - set(mask))[:3]}); the mask belongs to "
             "another architecture"
         )
-    dtype = torch.float16 if fp16 else torch.float32
+    return names, mask
+
+
+def _pack_weights(state: Mapping[str, torch.Tensor], mask: Mapping[str, torch.Tensor],
+                  names: list[str], dtype: torch.dtype, source: str) -> dict[str, Any]:
+    """``layers``, ``bits`` and ``values`` of a ticket: the prunable weights under ``mask``."""
     bits, values, layers, stray = [], [], [], 0
     for name in names:
         w, m = state[name].detach().cpu(), mask[name].cpu()
@@ -162,6 +151,13 @@ def pack_ticket(
             stray,
             source,
         )
+    return {"layers": layers, "bits": torch.from_numpy(np.packbits(np.concatenate(bits))),
+            "values": torch.cat(values) if values else torch.zeros(0, dtype=dtype)}
+
+
+def _pack_rest(state: Mapping[str, torch.Tensor], mask: Mapping[str, torch.Tensor],
+               dtype: torch.dtype) -> dict[str, Any]:
+    """``dense_layers``, ``dense_values`` and ``buffers`` of a ticket: every other tensor."""
     dense_layers, dense_values, buffers = [], [], {}
     for k, v in state.items():
         if k in mask:
@@ -176,6 +172,36 @@ def pack_ticket(
                 "shape": [int(s) for s in t.shape],
                 "data": t.flatten().tolist(),
             }
+    return {"dense_layers": dense_layers,
+            "dense_values": torch.cat(dense_values) if dense_values
+            else torch.zeros(0, dtype=dtype),
+            "buffers": buffers}
+
+
+def pack_ticket(
+    state: Mapping[str, torch.Tensor],
+    mask: Mapping[str, torch.Tensor] | None,
+    model_name: str,
+    input_size: int | None = None,
+    fp16: bool = False,
+    channels: Mapping[str, torch.Tensor] | None = None,
+    meta: Mapping[str, Any] | None = None,
+    source: str = "the checkpoint",
+) -> dict[str, Any]:
+    """The ticket dict of ``state`` under ``mask`` (default: its nonzero weights).
+
+    Weights that the mask prunes but ``state`` has nonzero are dropped (a warning counts
+    them): the ticket is always ``mask ⊙ state``.
+    """
+    from deepfake_lth.models import get_spec
+
+    spec = get_spec(model_name)
+    size = int(input_size or spec.input_size)
+    model = _registry_model(model_name, size, state)
+    num_outputs = [m for m in model.modules() if isinstance(m, nn.Linear)][-1].out_features
+    _check_state(model, state, source)
+    names, mask = _ticket_mask(model, model_name, state, mask)
+    dtype = torch.float16 if fp16 else torch.float32
     ticket: dict[str, Any] = {
         "format": TICKET_FORMAT,
         "version": TICKET_VERSION,
@@ -183,12 +209,8 @@ def pack_ticket(
         "input_size": size,
         "num_outputs": num_outputs,
         "dtype": "float16" if fp16 else "float32",
-        "layers": layers,
-        "bits": torch.from_numpy(np.packbits(np.concatenate(bits))),
-        "values": torch.cat(values) if values else torch.zeros(0, dtype=dtype),
-        "dense_layers": dense_layers,
-        "dense_values": torch.cat(dense_values) if dense_values else torch.zeros(0, dtype=dtype),
-        "buffers": buffers,
+        **_pack_weights(state, mask, names, dtype, source),
+        **_pack_rest(state, mask, dtype),
         "meta": {str(k): v for k, v in (meta or {}).items()},
     }
     if channels is not None:
