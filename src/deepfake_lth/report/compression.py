@@ -184,15 +184,17 @@ def _figure(df, front, dataset: str, model: str, figures: Figures):
     panels = [("bytes", "served file (kB, log)", 1e-3), ("ms_1", "CPU latency, batch 1 (ms)", 1.0)]
     with style():
         fig, axes = plt.subplots(1, 2, figsize=(FIGURE_WIDTH, 3.6))
+        colors = {m: f"C{i}" for i, m in enumerate(dict.fromkeys(df["method"]))}
         for ax, (col, xlabel, scale) in zip(axes, panels, strict=True):
             for (method, form), g in df.groupby(["method", "form"], sort=False):
                 served = g["served"] > 0
-                for mask, fill in ((served, None), (~served, "none")):
+                for mask, fill in ((served, colors[method]), (~served, "none")):
                     if mask.any():
                         ax.scatter(g.loc[mask, col] * scale, g.loc[mask, "auc"],
                                    marker="o" if form == "fp32" else "s", s=40,
-                                   facecolors=fill, label=f"{method_label(method)} {form}"
-                                   + ("" if fill is None else " (not served)"))
+                                   facecolors=fill, edgecolors=colors[method], lw=1.2,
+                                   label=f"{method_label(method)} {form}"
+                                   + ("" if fill != "none" else " (not served)"))
             on = df[front]
             ax.scatter(on[col] * scale, on["auc"], s=130, facecolors="none",
                        edgecolors="black", lw=1, label="Pareto front (size, latency, AUC)")
