@@ -153,3 +153,25 @@ def test_bad_budgets_and_ranks_name_the_fix():
         lowrank.lowrank_like(model, {"layer1.0.conv1": 3})
     with pytest.raises(UserError, match="outside"):
         lowrank.lowrank_like(model, {"features.block1.conv": 10_000})
+
+
+def test_a_factorized_checkpoint_exports_as_a_ticket_with_its_ranks(tmp_path):
+    import json
+
+    from deepfake_lth.deploy import export
+
+    model = _model("cnn5")
+    ranks = lowrank.plan_ranks(model, 0.4)
+    fact = lowrank.factorize(model, ranks).eval()
+    torch.save(fact.state_dict(), tmp_path / "checkpoint.pt")
+    (tmp_path / export.RANKS_FILE).write_text(json.dumps(ranks))
+    info = export.export_ticket(tmp_path / "checkpoint.pt", None, tmp_path / "t.pt", "cnn5", 32)
+    assert info["ranks"] == ranks and info["sparsity"] == 0.0
+    ticket = export.read_ticket(tmp_path / "t.pt")
+    assert ticket.ranks == ranks
+    x = torch.randn(2, 3, 32, 32)
+    with torch.inference_mode():
+        assert torch.equal(ticket.build()(x), fact(x))
+    (tmp_path / export.RANKS_FILE).write_text('{"features.block1.conv": 0}')
+    with pytest.raises(UserError, match="not a ranks file"):
+        export.export_ticket(tmp_path / "checkpoint.pt", None, tmp_path / "u.pt", "cnn5", 32)

@@ -17,10 +17,12 @@ lists and dicts (read with ``weights_only=True``; no pickled modules)::
      "dense_values": tensor,   # their values, flattened and concatenated in that order
      "buffers": {name: {"dtype": str, "shape": [int, ...], "data": [int, ...]}},  # int buffers
      "channels": {conv: bool tensor} | absent,   # structured tickets (deepfake_lth.pruning.structured)
+     "ranks": {layer: int} | absent,  # factorized layers (deepfake_lth.pruning.lowrank)
      "meta": {str: str | int | float | bool | None}}
 
 ``deepfake-lth export <run folder>`` reads what the workflow's run folder records (the
-model, input size, mask and channel mask beside the checkpoint, in ``metrics.json``, and the
+model, input size, mask, channel mask and the ranks of a low-rank factorization
+(``ranks.json``) beside the checkpoint, in ``metrics.json``, and the
 dataset's face settings in ``results/{dataset}/faces/summary.json``): a flag is needed only
 where nothing is recorded, and one that contradicts the folder is an error naming both.
 
@@ -65,6 +67,7 @@ class Ticket:
     mask: dict[str, torch.Tensor]  # weight mask of the prunable weights
     channels: dict[str, torch.Tensor] | None = None  # channel mask of a structured ticket
     meta: dict[str, Any] = field(default_factory=dict)
+    ranks: dict[str, int] | None = None  # the factorized layers of a low-rank network
 
     def build(self, compact: bool = True, device: torch.device | str = "cpu") -> nn.Module:
         """The registry model with the ticket's weights, in eval mode; physically smaller
@@ -72,6 +75,10 @@ class Ticket:
         from deepfake_lth.models import build_model
 
         model = build_model(self.model_name, self.input_size, num_outputs=self.num_outputs)
+        if self.ranks:
+            from deepfake_lth.pruning.lowrank import lowrank_like
+
+            model = lowrank_like(model, self.ranks)
         model.load_state_dict(self.state)
         if compact and self.channels is not None:
             from deepfake_lth.pruning.structured import compact_model
@@ -187,8 +194,10 @@ def pack_ticket(
     channels: Mapping[str, torch.Tensor] | None = None,
     meta: Mapping[str, Any] | None = None,
     source: str = "the checkpoint",
+    ranks: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
-    """The ticket dict of ``state`` under ``mask`` (default: its nonzero weights).
+    """The ticket dict of ``state`` under ``mask`` (default: its nonzero weights); ``ranks``:
+    the layers ``state`` holds factorized (:mod:`deepfake_lth.pruning.lowrank`).
 
     Weights that the mask prunes but ``state`` has nonzero are dropped (a warning counts
     them): the ticket is always ``mask ⊙ state``.
@@ -198,6 +207,10 @@ def pack_ticket(
     spec = get_spec(model_name)
     size = int(input_size or spec.input_size)
     model = _registry_model(model_name, size, state)
+    if ranks:
+        from deepfake_lth.pruning.lowrank import lowrank_like
+
+        model = lowrank_like(model, ranks)
     num_outputs = [m for m in model.modules() if isinstance(m, nn.Linear)][-1].out_features
     _check_state(model, state, source)
     names, mask = _ticket_mask(model, model_name, state, mask)
@@ -213,6 +226,8 @@ def pack_ticket(
         **_pack_rest(state, mask, dtype),
         "meta": {str(k): v for k, v in (meta or {}).items()},
     }
+    if ranks:
+        ticket["ranks"] = {str(k): int(v) for k, v in ranks.items()}
     if channels is not None:
         from deepfake_lth.pruning.structured import check_channel_mask
 
@@ -274,6 +289,7 @@ def unpack_ticket(ticket: Mapping[str, Any], source: str = "ticket") -> Ticket:
             mask=mask,
             channels=ticket.get("channels"),
             meta=dict(ticket.get("meta") or {}),
+            ranks=dict(ticket["ranks"]) if ticket.get("ranks") else None,
         )
     except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
         raise UserError(
@@ -282,6 +298,25 @@ def unpack_ticket(ticket: Mapping[str, Any], source: str = "ticket") -> Ticket:
 
 
 # --------------------------------------------------------------------------- files
+
+
+RANKS_FILE = "ranks.json"  # beside a factorized network's checkpoint: {layer: rank}
+
+
+def read_ranks(path: str | Path) -> dict[str, int] | None:
+    """The ranks of a low-rank network (``ranks.json``), or None where there is no file."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        ranks = json.loads(path.read_text())
+        if not isinstance(ranks, dict) or not all(
+                isinstance(v, int) and v >= 1 for v in ranks.values()):
+            raise ValueError("not an object of positive integer ranks")
+        return {str(k): int(v) for k, v in ranks.items()}
+    except ValueError as exc:
+        raise UserError(f"{path} is not a ranks file ({exc}); it holds {{layer: rank}} as "
+                        "JSON") from None
 
 
 def load_file(path: str | Path) -> Any:
@@ -360,6 +395,7 @@ def export_ticket(
         from deepfake_lth.pruning.structured import load_channels
 
         cmask = load_channels(run.channels)
+    ranks = read_ranks(run.checkpoint.parent / RANKS_FILE)
     meta: dict[str, Any] = {"checkpoint": str(run.checkpoint),
                             "mask": str(run.mask) if run.mask else None}
     meta.update({k: run.metrics.get(k)
@@ -367,7 +403,8 @@ def export_ticket(
     if settings:
         meta["faces"] = settings
     ticket = pack_ticket(
-        state, weight_mask, model, size, fp16, cmask, meta, source=str(run.checkpoint)
+        state, weight_mask, model, size, fp16, cmask, meta, source=str(run.checkpoint),
+        ranks=ranks,
     )
     nbytes = save_ticket(out, ticket)
     dense_size = run.checkpoint.stat().st_size
@@ -383,6 +420,7 @@ def export_ticket(
         "input_size": size,
         "mask": str(run.mask) if run.mask else None,
         "channels": str(run.channels) if run.channels else None,
+        "ranks": ranks,
         "faces": str(run.faces_path) if run.faces_path else ("--faces" if faces else None),
     }
 
