@@ -57,6 +57,15 @@ def test_parameter_count_meets_the_budget(name, budget, allocation):
     assert fact(torch.randn(2, 3, 64, 64)).shape == (2, 1)
 
 
+def test_budget_at_sparsity_counts_what_a_ticket_keeps():
+    model = _model("cnn5")
+    mask = masks.prune_to_sparsity(model, 0.5904, "global")
+    masks.apply_mask(model, mask)
+    nonzero = sum(int((p != 0).sum()) for p in model.parameters())
+    budget = lowrank.budget_at_sparsity(model, 0.5904)
+    assert budget * lowrank.count_parameters(model) == pytest.approx(nonzero, rel=1e-3)
+
+
 def test_uniform_cuts_every_layer_alike_and_energy_keeps_more_energy():
     model = _model("cnn5")
     uniform = lowrank.plan_ranks(model, 0.4, "uniform")

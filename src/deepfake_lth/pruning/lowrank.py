@@ -161,6 +161,16 @@ def _pays(layer: nn.Module, rank: int) -> bool:
     return 1 <= rank < full_rank(layer) and rank * rank_cost(layer) < layer.weight.numel()
 
 
+def budget_at_sparsity(model: nn.Module, sparsity: float) -> float:
+    """The budget (a fraction of all parameters) with as many parameters as a ticket of
+    ``model`` at ``sparsity`` (of its Conv2d and Linear weights; the rest counted whole):
+    factorizing to it compares the two at equal parameter count."""
+    prunable = sum(m.weight.numel() for m in model.modules()
+                   if isinstance(m, (nn.Conv2d, nn.Linear)))
+    total = count_parameters(model)
+    return (total - float(sparsity) * prunable) / total
+
+
 def plan_ranks(model: nn.Module, budget: float, allocation: str = "uniform",
                multiple: int = 1) -> dict[str, int]:
     """The rank of every layer to factorize so that the factorized model has at most
