@@ -187,18 +187,6 @@ class Quantizer:
         return Path(out)
 
 
-def quantize_onnx(
-    fp32: str | Path,
-    int8: str | Path,
-    calibration: np.ndarray,
-    per_channel: bool = True,
-    reduce_range: bool = False,
-) -> Path:
-    """Write the INT8 (QDQ) model of ``fp32`` to ``int8``, every operator ONNX Runtime
-    quantizes quantized (:class:`Quantizer`)."""
-    return Quantizer(fp32, calibration, per_channel, reduce_range).write(int8)
-
-
 def calibration_faces(faces_dir: str | Path, n: int, size: int, seed: int = 0) -> np.ndarray:
     """A seeded sample of ``n`` training faces, normalised NCHW float32."""
     from deepfake_lth.data.store import load_split, to_tensor
