@@ -56,20 +56,25 @@ def test_cpu_flags_decide_reduce_range(tmp_path):
 
 @pytest.fixture(scope="module")
 def quantized(trained):
+    """The dense network chooses what it serves (2 timed rounds: too few to find INT8
+    faster); the ticket serves INT8 as `compression.serve: int8` asks."""
     root, faces, run = trained
-    levels = (run / "dense", run / "imp-global" / "round1")
-    return [(lv, quantize.quantize_stage(faces, lv, lv / "int8", QSPEC)) for lv in levels]
+    levels = ((run / "dense", QSPEC), (run / "imp-global" / "round1", {**QSPEC, "serve": "int8"}))
+    return [(lv, quantize.quantize_stage(faces, lv, lv / "int8", spec)) for lv, spec in levels]
 
 
 def test_quantize_stage_evaluates_the_int8_model(trained, quantized):
     root, faces, run = trained
     for level, m in quantized:
         out = level / "int8"
-        assert {"model.onnx", "model.int8.onnx", "metrics.json", "predictions.csv"} <= {
-            p.name for p in out.iterdir()}
+        assert {"model.onnx", "model.int8.onnx", "model.onnxz", "model.int8.onnxz",
+                "metrics.json", "predictions.csv"} <= {p.name for p in out.iterdir()}
         b = m["bytes"]
         # MesoNet at 32 px has 12k weights: the QDQ graph (scales, nodes) is a large share
         assert b["onnx_int8"] < 0.7 * b["onnx_fp32"]
+        assert b["onnxz_int8"] == (out / "model.int8.onnxz").stat().st_size < b["onnx_int8"]
+        assert b["onnxz_fp32"] == (out / "model.onnxz").stat().st_size < b["onnx_fp32"]
+        assert set(m["coding"]["int8"]) >= {"graph", "bits", "values-|i1"}
         # fp32 through onnxruntime scores like the torch run that wrote the folder
         run_metrics = json.loads((level / "metrics.json").read_text())
         assert m["fp32"]["acc"] == pytest.approx(run_metrics["test_acc"], abs=1e-6)
@@ -83,16 +88,41 @@ def test_quantize_stage_evaluates_the_int8_model(trained, quantized):
     ticket = json.loads((run / "imp-global" / "round1" / "int8" / "metrics.json").read_text())
     assert ticket["method"] == "imp-global" and ticket["sparsity"] == pytest.approx(0.5, abs=0.01)
     assert ticket["bytes"]["ticket"] < 0.7 * ticket["bytes"]["checkpoint"]
+    # sparsity and INT8 compound: the ticket's INT8 file is well below the dense one's
+    dense = quantized[0][1]
+    assert ticket["bytes"]["onnxz_int8"] < 0.8 * dense["bytes"]["onnxz_int8"]
+    assert ticket["bytes"]["onnxz_fp32"] < 0.7 * dense["bytes"]["onnxz_fp32"]
+
+
+def test_the_stage_states_what_it_serves_and_why(quantized):
+    (_, dense), (_, ticket) = quantized
+    # two rounds give no 95 % interval: no finding, so fp32 is served, and it says so
+    assert dense["serve"]["form"] == "fp32" and dense["serve"]["file"] == "model.onnxz"
+    assert "too few" in dense["serve"]["reason"] and dense["serve"]["policy"] == "auto"
+    assert all(r["verdict"] == "no measurable difference" for r in dense["latency"])
+    assert dense["serve"]["bytes"] == dense["bytes"]["onnxz_fp32"]
+    search = dense["search"]
+    assert search["chosen"] == "all" and {"all", "compute"} <= set(search["candidates"])
+    assert len(search["nodes"]) == 6  # four convs and two linear layers, each tried alone
+    assert ticket["serve"]["form"] == "int8" and ticket["serve"]["policy"] == "int8"
+    assert ticket["serve"]["bytes"] == ticket["bytes"]["onnxz_int8"] and ticket["search"] is None
 
 
 def test_export_int8_and_detect_agree_with_fp32(trained, tmp_path, capsys):
     root, faces, run = trained
     level = run / "imp-global" / "round1"
-    out = tmp_path / "ticket.int8.onnx"
-    assert cli.main(["export", str(level), "--int8", "-o", str(out)]) == 0
-    assert "INT8" in capsys.readouterr().out
+    out = tmp_path / "ticket.int8.onnxz"
+    assert cli.main(["export", str(level), "--int8", "--always-int8", "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "INT8 sparse, coded .onnxz" in printed and "served int8" in printed
+    assert "batch 1, 1 thread(s)" in printed
     detector = quantize.OnnxModule(out)
     assert detector.meta["model"] == "mesonet" and detector.meta["input_size"] == 32
+    assert detector.meta["int8"] is True
+    # the plain ONNX beside it: larger than the sparse, coded file
+    plain = tmp_path / "ticket.int8.onnx"
+    assert cli.main(["export", str(level), "--int8", "--always-int8", "-o", str(plain)]) == 0
+    assert out.stat().st_size < plain.stat().st_size
     from deepfake_lth.data.store import load_split
     from deepfake_lth.deploy.detect import load_detector
 
@@ -104,7 +134,7 @@ def test_export_int8_and_detect_agree_with_fp32(trained, tmp_path, capsys):
     assert np.abs(int8 - fp32).max() < 0.2
 
 
-def test_bad_inputs_name_the_fix(trained, tmp_path):
+def test_bad_inputs_name_the_fix(trained, tmp_path, capsys):
     root, faces, run = trained
     bad = tmp_path / "bad.onnx"
     bad.write_text("not onnx")
@@ -114,6 +144,11 @@ def test_bad_inputs_name_the_fix(trained, tmp_path):
         quantize.parse_spec({"calibration_samples": 0})
     with pytest.raises(UserError, match="unknown"):
         quantize.parse_spec({"calibrate": 3})
+    with pytest.raises(UserError, match="serve"):
+        quantize.parse_spec({"serve": "fp16"})
+    for argv, fix in ((["--int8"], "model.onnxz"), (["--always-int8"], "goes with --int8")):
+        assert cli.main(["export", str(run / "dense"), *argv, "-o", str(tmp_path / "m.pt")]) == 2
+        assert fix in capsys.readouterr().err
 
 
 def test_pareto_front_by_hand():
@@ -124,6 +159,10 @@ def test_pareto_front_by_hand():
     acc = [0.70, 0.90, 0.85, 0.60, 0.99]
     assert pareto_front(cost, acc).tolist() == [True, True, False, True, False]
     assert pareto_front([1, 1], [0.5, 0.5]).tolist() == [True, True]  # ties dominate nothing
+    # bytes and latency together: small but slow, and fast but large, both stay; a point as
+    # large and as slow as another and no better drops out
+    both = [[10, 9.0], [40, 1.0], [40, 9.0], [10, 1.0]]
+    assert pareto_front(both, [0.9, 0.9, 0.9, 0.8]).tolist() == [True, True, False, True]
 
 
 def test_compression_section_shows_measured_points(trained, quantized, tmp_path):
@@ -136,13 +175,25 @@ def test_compression_section_shows_measured_points(trained, quantized, tmp_path)
     assert len(points) == 4 and set(points["form"]) == {"fp32", "INT8"}
     dense = quantized[0][1]
     row = points[(points["method"] == "dense") & (points["form"] == "INT8")].iloc[0]
-    assert row["bytes"] == dense["bytes"]["onnx_int8"] and row["acc"] == dense["int8"]["acc"]
-    assert row["ms_1"] == dense["latency"][0]["int8_ms"]
+    # bytes and latency of the same file: the INT8 .onnxz
+    assert row["bytes"] == dense["bytes"]["onnxz_int8"] and row["acc"] == dense["int8"]["acc"]
+    assert row["ms_1"] == dense["latency"][0]["int8_ms"] and row["auc"] == dense["int8"]["auc"]
+    assert points.loc[points["served"], "form"].tolist() == ["fp32", "INT8"]  # dense, ticket
     section = compression_section(root, config, Figures(tmp_path))
-    (table,) = section.parts[0].tables
-    names = [r[0] for r in table.rows]
-    assert "Dense fp32" in names and "Dense INT8" in names and "IMP-Global r1 INT8" in names
-    assert any(r[-1] == "✓" for r in table.rows)
+    assert "1 intra-op thread (as the stage ran)" in section.intro
+    main, compounded = section.parts[0].tables
+    names = [r[0] for r in main.rows]
+    assert set(names) == {"Dense fp32", "Dense INT8", "IMP-Global r1 fp32", "IMP-Global r1 INT8"}
+    aucs = [float(r[main.columns.index("AUC")]) for r in main.rows]
+    assert aucs == sorted(aucs, reverse=True)  # ranked by AUC
+    served = {r[0] for r in main.rows if r[1] == "✓"}
+    assert served == {"Dense fp32", "IMP-Global r1 INT8"}
+    assert any(r[-1] == "✓" for r in main.rows)
+    ticket = next(r for r in compounded.rows if r[0] == "IMP-Global r1")
+    ticket_int8 = quantized[1][1]["bytes"]["onnxz_int8"]
+    assert ticket[5] == f"{ticket_int8 / 1e3:,.1f}"
+    assert ticket[6] == f"{ticket_int8 / dense['bytes']['onnx_fp32']:.3f}"
+    assert any("Dense serves fp32: INT8 at batch 1" in line for line in section.parts[0].lines)
     assert section.parts[0].figure is not None and (tmp_path / "compression-dsq-mesonet.png").is_file()
 
 

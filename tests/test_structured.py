@@ -84,7 +84,8 @@ def test_global_removes_rate_of_all_channels_keeping_one_per_layer():
     assert min(structured.channel_counts(tiny).values()) == 1
 
 
-@pytest.mark.parametrize(("name", "size"), [("cnn5", 32), ("resnet18", 32), ("mesonet", 64)])
+@pytest.mark.parametrize(("name", "size"), [("cnn5", 32), ("resnet18", 32), ("mesonet", 64),
+                                           pytest.param("xception", 71, marks=pytest.mark.slow)])
 def test_compact_model_equals_channel_masked_model(name, size):
     model = randomised(name, size)
     cmask = None
@@ -100,6 +101,9 @@ def test_compact_model_equals_channel_masked_model(name, size):
             conv = compact.get_submodule(conv_name)
             assert conv.out_channels == int(cmask[g.name].sum())
             assert compact.get_submodule(norm_name).num_features == conv.out_channels
+        for name_ in g.passthrough:  # depthwise convs keep the group's channels, in and out
+            dw = compact.get_submodule(name_)
+            assert dw.out_channels == dw.in_channels == dw.groups == int(cmask[g.name].sum())
     # the masked model's zeros are exactly the weight mask's
     state = masked.state_dict()
     for k, m in wmask.items():
@@ -173,7 +177,7 @@ def test_resnet_residual_streams_are_pruned_in_all_their_writers():
         ("layer1.0.conv2", "layer1.0.bn2"),
         ("layer1.1.conv2", "layer1.1.bn2"),
     )
-    assert groups["layer2"].writers[0] == ("layer2.0.downsample.0", "layer2.0.downsample.1")
+    assert ("layer2.0.downsample.0", "layer2.0.downsample.1") in groups["layer2"].writers
     assert ("layer2.0.downsample.0", 1) in groups["layer1"].consumers
     assert groups["layer4"].consumers[-1] == ("fc", 1)
     total = sum(m.numel() for m in structured.full_channel_mask(model).values())
@@ -189,10 +193,37 @@ def test_resnet_residual_streams_are_pruned_in_all_their_writers():
     assert 0.2 < ratio < 0.3
 
 
+def test_the_traced_groups_are_those_once_written_by_hand():
+    """The channel groups CNN-5 and MesoNet had in their registry entries before they were
+    traced (ResNet-18's: test_resnet_residual_streams_are_pruned_in_all_their_writers)."""
+    cnn5 = [g for g in structured.channel_groups(randomised("cnn5", 32))]
+    blocks = [f"features.block{i}" for i in range(1, 6)]
+    assert [(g.name, g.writers, g.consumers, g.passthrough) for g in cnn5] == [
+        (f"{b}.conv", ((f"{b}.conv", f"{b}.bn"),),
+         ((f"{blocks[i + 1]}.conv" if i < 4 else "fc", 1),), ())
+        for i, b in enumerate(blocks)]
+    meso = structured.channel_groups(randomised("mesonet", 128))
+    assert [g.name for g in meso] == ["block1.conv", "block2.conv", "block3.conv", "block4.conv"]
+    assert meso[1].writers == (("block2.conv", "block2.bn"),)  # BN after the ReLU
+    assert meso[-1].consumers == (("classifier.fc1", 16),)  # 16 channels × 4 × 4 = 256 inputs
+
+
+def test_xception_is_traced_with_its_depthwise_convs():
+    groups = {g.name: g for g in structured.channel_groups(build_model("xception",
+                                                                       input_size=71))}
+    assert len(groups) == 28
+    middle = groups["block11"]  # the middle flow: one residual stream of 728 channels
+    assert len(middle.writers) == 10 and ("block3.skip", "block3.skipbn") in middle.writers
+    assert "block7.rep.1.conv1" in middle.passthrough  # the depthwise conv it passes through
+    assert ("block7.rep.1.pointwise", 1) in middle.consumers
+
+
 def test_bad_input():
-    xception = build_model("xception", input_size=71)
-    with pytest.raises(UserError, match="structured pruning supports"):
-        structured.channel_groups(xception)
+    with pytest.raises(UserError, match="no convolution"):
+        structured.channel_groups(nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 1)))
+    with pytest.raises(UserError, match="runs on none"):
+        structured.channel_groups(nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(),
+                                                nn.Linear(4 * 5 * 5, 1)))
     model = randomised("cnn5", 32)
     resnet_mask = structured.full_channel_mask(randomised("resnet18", 32))
     with pytest.raises(UserError, match="another architecture"):

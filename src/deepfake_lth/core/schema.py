@@ -78,7 +78,7 @@ EXECUTION = {"input_size": None, "device": "auto", "threads": 1}
 
 def stage_spec(spec: Mapping[str, Any] | str | None, section: str,
                extra: Mapping[str, Any] | None = None,
-               drop: tuple[str, ...] = ("methods", "models")) -> dict[str, Any]:
+               drop: tuple[str, ...] = ("methods", "models", "tickets")) -> dict[str, Any]:
     """A stage's ``--spec`` over the defaults of its config ``section`` (less the ``drop`` keys,
     which say what is planned, not how a job computes) and ``extra`` keys the section does not
     hold (default :data:`EXECUTION`); unknown keys are errors naming the allowed ones."""

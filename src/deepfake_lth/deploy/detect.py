@@ -78,8 +78,8 @@ def load_detector(
     if not path.is_file():
         raise UserError(f"--model {path} does not exist; give a ticket file or a checkpoint.pt")
     device = torch.device(device)
-    if path.suffix == ".onnx":  # an INT8 model of `deepfake-lth export --int8`: onnxruntime, CPU
-        from deepfake_lth.deploy.quantize import OnnxModule
+    if path.suffix in (".onnx", ".onnxz"):  # `deepfake-lth export --int8`: onnxruntime, CPU
+        from deepfake_lth.deploy.runtime import OnnxModule
 
         model = OnnxModule(path, max(1, torch.get_num_threads()))
         if "input_size" not in model.meta:
@@ -229,7 +229,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         required=True,
-        help="ticket file from `deepfake-lth export`, an INT8 .onnx from `export --int8`, or a "
+        help="ticket file from `deepfake-lth export`, an .onnxz or .onnx from `export --int8`, or a "
         "checkpoint.pt with --arch",
     )
     parser.add_argument(

@@ -17,10 +17,12 @@ lists and dicts (read with ``weights_only=True``; no pickled modules)::
      "dense_values": tensor,   # their values, flattened and concatenated in that order
      "buffers": {name: {"dtype": str, "shape": [int, ...], "data": [int, ...]}},  # int buffers
      "channels": {conv: bool tensor} | absent,   # structured tickets (deepfake_lth.pruning.structured)
+     "ranks": {layer: int} | absent,  # factorized layers (deepfake_lth.pruning.lowrank)
      "meta": {str: str | int | float | bool | None}}
 
 ``deepfake-lth export <run folder>`` reads what the workflow's run folder records (the
-model, input size, mask and channel mask beside the checkpoint, in ``metrics.json``, and the
+model, input size, mask, channel mask and the ranks of a low-rank factorization
+(``ranks.json``) beside the checkpoint, in ``metrics.json``, and the
 dataset's face settings in ``results/{dataset}/faces/summary.json``): a flag is needed only
 where nothing is recorded, and one that contradicts the folder is an error naming both.
 
@@ -65,6 +67,7 @@ class Ticket:
     mask: dict[str, torch.Tensor]  # weight mask of the prunable weights
     channels: dict[str, torch.Tensor] | None = None  # channel mask of a structured ticket
     meta: dict[str, Any] = field(default_factory=dict)
+    ranks: dict[str, int] | None = None  # the factorized layers of a low-rank network
 
     def build(self, compact: bool = True, device: torch.device | str = "cpu") -> nn.Module:
         """The registry model with the ticket's weights, in eval mode; physically smaller
@@ -72,6 +75,10 @@ class Ticket:
         from deepfake_lth.models import build_model
 
         model = build_model(self.model_name, self.input_size, num_outputs=self.num_outputs)
+        if self.ranks:
+            from deepfake_lth.pruning.lowrank import lowrank_like
+
+            model = lowrank_like(model, self.ranks)
         model.load_state_dict(self.state)
         if compact and self.channels is not None:
             from deepfake_lth.pruning.structured import compact_model
@@ -109,29 +116,13 @@ def _check_state(model: nn.Module, state: Mapping[str, torch.Tensor], source: st
         )
 
 
-def pack_ticket(
-    state: Mapping[str, torch.Tensor],
-    mask: Mapping[str, torch.Tensor] | None,
-    model_name: str,
-    input_size: int | None = None,
-    fp16: bool = False,
-    channels: Mapping[str, torch.Tensor] | None = None,
-    meta: Mapping[str, Any] | None = None,
-    source: str = "the checkpoint",
-) -> dict[str, Any]:
-    """The ticket dict of ``state`` under ``mask`` (default: its nonzero weights).
-
-    Weights that the mask prunes but ``state`` has nonzero are dropped (a warning counts
-    them): the ticket is always ``mask ⊙ state``.
-    """
-    from deepfake_lth.models import get_spec, prunable_parameters
+def _ticket_mask(model: nn.Module, model_name: str, state: Mapping[str, torch.Tensor],
+                 mask: Mapping[str, torch.Tensor] | None) -> tuple[list[str], dict]:
+    """The prunable weights' names of ``model`` and ``mask`` checked against them (default:
+    the nonzero weights of ``state``)."""
+    from deepfake_lth.models import prunable_parameters
     from deepfake_lth.pruning.masks import check_mask, mask_from_state
 
-    spec = get_spec(model_name)
-    size = int(input_size or spec.input_size)
-    model = _registry_model(model_name, size, state)
-    num_outputs = [m for m in model.modules() if isinstance(m, nn.Linear)][-1].out_features
-    _check_state(model, state, source)
     names = list(prunable_parameters(model))
     if mask is None:
         mask = mask_from_state(state, names)
@@ -142,7 +133,12 @@ def pack_ticket(
             f"weights (e.g. missing {sorted(set(names) - set(mask))[:3]}); the mask belongs to "
             "another architecture"
         )
-    dtype = torch.float16 if fp16 else torch.float32
+    return names, mask
+
+
+def _pack_weights(state: Mapping[str, torch.Tensor], mask: Mapping[str, torch.Tensor],
+                  names: list[str], dtype: torch.dtype, source: str) -> dict[str, Any]:
+    """``layers``, ``bits`` and ``values`` of a ticket: the prunable weights under ``mask``."""
     bits, values, layers, stray = [], [], [], 0
     for name in names:
         w, m = state[name].detach().cpu(), mask[name].cpu()
@@ -162,6 +158,13 @@ def pack_ticket(
             stray,
             source,
         )
+    return {"layers": layers, "bits": torch.from_numpy(np.packbits(np.concatenate(bits))),
+            "values": torch.cat(values) if values else torch.zeros(0, dtype=dtype)}
+
+
+def _pack_rest(state: Mapping[str, torch.Tensor], mask: Mapping[str, torch.Tensor],
+               dtype: torch.dtype) -> dict[str, Any]:
+    """``dense_layers``, ``dense_values`` and ``buffers`` of a ticket: every other tensor."""
     dense_layers, dense_values, buffers = [], [], {}
     for k, v in state.items():
         if k in mask:
@@ -176,6 +179,42 @@ def pack_ticket(
                 "shape": [int(s) for s in t.shape],
                 "data": t.flatten().tolist(),
             }
+    return {"dense_layers": dense_layers,
+            "dense_values": torch.cat(dense_values) if dense_values
+            else torch.zeros(0, dtype=dtype),
+            "buffers": buffers}
+
+
+def pack_ticket(
+    state: Mapping[str, torch.Tensor],
+    mask: Mapping[str, torch.Tensor] | None,
+    model_name: str,
+    input_size: int | None = None,
+    fp16: bool = False,
+    channels: Mapping[str, torch.Tensor] | None = None,
+    meta: Mapping[str, Any] | None = None,
+    source: str = "the checkpoint",
+    ranks: Mapping[str, int] | None = None,
+) -> dict[str, Any]:
+    """The ticket dict of ``state`` under ``mask`` (default: its nonzero weights); ``ranks``:
+    the layers ``state`` holds factorized (:mod:`deepfake_lth.pruning.lowrank`).
+
+    Weights that the mask prunes but ``state`` has nonzero are dropped (a warning counts
+    them): the ticket is always ``mask ⊙ state``.
+    """
+    from deepfake_lth.models import get_spec
+
+    spec = get_spec(model_name)
+    size = int(input_size or spec.input_size)
+    model = _registry_model(model_name, size, state)
+    if ranks:
+        from deepfake_lth.pruning.lowrank import lowrank_like
+
+        model = lowrank_like(model, ranks)
+    num_outputs = [m for m in model.modules() if isinstance(m, nn.Linear)][-1].out_features
+    _check_state(model, state, source)
+    names, mask = _ticket_mask(model, model_name, state, mask)
+    dtype = torch.float16 if fp16 else torch.float32
     ticket: dict[str, Any] = {
         "format": TICKET_FORMAT,
         "version": TICKET_VERSION,
@@ -183,14 +222,12 @@ def pack_ticket(
         "input_size": size,
         "num_outputs": num_outputs,
         "dtype": "float16" if fp16 else "float32",
-        "layers": layers,
-        "bits": torch.from_numpy(np.packbits(np.concatenate(bits))),
-        "values": torch.cat(values) if values else torch.zeros(0, dtype=dtype),
-        "dense_layers": dense_layers,
-        "dense_values": torch.cat(dense_values) if dense_values else torch.zeros(0, dtype=dtype),
-        "buffers": buffers,
+        **_pack_weights(state, mask, names, dtype, source),
+        **_pack_rest(state, mask, dtype),
         "meta": {str(k): v for k, v in (meta or {}).items()},
     }
+    if ranks:
+        ticket["ranks"] = {str(k): int(v) for k, v in ranks.items()}
     if channels is not None:
         from deepfake_lth.pruning.structured import check_channel_mask
 
@@ -252,6 +289,7 @@ def unpack_ticket(ticket: Mapping[str, Any], source: str = "ticket") -> Ticket:
             mask=mask,
             channels=ticket.get("channels"),
             meta=dict(ticket.get("meta") or {}),
+            ranks=dict(ticket["ranks"]) if ticket.get("ranks") else None,
         )
     except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
         raise UserError(
@@ -260,6 +298,25 @@ def unpack_ticket(ticket: Mapping[str, Any], source: str = "ticket") -> Ticket:
 
 
 # --------------------------------------------------------------------------- files
+
+
+RANKS_FILE = "ranks.json"  # beside a factorized network's checkpoint: {layer: rank}
+
+
+def read_ranks(path: str | Path) -> dict[str, int] | None:
+    """The ranks of a low-rank network (``ranks.json``), or None where there is no file."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        ranks = json.loads(path.read_text())
+        if not isinstance(ranks, dict) or not all(
+                isinstance(v, int) and v >= 1 for v in ranks.values()):
+            raise ValueError("not an object of positive integer ranks")
+        return {str(k): int(v) for k, v in ranks.items()}
+    except ValueError as exc:
+        raise UserError(f"{path} is not a ranks file ({exc}); it holds {{layer: rank}} as "
+                        "JSON") from None
 
 
 def load_file(path: str | Path) -> Any:
@@ -338,6 +395,7 @@ def export_ticket(
         from deepfake_lth.pruning.structured import load_channels
 
         cmask = load_channels(run.channels)
+    ranks = read_ranks(run.checkpoint.parent / RANKS_FILE)
     meta: dict[str, Any] = {"checkpoint": str(run.checkpoint),
                             "mask": str(run.mask) if run.mask else None}
     meta.update({k: run.metrics.get(k)
@@ -345,7 +403,8 @@ def export_ticket(
     if settings:
         meta["faces"] = settings
     ticket = pack_ticket(
-        state, weight_mask, model, size, fp16, cmask, meta, source=str(run.checkpoint)
+        state, weight_mask, model, size, fp16, cmask, meta, source=str(run.checkpoint),
+        ranks=ranks,
     )
     nbytes = save_ticket(out, ticket)
     dense_size = run.checkpoint.stat().st_size
@@ -361,6 +420,7 @@ def export_ticket(
         "input_size": size,
         "mask": str(run.mask) if run.mask else None,
         "channels": str(run.channels) if run.channels else None,
+        "ranks": ranks,
         "faces": str(run.faces_path) if run.faces_path else ("--faces" if faces else None),
     }
 

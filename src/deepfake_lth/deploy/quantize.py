@@ -8,27 +8,32 @@ CPUs without VNNI multiply u8×s8 with ``VPMADDUBSW``, whose 16-bit sums can sat
 the weights are quantized to 7 bits (``reduce_range``), as ONNX Runtime advises; with VNNI
 (``avx512_vnni`` or ``avx_vnni`` in /proc/cpuinfo) the full 8 bits are used.
 
-The INT8 model is evaluated, not assumed: the stage scores the test split through
-onnxruntime with the fp32 ONNX model and the INT8 one (the scores of every run,
-:func:`deepfake_lth.training.scoring.split_metrics`), times both side by side on the CPU
-(round-robin, one forward of each in turn) and records the file sizes::
+Which operators INT8 quantizes, and whether INT8 is served at all, is measured on the CPU
+that runs the stage (:mod:`deepfake_lth.deploy.serve`): candidates (all operators, those
+with weights, node by node) are timed side by side against fp32, and INT8 is served only
+where it is measurably faster; otherwise fp32 is served, and the stage says why. Both forms
+are stored sparse and entropy-coded (``.onnxz``, :mod:`deepfake_lth.deploy.onnxz`: only a
+ticket's surviving weights), evaluated, not assumed: the stage scores the test split through
+onnxruntime with both served files (the scores of every run,
+:func:`deepfake_lth.training.scoring.split_metrics`), times them side by side and records
+every file's bytes, the coding's bytes per stream and the choice::
 
     results/{dataset}/{model}/seed{seed}/{level}/int8/
-        model.onnx, model.int8.onnx, metrics.json, predictions.csv
+        model.onnx, model.int8.onnx            plain ONNX (fp32; the INT8 candidate chosen)
+        model.onnxz, model.int8.onnxz          the same, sparse and coded: what is served
+        metrics.json, predictions.csv
 
 ``{level}`` is ``dense`` or ``{method}/round{k}`` / ``{method}/sparsity{pct}``.
-``deepfake-lth quantize`` is the workflow's stage; ``deepfake-lth export --int8`` writes one
-INT8 ONNX file (face settings in its metadata) that ``deepfake-lth detect --model`` runs.
+``deepfake-lth quantize`` is the workflow's stage; ``deepfake-lth export --int8`` writes the
+served file (face settings in its metadata) that ``deepfake-lth detect --model`` runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import inspect
 import logging
-import statistics
 import tempfile
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,10 +43,19 @@ import numpy as np
 from deepfake_lth.core.errors import UserError
 from deepfake_lth.core.execution import add_execution_arguments, apply_execution
 from deepfake_lth.core.schema import section_defaults
+from deepfake_lth.deploy.runtime import (  # noqa: F401 - the INT8 model's runtime, re-exported
+    META_KEY,
+    OnnxModule,
+    onnx_metadata,
+    probabilities,
+    session,
+    set_metadata,
+    time_sessions,
+)
+from deepfake_lth.deploy.serve import COMPUTE_OPS, latency_rows, search_int8
 
 log = logging.getLogger(__name__)
 
-META_KEY = "deepfake_lth"  # ONNX metadata_props entry: model, input size, face settings
 VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 
 
@@ -75,7 +89,7 @@ def job_spec(config: Mapping[str, Any], model: str) -> dict[str, Any]:
     """The config slice a compression job computes from (the rule's ``--spec``)."""
     c = config["compression"]
     keys = ("calibration_samples", "per_channel", "reduce_range", "batch_sizes", "repeats",
-            "warmup")
+            "warmup", "serve", "search_nodes")
     return {"input_size": config["models"][model].get("input_size"), **{k: c[k] for k in keys}}
 
 
@@ -90,6 +104,11 @@ def parse_spec(spec: Mapping[str, Any] | str | None) -> dict[str, Any]:
     if not batches or not all(isinstance(b, int) and b >= 1 for b in batches):
         raise UserError(f"compression.batch_sizes must be integers ≥ 1, got {batches!r}")
     resolve_reduce_range(out["reduce_range"])
+    if out["serve"] not in ("auto", "int8"):
+        raise UserError(f"compression.serve must be auto or int8, got {out['serve']!r}")
+    n = out["search_nodes"]
+    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+        raise UserError(f"compression.search_nodes must be an integer ≥ 0, got {n!r}")
     return out
 
 
@@ -108,114 +127,61 @@ class _Calibration:
         return next(self.batches, None)
 
 
-def quantize_onnx(
-    fp32: str | Path,
-    int8: str | Path,
-    calibration: np.ndarray,
-    per_channel: bool = True,
-    reduce_range: bool = False,
-) -> Path:
-    """Write the INT8 (QDQ) model of ``fp32`` to ``int8``: weights int8 (per channel),
-    activations uint8 with min–max ranges calibrated on ``calibration`` (N×3×S×S float32,
-    normalised as in training)."""
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+class Quantizer:
+    """INT8 (QDQ) models of one fp32 ONNX model: weights int8 (per output channel), activations
+    uint8 with min–max ranges calibrated once on ``calibration`` (N×3×S×S float32, normalised
+    as in training) and reused for every choice of operators (:meth:`write`)."""
 
-    from deepfake_lth.core.files import atomic_path
+    def __init__(self, fp32: str | Path, calibration: np.ndarray, per_channel: bool = True,
+                 reduce_range: bool = False) -> None:
+        from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    if len(calibration) == 0:
-        raise UserError("no calibration faces: the train split is empty")
-    CalibrationDataReader.register(_Calibration)
-    int8 = Path(int8)
-    with tempfile.TemporaryDirectory() as tmp, atomic_path(int8) as out:
-        pre = Path(tmp) / "pre.onnx"
-        quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
-        quantize_static(
-            str(pre), str(out), _Calibration("input", np.ascontiguousarray(calibration)),
-            quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8, per_channel=per_channel, reduce_range=reduce_range,
+        if len(calibration) == 0:
+            raise UserError("no calibration faces: the train split is empty")
+        self.tmp = tempfile.TemporaryDirectory()
+        self.pre = Path(self.tmp.name) / "pre.onnx"
+        self.cache = Path(self.tmp.name) / "calibration.json"
+        quant_pre_process(str(fp32), str(self.pre), skip_symbolic_shape=True)
+        self.calibration = np.ascontiguousarray(calibration)
+        self.per_channel, self.reduce_range = bool(per_channel), bool(reduce_range)
+
+    def compute_nodes(self) -> list[str]:
+        """Names of the operators with weights (convolutions, matrix products), in order."""
+        import onnx
+
+        return [n.name for n in onnx.load(str(self.pre)).graph.node if n.op_type in COMPUTE_OPS]
+
+    def write(self, out: str | Path, op_types: Sequence[str] | None = None,
+              nodes: Sequence[str] | None = None, exclude: Sequence[str] = ()) -> Path:
+        """The INT8 model quantizing ``op_types`` (None: all ONNX Runtime quantizes), only
+        ``nodes`` when given, never ``exclude``; written atomically to ``out``."""
+        from onnxruntime.quantization import (
+            CalibrationDataReader,
+            QuantFormat,
+            QuantType,
+            quantize_static,
         )
-    return int8
 
+        from deepfake_lth.core.files import atomic_path
 
-def set_metadata(path: str | Path, meta: Mapping[str, Any]) -> None:
-    """Record ``meta`` (JSON) in the ONNX file's metadata_props, for ``detect``; the exporter's
-    per-node records (source stack traces, names) are dropped: they do not run, and in a small
-    model they outweigh the weights."""
-    import onnx
-
-    model = onnx.load(str(path))
-    del model.metadata_props[:]
-    for node in model.graph.node:
-        del node.metadata_props[:]
-        node.doc_string = ""
-    for value in (*model.graph.value_info, *model.graph.input, *model.graph.output):
-        del value.metadata_props[:]
-    for init in model.graph.initializer:
-        del init.metadata_props[:]
-    entry = model.metadata_props.add()
-    entry.key, entry.value = META_KEY, json.dumps(dict(meta), default=str)
-    onnx.save(model, str(path))
-
-
-def session(path: str | Path, threads: int = 1):
-    """An onnxruntime CPU session of ``path`` with ``threads`` intra-op threads."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = int(threads)
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    try:
-        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types on bad files
-        raise UserError(f"{path} is not an ONNX model onnxruntime loads ({exc}); "
-                        "write it again with `deepfake-lth export --int8`") from None
-
-
-def onnx_metadata(sess) -> dict[str, Any]:
-    raw = sess.get_modelmeta().custom_metadata_map.get(META_KEY)
-    try:
-        return json.loads(raw) if raw else {}
-    except json.JSONDecodeError:
-        return {}
-
-
-class OnnxModule:
-    """An ONNX model called like the torch detector: NCHW float tensor in, logits out."""
-
-    def __init__(self, path: str | Path, threads: int = 1) -> None:
-        self.session = session(path, threads)
-        self.input = self.session.get_inputs()[0].name
-        self.meta = onnx_metadata(self.session)
-
-    def logits(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input: np.ascontiguousarray(x, np.float32)})[0]
-
-    def __call__(self, x):
-        import torch
-
-        return torch.from_numpy(self.logits(x.detach().cpu().contiguous().numpy()))
-
-    def eval(self) -> OnnxModule:
-        return self
-
-
-def probabilities(model: OnnxModule, images, size: int, batch_size: int = 256) -> np.ndarray:
-    """p(fake) of every uint8 face of ``images`` through onnxruntime."""
-    from deepfake_lth.data.store import to_tensor
-
-    out = []
-    for start in range(0, len(images), batch_size):
-        x = to_tensor(np.asarray(images[start : start + batch_size]), size).contiguous()
-        z = model.logits(x.numpy()).reshape(len(x), -1)[:, 0].astype(np.float64)
-        out.append(1.0 / (1.0 + np.exp(-z)))
-    return np.concatenate(out) if out else np.zeros(0)
+        CalibrationDataReader.register(_Calibration)
+        # an onnxruntime with calibration_cache_path (1.32 has it) reuses the ranges; an older
+        # one calibrates again, with the same result
+        cached = "calibration_cache_path" in inspect.signature(quantize_static).parameters
+        if cached and op_types and not self.cache.is_file():  # calibrate every tensor, once
+            self.write(Path(self.tmp.name) / "all.onnx")
+        with atomic_path(out) as tmp:
+            quantize_static(
+                str(self.pre), str(tmp), _Calibration("input", self.calibration),
+                quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8, per_channel=self.per_channel,
+                reduce_range=self.reduce_range,
+                op_types_to_quantize=list(op_types) if op_types else None,
+                nodes_to_quantize=list(nodes) if nodes else None,
+                nodes_to_exclude=list(exclude) or None,
+                **({"calibration_cache_path": self.cache} if cached else {}),
+            )
+        return Path(out)
 
 
 def calibration_faces(faces_dir: str | Path, n: int, size: int, seed: int = 0) -> np.ndarray:
@@ -230,73 +196,65 @@ def calibration_faces(faces_dir: str | Path, n: int, size: int, seed: int = 0) -
     return to_tensor(np.asarray(train.images[keep]), size).contiguous().numpy()
 
 
-def time_sessions(models: Sequence[OnnxModule], x: np.ndarray, warmup: int,
-                  repeats: int) -> list[list[float]]:
-    """Seconds per forward of each model on ``x``, round-robin after ``warmup`` passes."""
-    times: list[list[float]] = [[] for _ in models]
-    for _ in range(warmup):
-        for m in models:
-            m.logits(x)
-    for _ in range(repeats):
-        for i, m in enumerate(models):
-            t0 = time.perf_counter()
-            m.logits(x)
-            times[i].append(time.perf_counter() - t0)
-    return times
+FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx"}  # plain ONNX, in a work folder
+SERVED = {"fp32": "model.onnxz", "int8": "model.int8.onnxz"}  # sparse, coded (.onnxz)
 
 
-def latency_rows(fp32: str | Path, int8: str | Path, size: int, spec: Mapping[str, Any]
-                 ) -> list[dict[str, Any]]:
-    """Median ms of the fp32 and INT8 models at each batch size, timed side by side."""
-    threads = int(spec["threads"])
-    models = [OnnxModule(fp32, threads), OnnxModule(int8, threads)]
-    rng = np.random.default_rng(0)
-    rows = []
-    for batch in spec["batch_sizes"]:
-        x = rng.standard_normal((batch, 3, size, size)).astype(np.float32)
-        t32, t8 = time_sessions(models, x, int(spec["warmup"]), int(spec["repeats"]))
-        m32, m8 = statistics.median(t32), statistics.median(t8)
-        rows.append({"batch": batch, "threads": threads, "fp32_ms": 1e3 * m32,
-                     "int8_ms": 1e3 * m8, "speedup": m32 / m8})
-    return rows
+def build_int8(run_folder: str | Path, work: str | Path, faces_dir: str | Path | None = None,
+               spec: Mapping[str, Any] | None = None, seed: int = 0) -> dict[str, Any]:
+    """The fp32 and INT8 models of ``run_folder``'s network in ``work``: plain ONNX
+    (:data:`FILES`) and sparse, coded (:data:`SERVED`, what is served), the run's face
+    settings in their metadata. INT8 is calibrated on ``faces_dir``'s training faces (default:
+    the run's dataset's); which operators it quantizes is measured (:func:`search_int8`;
+    ``serve: int8``: all of them), and fp32 and INT8 are timed side by side to decide which
+    is served (:func:`deepfake_lth.deploy.serve.decide`). Returns paths, bytes, the timing
+    and the choice."""
+    import shutil
 
+    import torch
 
-# --------------------------------------------------------------------------- stage
-
-
-def write_int8(run_folder: str | Path, out: str | Path, faces_dir: str | Path | None = None,
-               spec: Mapping[str, Any] | None = None, seed: int = 0,
-               workdir: str | Path | None = None) -> dict[str, Any]:
-    """Quantize the network of ``run_folder`` to ``out`` (INT8 ONNX, the run's face settings
-    in its metadata), calibrated on ``faces_dir``'s training faces (default: the run's
-    dataset's). The sparse ticket and fp32 ONNX go to ``workdir`` (default: a temporary
-    folder). Returns the paths, sizes and settings."""
+    from deepfake_lth.deploy import onnxz
     from deepfake_lth.deploy.export import check_onnx, export_ticket, read_ticket, to_onnx
+    from deepfake_lth.deploy.serve import decide
 
-    spec = parse_spec(spec)
+    spec, work = parse_spec(spec), Path(work)
+    info = export_ticket(run_folder, None, work / "ticket.pt")
+    ticket = read_ticket(work / "ticket.pt")
+    faces_dir = Path(faces_dir) if faces_dir else _run_faces(info, run_folder)
+    size = int(spec["input_size"] or ticket.input_size)
+    model = ticket.build()
+    fp32 = to_onnx(model, work / FILES["fp32"], size)
+    check_onnx(model, fp32, torch.randn(2, 3, size, size), atol=1e-3)
+    reduce_range = resolve_reduce_range(spec["reduce_range"])
+    calib = calibration_faces(faces_dir, int(spec["calibration_samples"]), size, seed)
+    q = Quantizer(fp32, calib, bool(spec["per_channel"]), reduce_range)
+    int8, search = work / FILES["int8"], None
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(workdir or tmp)
-        info = export_ticket(run_folder, None, work / "ticket.pt")
-        ticket = read_ticket(work / "ticket.pt")
-        faces_dir = Path(faces_dir) if faces_dir else _run_faces(info, run_folder)
-        size = int(spec["input_size"] or ticket.input_size)
-        model = ticket.build()
-        fp32 = to_onnx(model, work / "model.onnx", size)
-        import torch
-
-        check_onnx(model, fp32, torch.randn(2, 3, size, size), atol=1e-3)
-        reduce_range = resolve_reduce_range(spec["reduce_range"])
-        calib = calibration_faces(faces_dir, int(spec["calibration_samples"]), size, seed)
-        quantize_onnx(fp32, out, calib, bool(spec["per_channel"]), reduce_range)
-        meta = {"model": ticket.model_name, "input_size": size, **ticket.meta,
-                "faces": ticket.meta.get("faces"), "int8": True}
-        set_metadata(out, meta)
-        set_metadata(fp32, {**meta, "int8": False})
-        return {**info, "onnx_fp32": str(fp32), "onnx_fp32_bytes": fp32.stat().st_size,
-                "onnx_int8": str(out), "onnx_int8_bytes": Path(out).stat().st_size,
-                "reduce_range": reduce_range, "per_channel": bool(spec["per_channel"]),
-                "calibration_samples": len(calib), "faces_dir": str(faces_dir),
-                "input_size": size}
+        if spec["serve"] == "int8":
+            q.write(int8)
+        else:
+            best, search = search_int8(q, fp32, Path(tmp), size, spec)
+            shutil.copyfile(best, int8)
+    meta = {"model": ticket.model_name, "input_size": size, **ticket.meta,
+            "faces": ticket.meta.get("faces")}
+    files = {}
+    for form, path in (("fp32", fp32), ("int8", int8)):
+        set_metadata(path, {**meta, "int8": form == "int8"})
+        onnxz.write(path, work / SERVED[form])
+        files[form] = onnxz.info(work / SERVED[form])
+    latency = latency_rows(work / SERVED["fp32"], work / SERVED["int8"], size, spec)
+    choice = decide(latency) if spec["serve"] == "auto" else {
+        "form": "int8", "reason": "compression.serve is int8: INT8 served without a choice"}
+    return {**info, "onnx_fp32": str(fp32), "onnx_fp32_bytes": fp32.stat().st_size,
+            "onnx_int8": str(int8), "onnx_int8_bytes": int8.stat().st_size,
+            "onnxz": {k: str(work / v) for k, v in SERVED.items()},
+            "onnxz_bytes": {k: v["bytes"] for k, v in files.items()},
+            "coding": {k: v["sections"] for k, v in files.items()},
+            "reduce_range": reduce_range, "per_channel": bool(spec["per_channel"]),
+            "calibration_samples": len(calib), "faces_dir": str(faces_dir),
+            "input_size": size, "latency": latency, "search": search,
+            "serve": {**choice, "policy": spec["serve"], "file": SERVED[choice["form"]],
+                      "bytes": files[choice["form"]]["bytes"]}}
 
 
 def _run_faces(info: Mapping[str, Any], run_folder: str | Path) -> Path:
@@ -315,8 +273,9 @@ def _run_faces(info: Mapping[str, Any], run_folder: str | Path) -> Path:
 
 def quantize_stage(faces_dir: str | Path, level: str | Path, out_dir: str | Path,
                    spec: Mapping[str, Any] | str | None = None, seed: int = 0) -> dict:
-    """The workflow's stage: the INT8 model of one level folder, evaluated on the test split
-    through onnxruntime beside its fp32 ONNX model, timed side by side; writes ``out_dir``."""
+    """The workflow's stage: the fp32 and INT8 models of one level folder (:func:`build_int8`),
+    the served .onnxz files evaluated on the test split through onnxruntime and timed side by
+    side, which of them is served and why; writes ``out_dir``."""
     import pandas as pd
 
     from deepfake_lth.core.files import read_metrics, write_csv, write_metrics
@@ -326,13 +285,12 @@ def quantize_stage(faces_dir: str | Path, level: str | Path, out_dir: str | Path
     spec = parse_spec(spec)
     level, out_dir = Path(level), Path(out_dir)
     run = read_metrics(level)
-    info = write_int8(level, out_dir / "model.int8.onnx", faces_dir, spec, seed, out_dir)
+    info = build_int8(level, out_dir, faces_dir, spec, seed)
     size = info["input_size"]
     test = load_split(faces_dir, "test")
     labels, videos = np.asarray(test.labels), np.asarray(test.video_ids)
-    probs = {}
-    for kind, path in (("fp32", info["onnx_fp32"]), ("int8", info["onnx_int8"])):
-        probs[kind] = probabilities(OnnxModule(path, int(spec["threads"])), test.images, size)
+    probs = {k: probabilities(OnnxModule(path, int(spec["threads"])), test.images, size)
+             for k, path in info["onnxz"].items()}
     scores = {k: split_metrics(labels, p, videos) for k, p in probs.items()}
     write_csv(pd.DataFrame({"row": np.asarray(test.rows), "video_id": videos, "label": labels,
                             "prob": probs["int8"], "prob_fp32": probs["fp32"]}),
@@ -349,8 +307,11 @@ def quantize_stage(faces_dir: str | Path, level: str | Path, out_dir: str | Path
         "test_auc_drop": scores["fp32"]["auc"] - scores["int8"]["auc"],
         "label_agreement": same,
         "bytes": {"checkpoint": info["checkpoint_bytes"], "ticket": info["ticket_bytes"],
-                  "onnx_fp32": info["onnx_fp32_bytes"], "onnx_int8": info["onnx_int8_bytes"]},
-        "latency": latency_rows(info["onnx_fp32"], info["onnx_int8"], size, spec),
+                  "onnx_fp32": info["onnx_fp32_bytes"], "onnx_int8": info["onnx_int8_bytes"],
+                  "onnxz_fp32": info["onnxz_bytes"]["fp32"],
+                  "onnxz_int8": info["onnxz_bytes"]["int8"]},
+        "coding": info["coding"], "latency": info["latency"], "serve": info["serve"],
+        "search": info["search"],
         "quantization": {"library": "onnxruntime", "format": "QDQ", "weights": "int8",
                          "activations": "uint8", "calibration": "minmax",
                          "per_channel": info["per_channel"], "reduce_range": info["reduce_range"],
@@ -359,10 +320,10 @@ def quantize_stage(faces_dir: str | Path, level: str | Path, out_dir: str | Path
         "input_size": size, "test_samples": len(labels),
     }
     write_metrics(out_dir / "metrics.json", metrics)
-    log.info("%s: INT8 %d bytes (%.2f× the fp32 ONNX), test AUC %.4f (fp32 %.4f), batch 1 "
-             "%.2f× faster", out_dir, info["onnx_int8_bytes"],
-             info["onnx_int8_bytes"] / info["onnx_fp32_bytes"], scores["int8"]["auc"],
-             scores["fp32"]["auc"], metrics["latency"][0]["speedup"])
+    log.info("%s: serves %s (%s); INT8 .onnxz %d bytes (%.2f× the fp32 ONNX), test AUC %.4f "
+             "(fp32 %.4f)", out_dir, info["serve"]["form"], info["serve"]["reason"],
+             info["onnxz_bytes"]["int8"], info["onnxz_bytes"]["int8"] / info["onnx_fp32_bytes"],
+             scores["int8"]["auc"], scores["fp32"]["auc"])
     return metrics
 
 
@@ -404,10 +365,14 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     add_ticket_arguments(parser)
     parser.add_argument(
         "--int8", action="store_true",
-        help="write an INT8 ONNX model to -o instead of a ticket (post-training static "
-        "quantization, calibrated on the run's training faces); `deepfake-lth detect --model` "
-        "runs it",
+        help="write the served ONNX model to -o instead of a ticket: INT8 (post-training static "
+        "quantization, calibrated on the run's training faces) where it measures faster than "
+        "fp32 on this CPU, else fp32; -o model.onnxz stores it sparse and coded (smallest), "
+        "-o model.onnx as plain ONNX; `deepfake-lth detect --model` runs either",
     )
+    parser.add_argument("--always-int8", action="store_true",
+                        help="with --int8: serve INT8 without timing it against fp32 (e.g. for "
+                        "another CPU than this one)")
     parser.add_argument("--calibration", help="packed faces folder to calibrate --int8 on "
                         "(default: the run's dataset's, results/{dataset}/faces)")
     parser.add_argument("--calibration-samples", type=int,
@@ -416,22 +381,62 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    import shutil
+
+    from deepfake_lth.core.files import atomic_path
     from deepfake_lth.deploy.export import run as run_ticket_export
 
     if not args.int8:
+        if args.always_int8:
+            raise UserError("--always-int8 goes with --int8")
         return run_ticket_export(args)
     clashing = [f for f, v in (("--fp16", args.fp16), ("--onnx", args.onnx), ("--mask", args.mask),
                                ("--channels", args.channels), ("--faces", args.faces)) if v]
     if clashing or args.model or args.input_size:
         raise UserError(f"--int8 takes a run folder as it is; drop {', '.join(clashing) or '--model/--input-size'}")
-    if not str(args.out).endswith(".onnx"):
-        raise UserError(f"-o {args.out}: an INT8 model is an ONNX file; name it e.g. model.int8.onnx")
-    info = write_int8(args.checkpoint, args.out, args.calibration,
-                      {"calibration_samples": args.calibration_samples})
-    print(f"{args.out}: INT8 ONNX, {info['onnx_int8_bytes']:,} bytes "
-          f"({info['onnx_int8_bytes'] / info['onnx_fp32_bytes']:.3f}× the fp32 ONNX, "
-          f"{info['onnx_int8_bytes'] / info['checkpoint_bytes']:.3f}× {args.checkpoint}); "
-          f"{info['model']} at {info['input_size']} px, calibrated on "
-          f"{info['calibration_samples']} faces of {info['faces_dir']}, reduce_range "
-          f"{info['reduce_range']} (VNNI {'yes' if has_vnni() else 'no'})")
+    out = Path(args.out)
+    if out.suffix not in (".onnx", ".onnxz"):
+        raise UserError(f"-o {args.out}: --int8 writes an ONNX model; name it e.g. model.onnxz "
+                        "(sparse and coded, the smallest) or model.onnx (plain ONNX)")
+    spec = {"calibration_samples": args.calibration_samples,
+            "serve": "int8" if args.always_int8 else "auto"}
+    with tempfile.TemporaryDirectory() as tmp:
+        info = build_int8(args.checkpoint, tmp, args.calibration, spec)
+        form = info["serve"]["form"]
+        with atomic_path(out) as dst:
+            shutil.copyfile(Path(tmp) / (SERVED if out.suffix == ".onnxz" else FILES)[form], dst)
+    print(export_summary(info, out, args.checkpoint))
     return 0
+
+
+def export_summary(info: Mapping[str, Any], out: Path, source: str) -> str:
+    """What `export --int8` wrote, which form it serves and the measurement behind it."""
+    form, size = info["serve"]["form"], out.stat().st_size
+    lines = [f"{out}: {form.upper()} {'sparse, coded .onnxz' if out.suffix == '.onnxz' else 'ONNX'}"
+             f", {size:,} bytes ({size / info['checkpoint_bytes']:.3f}× {source}); "
+             f"{info['model']} at {info['input_size']} px",
+             f"served {form}: {info['serve']['reason']}"]
+    for r in info["latency"]:
+        lines.append(f"  batch {r['batch']}, {r['threads']} thread(s): fp32 {r['fp32_ms']:.3f} ms, "
+                     f"INT8 {r['int8_ms']:.3f} ms ({r['verdict']})")
+    chosen = (info["search"] or {}).get("chosen", "all")
+    lines.append(f"INT8 quantizes {_operators_text(info['search'])} (candidate {chosen}); "
+                 f"calibrated on {info['calibration_samples']} faces of {info['faces_dir']}, "
+                 f"reduce_range {info['reduce_range']} (VNNI {'yes' if has_vnni() else 'no'}); "
+                 f".onnxz bytes fp32 {info['onnxz_bytes']['fp32']:,}, INT8 "
+                 f"{info['onnxz_bytes']['int8']:,}")
+    return "\n".join(lines)
+
+
+def _operators_text(search: Mapping[str, Any] | None) -> str:
+    """Which operators the chosen INT8 candidate quantizes, in words."""
+    if not search:
+        return "every operator ONNX Runtime quantizes"
+    plan = search["candidates"][search["chosen"]]
+    if plan.get("nodes"):
+        return f"{len(plan['nodes'])} operator(s): {', '.join(plan['nodes'])}"
+    text = ("the operators with weights" if plan.get("op_types")
+            else "every operator ONNX Runtime quantizes")
+    if plan.get("exclude"):
+        text += f" except {', '.join(plan['exclude'])}"
+    return text

@@ -3,9 +3,9 @@
 Each architecture is declared once here: its builder (``module:function``, imported only
 when a model is built), input sizes, the layers Grad-CAM and the separability probe hook,
 its share of a GPU (a Snakemake resource, so that small models share one GPU), and the
-function listing its channel groups for structured tickets (None: structured pruning is
-not supported). A new model is one module under ``models/`` plus one entry here; see
-docs/ARCHITECTURE.md.
+function listing its channel groups for structured tickets (the same for every model: the
+coupled channels are traced, not written by hand; None: structured pruning is not offered).
+A new model is one module under ``models/`` plus one entry here; see docs/ARCHITECTURE.md.
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ class ModelSpec:
     feature_layer: str  # dotted module name whose flattened output is the penultimate feature
     description: str
     gpu_share: float  # fraction of one GPU a training job of this model needs (1, 1/2, 1/4)
-    channel_groups: str | None = None  # "module:function" listing its prunable channel groups
+    # "module:function" listing its prunable channel groups (the dependency graph traced by
+    # Torch-Pruning for every model here); None: structured pruning is not offered for it
+    channel_groups: str | None = None
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -43,7 +45,7 @@ MODELS: dict[str, ModelSpec] = {
             description="Meso-4 (Afchar et al. 2018): 4 conv blocks + 2 dense, 27,977 params "
             "at 256 px",
             gpu_share=0.25,
-            channel_groups="deepfake_lth.pruning.structured:mesonet_groups",
+            channel_groups="deepfake_lth.pruning.structured:channel_groups",
         ),
         ModelSpec(
             name="cnn5",
@@ -55,7 +57,7 @@ MODELS: dict[str, ModelSpec] = {
             description="CNN-5: 5 conv-BN-ReLU-pool blocks (16-32-64-128-176), global average "
             "pooling, linear; 0.30M params",
             gpu_share=0.25,
-            channel_groups="deepfake_lth.pruning.structured:cnn5_groups",
+            channel_groups="deepfake_lth.pruning.structured:channel_groups",
         ),
         ModelSpec(
             name="resnet18",
@@ -66,7 +68,7 @@ MODELS: dict[str, ModelSpec] = {
             feature_layer="avgpool",
             description="ResNet-18 (He et al. 2016, torchvision); 11.2M params",
             gpu_share=0.5,
-            channel_groups="deepfake_lth.pruning.structured:resnet_groups",
+            channel_groups="deepfake_lth.pruning.structured:channel_groups",
         ),
         ModelSpec(
             name="xception",
@@ -77,6 +79,7 @@ MODELS: dict[str, ModelSpec] = {
             feature_layer="pool",
             description="Xception (Chollet 2017) as in FaceForensics++; 20.8M params",
             gpu_share=1.0,
+            channel_groups="deepfake_lth.pruning.structured:channel_groups",
         ),
     )
 }

@@ -9,7 +9,9 @@ layer's surviving filters (``global``). Every layer keeps at least one channel.
 A channel mask is plain data like a weight mask: ``{group name: bool tensor (C,)}``, ``True``
 for a surviving channel, for every group of channels that can be pruned. A group is a set of
 channels written by one or more convs (each with its BatchNorm) and read by the next layers;
-the groups are fixed per architecture (:func:`channel_groups`) and named by their conv:
+the groups are found by tracing the model (:func:`channel_groups`: Torch-Pruning's dependency
+graph, so any architecture of convolutions works, none is described by hand) and named by
+their conv:
 
 - ``cnn5``: the five block convs (BN and the next conv's inputs, or the linear head, follow);
 - ``mesonet``: the four block convs (the last one feeds ``classifier.fc1`` through a flatten,
@@ -19,7 +21,13 @@ the groups are fixed per architecture (:func:`channel_groups`) and named by thei
   stage, named ``layer1`` … ``layer4``: its channels are written by the stem (stage 1), the
   stage's downsampling conv and the last conv of every block, all added together, and read
   by every block's first conv, the next stage's downsampling conv and the linear head. A
-  stream channel is pruned in all of its writers at once, so the additions stay aligned.
+  stream channel is pruned in all of its writers at once, so the additions stay aligned;
+- ``xception``: every separable conv's pointwise conv; a channel also passes through the
+  next depthwise conv (its filter for that channel goes with it), and the residual streams
+  are named by their last block (the middle flow is one stream, ``block11``).
+
+These are the groups the project once wrote by hand for the first three models, channel for
+channel (``bench/structured_depgraph.py``).
 
 A pruned channel outputs exactly zero: its filters, conv biases and BN scales and shifts are
 zero (:func:`apply_channel_mask`), and a sum of zeros (a residual addition) is zero. The weight
@@ -52,110 +60,123 @@ CRITERIA = ("global", "local")  # channels: one L1 threshold over all groups, or
 
 @dataclass(frozen=True)
 class ChannelGroup:
-    """Channels pruned together: the convs that write them and the layers that read them."""
+    """Channels pruned together: the convs that write them, the layers that read them and
+    the depthwise convolutions and norms they pass through."""
 
     name: str  # key of the group in a channel mask
-    writers: tuple[tuple[str, str], ...]  # (conv, BatchNorm2d) module names writing the channels
+    writers: tuple[tuple[str, str | None], ...]  # (conv, its BatchNorm2d or None) writing them
     consumers: tuple[tuple[str, int], ...]  # (module name, inputs per channel) of the readers
-
-    @classmethod
-    def single(cls, conv: str, norm: str, consumers: tuple[tuple[str, int], ...]) -> ChannelGroup:
-        """The output channels of one conv, named by it."""
-        return cls(conv, ((conv, norm),), consumers)
+    passthrough: tuple[str, ...] = ()  # depthwise convs and norms whose channels these are
 
 
 # --------------------------------------------------------------------------- architecture
 
+TRACE_SIDES = (32, 48, 64, 71, 96, 112, 128, 160, 192, 224, 256, 299, 320, 384, 448, 512)
+_GROUPS: dict[tuple, list[ChannelGroup]] = {}  # by architecture (module names, types, shapes)
+
 
 def channel_groups(model: nn.Module) -> list[ChannelGroup]:
-    """The prunable channel groups of ``model``: the function its registry entry names
-    (``ModelSpec.channel_groups``) that recognises it."""
-    from deepfake_lth.models.registry import MODELS, resolve
+    """The prunable channel groups of ``model``, found by Torch-Pruning's dependency graph
+    (DepGraph, Fang et al. CVPR 2023) from a traced forward pass: every set of channels that
+    convolutions write together (a residual addition couples its inputs), with the layers
+    that read them and the depthwise convolutions they pass through; the classifier's
+    outputs are not pruned. Cached per architecture. A group written by one conv is named by
+    it; a residual stream (several writers) by the top-level module of its last writer
+    (``layer1`` … ``layer4`` in a ResNet). Single-writer groups come first, in module order,
+    then the streams."""
+    key = tuple((n, type(m).__name__, tuple(getattr(m, "weight", torch.empty(0)).shape))
+                for n, m in model.named_modules())
+    if key not in _GROUPS:
+        _GROUPS[key] = _traced_groups(model)
+    return _GROUPS[key]
 
-    for spec in MODELS.values():
-        if spec.channel_groups:
-            groups = resolve(spec.channel_groups)(model)
-            if groups is not None:
-                return groups
-    supported = ", ".join(n for n, s in MODELS.items() if s.channel_groups)
-    raise UserError(
-        f"structured pruning supports {supported}, not {type(model).__name__}; use "
-        "unstructured IMP (imp-round) for this model"
-    )
+
+def _trace_input(model: nn.Module) -> torch.Tensor:
+    """The smallest square input of TRACE_SIDES ``model`` runs on (a model that flattens
+    before its head takes one side only)."""
+    for side in TRACE_SIDES:
+        x = torch.zeros(1, 3, side, side)
+        try:
+            with torch.no_grad():
+                model(x)
+            return x
+        except RuntimeError:
+            continue
+    raise UserError(f"structured pruning traces the model, but {type(model).__name__} runs "
+                    f"on none of the input sides {TRACE_SIDES[0]}…{TRACE_SIDES[-1]}")
 
 
-def cnn5_groups(model: nn.Module) -> list[ChannelGroup] | None:
-    """CNN-5: each block's conv output, read by the next block (the last by ``fc``)."""
-    from deepfake_lth.models.cnn5 import CNN5
+def _traced_groups(model: nn.Module) -> list[ChannelGroup]:
+    import torch_pruning as tp
 
-    if not isinstance(model, CNN5):
+    model = copy.deepcopy(model).cpu().float().eval()
+    heads = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    graph = tp.DependencyGraph().build_dependency(model, example_inputs=_trace_input(model))
+    order = {n: i for i, (n, _) in enumerate(model.named_modules())}
+    names = {m: n for n, m in model.named_modules()}
+    groups = [_group(g, graph, names, order) for g in graph.get_all_groups(
+        ignored_layers=heads[-1:], root_module_types=[nn.Conv2d])]
+    groups = [g for g in groups if g is not None]
+    if not groups:
+        raise UserError(f"{type(model).__name__} has no convolution whose channels can be "
+                        "pruned; use unstructured IMP for this model")
+    singles = sorted((g for g in groups if len(g[0]) == 1), key=lambda g: order[g[0][0][0]])
+    streams = sorted((g for g in groups if len(g[0]) > 1), key=lambda g: order[g[0][0][0]])
+    out = [ChannelGroup(w[0][0], w, *rest) for w, *rest in singles]
+    taken = {g.name for g in out}
+    for writers, consumers, passthrough in streams:
+        name = writers[-1][0].split(".")[0]
+        out.append(ChannelGroup(writers[0][0] if name in taken else name, writers, consumers,
+                                passthrough))
+        taken.add(out[-1].name)
+    return out
+
+
+ELEMENTWISE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SiLU, nn.GELU, nn.Identity,
+               nn.Dropout)
+
+
+def _norm_after(graph, conv: str, names: dict) -> str | None:
+    """The BatchNorm2d that ``conv``'s output alone reaches, through activations only."""
+    from torch_pruning import ops
+
+    node = graph.module2node[graph.model.get_submodule(conv)]
+    while len(node.outputs) == 1:
+        node = node.outputs[0]
+        if isinstance(node.module, nn.BatchNorm2d):
+            return names.get(node.module)
+        if not isinstance(node.module, (*ELEMENTWISE, ops._ElementWiseOp)):
+            return None
+    return None
+
+
+def _group(group, graph, names: dict, order: dict) -> tuple | None:
+    """(writers, consumers, passthrough) of one dependency-graph group, in module order; a
+    writer's norm is the BatchNorm2d its output goes to."""
+    import torch_pruning as tp
+
+    channels = len(group[0].idxs)
+    writers, readers, through = [], [], []
+    for dep, idxs in group:
+        name, handler = names.get(dep.target.module), dep.handler
+        if name is None:  # an operation (addition, flatten), not a module
+            continue
+        if handler == tp.prune_conv_out_channels:
+            writers.append(name)
+        elif handler in (tp.prune_conv_in_channels, tp.prune_linear_in_channels):
+            readers.append((name, len(idxs) // channels))
+        elif handler in (tp.prune_depthwise_conv_out_channels,
+                         tp.prune_depthwise_conv_in_channels,
+                         tp.prune_batchnorm_out_channels):
+            through.append(name)
+    if not writers:
         return None
-    names = [n for n, _ in model.features.named_children()]
-    groups = []
-    for i, name in enumerate(names):
-        nxt = (f"features.{names[i + 1]}.conv", 1) if i + 1 < len(names) else ("fc", 1)
-        groups.append(ChannelGroup.single(f"features.{name}.conv", f"features.{name}.bn", (nxt,)))
-    return groups
-
-
-def mesonet_groups(model: nn.Module) -> list[ChannelGroup] | None:
-    """Meso-4: each block's conv output; block 4's is read by ``classifier.fc1``."""
-    from deepfake_lth.models.mesonet import Meso4
-
-    if not isinstance(model, Meso4):
-        return None
-    blocks = ["block1", "block2", "block3", "block4"]
-    per_channel = model.classifier.fc1.in_features // model.block4.conv.out_channels
-    groups = []
-    for i, name in enumerate(blocks):
-        nxt = (f"{blocks[i + 1]}.conv", 1) if i + 1 < len(blocks) else ("classifier.fc1", per_channel)
-        groups.append(ChannelGroup.single(f"{name}.conv", f"{name}.bn", (nxt,)))
-    return groups
-
-
-def resnet_groups(model: nn.Module) -> list[ChannelGroup] | None:
-    """torchvision ResNets: see :func:`_resnet_groups`."""
-    from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
-
-    if not isinstance(model, ResNet):
-        return None
-    return _resnet_groups(model, BasicBlock, Bottleneck)
-
-
-def _resnet_groups(model: nn.Module, basic: type, bottleneck: type) -> list[ChannelGroup]:
-    """Inner groups of every block, then the residual stream of every stage."""
-    inner: list[ChannelGroup] = []
-    streams: list[ChannelGroup] = []
-    name, writers, readers = "layer1", [("conv1", "bn1")], []
-    for layer in ("layer1", "layer2", "layer3", "layer4"):
-        for idx, block in getattr(model, layer).named_children():
-            p = f"{layer}.{idx}"
-            if isinstance(block, bottleneck):
-                inner.append(ChannelGroup.single(f"{p}.conv1", f"{p}.bn1", ((f"{p}.conv2", 1),)))
-                inner.append(ChannelGroup.single(f"{p}.conv2", f"{p}.bn2", ((f"{p}.conv3", 1),)))
-                last = (f"{p}.conv3", f"{p}.bn3")
-            elif isinstance(block, basic):
-                inner.append(ChannelGroup.single(f"{p}.conv1", f"{p}.bn1", ((f"{p}.conv2", 1),)))
-                last = (f"{p}.conv2", f"{p}.bn2")
-            else:
-                raise UserError(f"structured pruning does not know the ResNet block {p}")
-            readers.append((f"{p}.conv1", 1))
-            down = block.downsample
-            if down is not None:  # the block starts a new stream from the current one
-                if not (
-                    isinstance(down, nn.Sequential)
-                    and len(down) == 2
-                    and isinstance(down[0], nn.Conv2d)
-                    and isinstance(down[1], nn.BatchNorm2d)
-                ):
-                    raise UserError(f"structured pruning needs {p}.downsample to be conv + BN")
-                readers.append((f"{p}.downsample.0", 1))
-                streams.append(ChannelGroup(name, tuple(writers), tuple(readers)))
-                name, writers, readers = layer, [(f"{p}.downsample.0", f"{p}.downsample.1")], []
-            writers.append(last)
-    readers.append(("fc", 1))
-    streams.append(ChannelGroup(name, tuple(writers), tuple(readers)))
-    return inner + streams
+    paired = {w: bn for w in writers if (bn := _norm_after(graph, w, names)) in through}
+    through = [n for n in dict.fromkeys(through) if n not in paired.values()]
+    by = order.__getitem__
+    return (tuple((w, paired.get(w)) for w in sorted(set(writers), key=by)),
+            tuple(sorted(dict.fromkeys(readers), key=lambda r: by(r[0]))),
+            tuple(sorted(through, key=by)))
 
 
 def _module(model: nn.Module, name: str) -> nn.Module:
@@ -315,15 +336,21 @@ def channel_weight_mask(model: nn.Module, cmask: Mapping[str, torch.Tensor]) -> 
         for name, per in g.consumers:
             m = mask[f"{name}.weight"]
             m.view(m.shape[0], -1, per, *m.shape[2:])[:, drop] = False
+        for name in g.passthrough:  # a depthwise conv's filter per channel
+            if f"{name}.weight" in mask:
+                mask[f"{name}.weight"][drop] = False
     return mask
 
 
 def _per_channel_params(model: nn.Module, g: ChannelGroup) -> list[torch.Tensor]:
-    """The non-prunable parameters of a channel group: conv biases, BN scales and shifts."""
+    """The non-prunable parameters of a channel group: conv biases, BN scales and shifts
+    (of its writers, and of the depthwise convs and norms it passes through)."""
+    modules = [_module(model, n) for w in g.writers for n in w if n is not None]
+    modules += [_module(model, n) for n in g.passthrough]
     out = []
-    for conv_name, norm_name in g.writers:
-        conv, norm = _module(model, conv_name), _module(model, norm_name)
-        out += [p for p in (conv.bias, norm.weight, norm.bias) if p is not None]
+    for m in modules:
+        params = (m.bias,) if isinstance(m, nn.Conv2d) else (m.weight, m.bias)
+        out += [p for p in params if p is not None]
     return out
 
 
@@ -347,8 +374,11 @@ def apply_channel_mask(model: nn.Module, cmask: Mapping[str, torch.Tensor]) -> d
 
 
 def _sliced_conv(conv: nn.Conv2d, out_idx: torch.Tensor, in_idx: torch.Tensor) -> nn.Conv2d:
-    if conv.groups != 1:
+    depthwise = conv.groups == conv.in_channels == conv.out_channels and conv.groups > 1
+    if conv.groups != 1 and not depthwise:
         raise UserError(f"cannot compact a grouped convolution ({conv})")
+    if depthwise and not torch.equal(out_idx, in_idx):
+        raise UserError(f"a depthwise convolution keeps its input channels ({conv})")
     w = conv.weight
     new = nn.Conv2d(
         len(in_idx),
@@ -357,13 +387,14 @@ def _sliced_conv(conv: nn.Conv2d, out_idx: torch.Tensor, in_idx: torch.Tensor) -
         stride=conv.stride,
         padding=conv.padding,
         dilation=conv.dilation,
+        groups=len(out_idx) if depthwise else 1,
         bias=conv.bias is not None,
         padding_mode=conv.padding_mode,
         device=w.device,
         dtype=w.dtype,
     )
     with torch.no_grad():
-        new.weight.copy_(w[out_idx][:, in_idx])
+        new.weight.copy_(w[out_idx] if depthwise else w[out_idx][:, in_idx])
         if conv.bias is not None:
             new.bias.copy_(conv.bias[out_idx])
     return new
@@ -418,10 +449,18 @@ def compact_model(model: nn.Module, cmask: Mapping[str, torch.Tensor]) -> nn.Mod
     norms: dict[str, torch.Tensor] = {}
     for g in groups:
         keep = cmask[g.name]
+        idx = keep.nonzero().squeeze(1)
         for conv, norm in g.writers:
-            out_idx[conv] = norms[norm] = keep.nonzero().squeeze(1)
+            out_idx[conv] = idx
+            if norm is not None:
+                norms[norm] = idx
         for name, per in g.consumers:
             in_idx[name] = (keep.repeat_interleave(per)).nonzero().squeeze(1)
+        for name in g.passthrough:  # depthwise convs keep these channels in and out
+            if isinstance(_module(model, name), nn.Conv2d):
+                out_idx[name] = in_idx[name] = idx
+            else:
+                norms[name] = idx
     for name, idx in norms.items():
         bn = _module(new, name)
         if not isinstance(bn, nn.BatchNorm2d):
