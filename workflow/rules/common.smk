@@ -27,6 +27,8 @@ DATASETS = list(config["datasets"])
 # the datasets networks are trained on (role test: scored only)
 TRAINED = [d for d, ds in config["datasets"].items() if ds.get("role", "train") == "train"]
 MODELS = list(config["models"])
+
+
 def seeds_of(model):
     """The seeds a model is trained with (models.{model}.seeds, else seeds)."""
     return [str(s) for s in plan.seeds_of(config, model)]
