@@ -165,19 +165,19 @@ def test_unknown_train_manipulations_are_caught_before_any_job(demo, tmp_path):
 # --------------------------------------------------------------------------- compression, distill
 
 
-def test_compression_and_distill_models_must_be_configured(demo):
+def test_compression_and_kd_models_must_be_configured(demo):
     cfg = study_config.merge(demo, {"compression": {"models": ["mesonet", "xception"]},
-                                    "distill": {"models": ["resnet18"]}})
+                                    "kd": {"models": ["resnet18"]}})
     text = _problems(cfg)
     assert "'compression.models': xception not under 'models' (mesonet, cnn5)" in text
-    assert "'distill.models': resnet18 not under 'models'" in text
+    assert "'kd.models': resnet18 not under 'models'" in text
 
 
 def test_compression_tickets_are_checked_like_the_transfer_levels(demo):
     # the README's rule: a level is never silently replaced by another
-    text = _problems(study_config.merge(demo, {"distill": {"rounds": 3}}))
+    text = _problems(study_config.merge(demo, {"kd": {"rounds": 3}}))
     assert ("'compression.tickets[1].sparsity': 0.5904 (kd-global) needs kd round 4 (59.0 %) "
-            "but 'distill.rounds' is 3 (reaching 48.8 %); set 'distill.rounds' to at least 4"
+            "but 'kd.rounds' is 3 (reaching 48.8 %); set 'kd.rounds' to at least 4"
             ) in text
     assert "compression.tickets[0]" not in text  # imp-global reaches round 4
     cfg = study_config.merge(demo, {"compression": {"tickets": [
@@ -186,12 +186,12 @@ def test_compression_tickets_are_checked_like_the_transfer_levels(demo):
     text = _problems(cfg)
     assert "'compression.tickets[1].method': imp-lamp is not run by this config" in text
     assert "'compression.tickets[2].sparsity': 0.3 (oneshot-global) has no one-shot level" in text
-    # KD's rounds reach 0.5904 but the level is chosen among the IMP rounds (prune.rounds)
+    # KD's chain has its own rounds ('kd.rounds' 4 reaches 0.5904) whatever 'prune.rounds' is
     cfg = study_config.merge(demo, {"prune": {"rounds": 3}, "transfer": {"pairs": []},
                                     "gradcam": {"methods": []}, "oneshot": {"sparsities": None},
+                                    "robustness": {"methods": []},
                                     "compression": {"tickets": [{"method": "kd-global",
                                                                  "sparsity": 0.5904}]}})
-    text = _problems(cfg)
-    assert ("'compression.tickets[0].sparsity': 0.5904 (kd-global) is round 4, but the level "
-            "is picked among the IMP rounds and 'prune.rounds' is 3") in text
-    study_config.validate(study_config.merge(cfg, {"prune": {"rounds": 4}}))
+    study_config.validate(cfg)
+    text = _problems(study_config.merge(cfg, {"kd": {"rounds": 3}}))
+    assert "'compression.tickets[0].sparsity': 0.5904 (kd-global) needs kd round 4" in text
