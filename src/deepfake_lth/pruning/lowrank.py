@@ -34,14 +34,18 @@ factors are all zero.
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Mapping
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from deepfake_lth.core.errors import UserError
+from deepfake_lth.core.files import write_text
 
 ALLOCATIONS = ("uniform", "energy")
+RANKS_FILE = "ranks.json"  # beside a factorized network's checkpoint: {layer: rank}
 
 
 class LowRankConv2d(nn.Module):
@@ -309,3 +313,28 @@ def _sliced(layer: nn.Module, cls: type, out: torch.Tensor | None = None,
     else:
         new.out_features, new.in_features = w.shape[0], w.shape[1]
     return new
+
+
+# --------------------------------------------------------------------------- files
+
+
+def read_ranks(path: str | Path) -> dict[str, int] | None:
+    """The ranks of a low-rank network (``ranks.json``), or None where there is no file."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        ranks = json.loads(path.read_text())
+        if not isinstance(ranks, dict) or not all(
+                isinstance(v, int) and v >= 1 for v in ranks.values()):
+            raise ValueError("not an object of positive integer ranks")
+        return {str(k): int(v) for k, v in ranks.items()}
+    except ValueError as exc:
+        raise UserError(f"{path} is not a ranks file ({exc}); it holds {{layer: rank}} as "
+                        "JSON") from None
+
+
+def write_ranks(path: str | Path, ranks: Mapping[str, int]) -> Path:
+    """Write ``ranks`` ({layer: rank}) as JSON, atomically."""
+    text = json.dumps({str(k): int(v) for k, v in ranks.items()}, indent=1) + "\n"
+    return write_text(path, text)
