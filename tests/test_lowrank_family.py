@@ -163,3 +163,20 @@ def test_the_compression_stage_quantizes_a_low_rank_network(trained):
     # the fp32 ONNX model scores the test split as the checkpoint does
     assert q["fp32"]["auc"] == pytest.approx(m["test_auc"], abs=1e-3)
     assert 0.0 <= q["int8"]["auc"] <= 1.0 and q["bytes"]["onnxz_fp32"] > 0
+
+
+def test_a_dense_and_low_rank_study_needs_no_imp_rounds():
+    """Low-rank levels are sparsities of their own: with no IMP rounds they still exist and
+    compression may quantize them; at the one-shot levels (none without rounds) they do not."""
+    cfg = study_config.read_yaml(ROOT / "config.yaml")
+    cfg.update(lowrank={"models": ["cnn5"], "sparsities": [0.5904]},
+               prune={**cfg["prune"], "rounds": 0, "criteria": []}, oneshot={"criteria": []},
+               transfer={"pairs": []}, gradcam={"methods": []}, latency={"methods": []},
+               kd={"models": []}, robustness={"methods": []},
+               compression={**cfg["compression"], "models": ["cnn5"],
+                            "tickets": [{"method": "lowrank-uniform", "sparsity": 0.5904}]})
+    valid = study_config.validate(copy.deepcopy(cfg))
+    assert methods.planned_methods(valid, "cnn5") == ["lowrank-uniform"]
+    cfg["lowrank"]["sparsities"] = []
+    with pytest.raises(UserError, match=r"'compression.tickets' \(lowrank-uniform\)"):
+        study_config.validate(copy.deepcopy(cfg))
