@@ -28,7 +28,8 @@ most parameters and few multiply-adds, are cut most).
 ticket, the factors are dense: the SVD of a masked weight has no zeros, so a ticket's mask is
 not kept (prune the factors with :mod:`deepfake_lth.pruning.masks` afterwards to get one: they
 are ordinary Conv2d and Linear weights). :func:`compact_ranks` removes rank channels whose
-factors are all zero.
+factors are all zero. A factorized network's run folder holds its ranks beside the checkpoint
+(:data:`RANKS_FILE`, :func:`write_ranks`, :func:`read_ranks`): the skeleton to load it into.
 """
 
 from __future__ import annotations
