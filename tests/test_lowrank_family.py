@@ -28,6 +28,9 @@ torch.set_num_threads(1)
 def demo_config(**lowrank_section) -> dict:
     cfg = study_config.read_yaml(ROOT / "config.yaml")
     cfg["lowrank"] = lowrank_section
+    if not lowrank_section.get("models"):  # no low-rank networks for the demo's tickets
+        cfg["compression"]["tickets"] = [t for t in cfg["compression"]["tickets"]
+                                         if not t["method"].startswith("lowrank")]
     return study_config.validate(copy.deepcopy(cfg))
 
 
