@@ -18,7 +18,7 @@ from deepfake_lth.workflow.jobs import as_json, training_specs
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAINED = {"imp_round", "imp_round_rate", "oneshot", "control", "structured_round", "kd_round",
-           "prune_init"}
+           "prune_init", "lowrank"}
 TRANSFER = {"transfer_ticket", "transfer_finetuned"}
 ANALYSIS = {"gradcam": gradcam, "separability": separability, "latency": latency,
             "generalise": zero_shot, "quantize": quantize}
@@ -29,6 +29,7 @@ def every_family() -> dict:
     cfg = study_config.read_yaml(ROOT / "config" / "smoke.yaml")
     cfg.update(controls=["reinit", "random-chain"], step_sizes={"rates": [0.1]},
                prune_init={"methods": ["snip"], "sparsities": [0.36]},
+               lowrank={"models": ["mesonet"], "sparsities": [0.36]},
                separability={"methods": ["imp-global"]})
     cfg["prune"]["retrain_epochs"] = 1
     return cfg
@@ -76,7 +77,7 @@ def test_the_base_config_plans_every_family():
     # the rate of a round, and where one-shot and SNIP levels sit (the step sizes' rounds and
     # the transferred tickets' levels follow the final sparsity); not the dense network
     ("prune.rate", 0.3, {"imp_round", "oneshot", "kd_round", "structured_round", "prune_init",
-                         "imp_round_rate", "transfer_ticket"}),
+                         "imp_round_rate", "transfer_ticket", "lowrank"}),
     # the epoch budget of everything trained from trained weights
     ("prune.retrain_epochs", 2, TRAINED | TRANSFER),
     ("prune.budget", "early-stopping", TRAINED | TRANSFER),
@@ -88,6 +89,8 @@ def test_the_base_config_plans_every_family():
     ("kd.temperature", 2.0, {"kd_round"}),
     ("oneshot.budget", "matched", {"oneshot"}),
     ("prune_init.batches", 2, {"prune_init"}),
+    ("lowrank.budget", "matched", {"lowrank"}),
+    ("lowrank.multiple", 4, {"lowrank"}),
     ("gradcam.samples_per_class", 3, {"gradcam"}),
     ("latency.repeats", 5, {"latency"}),
     ("compression.repeats", 5, {"quantize"}),

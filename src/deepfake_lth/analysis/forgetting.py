@@ -184,12 +184,9 @@ def worst_face(ticket_csv: str | Path, dense_csv: str | Path,
 
 
 def _network(model_name: str, input_size: int | None, run_dir: Path):
-    from deepfake_lth.pruning.checkpoints import load_state
-    from deepfake_lth.stages.runner import build, load_into
+    from deepfake_lth.stages.lowrank import load_network
 
-    model = build(model_name, {"input_size": input_size, "pretrained": None})
-    load_into(model, load_state(run_dir / "checkpoint.pt"), str(run_dir / "checkpoint.pt"))
-    return model.eval()
+    return load_network(run_dir, model_name, {"input_size": input_size}).eval()
 
 
 def gallery(faces_dir: str | Path, model_name: str, input_size: int | None,

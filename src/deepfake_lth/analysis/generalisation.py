@@ -171,15 +171,13 @@ def score_run(run_dir: Path, model_name: str, tests: _TestSplits, source: str,
     import numpy as np
     import pandas as pd
 
-    from deepfake_lth.pruning.checkpoints import load_state
-    from deepfake_lth.stages.runner import build, load_into
+    from deepfake_lth.stages.lowrank import load_network
     from deepfake_lth.stages.spec import input_size_of
     from deepfake_lth.training.evaluate import evaluate
 
     run = read_metrics(run_dir)
     threshold = float(run["val_threshold"] if run.get("val_threshold") is not None else 0.5)
-    model = build(model_name, spec)
-    load_into(model, load_state(run_dir / "checkpoint.pt"), str(run_dir / "checkpoint.pt"))
+    model = load_network(run_dir, model_name, spec)
     input_size = input_size_of(model_name, spec)
     batch = spec.train.eval_batch_size
     written = []

@@ -133,14 +133,11 @@ class _Run:
     """A run folder's network (built once) and what its metrics.json says."""
 
     def __init__(self, run_dir: Path, model_name: str, spec: Mapping[str, Any], device):
-        from deepfake_lth.pruning.checkpoints import load_state
-        from deepfake_lth.stages.runner import build, load_into
+        from deepfake_lth.stages.lowrank import load_network
 
         self.dir = Path(run_dir)
         self.metrics = read_metrics(self.dir)
-        self.model = build(model_name, spec)
-        load_into(self.model, load_state(self.dir / "checkpoint.pt"),
-                  str(self.dir / "checkpoint.pt"))
+        self.model = load_network(self.dir, model_name, spec)
         self.model.to(device).eval()
         t = self.metrics.get("val_threshold")
         self.threshold = float(t if t is not None else 0.5)

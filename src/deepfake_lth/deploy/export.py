@@ -47,6 +47,7 @@ from torch import nn
 
 from deepfake_lth.core.errors import UserError
 from deepfake_lth.core.runfolder import resolve_run
+from deepfake_lth.pruning.lowrank import RANKS_FILE, read_ranks
 
 log = logging.getLogger(__name__)
 
@@ -298,25 +299,6 @@ def unpack_ticket(ticket: Mapping[str, Any], source: str = "ticket") -> Ticket:
 
 
 # --------------------------------------------------------------------------- files
-
-
-RANKS_FILE = "ranks.json"  # beside a factorized network's checkpoint: {layer: rank}
-
-
-def read_ranks(path: str | Path) -> dict[str, int] | None:
-    """The ranks of a low-rank network (``ranks.json``), or None where there is no file."""
-    path = Path(path)
-    if not path.is_file():
-        return None
-    try:
-        ranks = json.loads(path.read_text())
-        if not isinstance(ranks, dict) or not all(
-                isinstance(v, int) and v >= 1 for v in ranks.values()):
-            raise ValueError("not an object of positive integer ranks")
-        return {str(k): int(v) for k, v in ranks.items()}
-    except ValueError as exc:
-        raise UserError(f"{path} is not a ranks file ({exc}); it holds {{layer: rank}} as "
-                        "JSON") from None
 
 
 def load_file(path: str | Path) -> Any:

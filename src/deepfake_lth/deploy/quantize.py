@@ -299,7 +299,8 @@ def quantize_stage(faces_dir: str | Path, level: str | Path, out_dir: str | Path
     metrics = {
         "dataset": run.get("dataset"), "model": run.get("model"), "seed": run.get("seed"),
         "method": run.get("method") or "dense", "round": run.get("round"),
-        "level": level.name, "sparsity": info["sparsity"],
+        # a low-rank network's: its parameter-equivalent sparsity (its factors are dense)
+        "level": level.name, "sparsity": run["sparsity"] if info["ranks"] else info["sparsity"],
         "channel_sparsity": _channel_sparsity(level),
         "test_acc": scores["int8"]["acc"], "test_auc": scores["int8"]["auc"],
         "video_acc": scores["int8"]["video_acc"], "fp32": scores["fp32"],

@@ -28,20 +28,25 @@ most parameters and few multiply-adds, are cut most).
 ticket, the factors are dense: the SVD of a masked weight has no zeros, so a ticket's mask is
 not kept (prune the factors with :mod:`deepfake_lth.pruning.masks` afterwards to get one: they
 are ordinary Conv2d and Linear weights). :func:`compact_ranks` removes rank channels whose
-factors are all zero.
+factors are all zero. A factorized network's run folder holds its ranks beside the checkpoint
+(:data:`RANKS_FILE`, :func:`write_ranks`, :func:`read_ranks`): the skeleton to load it into.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Mapping
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from deepfake_lth.core.errors import UserError
+from deepfake_lth.core.files import write_text
 
 ALLOCATIONS = ("uniform", "energy")
+RANKS_FILE = "ranks.json"  # beside a factorized network's checkpoint: {layer: rank}
 
 
 class LowRankConv2d(nn.Module):
@@ -309,3 +314,28 @@ def _sliced(layer: nn.Module, cls: type, out: torch.Tensor | None = None,
     else:
         new.out_features, new.in_features = w.shape[0], w.shape[1]
     return new
+
+
+# --------------------------------------------------------------------------- files
+
+
+def read_ranks(path: str | Path) -> dict[str, int] | None:
+    """The ranks of a low-rank network (``ranks.json``), or None where there is no file."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        ranks = json.loads(path.read_text())
+        if not isinstance(ranks, dict) or not all(
+                isinstance(v, int) and v >= 1 for v in ranks.values()):
+            raise ValueError("not an object of positive integer ranks")
+        return {str(k): int(v) for k, v in ranks.items()}
+    except ValueError as exc:
+        raise UserError(f"{path} is not a ranks file ({exc}); it holds {{layer: rank}} as "
+                        "JSON") from None
+
+
+def write_ranks(path: str | Path, ranks: Mapping[str, int]) -> Path:
+    """Write ``ranks`` ({layer: rank}) as JSON, atomically."""
+    text = json.dumps({str(k): int(v) for k, v in ranks.items()}, indent=1) + "\n"
+    return write_text(path, text)

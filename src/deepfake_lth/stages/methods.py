@@ -16,7 +16,7 @@ from typing import Any
 from deepfake_lth.core.errors import UserError
 from deepfake_lth.pruning import plan
 from deepfake_lth.pruning.criteria import CRITERIA
-from deepfake_lth.stages import control, imp, kd, oneshot, prune_init, structured
+from deepfake_lth.stages import control, imp, kd, lowrank, oneshot, prune_init, structured
 from deepfake_lth.stages.control import (
     CONTROLS,
     MATCHED_CONTROL,
@@ -44,6 +44,7 @@ FAMILIES: tuple[Family, ...] = (
     structured.FAMILY,
     kd.FAMILY,
     prune_init.FAMILY,
+    lowrank.FAMILY,
     imp.STEP_SIZE_FAMILY,
 )
 BY_NAME = {f.name: f for f in FAMILIES}

@@ -407,8 +407,12 @@ def _check_rounds(config: dict) -> list[str]:
             needs.append("'step_sizes.rates'")
         if config[KD]["models"] and config[KD]["rounds"] is None:
             needs.append(f"'{KD}.models' ({KD}.rounds null: prune.rounds)")
+        from deepfake_lth.stages import methods
+
+        # a ticket at IMP's rounds, or at a family's sparsities that are the IMP levels
         bad = [t["method"] for t in config["compression"]["tickets"]
-               if not t["method"].startswith("oneshot-") or oneshot_from_imp]
+               if methods.family_of(t["method"]).level_dir == "round"
+               or not methods.family_of(t["method"]).levels(config, t["method"])]
         if bad and config["compression"]["models"]:
             needs.append(f"'compression.tickets' ({', '.join(dict.fromkeys(bad))})")
         for key in ("transfer.methods", "gradcam.methods", "latency.methods",
