@@ -119,6 +119,14 @@ def test_export_int8_and_detect_agree_with_fp32(trained, tmp_path, capsys):
     detector = quantize.OnnxModule(out)
     assert detector.meta["model"] == "mesonet" and detector.meta["input_size"] == 32
     assert detector.meta["int8"] is True
+    # the decisions it carries: the run's threshold, reduce_range, the INT8 file's own scores
+    run_metrics = json.loads((level / "metrics.json").read_text())
+    assert detector.meta["threshold"] == run_metrics["val_threshold"]
+    assert detector.meta["reduce_range"] == (not quantize.has_vnni())
+    scores = detector.meta["scores"]
+    assert scores["model"] == "int8" and "(test split)" in scores["scored_on"]
+    assert 0 <= scores["test_acc_val_threshold"] <= 1 and scores["test_samples"] > 0
+    assert f"INT8 test AUC {scores['test_auc']:.4f}" in printed
     # the plain ONNX beside it: larger than the sparse, coded file
     plain = tmp_path / "ticket.int8.onnx"
     assert cli.main(["export", str(level), "--int8", "--always-int8", "-o", str(plain)]) == 0
@@ -149,6 +157,24 @@ def test_bad_inputs_name_the_fix(trained, tmp_path, capsys):
     for argv, fix in ((["--int8"], "model.onnxz"), (["--always-int8"], "goes with --int8")):
         assert cli.main(["export", str(run / "dense"), *argv, "-o", str(tmp_path / "m.pt")]) == 2
         assert fix in capsys.readouterr().err
+    # the output and the calibration faces are checked before any work
+    calls = []
+    monkey = pytest.MonkeyPatch()
+    monkey.setattr(quantize, "build_int8", lambda *a, **kw: calls.append(a))
+    try:
+        for argv, fix in (
+            (["-o", "/proc/m.onnx"], "cannot write in /proc"),
+            (["-o", str(tmp_path / "m.onnx"), "--calibration", str(tmp_path)],
+             "no faces.npy or manifest.csv; give a packed faces folder"),
+            (["-o", str(tmp_path / "m.onnx"), "--calibration", str(tmp_path / "none")],
+             "not a folder"),
+        ):
+            assert cli.main(["export", str(run / "dense"), "--int8", *argv]) == 2
+            err = capsys.readouterr().err
+            assert fix in err and "Traceback" not in err
+        assert calls == [] and not (tmp_path / "m.onnx").exists()
+    finally:
+        monkey.undo()
 
 
 def test_pareto_front_by_hand():
@@ -216,7 +242,7 @@ def test_detect_runs_the_int8_export_on_videos_like_the_fp32_ticket(trained, tmp
         rc = cli.main(["detect", str(tmp_path), "--model", str(path), "--json", "--frames", "4",
                        "--faces", '{"min_face_size": 40, "detect_max_side": 320}'])
         assert rc == 0
-        results[name] = json.loads(capsys.readouterr().out)
+        results[name] = [json.loads(line) for line in capsys.readouterr().out.splitlines()][:-1]
     ok = [(a, b) for a, b in zip(results["int8"], results["fp32"], strict=True)
           if a["status"] == "ok"]
     assert len(ok) >= 3
