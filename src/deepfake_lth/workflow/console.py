@@ -234,7 +234,7 @@ class Console:
         per ``interval`` seconds each."""
         with self.lock:
             now = self.clock()
-            for job in self.running.values():
+            for job in [] if self.stopping else self.running.values():
                 if not job.logs or now - job.shown_at < self.interval:
                     continue
                 text = last_progress(job.logs[0])
