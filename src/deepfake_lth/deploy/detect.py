@@ -4,11 +4,15 @@ The frames and faces come from the workflow's own code (:func:`deepfake_lth.data
 with MTCNN), so a file is seen exactly as in training: ``frames`` evenly spaced frames, the
 largest face per frame, the same margin and crop size. Every face crop gets a fake
 probability (sigmoid of the logit); a file's score is their mean, ``fake`` at or above
-``threshold``.
+``threshold``: ``--threshold``, else the one the model records (its run's ``val_threshold``,
+chosen on the validation split: :mod:`deepfake_lth.deploy.decisions`), else 0.5; every result
+says which (``threshold``). A model trained on the synthetic demo faces says so in one line.
 
-A bad file (missing, zero-byte, corrupt, a text file named .mp4, no face) gets one line with
-its status (the statuses of ``extraction_log.csv``) and no score; the command exits 0 when
-at least one file was scored, else 1.
+Each file's result is printed as soon as it is scored (``--json``: one JSON object per
+line), then a one-line summary (``--json``: ``{"summary": ...}``; ``--quiet``: the summary
+alone). A bad file (missing, zero-byte, corrupt, a text file named .mp4, no face) gets one
+line with its status (the statuses of ``extraction_log.csv``) and no score; the command exits
+0 when at least one file was scored, else 1; Ctrl-C exits 130, the lines printed kept.
 """
 
 from __future__ import annotations

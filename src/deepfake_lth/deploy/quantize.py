@@ -25,7 +25,9 @@ every file's bytes, the coding's bytes per stream and the choice::
 
 ``{level}`` is ``dense`` or ``{method}/round{k}`` / ``{method}/sparsity{pct}``.
 ``deepfake-lth quantize`` is the workflow's stage; ``deepfake-lth export --int8`` writes the
-served file (face settings in its metadata) that ``deepfake-lth detect --model`` runs.
+served file that ``deepfake-lth detect --model`` runs. Each file's metadata holds its own
+decisions (:mod:`deepfake_lth.deploy.decisions`): the run's validation threshold, the face
+settings, ``reduce_range`` and the file's own test scores (INT8 scores for the INT8 file).
 """
 
 from __future__ import annotations

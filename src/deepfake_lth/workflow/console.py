@@ -41,8 +41,7 @@ CHATTER = ("Building DAG of jobs", "Using shell:", "Provided cores", "Provided r
            "Assuming unrestricted shared filesystem", "Job stats:", "Complete log",
            "Singularity containers", "Conda environments:", "host:", "Waiting at most",
            "Removing temporary output", "Touching output file", "Storing output in storage",
-           "Retrieving input from storage", "Job ", "Submitted job", "Submitted group job",
-           "Using profile", "Using workflow specific profile", "Falling back to greedy",
+           "Retrieving input from storage", "Using profile", "Using workflow specific profile", "Falling back to greedy",
            "No validator found")
 EPOCH = re.compile(
     r"epoch (?P<epoch>\d+)/(?P<epochs>\d+): train loss (?P<loss>\S+) acc \S+ \| val loss "
