@@ -85,6 +85,16 @@ def test_quantize_stage_evaluates_the_int8_model(trained, quantized):
         preds = __import__("pandas").read_csv(out / "predictions.csv")
         assert len(preds) == m["test_samples"] and preds["prob"].between(0, 1).all()
         assert not np.allclose(preds["prob"], preds["prob"].iloc[0])  # not a constant
+        # nothing staged is left, and each served file carries its own decisions
+        assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+        run_metrics = json.loads((level / "metrics.json").read_text())
+        for name, form in (("model.onnxz", "fp32"), ("model.int8.onnxz", "int8")):
+            meta = quantize.OnnxModule(out / name).meta
+            assert meta["threshold"] == run_metrics["val_threshold"] and meta["int8"] == (
+                form == "int8")
+            assert meta["scores"]["model"] == form
+            assert meta["scores"]["test_auc"] == pytest.approx(m[form]["auc"], nan_ok=True)
+        assert meta["reduce_range"] == m["quantization"]["reduce_range"]
     ticket = json.loads((run / "imp-global" / "round1" / "int8" / "metrics.json").read_text())
     assert ticket["method"] == "imp-global" and ticket["sparsity"] == pytest.approx(0.5, abs=0.01)
     assert ticket["bytes"]["ticket"] < 0.7 * ticket["bytes"]["checkpoint"]
@@ -175,6 +185,19 @@ def test_bad_inputs_name_the_fix(trained, tmp_path, capsys):
         assert calls == [] and not (tmp_path / "m.onnx").exists()
     finally:
         monkey.undo()
+
+
+def test_a_failed_int8_export_leaves_nothing(trained, tmp_path, capsys, monkeypatch):
+    root, faces, run = trained
+
+    def fail(*a, **kw):
+        raise UserError("timing failed")
+
+    monkeypatch.setattr(quantize, "latency_rows", fail)
+    out = tmp_path / "served" / "m.onnxz"
+    rc = cli.main(["export", str(run / "imp-global" / "round1"), "--int8", "-o", str(out)])
+    assert rc == 2 and "timing failed" in capsys.readouterr().err
+    assert not out.exists() and not list(tmp_path.rglob("*.onnx*"))
 
 
 def test_pareto_front_by_hand():

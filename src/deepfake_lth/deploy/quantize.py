@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import logging
+import os
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -214,13 +215,9 @@ def build_int8(run_folder: str | Path, work: str | Path, faces_dir: str | Path |
     ``serve: int8``: all of them), and fp32 and INT8 are timed side by side to decide which
     is served (:func:`deepfake_lth.deploy.serve.decide`). Returns paths, bytes, the timing
     and the choice."""
-    import shutil
-
-    import torch
-
     from deepfake_lth.deploy import onnxz
     from deepfake_lth.deploy.decisions import onnx_meta
-    from deepfake_lth.deploy.export import check_onnx, export_ticket, read_ticket, to_onnx
+    from deepfake_lth.deploy.export import export_ticket, read_ticket
     from deepfake_lth.deploy.serve import decide
 
     spec, work = parse_spec(spec), Path(work)
@@ -228,28 +225,23 @@ def build_int8(run_folder: str | Path, work: str | Path, faces_dir: str | Path |
     info = export_ticket(run_folder, None, work / "ticket.pt")
     ticket = read_ticket(work / "ticket.pt")
     size = int(spec["input_size"] or ticket.input_size)
-    model = ticket.build()
-    fp32 = to_onnx(model, work / FILES["fp32"], size)
-    check_onnx(model, fp32, torch.randn(2, 3, size, size), atol=1e-3)
     reduce_range = resolve_reduce_range(spec["reduce_range"])
     calib = calibration_faces(faces_dir, int(spec["calibration_samples"]), size, seed)
-    q = Quantizer(fp32, calib, bool(spec["per_channel"]), reduce_range)
-    int8, search = work / FILES["int8"], None
-    with tempfile.TemporaryDirectory() as tmp:
-        if spec["serve"] == "int8":
-            q.write(int8)
-        else:
-            best, search = search_int8(q, fp32, Path(tmp), size, spec)
-            shutil.copyfile(best, int8)
-    probs, scores = served_scores({"fp32": fp32, "int8": int8}, faces_dir, size,
-                                  int(spec["threads"]), ticket.meta.get("threshold"))
     files = {}
-    for form, path in (("fp32", fp32), ("int8", int8)):
-        set_metadata(path, onnx_meta(ticket, input_size=size, int8=form == "int8",
-                                     reduce_range=reduce_range if form == "int8" else None,
-                                     scores={**scores[form], "model": form}))
-        onnxz.write(path, work / SERVED[form])
-        files[form] = onnxz.info(work / SERVED[form])
+    # the plain files are made in a staging folder and renamed once their metadata is set
+    with tempfile.TemporaryDirectory(dir=work, prefix=".int8-") as stage:
+        plain, search = _plain_models(ticket, Path(stage), size, calib, reduce_range, spec)
+        probs, scores = served_scores(plain, faces_dir, size, int(spec["threads"]),
+                                      ticket.meta.get("threshold"))
+        for form, path in plain.items():
+            set_metadata(path, onnx_meta(ticket, input_size=size, int8=form == "int8",
+                                         reduce_range=reduce_range if form == "int8" else None,
+                                         scores={**scores[form], "model": form}))
+            onnxz.write(path, work / SERVED[form])
+            files[form] = onnxz.info(work / SERVED[form])
+        for form, path in plain.items():
+            os.replace(path, work / FILES[form])
+    fp32, int8 = work / FILES["fp32"], work / FILES["int8"]
     latency = latency_rows(work / SERVED["fp32"], work / SERVED["int8"], size, spec)
     choice = decide(latency) if spec["serve"] == "auto" else {
         "form": "int8", "reason": "compression.serve is int8: INT8 served without a choice"}
@@ -264,6 +256,30 @@ def build_int8(run_folder: str | Path, work: str | Path, faces_dir: str | Path |
             "scores": scores,
             "serve": {**choice, "policy": spec["serve"], "file": SERVED[choice["form"]],
                       "bytes": files[choice["form"]]["bytes"]}}
+
+
+def _plain_models(ticket, stage: Path, size: int, calib: np.ndarray, reduce_range: bool,
+                  spec: Mapping[str, Any]) -> tuple[dict[str, Path], dict | None]:
+    """The fp32 ONNX model (checked against torch) and the INT8 one (every operator, or the
+    candidate :func:`search_int8` measures fastest) in ``stage``; and the search."""
+    import shutil
+
+    import torch
+
+    from deepfake_lth.deploy.export import check_onnx, to_onnx
+
+    model = ticket.build()
+    fp32 = to_onnx(model, stage / FILES["fp32"], size)
+    check_onnx(model, fp32, torch.randn(2, 3, size, size), atol=1e-3)
+    q = Quantizer(fp32, calib, bool(spec["per_channel"]), reduce_range)
+    int8, search = stage / FILES["int8"], None
+    if spec["serve"] == "int8":
+        q.write(int8)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            best, search = search_int8(q, fp32, Path(tmp), size, spec)
+            shutil.copyfile(best, int8)
+    return {"fp32": fp32, "int8": int8}, search
 
 
 def served_scores(paths: Mapping[str, Path], faces_dir: Path, size: int, threads: int,
