@@ -353,6 +353,11 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("deepfake-lth detect: stopped (Ctrl-C)", file=sys.stderr, flush=True)
         return 130
+    except BrokenPipeError:  # the reader went away (`detect ... | head`): stop quietly
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell reports it
 
 
 def _run(args: argparse.Namespace) -> int:
