@@ -95,6 +95,15 @@ def test_shell_commands_come_back_with_printshellcmds(tmp_path):
     assert lines[-1] == "    python -m deepfake_lth train"
 
 
+def test_a_group_job_is_one_line_and_its_jobs_one_each(tmp_path):
+    c, lines, _ = make()
+    c.handle({"event": "group_info", "group_id": "baselines", "jobs": [1, 2], "levelno": 20,
+              "msg": "Group job baselines (jobs in lexicogr. order):"})
+    c.handle(job_info(1, tmp_path / "a.log", rule_name="transfer_dense"))
+    assert lines[0] == "[12:00:00] group  baselines (2 jobs, in one submission)"
+    assert lines[1].startswith("[12:00:00] start  transfer_dense  dataset=demo-videos")
+
+
 def test_a_failed_job_names_its_log_and_shows_its_end(tmp_path):
     c, lines, _ = make()
     log = tmp_path / "pack.log"

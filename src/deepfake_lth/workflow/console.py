@@ -220,7 +220,8 @@ class Console:
                 self.write(f"    {line}")
 
     def _on_group_info(self, rec: Mapping[str, Any]) -> None:
-        self._line(f"start  {str(rec.get('msg') or '').strip()}")
+        jobs = rec.get("jobs") or ()
+        self._line(f"group  {rec.get('group_id', '')} ({len(jobs)} jobs, in one submission)")
 
     def _on_group_error(self, rec: Mapping[str, Any]) -> None:
         if not self.stopping:
