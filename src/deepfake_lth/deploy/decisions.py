@@ -84,11 +84,12 @@ def decisions_line(meta: Mapping[str, Any]) -> str:
     parts = []
     t = meta.get("threshold")
     parts.append(f"threshold {t:.4f} (chosen on validation)" if isinstance(t, (int, float))
-                 else "no threshold recorded (detect uses 0.5)")
+                 else "no threshold (detect uses 0.5)")
     scores = meta.get("scores") or {}
     if isinstance(scores.get("test_auc"), (int, float)):
+        acc = _number(scores.get("test_acc_val_threshold"))
         parts.append(f"test AUC {scores['test_auc']:.4f}, accuracy at the threshold "
-                     f"{scores.get('test_acc_val_threshold', float('nan')):.4f} "
+                     f"{'n/a' if acc is None else format(acc, '.4f')} "
                      f"({scores.get('model', 'fp32')})")
     origin = meta.get("training_faces") or {}
     if origin:
