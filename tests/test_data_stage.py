@@ -198,8 +198,9 @@ def test_pack_records_settings_warnings_and_failed_files(tmp_path, capsys):
     faces_dir = tmp_path / "demo" / "faces"
     sources = _shards(faces_dir, videos, ["no_face", "no_face", "unreadable"])
     settings = {"size": 8, "min_face_size": 40, "detect_max_side": 320}
+    source = {"dataset": "demo", "type": "synthetic", "layout": None}
     summary = pack(faces_dir, sources, 2, {"train": 0.5, "val": 0.25, "test": 0.25}, 0,
-                   face_settings=settings)
+                   face_settings=settings, source=source)
     manifest = pd.read_csv(faces_dir / "manifest.csv", keep_default_na=False)
     log = pd.read_csv(faces_dir / "extraction_log.csv", keep_default_na=False)
     assert list(manifest.columns[:5]) == ["index", "video_id", "label", "split", "frame_index"]
@@ -208,6 +209,7 @@ def test_pack_records_settings_warnings_and_failed_files(tmp_path, capsys):
     assert len(np.load(faces_dir / "faces.npy")) == len(manifest) == summary["faces"] == 48
     on_disk = json.loads((faces_dir / "summary.json").read_text())
     assert on_disk["face_settings"] == settings
+    assert on_disk["source"] == source  # a ticket trained on these faces says where they came from
     assert on_disk["failed"] == {"no_face": 2, "unreadable": 1}
     assert on_disk["upscaled_frames"] == 24
     for split in ("train", "val", "test"):

@@ -56,13 +56,20 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
     return rc, out.out, out.err
 
 
+def json_lines(out: str) -> tuple[list[dict], dict]:
+    """The per-file results and the summary of `detect --json` (one object per line)."""
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert "summary" in rows[-1] and all("summary" not in r for r in rows[:-1])
+    return rows[:-1], rows[-1]["summary"]
+
+
 def test_video_is_scored_per_frame(files, capsys):
     rc, out, err = run_cli(
         capsys, str(files / "clip.mp4"), "--model", str(files / "ticket.pt"),
         "--frames", str(FRAMES), "--json", "--device", "cpu",
     )  # fmt: skip
     assert rc == 0, err
-    (result,) = json.loads(out)
+    (result,), summary = json_lines(out)
     assert result["status"] == "ok" and result["kind"] == "video"
     probs = result["frame_probabilities"]
     assert len(probs) == len(result["frame_indices"]) == FRAMES
@@ -87,11 +94,81 @@ def test_video_is_scored_per_frame(files, capsys):
 def test_threshold_decides_the_label(files, capsys):
     args = [str(files / "clip.mp4"), "--model", str(files / "ticket.pt"), "--frames", "2"]
     rc, out, _ = run_cli(capsys, *args, "--json", "--threshold", "0")
-    assert rc == 0 and json.loads(out)[0]["label"] == "fake"
-    rc, out, _ = run_cli(capsys, *args, "--threshold", "1.01")
+    (result,), summary = json_lines(out)
+    assert rc == 0 and result["label"] == "fake" and result["threshold"] == 0.0
+    assert summary["threshold_from"] == "--threshold" and summary["fake"] == 1
+    rc, out, _ = run_cli(capsys, *args, "--threshold", "1")
     assert rc == 0
     assert out.startswith(f"{files / 'clip.mp4'}: REAL fake probability ")
     assert "per frame: 0:" in out
+    assert out.splitlines()[-1].startswith("1 file: 1 scored, 0 fake, 1 real at threshold 1.0000")
+    for bad in ("1.01", "2", "-0.1", "nan"):
+        rc, out, err = run_cli(capsys, *args, "--threshold", bad)
+        assert rc == 2 and f"--threshold {float(bad)} is not a probability" in err
+        assert out == "" and "Traceback" not in err
+
+
+def test_the_recorded_threshold_is_the_default(files, tmp_path, capsys):
+    """A ticket carries its run's validation threshold and where its faces came from."""
+    ticket = export.read_ticket(files / "ticket.pt")
+    rc, out, _ = run_cli(capsys, str(files / "clip.mp4"), "--model", str(files / "ticket.pt"),
+                         "--frames", "2", "--json")
+    (base,), _ = json_lines(out)
+    p = base["fake_probability"]
+    for t, label in ((p - 1e-3, "fake"), (p + 1e-3, "real")):
+        meta = {**ticket.meta, "threshold": t,
+                "training_faces": {"dataset": "demo-videos", "synthetic": True}}
+        packed = export.pack_ticket(ticket.state, ticket.mask, "mesonet", 32, meta=meta)
+        export.save_ticket(tmp_path / "t.pt", packed)
+        rc, out, err = run_cli(capsys, str(files / "clip.mp4"), "--model", str(tmp_path / "t.pt"),
+                               "--frames", "2", "--json")
+        (result,), summary = json_lines(out)
+        assert rc == 0 and result["threshold"] == t and result["label"] == label
+        assert summary["threshold"] == t and "validation" in summary["threshold_from"]
+        assert "synthetic demo faces (demo-videos)" in err and len(err.splitlines()) == 1
+    # a ticket that records none: 0.5, and it says so
+    rc, out, err = run_cli(capsys, str(files / "wall.png"), "--model", str(files / "ticket.pt"),
+                           "--face-crops")
+    assert out.splitlines()[-1].endswith("(the default: the model records no threshold)")
+    assert "synthetic" not in err
+
+
+def test_quiet_prints_the_summary_alone(files, capsys):
+    rc, out, _ = run_cli(capsys, str(files), "--model", str(files / "ticket.pt"), "--frames", "2",
+                         "--quiet")
+    assert rc == 0 and len(out.splitlines()) == 1
+    assert out.startswith("5 files: 2 scored, ") and "not scored: 1 empty, 1 no_face" in out
+    rc, out, _ = run_cli(capsys, str(files), "--model", str(files / "ticket.pt"), "--frames", "2",
+                         "--quiet", "--json")
+    (line,) = out.splitlines()
+    summary = json.loads(line)["summary"]
+    assert summary["files"] == summary["done"] == 5 and summary["scored"] == 2
+    assert summary["failed"] == {"empty": 1, "no_face": 1, "unreadable": 1}
+
+
+def test_results_stream_and_ctrl_c_keeps_them(files, capsys, monkeypatch):
+    """Each file's line is out before the next file is read; Ctrl-C during the third file
+    exits 130 with the two lines printed, a summary that says so, and no traceback."""
+    seen: list[str] = []
+    score = detect.score_file
+
+    def scoring(path, *a, **kw):
+        printed = capsys.readouterr().out  # what reached stdout before this file
+        seen.append(printed)
+        if len(seen) == 3:
+            raise KeyboardInterrupt
+        return score(path, *a, **kw)
+
+    monkeypatch.setattr(detect, "score_file", scoring)
+    rc = cli.main(["detect", str(files), "--model", str(files / "ticket.pt"), "--frames", "2",
+                   "--json"])
+    rest = capsys.readouterr()
+    assert rc == 130 and "Traceback" not in rest.err and "stopped" in rest.err
+    assert seen[1].count("\n") == 1 and seen[2].count("\n") == 1  # one line per file, at once
+    first, second = json.loads(seen[1]), json.loads(seen[2])
+    assert first["path"] != second["path"]
+    summary = json.loads(rest.out.splitlines()[-1])["summary"]
+    assert summary["stopped"] is True and summary["done"] == 2 and summary["files"] == 5
 
 
 @pytest.mark.parametrize(
@@ -103,8 +180,10 @@ def test_bad_files_get_one_line_and_exit_1(files, capsys, name, status):
     rc, out, err = run_cli(capsys, str(files / name), "--model", str(files / "ticket.pt"))
     assert rc == 1
     lines = out.strip().splitlines()
-    assert len(lines) == 1
+    assert len(lines) == 2  # the file's line and the summary
     assert lines[0].startswith(f"{files / name}: {status} (") and lines[0].endswith(")")
+    assert lines[1].startswith("1 file: 0 scored, 0 fake, 0 real at threshold 0.5000 (")
+    assert lines[1].endswith(f"; not scored: 1 {status}")
     assert "Traceback" not in out + err
 
 
@@ -113,7 +192,7 @@ def test_folder_mixes_good_and_bad_files(files, capsys):
         capsys, str(files), "--model", str(files / "ticket.pt"), "--frames", "2", "--json"
     )
     assert rc == 0
-    results = {r["path"].rsplit("/", 1)[1]: r for r in json.loads(out)}
+    results = {r["path"].rsplit("/", 1)[1]: r for r in json_lines(out)[0]}
     assert set(results) == {"clip.mp4", "notes.mp4", "empty.mp4", "wall.png", "face.jpg"}
     assert results["clip.mp4"]["status"] == "ok"
     assert results["notes.mp4"]["status"] == "unreadable"
@@ -127,20 +206,20 @@ def test_face_crop_images_skip_mtcnn(files, capsys):
         "--json",
     )  # fmt: skip
     assert rc == 0
-    (result,) = json.loads(out)
+    (result,), _ = json_lines(out)
     assert result["status"] == "ok" and len(result["frame_probabilities"]) == 1
 
 
 def test_checkpoint_with_arch_gives_the_ticket_scores(files, capsys):
     common = [str(files / "clip.mp4"), "--frames", "2", "--json", "--faces", json.dumps(FACES)]
     rc, out, _ = run_cli(capsys, *common, "--model", str(files / "ticket.pt"))
-    from_ticket = json.loads(out)[0]["frame_probabilities"]
+    from_ticket = json_lines(out)[0][0]["frame_probabilities"]
     rc2, out2, _ = run_cli(
         capsys, *common, "--model", str(files / "checkpoint.pt"), "--arch", "mesonet",
         "--input-size", "32", "--mask", str(files / "mask.pt"),
     )  # fmt: skip
     assert rc == rc2 == 0
-    assert np.allclose(json.loads(out2)[0]["frame_probabilities"], from_ticket, atol=1e-6)
+    assert np.allclose(json_lines(out2)[0][0]["frame_probabilities"], from_ticket, atol=1e-6)
 
     rc, _, err = run_cli(capsys, *common, "--model", str(files / "checkpoint.pt"))
     assert rc == 2 and "--arch" in err

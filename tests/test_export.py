@@ -208,3 +208,18 @@ def test_onnx_missing_names_the_packages(monkeypatch):
         importlib.util, "find_spec", lambda n, *a: None if n == "onnxruntime" else real(n, *a)
     )
     assert "onnxruntime not installed" in export.onnx_missing()
+
+
+def test_the_decisions_line_says_what_is_missing():
+    from deepfake_lth.deploy.decisions import decisions_line, synthetic_notice
+
+    assert decisions_line({}) == "recorded: no threshold (detect uses 0.5)"
+    meta = {"threshold": 0.3, "scores": {"test_auc": 0.9, "test_acc_val_threshold": None},
+            "training_faces": {"dataset": "ff", "type": "local", "layout": "faceforensics",
+                               "synthetic": False}}
+    assert decisions_line(meta) == ("recorded: threshold 0.3000 (chosen on validation); test "
+                                    "AUC 0.9000, accuracy at the threshold n/a (fp32); trained "
+                                    "on ff (local, faceforensics layout)")
+    assert synthetic_notice(meta) is None
+    assert "synthetic demo faces (ff)" in synthetic_notice(
+        {"training_faces": {**meta["training_faces"], "synthetic": True}})

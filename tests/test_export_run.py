@@ -22,6 +22,7 @@ from deepfake_lth.pruning import checkpoints, masks
 torch.set_num_threads(1)
 
 SIZE = 48  # the run's input size; the registry's cnn5 default is 128
+THRESHOLD = 0.37  # the run's val_threshold
 SETTINGS = {"frames_per_video": 4, "min_frames": 4, "size": 64, "margin": 0.3,
             "min_face_size": 40, "thresholds": [0.6, 0.7, 0.7], "detect_max_side": 320,
             "batch_size": 16, "detect_faces": "auto"}
@@ -33,7 +34,9 @@ def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("run")
     faces = root / "results" / "demo" / "faces"
     faces.mkdir(parents=True)
-    (faces / "summary.json").write_text(json.dumps({"faces": 10, "face_settings": SETTINGS}))
+    (faces / "summary.json").write_text(json.dumps({
+        "faces": 10, "face_settings": SETTINGS,
+        "source": {"dataset": "demo", "type": "synthetic", "layout": None}}))
     folder = root / "results" / "demo" / "cnn5" / "seed0" / "imp-global" / "round7"
     folder.mkdir(parents=True)
     torch.manual_seed(0)
@@ -49,7 +52,8 @@ def run(tmp_path_factory):
     checkpoints.save_mask(folder / "mask.pt", mask)
     (folder / "metrics.json").write_text(json.dumps(
         {"dataset": "demo", "model": "cnn5", "seed": 0, "method": "imp-global", "round": 7,
-         "input_size": SIZE, "test_acc": 0.9}))
+         "input_size": SIZE, "test_acc": 0.9, "test_auc": 0.95, "val_threshold": THRESHOLD,
+         "val_video_threshold": 0.4, "test_acc_val_threshold": 0.91}))
     # the same files outside any run folder: nothing is recorded there
     bare = root / "bare"
     bare.mkdir()
@@ -68,7 +72,7 @@ def _detect(capsys, root, ticket, *extra: str) -> list[dict]:
                    str(ticket), "--json", "--threshold", "0.5", *extra])
     out = capsys.readouterr().out
     assert rc == 0
-    return json.loads(out)
+    return [json.loads(line) for line in out.splitlines()][:-1]
 
 
 def test_export_of_a_round_folder_needs_no_flags(run, capsys):
@@ -155,3 +159,93 @@ def test_transfer_folders_find_their_dataset_faces(tmp_path):
     assert found.mask is None and found.input_size == 32
     with pytest.raises(UserError, match="no checkpoint.pt"):
         runfolder.read_run_folder(tmp_path)
+
+
+def _lines(out: str) -> tuple[list[dict], dict]:
+    rows = [json.loads(line) for line in out.splitlines()]
+    return rows[:-1], rows[-1]["summary"]
+
+
+def test_detect_takes_the_run_folder_and_its_threshold(run, capsys):
+    root, folder, _ = run
+    assert cli.main(["detect", str(root / "real.mp4"), "--model", str(folder), "--json"]) == 0
+    out, err = capsys.readouterr()
+    (result,), summary = _lines(out)
+    assert result["threshold"] == summary["threshold"] == THRESHOLD
+    assert result["label"] == ("fake" if result["fake_probability"] >= THRESHOLD else "real")
+    assert "synthetic demo faces (demo)" in err
+    rc = cli.main(["detect", str(root / "real.mp4"), "--model", str(root)])
+    assert rc == 2 and "without checkpoint.pt" in capsys.readouterr().err
+
+
+def test_a_ticket_carries_its_decisions(run, capsys):
+    root, folder, _ = run
+    assert cli.main(["export", str(folder), "-o", str(root / "d.pt")]) == 0
+    out, err = capsys.readouterr()
+    assert f"threshold {THRESHOLD:.4f} (chosen on validation)" in out
+    assert "trained on demo (synthetic demo faces)" in out and "synthetic" in err
+    meta = export.read_ticket(root / "d.pt").meta
+    assert meta["threshold"] == THRESHOLD and meta["video_threshold"] == 0.4
+    assert meta["scores"]["test_auc"] == 0.95 and meta["scores"]["model"] == "fp32"
+    assert meta["training_faces"] == {"dataset": "demo", "acquired": "demo", "type": "synthetic",
+                                      "layout": None, "synthetic": True}
+
+
+@pytest.mark.parametrize("name", ["model.onnx", "model.onnxz"])
+def test_an_onnx_name_writes_onnx_with_the_decisions(run, capsys, name):
+    """`export RUN -o x.onnx` (no --onnx) writes ONNX, its metadata holding the threshold,
+    the input size, the face settings, the scores and where the faces came from."""
+    pytest.importorskip("onnxruntime")
+    from deepfake_lth.deploy.runtime import OnnxModule
+
+    root, folder, _ = run
+    out = root / name
+    assert cli.main(["export", str(folder), "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"{out}: fp32 ONNX" in printed
+    meta = OnnxModule(out).meta
+    assert meta["threshold"] == THRESHOLD and meta["input_size"] == SIZE
+    assert meta["faces"] == SETTINGS and meta["int8"] is False and meta["reduce_range"] is None
+    assert meta["scores"]["test_acc_val_threshold"] == 0.91
+    assert meta["training_faces"]["synthetic"] is True
+    assert cli.main(["detect", str(root / "fake.mp4"), "--model", str(out), "--json"]) == 0
+    (result,), _ = _lines(capsys.readouterr().out)
+    assert result["threshold"] == THRESHOLD and result["status"] == "ok"
+    leftovers = [p.name for p in root.iterdir() if p.name.startswith(".")]
+    assert leftovers == []
+
+
+def test_a_failed_export_leaves_nothing(run, capsys, monkeypatch):
+    root, folder, _ = run
+
+    def wrong(*a, **kw):
+        raise UserError("onnxruntime logits differ from torch")
+
+    from deepfake_lth.deploy import onnx_export
+
+    monkeypatch.setattr(onnx_export, "check_onnx", wrong)
+    target = root / "failed"
+    target.mkdir()
+    for argv in (["-o", str(target / "x.onnx")],
+                 ["-o", str(target / "t.pt"), "--onnx", str(target / "t.onnx")]):
+        assert cli.main(["export", str(folder), *argv]) == 2
+        assert "differ from torch" in capsys.readouterr().err
+        assert not (target / "x.onnx").exists() and not (target / "t.onnx").exists()
+    assert sorted(p.name for p in target.iterdir()) == ["t.pt"]  # the ticket asked for
+
+
+def test_outputs_are_checked_before_any_work(run, capsys, monkeypatch):
+    root, folder, _ = run
+    monkeypatch.setattr(export, "export_ticket", lambda *a, **kw: pytest.fail("work started"))
+    (root / "plain").write_text("a file")
+    cases = [
+        (["-o", str(root / "plain" / "t.pt")], "is a file, not a folder"),
+        (["-o", str(root)], "is a folder; give a file name"),
+        (["-o", str(root / "t.pt"), "--onnx", str(root / "t.txt")], ".onnx (plain) or .onnxz"),
+        (["-o", str(root / "a.onnx"), "--onnx", str(root / "b.onnx")], "names an ONNX file"),
+        (["-o", "/proc/t.pt"], "cannot write in /proc"),
+    ]
+    for argv, named in cases:
+        assert cli.main(["export", str(folder), *argv]) == 2
+        err = capsys.readouterr().err
+        assert named in err and "Traceback" not in err

@@ -85,6 +85,16 @@ def test_quantize_stage_evaluates_the_int8_model(trained, quantized):
         preds = __import__("pandas").read_csv(out / "predictions.csv")
         assert len(preds) == m["test_samples"] and preds["prob"].between(0, 1).all()
         assert not np.allclose(preds["prob"], preds["prob"].iloc[0])  # not a constant
+        # nothing staged is left, and each served file carries its own decisions
+        assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+        run_metrics = json.loads((level / "metrics.json").read_text())
+        for name, form in (("model.onnxz", "fp32"), ("model.int8.onnxz", "int8")):
+            meta = quantize.OnnxModule(out / name).meta
+            assert meta["threshold"] == run_metrics["val_threshold"] and meta["int8"] == (
+                form == "int8")
+            assert meta["scores"]["model"] == form
+            assert meta["scores"]["test_auc"] == pytest.approx(m[form]["auc"], nan_ok=True)
+        assert meta["reduce_range"] == m["quantization"]["reduce_range"]
     ticket = json.loads((run / "imp-global" / "round1" / "int8" / "metrics.json").read_text())
     assert ticket["method"] == "imp-global" and ticket["sparsity"] == pytest.approx(0.5, abs=0.01)
     assert ticket["bytes"]["ticket"] < 0.7 * ticket["bytes"]["checkpoint"]
@@ -119,6 +129,14 @@ def test_export_int8_and_detect_agree_with_fp32(trained, tmp_path, capsys):
     detector = quantize.OnnxModule(out)
     assert detector.meta["model"] == "mesonet" and detector.meta["input_size"] == 32
     assert detector.meta["int8"] is True
+    # the decisions it carries: the run's threshold, reduce_range, the INT8 file's own scores
+    run_metrics = json.loads((level / "metrics.json").read_text())
+    assert detector.meta["threshold"] == run_metrics["val_threshold"]
+    assert detector.meta["reduce_range"] == (not quantize.has_vnni())
+    scores = detector.meta["scores"]
+    assert scores["model"] == "int8" and "(test split)" in scores["scored_on"]
+    assert 0 <= scores["test_acc_val_threshold"] <= 1 and scores["test_samples"] > 0
+    assert f"INT8 test AUC {scores['test_auc']:.4f}" in printed
     # the plain ONNX beside it: larger than the sparse, coded file
     plain = tmp_path / "ticket.int8.onnx"
     assert cli.main(["export", str(level), "--int8", "--always-int8", "-o", str(plain)]) == 0
@@ -149,6 +167,37 @@ def test_bad_inputs_name_the_fix(trained, tmp_path, capsys):
     for argv, fix in ((["--int8"], "model.onnxz"), (["--always-int8"], "goes with --int8")):
         assert cli.main(["export", str(run / "dense"), *argv, "-o", str(tmp_path / "m.pt")]) == 2
         assert fix in capsys.readouterr().err
+    # the output and the calibration faces are checked before any work
+    calls = []
+    monkey = pytest.MonkeyPatch()
+    monkey.setattr(quantize, "build_int8", lambda *a, **kw: calls.append(a))
+    try:
+        for argv, fix in (
+            (["-o", "/proc/m.onnx"], "cannot write in /proc"),
+            (["-o", str(tmp_path / "m.onnx"), "--calibration", str(tmp_path)],
+             "no faces.npy or manifest.csv; give a packed faces folder"),
+            (["-o", str(tmp_path / "m.onnx"), "--calibration", str(tmp_path / "none")],
+             "not a folder"),
+        ):
+            assert cli.main(["export", str(run / "dense"), "--int8", *argv]) == 2
+            err = capsys.readouterr().err
+            assert fix in err and "Traceback" not in err
+        assert calls == [] and not (tmp_path / "m.onnx").exists()
+    finally:
+        monkey.undo()
+
+
+def test_a_failed_int8_export_leaves_nothing(trained, tmp_path, capsys, monkeypatch):
+    root, faces, run = trained
+
+    def fail(*a, **kw):
+        raise UserError("timing failed")
+
+    monkeypatch.setattr(quantize, "latency_rows", fail)
+    out = tmp_path / "served" / "m.onnxz"
+    rc = cli.main(["export", str(run / "imp-global" / "round1"), "--int8", "-o", str(out)])
+    assert rc == 2 and "timing failed" in capsys.readouterr().err
+    assert not out.exists() and not list(tmp_path.rglob("*.onnx*"))
 
 
 def test_pareto_front_by_hand():
@@ -216,7 +265,7 @@ def test_detect_runs_the_int8_export_on_videos_like_the_fp32_ticket(trained, tmp
         rc = cli.main(["detect", str(tmp_path), "--model", str(path), "--json", "--frames", "4",
                        "--faces", '{"min_face_size": 40, "detect_max_side": 320}'])
         assert rc == 0
-        results[name] = json.loads(capsys.readouterr().out)
+        results[name] = [json.loads(line) for line in capsys.readouterr().out.splitlines()][:-1]
     ok = [(a, b) for a, b in zip(results["int8"], results["fp32"], strict=True)
           if a["status"] == "ok"]
     assert len(ok) >= 3

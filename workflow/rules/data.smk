@@ -92,10 +92,17 @@ rule pack_faces:
         train_manipulations=lambda w: as_json(dataset_cfg(w)["train_manipulations"]),
         role=lambda w: dataset_cfg(w)["role"],
         shard_dir=shard_dir,
+        source=lambda w: as_json(
+            {
+                "dataset": faces_origin(w.dataset),
+                "type": config["datasets"][faces_origin(w.dataset)]["source"]["type"],
+                "layout": config["datasets"][faces_origin(w.dataset)]["source"].get("layout"),
+            }
+        ),
     # the log's last line (the dataset's failed files by status, or why packing stopped)
     # goes to the console too
     shell:
         "rc=0; python -m deepfake_lth pack --faces {params.faces} --sources {input.sources} "
         "--shards {params.shards} --split {params.split:q} --seed {params.seed} "
         "--spec {params.spec:q} --train-manipulations {params.train_manipulations:q} "
-        "--role {params.role} --shard-dir {params.shard_dir} > {log} 2>&1 || rc=$?; tail -n 1 {log}; exit $rc"
+        "--role {params.role} --shard-dir {params.shard_dir} --source {params.source:q} > {log} 2>&1 || rc=$?; tail -n 1 {log}; exit $rc"

@@ -114,3 +114,29 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def check_output(path: str | Path, flag: str = "-o") -> Path:
+    """``path`` as a file this process can write: its folder, or the nearest one above that
+    exists, takes a new file (probed: permissions, read-only mounts); UserError naming the
+    flag and the fix otherwise. Checked before any work."""
+    from deepfake_lth.core.errors import UserError
+
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{flag} {path} is a folder; give a file name, e.g. {path / 'ticket.pt'}")
+    folder = path.absolute().parent
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        raise UserError(f"{flag} {path}: {existing} is a file, not a folder; choose another "
+                        f"{flag}")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-probe.", dir=existing)
+        os.close(fd)
+        os.unlink(probe)
+        if path.exists() and not os.access(path, os.W_OK):
+            raise PermissionError(f"{path} is read-only")
+    except OSError as exc:
+        raise UserError(f"{flag} {path}: cannot write in {existing} ({exc.strerror or exc}); "
+                        f"choose another {flag}") from None
+    return path

@@ -25,6 +25,7 @@ class RunFolder:
     metrics: dict[str, Any] = field(default_factory=dict)
     faces: dict[str, Any] | None = None  # the dataset's face settings (summary.json)
     faces_path: Path | None = None
+    source: dict[str, Any] | None = None  # where the faces came from (summary.json's source)
 
     @property
     def model(self) -> str | None:
@@ -39,8 +40,9 @@ class RunFolder:
 def read_run_folder(path: str | Path) -> RunFolder:
     """The checkpoint of a run folder (or the folder of a ``checkpoint.pt``) and what the
     folder records: ``mask.pt``, ``channels.pt``, ``metrics.json`` (model, input size,
-    dataset) and the dataset's face settings, from ``{results}/{dataset}/faces/summary.json``
-    (found in the folders above; the ``face_settings`` that ``deepfake-lth pack`` records)."""
+    dataset) and the dataset's face settings and source, from
+    ``{results}/{dataset}/faces/summary.json`` (found in the folders above; the
+    ``face_settings`` and ``source`` that ``deepfake-lth pack`` records)."""
     path = Path(path)
     if path.is_dir():
         folder, checkpoint = path, path / "checkpoint.pt"
@@ -71,11 +73,15 @@ def read_run_folder(path: str | Path) -> RunFolder:
             summary = parent / dataset / "faces" / "summary.json"
             if summary.is_file():
                 try:
-                    settings = json.loads(summary.read_text()).get("face_settings")
-                except (json.JSONDecodeError, AttributeError):
-                    settings = None
+                    recorded = json.loads(summary.read_text())
+                except json.JSONDecodeError:
+                    recorded = None
+                recorded = recorded if isinstance(recorded, dict) else {}
+                settings = recorded.get("face_settings")
                 if isinstance(settings, dict) and settings:
                     run.faces, run.faces_path = settings, summary
+                if isinstance(recorded.get("source"), dict):
+                    run.source = dict(recorded["source"])
                 break
     return run
 
@@ -125,3 +131,16 @@ def resolve_run(
                 )
         settings = {**(settings or {}), **dict(faces)}
     return run, str(model), int(size), settings
+
+
+def parse_faces(text: str | None) -> dict[str, Any] | None:
+    """``--faces`` JSON as a dict (None when not given)."""
+    if not text:
+        return None
+    try:
+        faces = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"--faces is not valid JSON ({exc}); e.g. '{{\"size\": 64}}'") from None
+    if not isinstance(faces, dict):
+        raise UserError("--faces must be a JSON object, e.g. '{\"size\": 64}'")
+    return faces

@@ -11,7 +11,9 @@ Writes, under ``results/{dataset}/faces/``:
 - ``summary.json``: counts per split, label and status; ``face_settings`` (the dataset's
   ``faces`` settings the crops were made with, read back by ``deepfake-lth export``);
   ``failed`` (files per failed status); ``warnings`` (sentences, e.g. a split with fewer
-  than ``MIN_PER_CLASS`` videos of a class); ``role`` (``test``: a dataset only scored).
+  than ``MIN_PER_CLASS`` videos of a class); ``role`` (``test``: a dataset only scored);
+  ``source`` (the dataset acquired, its source type and layout: a ticket trained on the
+  synthetic demo says so wherever it is used).
 
 A split without both classes stops packing (UserError naming the split, its counts and the
 fix): a detector cannot be trained, stopped early or tested on one class. A dataset only
@@ -301,7 +303,8 @@ def summarise(manifest, extraction_log, videos, split_of, status, warnings, face
 
 def pack(faces_dir: Path, sources_csv: Path, shards: int, fractions: dict[str, float],
          seed: int, face_settings: dict | None = None, train_manipulations=None,
-         role: str = "train", shard_dir: Path | None = None) -> dict:
+         role: str = "train", shard_dir: Path | None = None,
+         source: dict | None = None) -> dict:
     """Merge the shards (``faces_dir/shards/shard{i}.*``, or ``shard_dir``'s: the faces of
     another dataset, ``faces_from``) into faces.npy, manifest.csv, extraction_log.csv.
 
@@ -309,7 +312,9 @@ def pack(faces_dir: Path, sources_csv: Path, shards: int, fractions: dict[str, f
     ``train_manipulations`` (a subset of the dataset's manipulations) see :func:`hold_out`;
     ``role`` test (a dataset only scored) keeps only what is scored (its test split, or every
     video as test: :func:`deepfake_lth.data.acquire.scored`) and needs both classes in test
-    only.
+    only. ``source`` (where the files came from: the dataset acquired, its source ``type``,
+    its ``layout``) is recorded in summary.json, so that a ticket says whether it was
+    trained on the synthetic demo faces.
     """
     from deepfake_lth.data.acquire import read_sources, scored
 
@@ -345,6 +350,7 @@ def pack(faces_dir: Path, sources_csv: Path, shards: int, fractions: dict[str, f
     files.write_csv(manifest[columns], faces_dir / "manifest.csv")
     summary = summarise(manifest, extraction_log, videos, split_of, status, warnings,
                         face_settings, train_manipulations, held_out, role)
+    summary["source"] = dict(source) if source else None
     files.write_text(faces_dir / "summary.json", json.dumps(summary, indent=2))
     log.info("%s: %s", faces_dir, json.dumps(summary))
     for w in warnings:
@@ -372,6 +378,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--role", choices=("train", "test"), default="train",
                         help="test: a dataset only scored; pack its test split (or all of it "
                         "as test) and need both classes there only")
+    parser.add_argument("--source", default=None,
+                        help='where the files came from, JSON {"dataset": .., "type": .., '
+                        '"layout": ..}, recorded in summary.json (a synthetic demo set says so '
+                        "in every ticket trained on it)")
     parser.add_argument("--shard-dir", default=None,
                         help="the folder of the shards to merge (default: FACES/shards); "
                         "another dataset's for a faces_from dataset")
@@ -395,5 +405,6 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--train-manipulations is not valid JSON ({exc})") from None
     pack(Path(args.faces), Path(args.sources), args.shards, _json_arg(args.split, "--split"),
          args.seed, spec, train_manipulations, role=args.role,
-         shard_dir=Path(args.shard_dir) if args.shard_dir else None)
+         shard_dir=Path(args.shard_dir) if args.shard_dir else None,
+         source=_json_arg(args.source, "--source") if args.source else None)
     return 0

@@ -4,11 +4,15 @@ The frames and faces come from the workflow's own code (:func:`deepfake_lth.data
 with MTCNN), so a file is seen exactly as in training: ``frames`` evenly spaced frames, the
 largest face per frame, the same margin and crop size. Every face crop gets a fake
 probability (sigmoid of the logit); a file's score is their mean, ``fake`` at or above
-``threshold``.
+``threshold``: ``--threshold``, else the one the model records (its run's ``val_threshold``,
+chosen on the validation split: :mod:`deepfake_lth.deploy.decisions`), else 0.5; every result
+says which (``threshold``). A model trained on the synthetic demo faces says so in one line.
 
-A bad file (missing, zero-byte, corrupt, a text file named .mp4, no face) gets one line with
-its status (the statuses of ``extraction_log.csv``) and no score; the command exits 0 when
-at least one file was scored, else 1.
+Each file's result is printed as soon as it is scored (``--json``: one JSON object per
+line), then a one-line summary (``--json``: ``{"summary": ...}``; ``--quiet``: the summary
+alone). A bad file (missing, zero-byte, corrupt, a text file named .mp4, no face) gets one
+line with its status (the statuses of ``extraction_log.csv``) and no score; the command exits
+0 when at least one file was scored, else 1; Ctrl-C exits 130, the lines printed kept.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,14 +73,22 @@ def load_detector(
     the folder records none, from ``arch``, ``input_size`` and ``mask``; a value given that
     contradicts the folder is an error."""
     from deepfake_lth.core.runfolder import resolve_run
+    from deepfake_lth.deploy.decisions import run_meta
     from deepfake_lth.deploy.export import TICKET_FORMAT, load_file, unpack_ticket
     from deepfake_lth.models import build_model
     from deepfake_lth.pruning.checkpoints import load_mask
     from deepfake_lth.pruning.masks import apply_mask
 
     path = Path(model_path)
+    if path.is_dir():  # a run folder, read as `deepfake-lth export` reads it
+        if not (path / "checkpoint.pt").is_file():
+            raise UserError(f"--model {path} is a folder without checkpoint.pt; give a run folder "
+                            "of the workflow, a ticket file or an ONNX file from `deepfake-lth "
+                            "export`")
+        path = path / "checkpoint.pt"
     if not path.is_file():
-        raise UserError(f"--model {path} does not exist; give a ticket file or a checkpoint.pt")
+        raise UserError(f"--model {path} does not exist; give a ticket file or an ONNX file from "
+                        "`deepfake-lth export`, a run folder or a checkpoint.pt")
     device = torch.device(device)
     if path.suffix in (".onnx", ".onnxz"):  # `deepfake-lth export --int8`: onnxruntime, CPU
         from deepfake_lth.deploy.runtime import OnnxModule
@@ -117,8 +129,7 @@ def load_detector(
         from deepfake_lth.pruning.structured import compact_model, load_channels
 
         model = compact_model(model, load_channels(run.channels))
-    meta: dict[str, Any] = {"faces": faces} if faces else {}
-    return Detector(model.to(device).eval(), size, device, meta)
+    return Detector(model.to(device).eval(), size, device, run_meta(run, faces))
 
 
 def collect_files(paths: Iterable[str | Path]) -> list[Path]:
@@ -177,15 +188,16 @@ def score_file(
     return result
 
 
-def detect(
+def iter_detect(
     paths: Iterable[str | Path],
     detector: Detector,
     spec: FaceSpec,
     threshold: float = 0.5,
     face_crops: bool = False,
-) -> list[dict[str, Any]]:
-    """Score every file of ``paths`` (folders searched for videos and images). ``face_crops``:
-    the images are already face crops (no MTCNN; videos always get it)."""
+) -> Iterator[dict[str, Any]]:
+    """Score every file of ``paths`` (folders searched for videos and images), yielding each
+    result as soon as it is scored. ``face_crops``: the images are already face crops (no
+    MTCNN; videos always get it)."""
     files = collect_files(paths)
     needs_mtcnn = any(f.suffix.lower() in VIDEO_EXTS for f in files) or not face_crops
     faces = FaceDetector(spec, str(detector.device)) if files and needs_mtcnn else None
@@ -193,14 +205,63 @@ def detect(
     level = faces_log.level
     faces_log.setLevel(logging.ERROR)  # the status line below says it once
     try:
-        results = []
         for f in files:
             is_video = f.suffix.lower() in VIDEO_EXTS
             use = faces if (is_video or not face_crops) else None
-            results.append(score_file(f, detector, spec, use, threshold))
-        return results
+            yield {**score_file(f, detector, spec, use, threshold), "threshold": threshold}
     finally:
         faces_log.setLevel(level)
+
+
+def detect(
+    paths: Iterable[str | Path],
+    detector: Detector,
+    spec: FaceSpec,
+    threshold: float = 0.5,
+    face_crops: bool = False,
+) -> list[dict[str, Any]]:
+    """Every result of :func:`iter_detect`, as a list."""
+    return list(iter_detect(paths, detector, spec, threshold, face_crops))
+
+
+def resolve_threshold(given: float | None, meta: Mapping[str, Any]) -> tuple[float, str]:
+    """The threshold to apply and where it comes from: ``--threshold``, else the one the
+    ticket records (chosen on its run's validation split), else 0.5."""
+    if given is not None:
+        if not 0.0 <= given <= 1.0:
+            raise UserError(f"--threshold {given} is not a probability; give a value from 0 to "
+                            "1 (a file is fake at or above it), or leave it out to use the "
+                            "ticket's own")
+        return float(given), "--threshold"
+    recorded = meta.get("threshold")
+    if isinstance(recorded, (int, float)) and not isinstance(recorded, bool):
+        return float(recorded), "chosen on the run's validation split"
+    return 0.5, "the default: the model records no threshold"
+
+
+def summary(results: list[Mapping[str, Any]], total: int, threshold: float, source: str,
+            stopped: bool = False) -> dict[str, Any]:
+    """Counts of a detect run: files, scored, fake, real, failed by status."""
+    ok = [r for r in results if r["status"] == "ok"]
+    failed: dict[str, int] = {}
+    for r in results:
+        if r["status"] != "ok":
+            failed[r["status"]] = failed.get(r["status"], 0) + 1
+    return {"files": total, "done": len(results), "scored": len(ok),
+            "fake": sum(r["label"] == "fake" for r in ok),
+            "real": sum(r["label"] == "real" for r in ok), "failed": failed,
+            "threshold": threshold, "threshold_from": source, "stopped": stopped}
+
+
+def format_summary(s: Mapping[str, Any]) -> str:
+    """The summary in one line."""
+    head = (f"stopped after {s['done']} of {s['files']} files: " if s["stopped"]
+            else f"{s['files']} file{'' if s['files'] == 1 else 's'}: ")
+    text = (f"{head}{s['scored']} scored, {s['fake']} fake, {s['real']} real at threshold "
+            f"{s['threshold']:.4f} ({s['threshold_from']})")
+    if s["failed"]:
+        text += "; not scored: " + ", ".join(f"{n} {k}" for k, n in sorted(s["failed"].items()))
+    return text
 
 
 def format_result(r: Mapping[str, Any], per_frame: bool = True) -> str:
@@ -259,41 +320,85 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--face-crops", action="store_true", help="images are already face crops: no MTCNN"
     )
-    parser.add_argument("--threshold", type=float, default=0.5, help="fake at or above this")
+    parser.add_argument(
+        "--threshold", type=float, default=None,
+        help="fake at or above this probability, 0 to 1 (default: the threshold the ticket "
+        "records, chosen on its run's validation split; 0.5 where it records none)",
+    )
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--json", action="store_true",
+                        help="one JSON object per line: a line per file as it is scored, then "
+                        '{"summary": ...}')
+    parser.add_argument("--quiet", action="store_true", help="print the summary line alone")
+
+
+def _face_overrides(detector: Detector, faces: str | None) -> dict[str, Any]:
+    """The recorded face settings with ``--faces`` on top."""
+    from deepfake_lth.core.runfolder import parse_faces
+
+    recorded = detector.meta.get("faces") if isinstance(detector.meta.get("faces"), dict) else {}
+    return {**recorded, **(parse_faces(faces) or {})}
+
+
+def _emit(line: str, stream=None) -> None:
+    print(line, file=stream or sys.stdout, flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
+    """Score the inputs, printing each result as it is done; Ctrl-C stops with exit code 130,
+    what was printed kept, and the summary of the files done."""
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        print("deepfake-lth detect: stopped (Ctrl-C)", file=sys.stderr, flush=True)
+        return 130
+    except BrokenPipeError:  # the reader went away (`detect ... | head`): stop quietly
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell reports it
+
+
+def _run(args: argparse.Namespace) -> int:
+    from deepfake_lth.deploy.decisions import synthetic_notice
     from deepfake_lth.training.device import resolve_device
 
+    if args.threshold is not None:
+        resolve_threshold(args.threshold, {})  # a bad value is refused before any work
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.frames is not None and args.frames < 1:
         raise UserError(f"--frames must be at least 1, got {args.frames}")
     device = resolve_device(args.device)
     detector = load_detector(args.model, args.arch, args.mask, args.input_size, device)
-    recorded = detector.meta.get("faces") if isinstance(detector.meta.get("faces"), dict) else {}
-    overrides = dict(recorded)
-    if args.faces:
-        try:
-            given = json.loads(args.faces)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"--faces is not valid JSON ({exc}); e.g. '{{\"size\": 64}}'") from None
-        if not isinstance(given, dict):
-            raise UserError("--faces must be a JSON object, e.g. '{\"size\": 64}'")
-        overrides.update(given)
-    spec = face_spec(args.frames, overrides)
-    results = detect(args.inputs, detector, spec, args.threshold, args.face_crops)
-    if not results:
+    threshold, source = resolve_threshold(args.threshold, detector.meta)
+    notice = synthetic_notice(detector.meta)
+    if notice:
+        _emit(notice, sys.stderr)
+    spec = face_spec(args.frames, _face_overrides(detector, args.faces))
+    total = len(collect_files(args.inputs))
+    if not total:
         print(f"no videos or images found in {' '.join(args.inputs)}", file=sys.stderr)
-    if args.json:
-        print(json.dumps(results, indent=2))
-        for r in results:
-            if r["status"] != "ok":
-                print(format_result(r), file=sys.stderr)
-    else:
-        for r in results:
-            print(format_result(r))
-    return 0 if any(r["status"] == "ok" for r in results) else 1
+    results: list[dict[str, Any]] = []
+    stopped = False
+    try:
+        for r in iter_detect(args.inputs, detector, spec, threshold, args.face_crops):
+            results.append(r)
+            if args.quiet:
+                continue
+            if args.json:
+                _emit(json.dumps(r))
+                if r["status"] != "ok":
+                    _emit(format_result(r), sys.stderr)
+            else:
+                _emit(format_result(r))
+    except KeyboardInterrupt:
+        stopped = True
+    s = summary(results, total, threshold, source, stopped)
+    _emit(json.dumps({"summary": s}) if args.json else format_summary(s))
+    if stopped:
+        print("deepfake-lth detect: stopped (Ctrl-C); the lines above are the files done",
+              file=sys.stderr, flush=True)
+        return 130
+    return 0 if s["scored"] else 1

@@ -33,7 +33,6 @@ channel mask). :func:`to_onnx` writes any ticket as ONNX for runtimes without to
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Mapping
@@ -47,6 +46,11 @@ from torch import nn
 
 from deepfake_lth.core.errors import UserError
 from deepfake_lth.core.runfolder import resolve_run
+from deepfake_lth.deploy.onnx_export import (  # noqa: F401 - the ticket as ONNX, re-exported
+    check_onnx,
+    onnx_missing,
+    to_onnx,
+)
 from deepfake_lth.pruning.lowrank import RANKS_FILE, read_ranks
 
 log = logging.getLogger(__name__)
@@ -377,13 +381,10 @@ def export_ticket(
         from deepfake_lth.pruning.structured import load_channels
 
         cmask = load_channels(run.channels)
+    from deepfake_lth.deploy.decisions import run_meta
+
     ranks = read_ranks(run.checkpoint.parent / RANKS_FILE)
-    meta: dict[str, Any] = {"checkpoint": str(run.checkpoint),
-                            "mask": str(run.mask) if run.mask else None}
-    meta.update({k: run.metrics.get(k)
-                 for k in ("dataset", "method", "round", "seed", "test_acc")})
-    if settings:
-        meta["faces"] = settings
+    meta = run_meta(run, settings)
     ticket = pack_ticket(
         state, weight_mask, model, size, fp16, cmask, meta, source=str(run.checkpoint),
         ranks=ranks,
@@ -404,67 +405,8 @@ def export_ticket(
         "channels": str(run.channels) if run.channels else None,
         "ranks": ranks,
         "faces": str(run.faces_path) if run.faces_path else ("--faces" if faces else None),
+        "meta": meta,
     }
-
-
-# --------------------------------------------------------------------------- ONNX
-
-
-def onnx_missing() -> str | None:
-    """None when ONNX export and checking can run here, else what is missing."""
-    import importlib.util
-
-    missing = [m for m in ("onnx", "onnxruntime") if importlib.util.find_spec(m) is None]
-    return f"{' and '.join(missing)} not installed" if missing else None
-
-
-def to_onnx(model: nn.Module, path: str | Path, input_size: int, opset: int | None = None) -> Path:
-    """Write ``model`` (eval mode, CPU) as ONNX with a dynamic batch axis; ``opset`` defaults
-    to the installed torch's. Needs the ``onnx`` package (and ``onnxscript`` for the
-    torch.export-based exporter, used when present)."""
-    import importlib.util
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    model = model.cpu().eval()
-    example = (torch.zeros(2, 3, input_size, input_size),)
-    dynamo = importlib.util.find_spec("onnxscript") is not None
-    # the exporter's graph passes log each step at INFO: nothing a user acts on
-    logging.getLogger("onnx_ir").setLevel(logging.WARNING)
-    # the batch axis is dynamic: torch.export's dynamic_shapes for the dynamo exporter (its
-    # current API), dynamic_axes for the TorchScript one
-    batch = (
-        {"dynamic_shapes": ({0: torch.export.Dim("batch")},)}
-        if dynamo
-        else {"dynamic_axes": {"input": {0: "batch"}, "logits": {0: "batch"}}}
-    )
-    torch.onnx.export(
-        model,
-        example,
-        str(path),
-        input_names=["input"],
-        output_names=["logits"],
-        opset_version=opset,
-        dynamo=dynamo,
-        external_data=False,
-        verbose=False,  # no progress lines on stdout
-        **batch,
-    )
-    return path
-
-
-def check_onnx(model: nn.Module, path: str | Path, x: torch.Tensor, atol: float = 1e-4) -> float:
-    """Largest |torch − onnxruntime| logit difference on ``x``; UserError above ``atol``."""
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    with torch.inference_mode():
-        ref = model.cpu().eval()(x).numpy()
-    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
-    diff = float(np.abs(ref - got).max())
-    if not diff <= atol:
-        raise UserError(f"{path}: onnxruntime logits differ from torch by {diff:.2e} > {atol}")
-    return diff
 
 
 # --------------------------------------------------------------------------- CLI
@@ -504,42 +446,65 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--onnx", help="also write the ticket as ONNX to this path")
 
 
+ONNX_SUFFIXES = (".onnx", ".onnxz")
+
+
+def _outputs(args: argparse.Namespace) -> tuple[Path, Path | None]:
+    """The ticket file and the ONNX file to write, checked before any work: ``-o x.onnx``
+    (or ``.onnxz``) without ``--onnx`` writes the fp32 ONNX model there (no ticket file)."""
+    from deepfake_lth.core.files import check_output
+
+    out = check_output(args.out)
+    onnx_out = None
+    if out.suffix in ONNX_SUFFIXES:
+        if args.onnx:
+            raise UserError(f"-o {out} names an ONNX file and --onnx another; give -o "
+                            "ticket.pt --onnx model.onnx, or only -o model.onnx")
+        onnx_out = out
+    elif args.onnx:
+        onnx_out = check_output(args.onnx, "--onnx")
+        if onnx_out.suffix not in ONNX_SUFFIXES:
+            raise UserError(f"--onnx {onnx_out}: name the ONNX file .onnx (plain) or .onnxz "
+                            "(sparse and coded)")
+    if onnx_out is not None:
+        missing = onnx_missing()
+        if missing:
+            raise UserError(f"ONNX output needs the onnx and onnxruntime packages ({missing})")
+    return out, onnx_out
+
+
 def run(args: argparse.Namespace) -> int:
-    faces = None
-    if args.faces:
-        try:
-            faces = json.loads(args.faces)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"--faces is not valid JSON ({exc}); e.g. '{{\"size\": 64}}'") from None
-        if not isinstance(faces, dict):
-            raise UserError("--faces must be a JSON object, e.g. '{\"size\": 64}'")
-    info = export_ticket(
-        args.checkpoint,
-        args.mask,
-        args.out,
-        args.model,
-        args.input_size,
-        args.fp16,
-        args.channels,
-        faces,
-    )
-    print(
-        f"{info['ticket']}: {info['ticket_bytes']:,} bytes ({info['ratio']:.3f}× of "
-        f"{args.checkpoint}, {info['checkpoint_bytes']:,} bytes); {info['model']} at "
-        f"{info['input_size']} px, sparsity {info['sparsity']:.4f}, {info['dtype']}"
-    )
+    import tempfile
+
+    from deepfake_lth.core.runfolder import parse_faces
+    from deepfake_lth.deploy.decisions import decisions_line, onnx_meta, synthetic_notice
+    from deepfake_lth.deploy.onnx_export import write_onnx
+
+    faces = parse_faces(args.faces)
+    out, onnx_out = _outputs(args)
+    with tempfile.TemporaryDirectory() as tmp:
+        ticket_path = Path(tmp) / "ticket.pt" if out == onnx_out else out
+        info = export_ticket(args.checkpoint, args.mask, ticket_path, args.model,
+                             args.input_size, args.fp16, args.channels, faces)
+        if out != onnx_out:
+            print(f"{info['ticket']}: {info['ticket_bytes']:,} bytes ({info['ratio']:.3f}× of "
+                  f"{args.checkpoint}, {info['checkpoint_bytes']:,} bytes); {info['model']} at "
+                  f"{info['input_size']} px, sparsity {info['sparsity']:.4f}, {info['dtype']}")
+        if onnx_out is not None:
+            ticket = read_ticket(ticket_path)
+            diff = write_onnx(ticket.build(), onnx_out, ticket.input_size, onnx_meta(ticket))
+            print(f"{onnx_out}: fp32 ONNX{' (sparse, coded)' if onnx_out.suffix == '.onnxz' else ''}"
+                  f", {onnx_out.stat().st_size:,} bytes; {info['model']} at {info['input_size']} "
+                  f"px, sparsity {info['sparsity']:.4f}; max |Δlogit| vs torch {diff:.1e}"
+                  + (" (--int8 writes the INT8 model where it is faster)" if out == onnx_out
+                     else ""))
     if info["faces"]:
         print(f"face settings for detect: {info['faces']}")
     else:
         print("no face settings recorded for this run's dataset (pack it again, or give "
               "--faces); detect will use its defaults", file=sys.stderr)
-    if args.onnx:
-        missing = onnx_missing()
-        if missing:
-            raise UserError(f"--onnx needs the onnx and onnxruntime packages ({missing})")
-        ticket = read_ticket(args.out)
-        model = ticket.build()
-        to_onnx(model, args.onnx, ticket.input_size)
-        diff = check_onnx(model, args.onnx, torch.randn(2, 3, ticket.input_size, ticket.input_size))
-        print(f"{args.onnx}: ONNX, max |Δlogit| vs torch {diff:.1e}")
+    print(decisions_line(info["meta"]))
+    notice = synthetic_notice(info["meta"])
+    if notice:
+        print(notice, file=sys.stderr)
     return 0

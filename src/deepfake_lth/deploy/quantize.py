@@ -25,7 +25,9 @@ every file's bytes, the coding's bytes per stream and the choice::
 
 ``{level}`` is ``dense`` or ``{method}/round{k}`` / ``{method}/sparsity{pct}``.
 ``deepfake-lth quantize`` is the workflow's stage; ``deepfake-lth export --int8`` writes the
-served file (face settings in its metadata) that ``deepfake-lth detect --model`` runs.
+served file that ``deepfake-lth detect --model`` runs. Each file's metadata holds its own
+decisions (:mod:`deepfake_lth.deploy.decisions`): the run's validation threshold, the face
+settings, ``reduce_range`` and the file's own test scores (INT8 scores for the INT8 file).
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from __future__ import annotations
 import argparse
 import inspect
 import logging
+import os
+import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -48,6 +52,7 @@ from deepfake_lth.deploy.runtime import (  # noqa: F401 - the INT8 model's runti
     OnnxModule,
     onnx_metadata,
     probabilities,
+    quiet,
     session,
     set_metadata,
     time_sessions,
@@ -141,7 +146,8 @@ class Quantizer:
         self.tmp = tempfile.TemporaryDirectory()
         self.pre = Path(self.tmp.name) / "pre.onnx"
         self.cache = Path(self.tmp.name) / "calibration.json"
-        quant_pre_process(str(fp32), str(self.pre), skip_symbolic_shape=True)
+        with quiet(""):  # its warnings go to the root logger
+            quant_pre_process(str(fp32), str(self.pre), skip_symbolic_shape=True)
         self.calibration = np.ascontiguousarray(calibration)
         self.per_channel, self.reduce_range = bool(per_channel), bool(reduce_range)
 
@@ -170,7 +176,7 @@ class Quantizer:
         cached = "calibration_cache_path" in inspect.signature(quantize_static).parameters
         if cached and op_types and not self.cache.is_file():  # calibrate every tensor, once
             self.write(Path(self.tmp.name) / "all.onnx")
-        with atomic_path(out) as tmp:
+        with atomic_path(out) as tmp, quiet(""):  # it warns on the root logger
             quantize_static(
                 str(self.pre), str(tmp), _Calibration("input", self.calibration),
                 quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
@@ -209,39 +215,33 @@ def build_int8(run_folder: str | Path, work: str | Path, faces_dir: str | Path |
     ``serve: int8``: all of them), and fp32 and INT8 are timed side by side to decide which
     is served (:func:`deepfake_lth.deploy.serve.decide`). Returns paths, bytes, the timing
     and the choice."""
-    import shutil
-
-    import torch
-
     from deepfake_lth.deploy import onnxz
-    from deepfake_lth.deploy.export import check_onnx, export_ticket, read_ticket, to_onnx
+    from deepfake_lth.deploy.decisions import onnx_meta
+    from deepfake_lth.deploy.export import export_ticket, read_ticket
     from deepfake_lth.deploy.serve import decide
 
     spec, work = parse_spec(spec), Path(work)
+    faces_dir = check_faces(faces_dir) if faces_dir else _run_faces(run_folder)
     info = export_ticket(run_folder, None, work / "ticket.pt")
     ticket = read_ticket(work / "ticket.pt")
-    faces_dir = Path(faces_dir) if faces_dir else _run_faces(info, run_folder)
     size = int(spec["input_size"] or ticket.input_size)
-    model = ticket.build()
-    fp32 = to_onnx(model, work / FILES["fp32"], size)
-    check_onnx(model, fp32, torch.randn(2, 3, size, size), atol=1e-3)
     reduce_range = resolve_reduce_range(spec["reduce_range"])
     calib = calibration_faces(faces_dir, int(spec["calibration_samples"]), size, seed)
-    q = Quantizer(fp32, calib, bool(spec["per_channel"]), reduce_range)
-    int8, search = work / FILES["int8"], None
-    with tempfile.TemporaryDirectory() as tmp:
-        if spec["serve"] == "int8":
-            q.write(int8)
-        else:
-            best, search = search_int8(q, fp32, Path(tmp), size, spec)
-            shutil.copyfile(best, int8)
-    meta = {"model": ticket.model_name, "input_size": size, **ticket.meta,
-            "faces": ticket.meta.get("faces")}
     files = {}
-    for form, path in (("fp32", fp32), ("int8", int8)):
-        set_metadata(path, {**meta, "int8": form == "int8"})
-        onnxz.write(path, work / SERVED[form])
-        files[form] = onnxz.info(work / SERVED[form])
+    # the plain files are made in a staging folder and renamed once their metadata is set
+    with tempfile.TemporaryDirectory(dir=work, prefix=".int8-") as stage:
+        plain, search = _plain_models(ticket, Path(stage), size, calib, reduce_range, spec)
+        probs, scores = served_scores(plain, faces_dir, size, int(spec["threads"]),
+                                      ticket.meta.get("threshold"))
+        for form, path in plain.items():
+            set_metadata(path, onnx_meta(ticket, input_size=size, int8=form == "int8",
+                                         reduce_range=reduce_range if form == "int8" else None,
+                                         scores={**scores[form], "model": form}))
+            onnxz.write(path, work / SERVED[form])
+            files[form] = onnxz.info(work / SERVED[form])
+        for form, path in plain.items():
+            os.replace(path, work / FILES[form])
+    fp32, int8 = work / FILES["fp32"], work / FILES["int8"]
     latency = latency_rows(work / SERVED["fp32"], work / SERVED["int8"], size, spec)
     choice = decide(latency) if spec["serve"] == "auto" else {
         "form": "int8", "reason": "compression.serve is int8: INT8 served without a choice"}
@@ -252,12 +252,73 @@ def build_int8(run_folder: str | Path, work: str | Path, faces_dir: str | Path |
             "coding": {k: v["sections"] for k, v in files.items()},
             "reduce_range": reduce_range, "per_channel": bool(spec["per_channel"]),
             "calibration_samples": len(calib), "faces_dir": str(faces_dir),
-            "input_size": size, "latency": latency, "search": search,
+            "input_size": size, "latency": latency, "search": search, "probs": probs,
+            "scores": scores,
             "serve": {**choice, "policy": spec["serve"], "file": SERVED[choice["form"]],
                       "bytes": files[choice["form"]]["bytes"]}}
 
 
-def _run_faces(info: Mapping[str, Any], run_folder: str | Path) -> Path:
+def _plain_models(ticket, stage: Path, size: int, calib: np.ndarray, reduce_range: bool,
+                  spec: Mapping[str, Any]) -> tuple[dict[str, Path], dict | None]:
+    """The fp32 ONNX model (checked against torch) and the INT8 one (every operator, or the
+    candidate :func:`search_int8` measures fastest) in ``stage``; and the search."""
+    import shutil
+
+    import torch
+
+    from deepfake_lth.deploy.export import check_onnx, to_onnx
+
+    model = ticket.build()
+    fp32 = to_onnx(model, stage / FILES["fp32"], size)
+    check_onnx(model, fp32, torch.randn(2, 3, size, size), atol=1e-3)
+    q = Quantizer(fp32, calib, bool(spec["per_channel"]), reduce_range)
+    int8, search = stage / FILES["int8"], None
+    if spec["serve"] == "int8":
+        q.write(int8)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            best, search = search_int8(q, fp32, Path(tmp), size, spec)
+            shutil.copyfile(best, int8)
+    return {"fp32": fp32, "int8": int8}, search
+
+
+def served_scores(paths: Mapping[str, Path], faces_dir: Path, size: int, threads: int,
+                  threshold: float | None) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
+    """p(fake) of ``faces_dir``'s test faces through each ONNX file of ``paths`` and their
+    scores (:func:`deepfake_lth.training.scoring.split_metrics`; ``acc_at_threshold``: the
+    accuracy at the run's validation threshold), recorded in each file's metadata."""
+    from deepfake_lth.data.store import load_split
+    from deepfake_lth.training.scoring import split_metrics
+
+    test = load_split(faces_dir, "test")
+    labels, videos = np.asarray(test.labels), np.asarray(test.video_ids)
+    probs = {k: probabilities(OnnxModule(path, threads), test.images, size)
+             for k, path in paths.items()}
+    scores = {}
+    for k, p in probs.items():
+        m = split_metrics(labels, p, videos)
+        t = 0.5 if threshold is None else float(threshold)
+        scores[k] = {"scored_on": f"{faces_dir} (test split)", "test_samples": len(labels),
+                     **{f"test_{n}": m[n] for n in ("acc", "auc", "eer", "ap")},
+                     **{n: m[n] for n in ("video_acc", "video_auc")},
+                     "test_acc_val_threshold": float(np.mean((p > t) == (labels > 0.5)))
+                     if len(labels) else float("nan")}
+    return probs, scores
+
+
+def check_faces(faces_dir: str | Path, flag: str = "--calibration") -> Path:
+    """A packed faces folder (faces.npy and manifest.csv, as the pack stage writes them);
+    UserError naming ``flag`` and the fix otherwise."""
+    faces = Path(faces_dir)
+    missing = [n for n in ("faces.npy", "manifest.csv") if not (faces / n).is_file()]
+    if missing:
+        raise UserError(f"{flag} {faces}: {'not a folder' if not faces.is_dir() else 'no ' + ' or '.join(missing)}; "
+                        "give a packed faces folder of the workflow, results/{dataset}/faces "
+                        "(the pack stage writes faces.npy and manifest.csv there)")
+    return faces
+
+
+def _run_faces(run_folder: str | Path) -> Path:
     """The packed faces of a run's dataset: ``{results}/{dataset}/faces`` above the folder."""
     from deepfake_lth.core.runfolder import read_run_folder
 
@@ -267,8 +328,10 @@ def _run_faces(info: Mapping[str, Any], run_folder: str | Path) -> Path:
         faces = parent / str(dataset) / "faces"
         if (faces / "faces.npy").is_file() and (faces / "manifest.csv").is_file():
             return faces
-    raise UserError(f"{run_folder}: no packed faces of its dataset ({dataset}) found above it; "
-                    "give --calibration results/{dataset}/faces")
+    raise UserError(f"{run_folder}: no packed faces of its dataset ({dataset}) found in the "
+                    "folders above it (results/{dataset}/faces with faces.npy and "
+                    "manifest.csv); give --calibration with the packed faces folder the run "
+                    "was trained on")
 
 
 def quantize_stage(faces_dir: str | Path, level: str | Path, out_dir: str | Path,
@@ -289,8 +352,7 @@ def quantize_stage(faces_dir: str | Path, level: str | Path, out_dir: str | Path
     size = info["input_size"]
     test = load_split(faces_dir, "test")
     labels, videos = np.asarray(test.labels), np.asarray(test.video_ids)
-    probs = {k: probabilities(OnnxModule(path, int(spec["threads"])), test.images, size)
-             for k, path in info["onnxz"].items()}
+    probs = info["probs"]  # the plain ONNX files' (the .onnxz hold the same graph and weights)
     scores = {k: split_metrics(labels, p, videos) for k, p in probs.items()}
     write_csv(pd.DataFrame({"row": np.asarray(test.rows), "video_id": videos, "label": labels,
                             "prob": probs["int8"], "prob_fp32": probs["fp32"]}),
@@ -384,7 +446,8 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
 def run_export(args: argparse.Namespace) -> int:
     import shutil
 
-    from deepfake_lth.core.files import atomic_path
+    from deepfake_lth.core.files import atomic_path, check_output
+    from deepfake_lth.deploy.decisions import synthetic_notice
     from deepfake_lth.deploy.export import run as run_ticket_export
 
     if not args.int8:
@@ -399,14 +462,22 @@ def run_export(args: argparse.Namespace) -> int:
     if out.suffix not in (".onnx", ".onnxz"):
         raise UserError(f"-o {args.out}: --int8 writes an ONNX model; name it e.g. model.onnxz "
                         "(sparse and coded, the smallest) or model.onnx (plain ONNX)")
+    check_output(out)  # before any work: the folder, the calibration faces
+    from deepfake_lth.core.runfolder import read_run_folder
+
+    read_run_folder(args.checkpoint)
+    faces = check_faces(args.calibration) if args.calibration else _run_faces(args.checkpoint)
     spec = {"calibration_samples": args.calibration_samples,
             "serve": "int8" if args.always_int8 else "auto"}
     with tempfile.TemporaryDirectory() as tmp:
-        info = build_int8(args.checkpoint, tmp, args.calibration, spec)
+        info = build_int8(args.checkpoint, tmp, faces, spec)
         form = info["serve"]["form"]
         with atomic_path(out) as dst:
             shutil.copyfile(Path(tmp) / (SERVED if out.suffix == ".onnxz" else FILES)[form], dst)
     print(export_summary(info, out, args.checkpoint))
+    notice = synthetic_notice(info["meta"])
+    if notice:
+        print(notice, file=sys.stderr)
     return 0
 
 
@@ -417,6 +488,7 @@ def export_summary(info: Mapping[str, Any], out: Path, source: str) -> str:
              f", {size:,} bytes ({size / info['checkpoint_bytes']:.3f}× {source}); "
              f"{info['model']} at {info['input_size']} px",
              f"served {form}: {info['serve']['reason']}"]
+
     for r in info["latency"]:
         lines.append(f"  batch {r['batch']}, {r['threads']} thread(s): fp32 {r['fp32_ms']:.3f} ms, "
                      f"INT8 {r['int8_ms']:.3f} ms ({r['verdict']})")
@@ -426,6 +498,11 @@ def export_summary(info: Mapping[str, Any], out: Path, source: str) -> str:
                  f"reduce_range {info['reduce_range']} (VNNI {'yes' if has_vnni() else 'no'}); "
                  f".onnxz bytes fp32 {info['onnxz_bytes']['fp32']:,}, INT8 "
                  f"{info['onnxz_bytes']['int8']:,}")
+    sc, t = info["scores"][form], info["meta"].get("threshold")
+    lines.append((f"recorded: threshold {t:.4f} (chosen on validation)" if t is not None
+                  else "recorded: no threshold (detect uses 0.5)")
+                 + f"; {form.upper()} test AUC {sc['test_auc']:.4f}, accuracy at the threshold "
+                 f"{sc['test_acc_val_threshold']:.4f} on {sc['test_samples']} faces")
     return "\n".join(lines)
 
 

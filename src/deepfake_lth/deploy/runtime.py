@@ -4,17 +4,41 @@ stage, the benchmarks)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from deepfake_lth.core.errors import UserError
+from deepfake_lth.core.files import atomic_path
 
-META_KEY = "deepfake_lth"  # ONNX metadata_props entry: model, input size, face settings
+META_KEY = "deepfake_lth"  # ONNX metadata_props entry: model, input size, face settings, ...
+QUIET = 3  # onnxruntime log severity: errors only (its warnings name graph internals)
+
+
+@contextlib.contextmanager
+def quiet(*names: str) -> Iterator[None]:
+    """Warnings and log records below ERROR of the loggers ``names`` (``""``: the root logger,
+    where ONNX Runtime's quantization tools write) kept off the console for the block: they
+    name graph internals a user cannot act on."""
+    import warnings
+
+    loggers = [logging.getLogger(n) if n else logging.getLogger() for n in names]
+    levels = [lg.level for lg in loggers]
+    try:
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
 
 
 def set_metadata(path: str | Path, meta: Mapping[str, Any]) -> None:
@@ -34,7 +58,8 @@ def set_metadata(path: str | Path, meta: Mapping[str, Any]) -> None:
         del init.metadata_props[:]
     entry = model.metadata_props.add()
     entry.key, entry.value = META_KEY, json.dumps(dict(meta), default=str)
-    onnx.save(model, str(path))
+    with atomic_path(path) as tmp:  # never a half-written model at ``path``
+        onnx.save(model, str(tmp))
 
 
 def session(path: str | Path, threads: int = 1):
@@ -44,7 +69,9 @@ def session(path: str | Path, threads: int = 1):
 
     from deepfake_lth.deploy import onnxz
 
+    ort.set_default_logger_severity(QUIET)
     opts = ort.SessionOptions()
+    opts.log_severity_level = QUIET
     opts.intra_op_num_threads = int(threads)
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL

@@ -335,9 +335,12 @@ def train_epoch(
     return float(loss_sum) / max(seen, 1), float(correct) / max(seen, 1)
 
 
-def early_stopping(run: Training, record: dict, hparams: TrainingHparams) -> bool:
+def early_stopping(run: Training, record: dict, hparams: TrainingHparams,
+                   elapsed: float | None = None) -> bool:
     """Keep the weights of the best validation epoch so far; True once ``patience`` epochs
-    have passed without improvement and ``min_epochs`` are done (training stops)."""
+    have passed without improvement and ``min_epochs`` are done (training stops). Logs the
+    epoch's progress line (``elapsed``: the training seconds so far, resumed runs included),
+    the line the console shows for a running job (:mod:`deepfake_lth.workflow.console`)."""
     improved = run.better(record[run.monitor])
     if improved:
         run.best, run.since_best = record[run.monitor], 0
@@ -346,9 +349,12 @@ def early_stopping(run: Training, record: dict, hparams: TrainingHparams) -> boo
     else:
         run.since_best += 1
     log.info(
-        "epoch %d/%d: train loss %.4f acc %.3f | val loss %.4f acc %.3f%s (%.1fs)",
+        "epoch %d/%d: train loss %.4f acc %.3f | val loss %.4f acc %.3f auc %.4f%s (%.1fs, "
+        "%.0fs in all)",
         record["epoch"], hparams.max_epochs, record["train_loss"], record["train_acc"],
-        record["val_loss"], record["val_acc"], " *" if improved else "", record["seconds"],
+        record["val_loss"], record["val_acc"], record.get("val_auc", float("nan")),
+        " *" if improved else "", record["seconds"],
+        record["seconds"] if elapsed is None else elapsed,
     )
     if run.since_best >= hparams.patience and record["epoch"] >= hparams.min_epochs:
         run.result.stopped_early = True
@@ -429,9 +435,9 @@ def fit(
         run.result.epochs = epoch
         if epoch in save_epochs:
             run.result.epoch_states[epoch] = _cpu_state(model)
-        done = early_stopping(run, record, hp)
+        elapsed = run.elapsed_before + time.perf_counter() - start
+        done = early_stopping(run, record, hp, elapsed)
         if resume is not None:
-            elapsed = run.elapsed_before + time.perf_counter() - start
             save_training_state(run, resume, epoch, elapsed)
         if stop is not None and stop.requested:
             _stop(epoch, resume, stop, mid_epoch=False)
