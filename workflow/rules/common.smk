@@ -25,7 +25,7 @@ CONDA_ENV = "../../environment.yml"
 prepare_jobs(workflow.basedir, config["device"], RESULTS)
 DATASETS = list(config["datasets"])
 # the datasets networks are trained on (role test: scored only)
-TRAINED = [d for d, ds in config["datasets"].items() if ds.get("role", "train") == "train"]
+TRAINED = plan.trained_datasets(config)
 MODELS = list(config["models"])
 
 

@@ -85,7 +85,7 @@ def jobs(config: Mapping[str, Any]) -> list[tuple[str, str, int]]:
     """(dataset, model, seed) of every robustness job the config plans."""
     if not conditions(config):
         return []
-    return [(d, m, s) for d in config["datasets"] for m in config["models"]
+    return [(d, m, s) for d in plan.trained_datasets(config) for m in config["models"]
             for s in plan.seeds_of(config, m) if robust_levels(config, d, m, s)]
 
 

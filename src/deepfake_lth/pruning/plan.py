@@ -62,6 +62,11 @@ def seeds_of(config: Mapping[str, Any], model: str) -> list[int]:
     return [int(s) for s in (own if own else config["seeds"])]
 
 
+def trained_datasets(config: Mapping[str, Any]) -> list[str]:
+    """The datasets networks are trained on: all but those with ``role: test`` (scored only)."""
+    return [d for d, ds in config["datasets"].items() if (ds or {}).get("role", "train") == "train"]
+
+
 def all_seeds(config: Mapping[str, Any]) -> list[int]:
     """Every seed any model is trained with (sorted)."""
     return sorted({s for m in config["models"] for s in seeds_of(config, m)})
