@@ -13,6 +13,7 @@ import pytest
 from deepfake_lth.analysis import claims as claims_mod
 from deepfake_lth.analysis import stats, tickets
 from deepfake_lth.analysis.claims_beyond import seeds_auc_diff
+from deepfake_lth.analysis.delong import paired_auc_diff
 from deepfake_lth.stages import methods
 
 WINNING = "Deepfake detectors contain winning tickets at substantial sparsity"
@@ -136,7 +137,7 @@ def test_delong_on_five_videos_never_holds() -> None:
     seed: DeLong's SE is 0 and 2 fakes are below the minimum per class."""
     labels = pd.Series([0, 0, 0, 1, 1], index=[f"v{i}" for i in range(5)])
     probs = np.array([0.1, 0.2, 0.3, 0.8, 0.9])
-    per_seed = [stats.paired_auc_diff(labels, probs, probs) for _ in range(3)]
+    per_seed = [paired_auc_diff(labels, probs, probs) for _ in range(3)]
     diff = seeds_auc_diff(per_seed)
     assert "fewer than 10 per class" in diff.problem
     verdict, why = stats.judge([stats.non_inferiority("x", diff, 0.05)])

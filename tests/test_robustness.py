@@ -208,7 +208,7 @@ def test_forgetting_by_perturbation_compares_on_the_same_perturbed_faces():
 
 
 def test_auc_contrast_of_two_scorings_is_delongs_paired_difference():
-    from deepfake_lth.analysis.stats import paired_auc_diff
+    from deepfake_lth.analysis.delong import paired_auc_diff
 
     rng = np.random.default_rng(0)
     labels = np.r_[np.zeros(30), np.ones(30)]

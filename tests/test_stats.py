@@ -572,7 +572,7 @@ def test_kd_claim_compares_kd_with_imp_at_the_same_sparsities() -> None:
 def test_paired_auc_diff_delong_by_hand():
     from sklearn.metrics import roc_auc_score
 
-    from deepfake_lth.analysis.stats import paired_auc_diff
+    from deepfake_lth.analysis.delong import paired_auc_diff
 
     labels = np.array([1, 1, 1, 0, 0, 0])
     a = np.array([0.9, 0.8, 0.4, 0.3, 0.5, 0.1])

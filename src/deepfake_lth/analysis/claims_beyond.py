@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from deepfake_lth.analysis.delong import seeds_delong
 from deepfake_lth.analysis.evidence import (
     Claim,
     compare_pairs,
@@ -20,7 +21,6 @@ from deepfake_lth.analysis.stats import (
     Diff,
     levels_of,
     non_inferiority,
-    seeds_delong,
     superiority,
 )
 from deepfake_lth.pruning.plan import parse_step_size_method
@@ -106,7 +106,7 @@ KEEP_UP_TO = 0.8
 def seeds_auc_diff(per_seed: Sequence[Diff]) -> Diff:
     """Per-seed DeLong differences (paired by unit) combined over seeds: the placements
     averaged over seeds, the seeds' variance and the shared units' both counted
-    (:func:`deepfake_lth.analysis.stats.seeds_delong`)."""
+    (:func:`deepfake_lth.analysis.delong.seeds_delong`)."""
     return seeds_delong(per_seed)
 
 
@@ -120,7 +120,7 @@ def claim_generalisation(cross, config=None) -> Claim:
     one row per run × zero-shot test set (dataset, model, seed, method, level, sparsity,
     test_set, zero_shot, manipulation, per_video: the test videos' mean p(fake) and label).
     The margin: ``claims.auc_margin`` of ``config`` (:func:`auc_margin_of`)."""
-    from deepfake_lth.analysis.stats import paired_auc_diff
+    from deepfake_lth.analysis.delong import paired_auc_diff
 
     text = "IMP tickets keep the dense network's cross-dataset AUC up to 80 % sparsity"
     margin = auc_margin_of(config)

@@ -242,7 +242,7 @@ def auc_contrast(labels, scorings: Sequence, weights: Sequence[float], how: str)
     outranks, ties one half) combined with the weights, SE² = var(fakes')/m + var(reals')/n.
     A :class:`~deepfake_lth.analysis.stats.Diff` of one seed; None with fewer than two units
     of a class."""
-    from deepfake_lth.analysis.stats import delong_contrast
+    from deepfake_lth.analysis.delong import delong_contrast
 
     return delong_contrast(labels, scorings, weights, how)
 

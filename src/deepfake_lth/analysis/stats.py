@@ -1,21 +1,25 @@
-"""Statistics over seeds and test units, winning tickets, and calibration flags.
+"""Statistics over seeds and test units, and the claims' decision rule.
 
 Everything here works on the pruning-runs table of :func:`deepfake_lth.report.collect_metrics`
 (one row per trained network: ``dataset, model, seed, method, level, sparsity, test_acc,
-test_samples``, …, and ``per_video``: frames and correct frames per test video, read from
-the run's predictions.csv), so it is testable without a results tree.
+test_samples``, …, and ``per_video``: frames and correct frames per test unit, read from
+the run's predictions.csv: a video on a video set, an image on an image set), so it is
+testable without a results tree.
 
 * :func:`mean_ci`: mean and 95 % t-interval over seeds (``scipy.stats.t``);
 * :func:`paired_test`: paired t-test of two methods over the seeds they share
   (``scipy.stats.ttest_rel``); fewer than two pairs: "not enough seeds";
-* :func:`estimate_diff`: the difference of two networks' accuracies with a standard error
-  whose unit is the test *image* on an image set and the test *video* on a video set (the
-  frames of one video are strongly correlated, so they are not independent draws);
-* :func:`judge`: a claim's verdict from its comparisons (95 % intervals, Holm, two or more
-  seeds).
+* :func:`two_way`: the variance of a difference measured by several seeds on the same test
+  units: the seeds' term, plus the shared units' term, less the residual both count;
+* :func:`estimate_diff`: the difference of two networks' accuracies, paired by seed and by
+  test unit, with that variance; its ``problem`` says when it cannot decide (no variance,
+  fewer than :data:`MIN_UNITS` test units of a class);
+* :func:`judge`: a claim's verdict from its comparisons (:data:`RULE`: "holds" by
+  intersection–union, each comparison at the 95 % interval's side; "does not hold" by Holm).
 
-Winning tickets and calibration flags are in :mod:`deepfake_lth.analysis.tickets`, the paper's claims
-and their verdicts in :mod:`deepfake_lth.analysis.claims`.
+AUC differences (DeLong) are in :mod:`deepfake_lth.analysis.delong`, winning tickets and
+shares of dense accuracy in :mod:`deepfake_lth.analysis.tickets`, the paper's claims and their
+verdicts in :mod:`deepfake_lth.analysis.claims`.
 """
 
 from __future__ import annotations
@@ -295,17 +299,6 @@ class Diff:
         return f"{100 * self.mean:+.1f} pp [{100 * self.low:+.1f}, {100 * self.high:+.1f}]"
 
 
-def satterthwaite(parts: Sequence[tuple[float, float]]) -> float:
-    """Welch–Satterthwaite degrees of freedom of a sum of variance estimates [(variance,
-    its degrees of freedom)]: (Σ vᵢ)² / Σ vᵢ²/dfᵢ; parts with no variance or no degrees of
-    freedom drop out; inf when nothing is left (a normal quantile)."""
-    used = [(v, d) for v, d in parts if np.isfinite(v) and v > 0 and d > 0]
-    denominator = sum(v * v / d for v, d in used)  # 0 when every part's df is infinite
-    if not used or denominator == 0:
-        return math.inf
-    return float(sum(v for v, _ in used) ** 2 / denominator)
-
-
 def t_quantile(df: float) -> float:
     """The two-sided 95 % quantile of t with ``df`` degrees of freedom (normal when inf)."""
     from scipy import stats
@@ -323,22 +316,10 @@ def _one_sided(excess: float, se: float, df: float) -> float:
     return float(stats.norm.sf(z) if not np.isfinite(df) else stats.t.sf(z, df))
 
 
-def _rows(runs, dataset: str, model: str, method: str, level: str) -> dict[int, Any]:
+def runs_by_seed(runs, dataset: str, model: str, method: str, level: str) -> dict[int, Any]:
     part = runs[(runs["dataset"] == dataset) & (runs["model"] == model)
                 & (runs["method"] == method) & (runs["level"] == level)]
     return {int(r["seed"]): r for _, r in part.iterrows() if np.isfinite(float(r["test_acc"]))}
-
-
-def cluster_se(d, w) -> float:
-    """Standard error of the weighted mean Σ wᵥdᵥ/Σ wᵥ of per-video values dᵥ with frame
-    counts wᵥ (cluster-robust: √(V/(V−1) · Σ (wᵥ/W)² (dᵥ − D)²)); NaN with one video."""
-    d, w = np.asarray(d, dtype=float), np.asarray(w, dtype=float)
-    ok = np.isfinite(d) & np.isfinite(w) & (w > 0)
-    d, w = d[ok], w[ok] / w[ok].sum() if ok.any() else w[ok]
-    if len(d) < 2:
-        return math.nan
-    mean = float(np.sum(w * d))
-    return math.sqrt(len(d) / (len(d) - 1) * float(np.sum(w**2 * (d - mean) ** 2)))
 
 
 @dataclass(frozen=True)
@@ -392,16 +373,16 @@ def two_way(blocks: Sequence[tuple[Any, Any]]) -> Spread:
         return Spread(mean, math.nan, math.nan, n_seeds, n_units)
     b_total = sum(b for b, _ in parts)
     if n_seeds < 2:
-        return Spread(mean, b_total, _welch(parts, b_total), n_seeds, n_units)
+        return Spread(mean, b_total, welch(parts, b_total), n_seeds, n_units)
     a = float(first.var(ddof=1)) / n_seeds
     terms = [(a, n_seeds - 1.0), *parts, *cs]
     var = a + b_total - sum(c for c, _ in cs)
     if var < max(a, b_total):  # the residual outweighs one term: keep the larger term
         var, terms = (a, [(a, n_seeds - 1.0)]) if a >= b_total else (b_total, parts)
-    return Spread(mean, var, _welch(terms, var), n_seeds, n_units)
+    return Spread(mean, var, welch(terms, var), n_seeds, n_units)
 
 
-def _welch(terms: Sequence[tuple[float, float]], total: float) -> float:
+def welch(terms: Sequence[tuple[float, float]], total: float) -> float:
     """Welch–Satterthwaite: total² / Σ termᵢ²/dfᵢ (terms may enter with either sign)."""
     denominator = sum(t * t / d for t, d in terms if d > 0 and np.isfinite(t))
     return float(total**2 / denominator) if denominator > 0 else math.inf
@@ -485,7 +466,7 @@ def estimate_diff(runs, dataset: str, model: str, a: str, b: str,
 
     The result's ``problem`` says why it cannot decide: fewer than :data:`MIN_UNITS` test
     units of a class, or no variance. None when no seed has both."""
-    by_pair = [(_rows(runs, dataset, model, a, la), _rows(runs, dataset, model, b, lb))
+    by_pair = [(runs_by_seed(runs, dataset, model, a, la), runs_by_seed(runs, dataset, model, b, lb))
                for la, lb in levels]
     seeds = sorted(set.intersection(*[set(x) & set(y) for x, y in by_pair])) if by_pair else []
     if not seeds:
@@ -518,7 +499,7 @@ def estimate_diff(runs, dataset: str, model: str, a: str, b: str,
     pb = np.mean([float(y[s]["test_acc"]) for _, y in by_pair for s in seeds])
     binom = se_diff(pa, pb, n) ** 2
     var = binom + seed_var
-    df = _welch([(binom, n - 1), (seed_var, n_seeds - 1)], var) if var > 0 else math.inf
+    df = welch([(binom, n - 1), (seed_var, n_seeds - 1)], var) if var > 0 else math.inf
     spread = Spread(float(d_seed.mean()), var, df, n_seeds, int(n))
     return spread_diff(spread, f"binomial over {n:.0f} test {name if n != 1 else name[:-1]}"
                        f"{seed_words} (no predictions.csv)",
@@ -607,73 +588,3 @@ def judge(comparisons: Sequence[Comparison], confidence: float = CONFIDENCE
     if all(for_):
         return HOLDS, ""
     return UNCLEAR, ""
-
-
-def delong_contrast(labels, scorings: Sequence, weights: Sequence[float], how: str
-                    ) -> Diff | None:
-    """Σ wᵢ·AUC(scoringᵢ) of scorings of the same test units, with DeLong's standard error
-    (DeLong et al. 1988): each unit's placement values (the share of the other class it
-    outranks, ties one half) combined with the weights, SE² = var(fakes')/m + var(reals')/n.
-    One seed; ``units`` keeps the placements (indexed like ``labels``, a Series, or by
-    position) so :func:`seeds_delong` can average them over seeds. None with fewer than two
-    units of a class."""
-    import pandas as pd
-
-    index = labels.index if hasattr(labels, "index") else pd.RangeIndex(len(labels))
-    y = np.asarray(labels, dtype=float) > 0.5
-    m, n = int(y.sum()), int((~y).sum())
-    if m < 2 or n < 2:
-        return None
-    fakes, reals = np.zeros(m), np.zeros(n)
-    for scores, w in zip(scorings, weights, strict=True):
-        s = np.asarray(scores, dtype=np.float64)
-        if not np.isfinite(s).all():
-            raise ValueError(f"non-finite scores ({how})")
-        wins = (s[y][:, None] > s[~y][None, :]) + 0.5 * (s[y][:, None] == s[~y][None, :])
-        fakes += w * wins.mean(axis=1)
-        reals += w * wins.mean(axis=0)
-    se = math.sqrt(float(fakes.var(ddof=1)) / m + float(reals.var(ddof=1)) / n)
-    units = (pd.Series(fakes, index=index[y]), pd.Series(reals, index=index[~y]))
-    problem = units_problem(m, n, m + n, "units")
-    if not problem and se <= 0:
-        problem = "DeLong's variance is 0 (every unit ranked alike): no variance to judge by"
-    return Diff(float(fakes.mean()), se, Z, 1, how, math.inf, problem, units)
-
-
-def paired_auc_diff(labels, scores_a, scores_b) -> Diff | None:
-    """AUC(A) − AUC(B) of two scorings of the same test videos, with DeLong's standard error
-    (DeLong et al. 1988): each video's placement value (the share of the other class it
-    outranks, ties one half) paired between A and B, SE² = var(Δ fakes)/m + var(Δ reals)/n.
-    None with fewer than two videos of a class."""
-    y = np.asarray(labels) > 0.5
-    m, n = int(y.sum()), int((~y).sum())
-    return delong_contrast(labels, [scores_a, scores_b], [1.0, -1.0],
-                           f"DeLong, paired by video over {m + n} test videos")
-
-
-def seeds_delong(per_seed: Sequence[Diff]) -> Diff:
-    """Per-seed DeLong differences combined over seeds: each unit's placement differences
-    averaged over the seeds (units every seed scored), then :func:`two_way` with the fakes
-    and the reals as two blocks: the variance between seeds, plus DeLong's over the shared
-    units, less their common residual. Without placements (older callers): the mean DeLong
-    variance plus the variance between seeds, each / seeds."""
-    n = len(per_seed)
-    how = per_seed[0].how + (f" and {n} seeds" if n >= 2 else "")
-    if all(x.units is not None for x in per_seed):
-        fake_ids, real_ids = per_seed[0].units[0].index, per_seed[0].units[1].index
-        for x in per_seed[1:]:
-            fake_ids = fake_ids.intersection(x.units[0].index)
-            real_ids = real_ids.intersection(x.units[1].index)
-        if len(fake_ids) >= 2 and len(real_ids) >= 2:
-            f = np.array([x.units[0].loc[fake_ids].to_numpy() for x in per_seed])
-            r = np.array([x.units[1].loc[real_ids].to_numpy() for x in per_seed])
-            spread = two_way([(f, np.ones(len(fake_ids))), (r, np.ones(len(real_ids)))])
-            return spread_diff(spread, how, units_problem(len(fake_ids), len(real_ids),
-                                                          len(fake_ids) + len(real_ids),
-                                                          "units"))
-    problem = next((x.problem for x in per_seed if x.problem), "")
-    d = np.array([x.mean for x in per_seed])
-    within = float(np.mean([x.se**2 for x in per_seed])) / n
-    between = float(d.var(ddof=1)) / n if n >= 2 else 0.0
-    df = _welch([(between, n - 1)], within + between) if n >= 2 else math.inf
-    return spread_diff(Spread(float(d.mean()), within + between, df, n, 0), how, problem)

@@ -26,7 +26,6 @@ from deepfake_lth.analysis.stats import (
     Diff,
     Spread,
     Z,
-    _rows,
     binomial_se,
     by_seed,
     estimate_diff,
@@ -35,6 +34,7 @@ from deepfake_lth.analysis.stats import (
     levels_of,
     n_units,
     non_inferiority,
+    runs_by_seed,
     spread_diff,
     superiority,
     two_way,
@@ -238,8 +238,8 @@ def share_units(runs, dataset: str, model: str, method: str, level: str):
     n_real), or None without every run's predictions.csv."""
     import pandas as pd
 
-    t = _rows(runs, dataset, model, method, level)
-    d = _rows(runs, dataset, model, "dense", "dense")
+    t = runs_by_seed(runs, dataset, model, method, level)
+    d = runs_by_seed(runs, dataset, model, "dense", "dense")
     seeds = sorted(set(t) & set(d))
     tables = [(unit_accuracy(t[s]), unit_accuracy(d[s])) for s in seeds]
     if not seeds or any(a is None or b is None for a, b in tables):
