@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats as sps
 
 from deepfake_lth.analysis import claims as claims_mod
 from deepfake_lth.analysis import stats, tickets
@@ -61,10 +62,10 @@ def test_two_way_is_the_unbiased_anova_estimate() -> None:
     assert min(ms_s, ms_u) > ms_e  # no term floored
     assert spread.mean == pytest.approx(grand)
     assert spread.var == pytest.approx((ms_s + ms_u - ms_e) / (s * v))
-    # Welch–Satterthwaite over the three terms
-    terms = [(ms_s / (s * v), s - 1), (ms_u / (s * v), v - 1), (ms_e / (s * v), (s - 1) * (v - 1))]
-    df = spread.var**2 / sum(t * t / k for t, k in terms)
-    assert spread.df == pytest.approx(df)
+    # the quantile weighs each term by its own t (modified large-sample interval)
+    q = [sps.t.ppf(0.975, k) for k in (s - 1, v - 1, (s - 1) * (v - 1))]
+    half = math.sqrt((q[0] ** 2 * ms_s + q[1] ** 2 * ms_u - q[2] ** 2 * ms_e) / (s * v))
+    assert sps.t.ppf(0.975, spread.df) * math.sqrt(spread.var) == pytest.approx(half)
     # a residual larger than the seeds' term: never below the larger term alone
     flat = rng.normal(0, 3, (s, v))
     floored = stats.two_way([(flat - flat.mean(1, keepdims=True), np.ones(v))])

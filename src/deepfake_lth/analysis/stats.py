@@ -347,8 +347,11 @@ def two_way(blocks: Sequence[tuple[Any, Any]]) -> Spread:
                       C = V/((S−1)(V−1)) Σ πᵥ² Σₛ rₛᵥ² / S  (r: the two-way residuals),
 
     the seed term (A), the shared test units' term (B), less the residual counted in both
-    (C); never below the larger of A and B. Degrees of freedom by Welch–Satterthwaite over
-    the three terms. One seed: B alone (with V − 1 degrees of freedom)."""
+    (C); never below the larger of A and B. The interval's quantile weighs each term by its
+    own (:func:`mls_df`): with three seeds the seed term keeps its t with 2 degrees of
+    freedom even when, by chance, it comes out small (Welch–Satterthwaite would then give
+    the sum many degrees of freedom and too narrow an interval). One seed: B alone (with
+    V − 1 degrees of freedom)."""
     parts, cs = [], []
     first = None
     for d, w in blocks:
@@ -375,11 +378,30 @@ def two_way(blocks: Sequence[tuple[Any, Any]]) -> Spread:
     if n_seeds < 2:
         return Spread(mean, b_total, welch(parts, b_total), n_seeds, n_units)
     a = float(first.var(ddof=1)) / n_seeds
-    terms = [(a, n_seeds - 1.0), *parts, *cs]
+    terms = [(a, n_seeds - 1.0), *parts, *[(-c, k) for c, k in cs]]
     var = a + b_total - sum(c for c, _ in cs)
     if var < max(a, b_total):  # the residual outweighs one term: keep the larger term
         var, terms = (a, [(a, n_seeds - 1.0)]) if a >= b_total else (b_total, parts)
-    return Spread(mean, var, welch(terms, var), n_seeds, n_units)
+    return Spread(mean, var, mls_df(terms, var), n_seeds, n_units)
+
+
+def mls_df(terms: Sequence[tuple[float, float]], total: float) -> float:
+    """Degrees of freedom whose two-sided 95 % t quantile q gives the half-width
+    q·√total = √(Σ qᵢ²·termᵢ), qᵢ the t quantile of term i's own degrees of freedom (terms
+    may be negative): the modified large-sample interval for a sum of variance components
+    (Graybill and Wang 1980), expressed as a t so that one-sided p-values agree with it."""
+    from scipy import optimize, stats
+
+    if not np.isfinite(total) or total <= 0:
+        return math.inf
+    q2 = sum(t * t_quantile(k if k > 0 else math.inf) ** 2 for t, k in terms
+             if np.isfinite(t)) / total
+    if q2 <= Z * Z * (1 + 1e-9):
+        return math.inf
+    q = math.sqrt(q2)
+    if stats.t.ppf(0.5 + CONFIDENCE / 2, 1e7) >= q:
+        return math.inf
+    return float(optimize.brentq(lambda k: stats.t.ppf(0.5 + CONFIDENCE / 2, k) - q, 0.05, 1e7))
 
 
 def welch(terms: Sequence[tuple[float, float]], total: float) -> float:

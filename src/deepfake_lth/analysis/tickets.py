@@ -230,6 +230,18 @@ def unpaired_diff(a: np.ndarray, b: np.ndarray, se_a: float, se_b: float,
 # --------------------------------------------------------------------------- share of dense
 
 
+def share_linearization(ta, da, w) -> tuple[float, np.ndarray] | None:
+    """R = T̄/D̄ of seeds × units accuracies ``ta`` (ticket) and ``da`` (dense) with unit
+    weights ``w``, and its delta-method linearization z = (t − R·d)/D̄ (seeds × units): the
+    variance of R is that of the weighted mean of z. None when D̄ is not positive."""
+    pi = np.asarray(w, dtype=float) / float(np.sum(w))
+    t_bar, d_bar = float((ta @ pi).mean()), float((da @ pi).mean())
+    if not d_bar > 0:
+        return None
+    r = t_bar / d_bar
+    return r, (ta - r * da) / d_bar
+
+
 def share_units(runs, dataset: str, model: str, method: str, level: str):
     """A ticket's accuracy as a share of the same seeds' dense accuracy on the same test
     units, R = T̄/D̄ (means over seeds and units, units weighted by frames), with its
@@ -250,12 +262,10 @@ def share_units(runs, dataset: str, model: str, method: str, level: str):
     ta = np.array([a.loc[common, "acc"].to_numpy(dtype=float) for a, _ in tables])
     da = np.array([b.loc[common, "acc"].to_numpy(dtype=float) for _, b in tables])
     w = tables[0][0].loc[common, "n"].to_numpy(dtype=float)
-    pi = w / w.sum()
-    t_bar, d_bar = float((ta @ pi).mean()), float((da @ pi).mean())
-    if not d_bar > 0:
+    found = share_linearization(ta, da, w)
+    if found is None:
         return None
-    r = t_bar / d_bar
-    z = pd.DataFrame((ta - r * da) / d_bar, index=seeds, columns=common)
+    r, z = found[0], pd.DataFrame(found[1], index=seeds, columns=common)
     fake = tables[0][0].loc[common, "fake"] if "fake" in tables[0][0] else None
     n_fake = float((fake > 0.5).sum()) if fake is not None else None
     n_real = float((fake <= 0.5).sum()) if fake is not None else None
