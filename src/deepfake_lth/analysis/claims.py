@@ -382,6 +382,8 @@ def evaluate_claims(runs, transfers=None, deltas=None, config: Mapping[str, Any]
         kinds.setdefault(name, dataset_kind(config, name))
     present = set(runs["method"])
     controls = [c for c in (config.get("controls") or []) if f"control-{c}" in present]
+    if f"control-{methods.MATCHED_CONTROL}" in present and methods.MATCHED_CONTROL not in controls:
+        controls.append(methods.MATCHED_CONTROL)  # claims.winning_ticket runs it alone
     flags = baseline_flags(runs) if len(runs) else {}
     margin = margin_of(config)
     imp = ticket_method(runs, config) if len(runs) else None
