@@ -125,10 +125,12 @@ def _claim_winning(runs, controls: Sequence[str], kinds, flags, margin: float,
         notes.append("No IMP ticket with its dense network in this run.")
     needs = None
     if not comparisons and missing_control:
-        needs = f"needs the matched control: controls: [{matched}]"
+        needs = (f"needs the matched control: controls: [{matched}] (or, for one dataset and "
+                 "model, claims.winning_ticket)")
     elif one_seed_models:
         model = sorted(one_seed_models)[0]
-        needs = f"needs ≥ 2 seeds (3 or more for power): models.{model}.seeds: [0, 1, 2]"
+        needs = (f"needs ≥ 2 seeds (3 or more for power): models.{model}.seeds: [0, 1, 2], or "
+                 f"claims.winning_ticket: {{dataset: …, model: {model}, seeds: [0, 1, 2]}}")
     return make_claim(text, "Abstract, §VI", rule, comparisons, notes,
                       baseline_caveats(flags, used), needs)
 
