@@ -247,3 +247,46 @@ def test_shuffle_within_layers_keeps_counts_and_start_values():
                        start["w"].flatten().sort().values)
     assert torch.equal((new_start["w"] != 0), new_mask["w"])  # the values moved with the mask
     assert new_start["b"] is start["b"]
+
+
+# --------------------------------------------------------------------------- the claims' control
+
+
+def validated_preset(name: str, tmp_path, **extra) -> dict:
+    cfg = study_config.validate({**study_config.read_yaml(name), **extra})
+    cfg["resources"] = str(tmp_path / "resources")
+    return cfg
+
+
+def folders(cfg, dataset, model, seed) -> set[str]:
+    return {f"{lv.method}/{lv.path.name}"
+            for lv in methods.planned_levels(cfg, dataset, model, seed)}
+
+
+def test_the_paper_preset_plans_the_matched_control(tmp_path) -> None:
+    cfg = validated_preset("config/paper.yaml", tmp_path)
+    assert methods.MATCHED_CONTROL in cfg["controls"]
+    planned = folders(cfg, "openforensics", "mesonet", 0)
+    control = f"control-{methods.MATCHED_CONTROL}"
+    assert {f"{control}/round{k}" for k in range(1, 9)} <= planned
+    # the controls are of the ticket the claim judges
+    assert methods.control_ticket_method(cfg) == "imp-global"
+
+
+def test_winning_ticket_seeds_run_only_what_the_claim_compares(tmp_path) -> None:
+    wt = {"dataset": "demo-images", "model": "mesonet", "seeds": [0, 1, 2]}
+    cfg = validated_preset("config.yaml", tmp_path, claims={"winning_ticket": wt})
+    base = validated_preset("config.yaml", tmp_path)
+    control = f"control-{methods.MATCHED_CONTROL}"
+    assert plan.planned_seeds(cfg, "demo-images", "mesonet") == [0, 1, 2]
+    assert plan.planned_seeds(cfg, "demo-videos", "mesonet") == [0]
+    assert plan.planned_seeds(cfg, "demo-images", "cnn5") == [0]
+    # an extra seed: the dense network, IMP-Global up to round 4 (59 %, the claim's round)
+    # and the random chain up to round 4; nothing else
+    extra = folders(cfg, "demo-images", "mesonet", 1)
+    assert extra == ({"dense/dense"} | {f"imp-global/round{k}" for k in range(1, 5)}
+                     | {f"{control}/round{k}" for k in range(1, 5)})
+    # seed 0 keeps everything it had, and gains the control's four rounds
+    assert folders(cfg, "demo-images", "mesonet", 0) == (
+        folders(base, "demo-images", "mesonet", 0) | {f"{control}/round{k}" for k in range(1, 5)})
+    assert folders(cfg, "demo-videos", "mesonet", 0) == folders(base, "demo-videos", "mesonet", 0)

@@ -143,10 +143,12 @@ def test_bad_faces_argument_names_the_form(tmp_path, capsys):
     assert "--faces 'nofolder': expected DATASET=FOLDER" in capsys.readouterr().err
 
 
-def _cross_rows(ticket_probs, seeds=(0,)):
-    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
-    dense_probs = np.array([0.1, 0.2, 0.3, 0.6, 0.5, 0.7, 0.8, 0.9])
-    ids = [f"v{i}" for i in range(8)]
+def _cross_rows(ticket_probs, seeds=(0,), dense_probs=None):
+    dense_probs = (np.array([0.1, 0.2, 0.3, 0.6, 0.5, 0.7, 0.8, 0.9]) if dense_probs is None
+                   else dense_probs)
+    n = len(dense_probs)
+    labels = (np.arange(n) >= n // 2).astype(int)
+    ids = [f"v{i}" for i in range(n)]
 
     def videos(p):
         return pd.DataFrame({"prob": p, "label": labels}, index=pd.Index(ids, name="video_id"))
@@ -174,10 +176,20 @@ def test_claim_generalisation_verdicts():
     from deepfake_lth.analysis.stats import FAILS, HOLDS, NOT_RUN, ONE_SEED, UNCLEAR
 
     same_probs = np.array([0.1, 0.2, 0.3, 0.6, 0.5, 0.7, 0.8, 0.9])
+    # planted degenerate case: 4 videos a class, the ticket scoring as dense: no certainty
     same = claim_generalisation(_cross_rows(same_probs, seeds=(0, 1, 2)))
-    assert same.verdict == HOLDS and len(same.evidence) == 1
+    assert same.verdict == UNCLEAR and "fewer than 10 per class" in same.why
     assert "at 20 %" in same.evidence[0] and "+0.000" in same.evidence[0]
     assert "δ = 5 AUC points" in same.rule and "Holm" in same.rule
+    # 40 videos a class, the ticket's scores a little off dense's: it keeps the AUC
+    rng = np.random.default_rng(3)
+    dense = rng.random(80) * 0.7 + 0.3 * (np.arange(80) >= 40)
+    close = claim_generalisation(_cross_rows(dense + 0.05 * rng.random(80), (0, 1, 2), dense))
+    assert close.verdict == HOLDS, close.evidence
+    assert "paired by video over 80 test videos and 3 seeds" in close.evidence[0]
+    wide = claim_generalisation(_cross_rows(dense + 0.05 * rng.random(80), (0, 1, 2), dense),
+                                {"claims": {"auc_margin": 0.001}})
+    assert wide.verdict != HOLDS and "δ = 0 AUC points" in wide.rule
     worse = claim_generalisation(_cross_rows(np.array([0.9, 0.8, 0.7, 0.6, 0.1, 0.2, 0.3, 0.4]),
                                              seeds=(0, 1, 2)))
     assert worse.verdict == FAILS

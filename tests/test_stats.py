@@ -24,7 +24,7 @@ def runs_frame(rows) -> pd.DataFrame:
 
 
 def study(dense, curves: dict[str, list[float]], seeds=(0, 1, 2), dataset="dsA",
-          model="mesonet", n_test=400, jitter=(0.0, 0.004, -0.003)):
+          model="mesonet", n_test=1_000_000, jitter=(0.0, 0.004, -0.003)):
     """Rows of one dataset × model: the dense network and methods at IMP's levels."""
     rows = []
     for i, seed in enumerate(seeds):
@@ -131,24 +131,29 @@ def test_winning_tickets_with_seeds_and_with_one_seed() -> None:
     d = [by_seed - dense for by_seed, dense in zip(
         runs[(runs["method"] == "imp-global") & (runs["level"] == "round2")]["test_acc"],
         runs[runs["method"] == "dense"]["test_acc"], strict=True)]
-    assert by_level.loc["round2", "se"] == pytest.approx(np.std(d, ddof=1) / math.sqrt(3))
-    # the interval is the t-interval over the 3 seeds (2 degrees of freedom)
+    # plus, without predictions.csv, the binomial SE over the 10⁶ test images
+    binomial = stats.se_diff(0.62, 0.62, 1_000_000)
+    assert by_level.loc["round2", "se"] == pytest.approx(
+        math.sqrt(np.var(d, ddof=1) / 3 + binomial**2), rel=0.01)
+    # the interval's t has Welch–Satterthwaite degrees of freedom, near the 3 seeds' 2
     vs = by_level.loc["round2", "vs_dense"]
-    assert vs.q == pytest.approx(sps.t.ppf(0.975, 2)) and vs.df == 2
+    assert 2 <= vs.df < 5 and vs.q == pytest.approx(sps.t.ppf(0.975, vs.df))
     assert set(table["basis"]) == {"controls with other training"}
-    assert bool(by_level.loc["round1", "winning"]) and bool(by_level.loc["round1", "paper"])
-    # round2: within the 2-point margin of dense but below the re-init control: not winning
+    assert bool(by_level.loc["round1", "paper"]) and bool(by_level.loc["round1", "above_controls"])
+    # round2: within the 2-point margin of dense but below the re-init control
     assert bool(by_level.loc["round2", "within_margin"])
-    assert not by_level.loc["round2", "above_controls"] and not by_level.loc["round2", "winning"]
+    assert not by_level.loc["round2", "above_controls"]
     # round4 is 2 points below dense: its interval reaches below −δ
     assert not bool(by_level.loc["round4", "within_margin"])
-    assert tickets.winning_up_to(table) == {("dsA", "mesonet"): pytest.approx(0.2)}
+    # a verdict needs the matched control: without it no round is judged a winning ticket
+    assert set(table["verdict"]) == {stats.NOT_RUN} and not table["winning"].any()
+    assert tickets.winning_up_to(table) == {("dsA", "mesonet"): None}
     # a wider margin admits round4
     wide = tickets.winning_tickets(runs, "imp-global", [], margin=0.05).set_index("level")
     assert bool(wide.loc["round4", "within_margin"])
 
     # one seed on an image set: the binomial SE of the difference on n_test images
-    one = runs[runs["seed"] == 0]
+    one = runs_frame(study(0.62, curves, seeds=(0,), n_test=400))
     t0 = tickets.winning_tickets(one, "imp-global", [])
     assert t0["se"].iloc[0] == pytest.approx(math.hypot(math.sqrt(0.625 * 0.375 / 400),
                                                         math.sqrt(0.62 * 0.38 / 400)), rel=0.05)
@@ -200,9 +205,30 @@ def test_d5_ticket_must_beat_the_matched_control() -> None:
     assert claim.verdict == stats.NOT_RUN and "did not run" in claim.evidence[0]
 
 
+DIFFICULTY = np.random.default_rng(0).random(2000)  # the shared test images' difficulty
+
+
+def image_table(acc: float, key: int, n: int = 2000, noise: float = 0.02) -> pd.DataFrame:
+    """Per-image results of a network of accuracy ``acc`` on the shared test images: the
+    easiest ``acc`` · n by the shared difficulty plus this run's noise (``key``) are right;
+    even rows real, odd rows fake."""
+    u = DIFFICULTY[:n] + noise * np.random.default_rng(key).standard_normal(n)
+    right = np.zeros(n, dtype=int)
+    right[np.argsort(u)[: round(acc * n)]] = 1
+    return pd.DataFrame({"n": 1, "correct": right, "fake": np.arange(n) % 2},
+                        index=pd.Index([f"i{v:04d}" for v in range(n)], name="video_id"))
+
+
+def with_units(runs: pd.DataFrame, n: int = 2000) -> pd.DataFrame:
+    """``runs`` with per-image tables (predictions.csv) of each row's accuracy."""
+    tables = [image_table(acc, 7919 * i + 1, n) for i, acc in enumerate(runs["test_acc"])]
+    return runs.assign(per_video=tables,
+                       test_acc=[t["correct"].mean() for t in tables], test_samples=n)
+
+
 def planted_ticket(gap: float, seeds=(0, 1, 2)) -> pd.DataFrame:
-    """A planted study: the ticket ``gap`` below dense at every round (seed jitter ±0.3
-    points), the matched control 10 points below the ticket."""
+    """A planted study on 2,000 shared test images: the ticket ``gap`` below dense at every
+    round (seed jitter ±0.3 points), the matched control 10 points below the ticket."""
     matched = methods.MATCHED_CONTROL
     rows = []
     for seed, j in zip(seeds, (0.0, 0.003, -0.003), strict=False):
@@ -212,7 +238,7 @@ def planted_ticket(gap: float, seeds=(0, 1, 2)) -> pd.DataFrame:
             rows.append(("dsA", "mesonet", seed, "imp-global", level, s, ticket, 2000))
             rows.append(("dsA", "mesonet", seed, f"control-{matched}", level, s,
                          ticket - 0.10, 2000))
-    return runs_frame(rows)
+    return with_units(runs_frame(rows))
 
 
 @pytest.mark.parametrize(("gap", "expected"), [(0.01, stats.HOLDS), (0.05, stats.FAILS),
@@ -286,14 +312,14 @@ def test_claims_hold_when_the_numbers_say_so() -> None:
     deltas = pd.DataFrame([{"dataset": "imgs", "model": "mesonet", "group": "imp-global",
                             "seed": seed, "row": r, "sparsity": s,
                             "concentration": 0.2 + s * (0.2 + 0.01 * r + 0.01 * seed)}
-                           for seed in (0, 1, 2) for r in range(4) for s in (0.0, 0.6, 0.8)])
+                           for seed in (0, 1, 2) for r in range(12) for s in (0.0, 0.6, 0.8)])
     claims = claims_by_text(claims_mod.evaluate_claims(runs, None, deltas, CONFIG))
     assert claims["IMP-Global beats IMP-Local on the image set"].verdict == stats.HOLDS
     assert claims["IMP-Local beats IMP-Global on the video set"].verdict == stats.HOLDS
     assert claims["IMP ≥ one-shot pruning at 80 % sparsity"].verdict == stats.HOLDS
     assert claims["ResNet-18 is the most robust model under pruning"].verdict == stats.HOLDS
     narrow = claims["Pruned models narrow their Grad-CAM focus"]
-    assert narrow.verdict == stats.HOLDS and "over 12 faces" in narrow.evidence[0]
+    assert narrow.verdict == stats.HOLDS and "paired by face over 12 faces and 3 seeds" in narrow.evidence[0]
     assert claims["Iterative pruning"].verdict == stats.HOLDS
     # winning tickets are judged only against the matched control, which did not run here
     winning = claims["Deepfake detectors contain winning tickets at substantial sparsity"]
@@ -352,19 +378,29 @@ def test_step_size_and_transfer_claims() -> None:
     assert step.verdict == stats.HOLDS
     assert "IMP-Global (rate 0.05) − IMP-Global" in step.evidence[0]
 
-    transfers = pd.DataFrame([
+    transfers = with_units(pd.DataFrame([
         {"pair": "a-to-b", "model": "mesonet", "seed": s, "method": m, "test_acc": acc + j,
-         "test_samples": 300}
+         "test_samples": 2000}
         for s, j in zip((0, 1, 2), (0.0, 0.01, -0.01), strict=True)
         for m, acc in (("dense", 0.60), ("imp-global-sparsity59", 0.61 + 0.002 * s),
                        ("oneshot-global-sparsity59", 0.40))
-    ])
+    ]))
     claim = claims_by_text(claims_mod.evaluate_claims(runs_frame(rows), transfers, None, CONFIG))[
         "A ticket transferred at 60 % sparsity keeps the target's dense accuracy"]
-    assert claim.verdict == stats.HOLDS and len(claim.evidence) == 1  # one-shot is not IMP
-    worse = transfers.assign(test_acc=np.where(transfers["method"] == "dense",
-                                               transfers["test_acc"] + 0.1,
-                                               transfers["test_acc"]))
+    assert claim.verdict == stats.HOLDS and len(claim.evidence) == 2  # one-shot is not IMP
+    assert "paired by image over 2000 test images and 3 seeds" in claim.evidence[0]
+    assert "fine-tuned on the target did not run" in claim.evidence[1]
+    # judged against both baselines: a fine-tuned source network 10 points better fails it
+    finetuned = with_units(transfers[transfers["method"] == "dense"].assign(
+        method=methods.DENSE_FINETUNED, test_acc=lambda t: t["test_acc"] + 0.1))
+    both = pd.concat([transfers, finetuned], ignore_index=True)
+    claim = claims_by_text(claims_mod.evaluate_claims(runs_frame(rows), both, None, CONFIG))[
+        "A ticket transferred at 60 % sparsity keeps the target's dense accuracy"]
+    assert claim.verdict == stats.FAILS and len(claim.evidence) == 2
+    assert "fine-tuned on the target =" in claim.evidence[1]
+    worse = with_units(transfers.assign(test_acc=np.where(transfers["method"] == "dense",
+                                                          transfers["test_acc"] + 0.1,
+                                                          transfers["test_acc"])))
     claim = claims_by_text(claims_mod.evaluate_claims(runs_frame(rows), worse, None, CONFIG))[
         "A ticket transferred at 60 % sparsity keeps the target's dense accuracy"]
     assert claim.verdict == stats.FAILS
@@ -536,7 +572,7 @@ def test_kd_claim_compares_kd_with_imp_at_the_same_sparsities() -> None:
 def test_paired_auc_diff_delong_by_hand():
     from sklearn.metrics import roc_auc_score
 
-    from deepfake_lth.analysis.stats import paired_auc_diff
+    from deepfake_lth.analysis.delong import paired_auc_diff
 
     labels = np.array([1, 1, 1, 0, 0, 0])
     a = np.array([0.9, 0.8, 0.4, 0.3, 0.5, 0.1])

@@ -159,7 +159,7 @@ def study_metrics(dataset):
     """Every metrics.json the study computes for one dataset (the registry's planned levels)."""
     out = []
     for model in MODELS:
-        for seed in seeds_of(model):
+        for seed in plan.planned_seeds(config, dataset, model):
             out += [
                 f"{lv.path}/metrics.json"
                 for lv in methods.planned_levels(config, dataset, model, int(seed))

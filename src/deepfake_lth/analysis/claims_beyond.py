@@ -4,11 +4,9 @@ cross-dataset generalisation of tickets."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
-import numpy as np
-
+from deepfake_lth.analysis.delong import seeds_delong
 from deepfake_lth.analysis.evidence import (
     Claim,
     compare_pairs,
@@ -23,9 +21,7 @@ from deepfake_lth.analysis.stats import (
     Diff,
     levels_of,
     non_inferiority,
-    satterthwaite,
     superiority,
-    t_quantile,
 )
 from deepfake_lth.pruning.plan import parse_step_size_method
 from deepfake_lth.stages import methods
@@ -108,26 +104,26 @@ KEEP_UP_TO = 0.8
 
 
 def seeds_auc_diff(per_seed: Sequence[Diff]) -> Diff:
-    """Per-seed DeLong differences (paired by video) combined over seeds: their mean, with
-    the mean DeLong variance / seeds plus the variance between seeds / seeds (degrees of
-    freedom by Welch–Satterthwaite)."""
-
-    d = np.array([x.mean for x in per_seed])
-    n = len(d)
-    within = float(np.mean([x.se**2 for x in per_seed])) / n
-    between = float(d.var(ddof=1)) / n if n >= 2 else 0.0
-    df = satterthwaite([(within, math.inf), (between, n - 1)]) if n >= 2 else math.inf
-    how = per_seed[0].how + (f" and {n} seeds" if n >= 2 else "")
-    return Diff(float(d.mean()), math.sqrt(within + between), t_quantile(df), n, how, df)
+    """Per-seed DeLong differences (paired by unit) combined over seeds: the placements
+    averaged over seeds, the seeds' variance and the shared units' both counted
+    (:func:`deepfake_lth.analysis.delong.seeds_delong`)."""
+    return seeds_delong(per_seed)
 
 
-def claim_generalisation(cross) -> Claim:
+def auc_margin_of(config) -> float:
+    """``claims.auc_margin``: the margin of the AUC claims (generalisation), in AUC."""
+    return float(((config or {}).get("claims") or {}).get("auc_margin", KEEP_MARGIN))
+
+
+def claim_generalisation(cross, config=None) -> Claim:
     """IMP tickets keep the dense network's cross-dataset AUC up to 80 % sparsity. ``cross``:
     one row per run × zero-shot test set (dataset, model, seed, method, level, sparsity,
-    test_set, zero_shot, manipulation, per_video: the test videos' mean p(fake) and label)."""
-    from deepfake_lth.analysis.stats import paired_auc_diff
+    test_set, zero_shot, manipulation, per_video: the test videos' mean p(fake) and label).
+    The margin: ``claims.auc_margin`` of ``config`` (:func:`auc_margin_of`)."""
+    from deepfake_lth.analysis.delong import paired_auc_diff
 
     text = "IMP tickets keep the dense network's cross-dataset AUC up to 80 % sparsity"
+    margin = auc_margin_of(config)
     found: dict[tuple, list[Diff]] = {}
     sparsity: dict[tuple, float] = {}
     if cross is not None and len(cross):
@@ -157,14 +153,14 @@ def claim_generalisation(cross) -> Claim:
         comparisons.append(non_inferiority(
             f"{model} from {dataset} on {test_set}, {method_label(method)} at "
             f"{100 * sparsity[key]:.0f} %: video AUC − dense = {diff.mean:+.3f} "
-            f"[{diff.low:+.3f}, {diff.high:+.3f}] ({diff.how})", diff, KEEP_MARGIN))
+            f"[{diff.low:+.3f}, {diff.high:+.3f}] ({diff.how})", diff, margin))
     return make_claim(
         text, "§VI (generalisation, after DeepfakeBench)",
         "Per source dataset, model, unseen test set and IMP round up to 80 % sparsity: "
         "ticket − dense video AUC (mean p(fake) per video) on the unseen set, DeLong's "
         "interval paired by video within a seed, combined over seeds; for the claim when the "
-        f"interval lies above −{KEEP_MARGIN:.2f} (δ = {100 * KEEP_MARGIN:.0f} AUC points), "
-        f"against it when it lies below −{KEEP_MARGIN:.2f}.",
+        f"interval lies above −{margin:.2f} (δ = {100 * margin:.0f} AUC points, "
+        f"claims.auc_margin), against it when it lies below −{margin:.2f}.",
         comparisons,
         [] if comparisons else ["No zero-shot test set with the dense network and an IMP "
                                 "ticket scored on it (generalisation:)."])

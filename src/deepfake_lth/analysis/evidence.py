@@ -1,7 +1,8 @@
 """How a claim's evidence is gathered and judged: the :class:`Claim` record, the comparisons
-of two methods at shared levels (paired by seed, and by test video on a video set), and the
-stated decision rule (:func:`deepfake_lth.analysis.stats.judge`: 95 % intervals, Holm over a
-claim's comparisons, two or more seeds). The claims themselves are in
+of two methods at shared levels (paired by seed and by test unit), and the stated decision
+rule (:func:`deepfake_lth.analysis.stats.judge`: "holds" by intersection–union, each
+comparison at the 95 % interval's side; "does not hold" by Holm; two or more seeds, some
+variance and enough test units of each class). The claims themselves are in
 :mod:`deepfake_lth.analysis.claims` (the paper's) and :mod:`deepfake_lth.analysis.claims_beyond`.
 """
 
@@ -15,11 +16,17 @@ from typing import Any
 import numpy as np
 
 from deepfake_lth.analysis.stats import (
+    FAILS,
     GREATER,
+    HOLDS,
     LESS,
     LEVEL_TOLERANCE,
     MARGIN,
+    MIN_UNITS,
     NEAR,
+    NOT_RUN,
+    ONE_SEED,
+    RULE,
     TIE,
     Comparison,
     Diff,
@@ -34,11 +41,8 @@ from deepfake_lth.stages import methods
 
 SAY = {GREATER: "which counts for the claim", LESS: "which counts against it",
        TIE: "which is within the noise"}
-DECISION = ("Decision: 95 % intervals; each side of a comparison is tested one-sided at 2.5 % with "
-            "Holm's correction over the claim's comparisons (datasets × models × levels). A "
-            "comparison of trained networks needs two or more seeds, its interval including "
-            "the variance between seeds; with one seed the verdict is \"not enough evidence: "
-            "one seed\".")
+DECISION = RULE
+SEEDS_NEEDED = "needs ≥ 2 seeds (3 or more for a useful interval): seeds: [0, 1, 2]"
 
 
 @dataclass
@@ -52,6 +56,7 @@ class Claim:
     evidence: list[str] = field(default_factory=list)
     caveats: list[str] = field(default_factory=list)  # e.g. a miscalibrated dense baseline
     why: str = ""  # the verdict's reason in a few words, e.g. "one seed"
+    needs: str = ""  # what would decide it, e.g. "needs the matched control: controls: […]"
 
 
 # --------------------------------------------------------------------------- helpers
@@ -78,16 +83,44 @@ def margin_of(config: Mapping[str, Any] | None) -> float:
 def said(c: Comparison) -> str:
     if c.n_seeds < 2:
         return f"{c.text}, from one seed: a single training run each, not judged."
+    if c.problem and c.outcome == TIE:
+        return f"{c.text}, which decides nothing: {c.problem}."
     return f"{c.text}, {SAY[c.outcome]}."
 
 
+def needs_of(verdict: str, why: str) -> str:
+    """What would decide a claim, from its verdict and reason ("" once decided)."""
+    if verdict in (HOLDS, FAILS):
+        return ""
+    if why == ONE_SEED:
+        return SEEDS_NEEDED
+    if "Grad-CAM faces" in why:
+        return (f"needs ≥ {MIN_UNITS} Grad-CAM faces: gradcam.samples_per_class: "
+                f"{(MIN_UNITS + 1) // 2}")
+    if "per class" in why or "fewer than" in why:
+        return (f"needs ≥ {MIN_UNITS} test units of each class: a larger test split "
+                "(faces.split) or more data")
+    if "variance" in why or "standard error" in why:
+        return ("needs networks whose predictions vary over test units or seeds (here they "
+                "give identical differences)")
+    if verdict == NOT_RUN:
+        return "needs the runs it compares (the evidence says which)"
+    return ("needs more seeds or test units: an interval still straddles 0 or the margin "
+            "(BENCHMARKS.md: the power by seeds)")
+
+
 def make_claim(text: str, source: str, rule: str, comparisons: Sequence[Comparison],
-           notes: Sequence[str] = (), caveats: Sequence[str] = ()) -> Claim:
-    """A claim judged over ``comparisons`` (Holm); ``notes``: evidence besides them (what
-    did not run)."""
+               notes: Sequence[str] = (), caveats: Sequence[str] = (), needs: str | None = None
+               ) -> Claim:
+    """A claim judged over ``comparisons`` (:func:`judge`); ``notes``: evidence besides them
+    (what did not run); ``needs``: what would decide it, when the claim knows better than
+    :func:`needs_of`."""
     verdict, why = judge(comparisons)
+    if needs is None or verdict in (HOLDS, FAILS):
+        needs = needs_of(verdict, why)
     evidence = [said(c) for c in comparisons] + list(notes)
-    return Claim(text, source, verdict, f"{rule} {DECISION}", evidence, list(caveats), why)
+    return Claim(text, source, verdict, f"{rule} {DECISION}", evidence, list(caveats), why,
+                 needs)
 
 
 def cumulative_epochs_of(runs, dataset, model, method, level) -> str:
@@ -129,16 +162,20 @@ def diff_at(runs, kinds, dataset, model, a, b, target=None, tol=LEVEL_TOLERANCE
 
 
 def values_diff(values: Sequence[float], se_unit: float, kind: str | None, how: str) -> Diff:
-    """The mean of per-seed ``values`` with its SE: the t-interval over seeds (on a video set
-    with ``se_unit``, the binomial SE over the test videos, added); one seed: ± 1.96 se_unit."""
-    from scipy import stats
+    """The mean of per-seed ``values`` with its SE: the variance over seeds / seeds plus
+    ``se_unit``² (the shared test units' term, when known; conservative as it also holds
+    the residual), t with Welch–Satterthwaite degrees of freedom; one seed: ± 1.96 se_unit.
+    For values without per-unit data (older run folders)."""
+    from deepfake_lth.analysis.stats import Spread, spread_diff
 
     v = finite(values)
+    unit = se_unit**2 if np.isfinite(se_unit) else 0.0
     if len(v) >= 2:
-        unit = (se_unit if np.isfinite(se_unit) else 0.0) if kind == "videos" else 0.0
-        se = math.sqrt(float(v.var(ddof=1)) / len(v) + unit**2)
-        return Diff(float(v.mean()), se, float(stats.t.ppf(0.975, len(v) - 1)), len(v),
-                    f"{how} over {len(v)} seeds", float(len(v) - 1))
+        seed = float(v.var(ddof=1)) / len(v)
+        var = seed + unit
+        df = var**2 / (seed**2 / (len(v) - 1)) if seed > 0 else math.inf
+        return spread_diff(Spread(float(v.mean()), var, df, len(v), 0),
+                           f"{how} over {len(v)} seeds")
     return Diff(float(v.mean()) if len(v) else math.nan, se_unit, Z, len(v), f"{how}, one seed")
 
 

@@ -239,24 +239,9 @@ def auc_contrast(labels, scorings: Sequence, weights: Sequence[float], how: str)
     outranks, ties one half) combined with the weights, SE² = var(fakes')/m + var(reals')/n.
     A :class:`~deepfake_lth.analysis.stats.Diff` of one seed; None with fewer than two units
     of a class."""
-    import math
+    from deepfake_lth.analysis.delong import delong_contrast
 
-    import numpy as np
-
-    from deepfake_lth.analysis.stats import Diff, Z
-
-    y = np.asarray(labels) > 0.5
-    m, n = int(y.sum()), int((~y).sum())
-    if m < 2 or n < 2:
-        return None
-    fakes, reals = np.zeros(m), np.zeros(n)
-    for scores, w in zip(scorings, weights, strict=True):
-        s = np.asarray(scores, dtype=np.float64)
-        wins = (s[y][:, None] > s[~y][None, :]) + 0.5 * (s[y][:, None] == s[~y][None, :])
-        fakes += w * wins.mean(axis=1)
-        reals += w * wins.mean(axis=0)
-    se = math.sqrt(float(fakes.var(ddof=1)) / m + float(reals.var(ddof=1)) / n)
-    return Diff(float(fakes.mean()), se, Z, 1, how)
+    return delong_contrast(labels, scorings, weights, how)
 
 
 def drop_difference(table, labels, ticket: tuple[str, str], name: str, levels: Sequence[int]):

@@ -1,21 +1,25 @@
-"""Statistics over seeds and test units, winning tickets, and calibration flags.
+"""Statistics over seeds and test units, and the claims' decision rule.
 
 Everything here works on the pruning-runs table of :func:`deepfake_lth.report.collect_metrics`
 (one row per trained network: ``dataset, model, seed, method, level, sparsity, test_acc,
-test_samples``, …, and ``per_video``: frames and correct frames per test video, read from
-the run's predictions.csv), so it is testable without a results tree.
+test_samples``, …, and ``per_video``: frames and correct frames per test unit, read from
+the run's predictions.csv: a video on a video set, an image on an image set), so it is
+testable without a results tree.
 
 * :func:`mean_ci`: mean and 95 % t-interval over seeds (``scipy.stats.t``);
 * :func:`paired_test`: paired t-test of two methods over the seeds they share
   (``scipy.stats.ttest_rel``); fewer than two pairs: "not enough seeds";
-* :func:`estimate_diff`: the difference of two networks' accuracies with a standard error
-  whose unit is the test *image* on an image set and the test *video* on a video set (the
-  frames of one video are strongly correlated, so they are not independent draws);
-* :func:`judge`: a claim's verdict from its comparisons (95 % intervals, Holm, two or more
-  seeds).
+* :func:`two_way`: the variance of a difference measured by several seeds on the same test
+  units: the seeds' term, plus the shared units' term, less the residual both count;
+* :func:`estimate_diff`: the difference of two networks' accuracies, paired by seed and by
+  test unit, with that variance; its ``problem`` says when it cannot decide (no variance,
+  fewer than :data:`MIN_UNITS` test units of a class);
+* :func:`judge`: a claim's verdict from its comparisons (:data:`RULE`: "holds" by
+  intersection–union, each comparison at the 95 % interval's side; "does not hold" by Holm).
 
-Winning tickets and calibration flags are in :mod:`deepfake_lth.analysis.tickets`, the paper's claims
-and their verdicts in :mod:`deepfake_lth.analysis.claims`.
+AUC differences (DeLong) are in :mod:`deepfake_lth.analysis.delong`, winning tickets and
+shares of dense accuracy in :mod:`deepfake_lth.analysis.tickets`, the paper's claims and their
+verdicts in :mod:`deepfake_lth.analysis.claims`.
 """
 
 from __future__ import annotations
@@ -257,6 +261,12 @@ class Diff:
     n_seeds: int
     how: str  # where the standard error comes from, in words
     df: float = math.inf  # degrees of freedom of q (inf: the normal quantile)
+    # why this difference cannot decide anything ("" when it can): no variance, too few
+    # test units of a class, no standard error
+    problem: str = ""
+    # DeLong: the per-unit placement differences of one seed, (fakes, reals) as pandas
+    # Series indexed by unit, so that seeds can be combined unit by unit
+    units: Any = None
 
     def p_above(self, null: float = 0.0) -> float:
         """One-sided p-value of H0: A − B ≤ ``null`` (small: A − B is above ``null``)."""
@@ -276,10 +286,8 @@ class Diff:
 
     @property
     def outcome(self) -> str:
-        if not np.isfinite(self.mean) or not np.isfinite(self.se):
-            return TIE
-        if self.se == 0:
-            return GREATER if self.mean > 0 else LESS if self.mean < 0 else TIE
+        if not np.isfinite(self.mean) or not np.isfinite(self.se) or self.se <= 0:
+            return TIE  # no variance: no certainty either way
         return GREATER if self.low > 0 else LESS if self.high < 0 else TIE
 
     def text(self) -> str:
@@ -289,17 +297,6 @@ class Diff:
         if not np.isfinite(self.se):
             return f"{100 * self.mean:+.1f} pp (no standard error)"
         return f"{100 * self.mean:+.1f} pp [{100 * self.low:+.1f}, {100 * self.high:+.1f}]"
-
-
-def satterthwaite(parts: Sequence[tuple[float, float]]) -> float:
-    """Welch–Satterthwaite degrees of freedom of a sum of variance estimates [(variance,
-    its degrees of freedom)]: (Σ vᵢ)² / Σ vᵢ²/dfᵢ; parts with no variance or no degrees of
-    freedom drop out; inf when nothing is left (a normal quantile)."""
-    used = [(v, d) for v, d in parts if np.isfinite(v) and v > 0 and d > 0]
-    denominator = sum(v * v / d for v, d in used)  # 0 when every part's df is infinite
-    if not used or denominator == 0:
-        return math.inf
-    return float(sum(v for v, _ in used) ** 2 / denominator)
 
 
 def t_quantile(df: float) -> float:
@@ -313,30 +310,167 @@ def _one_sided(excess: float, se: float, df: float) -> float:
     """P(T ≥ excess / se) under the null, for the t (``df``) or normal distribution."""
     from scipy import stats
 
-    if not np.isfinite(excess) or not np.isfinite(se):
-        return math.nan
-    if se == 0:
-        return 0.0 if excess > 0 else 1.0
+    if not np.isfinite(excess) or not np.isfinite(se) or se <= 0:
+        return math.nan  # an SE of 0 is no evidence (a network constant on the test set)
     z = excess / se
     return float(stats.norm.sf(z) if not np.isfinite(df) else stats.t.sf(z, df))
 
 
-def _rows(runs, dataset: str, model: str, method: str, level: str) -> dict[int, Any]:
+def runs_by_seed(runs, dataset: str, model: str, method: str, level: str) -> dict[int, Any]:
     part = runs[(runs["dataset"] == dataset) & (runs["model"] == model)
                 & (runs["method"] == method) & (runs["level"] == level)]
     return {int(r["seed"]): r for _, r in part.iterrows() if np.isfinite(float(r["test_acc"]))}
 
 
-def cluster_se(d, w) -> float:
-    """Standard error of the weighted mean Σ wᵥdᵥ/Σ wᵥ of per-video values dᵥ with frame
-    counts wᵥ (cluster-robust: √(V/(V−1) · Σ (wᵥ/W)² (dᵥ − D)²)); NaN with one video."""
-    d, w = np.asarray(d, dtype=float), np.asarray(w, dtype=float)
-    ok = np.isfinite(d) & np.isfinite(w) & (w > 0)
-    d, w = d[ok], w[ok] / w[ok].sum() if ok.any() else w[ok]
-    if len(d) < 2:
-        return math.nan
-    mean = float(np.sum(w * d))
-    return math.sqrt(len(d) / (len(d) - 1) * float(np.sum(w**2 * (d - mean) ** 2)))
+@dataclass(frozen=True)
+class Spread:
+    """The mean of a seeds × units table of differences and its variance (two-way)."""
+
+    mean: float
+    var: float
+    df: float
+    seeds: int
+    units: int
+
+
+def two_way(blocks: Sequence[tuple[Any, Any]]) -> Spread:
+    """Mean and variance of a difference measured by S seeds on the same V test units.
+
+    ``blocks``: [(d, w)], d an S × V array (seed s, unit v), w the units' weights. The
+    estimate is the weighted mean over units of the mean over seeds (the per-seed means
+    from the first block; DeLong passes the fakes' and the reals' placements as two blocks
+    whose per-seed means agree). With d = μ + seed effect + unit effect + residual, its
+    variance is σ²(seed)/S + Σπ²σ²(unit) + Σπ²σ²(residual)/S, estimated without bias by
+
+        A + ΣB − ΣC,  A = var over seeds of the per-seed means / S,
+                      B = V/(V−1) Σ πᵥ² (d̄ᵥ − D)²  (d̄ᵥ: unit v averaged over seeds),
+                      C = V/((S−1)(V−1)) Σ πᵥ² Σₛ rₛᵥ² / S  (r: the two-way residuals),
+
+    the seed term (A), the shared test units' term (B), less the residual counted in both
+    (C); never below the larger of A and B. The interval's quantile weighs each term by its
+    own (:func:`mls_df`): with three seeds the seed term keeps its t with 2 degrees of
+    freedom even when, by chance, it comes out small (Welch–Satterthwaite would then give
+    the sum many degrees of freedom and too narrow an interval). One seed: B alone (with
+    V − 1 degrees of freedom)."""
+    parts, cs = [], []
+    first = None
+    for d, w in blocks:
+        d = np.asarray(d, dtype=float)
+        pi = np.asarray(w, dtype=float) / float(np.sum(w))
+        s, v = d.shape
+        per_seed = d @ pi
+        if first is None:
+            first = per_seed
+        unit = d.mean(axis=0)
+        mean = float(unit @ pi)
+        b = v / (v - 1) * float(np.sum(pi**2 * (unit - mean) ** 2)) if v >= 2 else math.nan
+        parts.append((b, v - 1.0))
+        if s >= 2 and v >= 2:
+            resid = d - unit[None, :] - per_seed[:, None] + mean
+            cs.append((v / ((s - 1) * (v - 1)) * float(np.sum(pi**2 * (resid**2).sum(0))) / s,
+                       (s - 1.0) * (v - 1.0)))
+    n_seeds = len(first)
+    n_units = int(sum(np.asarray(d).shape[1] for d, _ in blocks))
+    mean = float(first.mean())
+    if any(not np.isfinite(b) for b, _ in parts):
+        return Spread(mean, math.nan, math.nan, n_seeds, n_units)
+    b_total = sum(b for b, _ in parts)
+    if n_seeds < 2:
+        return Spread(mean, b_total, welch(parts, b_total), n_seeds, n_units)
+    a = float(first.var(ddof=1)) / n_seeds
+    terms = [(a, n_seeds - 1.0), *parts, *[(-c, k) for c, k in cs]]
+    var = a + b_total - sum(c for c, _ in cs)
+    if var < max(a, b_total):  # the residual outweighs one term: keep the larger term
+        var, terms = (a, [(a, n_seeds - 1.0)]) if a >= b_total else (b_total, parts)
+    return Spread(mean, var, mls_df(terms, var), n_seeds, n_units)
+
+
+def mls_df(terms: Sequence[tuple[float, float]], total: float) -> float:
+    """Degrees of freedom whose two-sided 95 % t quantile q gives the half-width
+    q·√total = √(Σ qᵢ²·termᵢ), qᵢ the t quantile of term i's own degrees of freedom (terms
+    may be negative): the modified large-sample interval for a sum of variance components
+    (Graybill and Wang 1980), expressed as a t so that one-sided p-values agree with it."""
+    from scipy import optimize, stats
+
+    if not np.isfinite(total) or total <= 0:
+        return math.inf
+    q2 = sum(t * t_quantile(k if k > 0 else math.inf) ** 2 for t, k in terms
+             if np.isfinite(t)) / total
+    if q2 <= Z * Z * (1 + 1e-9):
+        return math.inf
+    q = math.sqrt(q2)
+    if stats.t.ppf(0.5 + CONFIDENCE / 2, 1e7) >= q:
+        return math.inf
+    return float(optimize.brentq(lambda k: stats.t.ppf(0.5 + CONFIDENCE / 2, k) - q, 0.05, 1e7))
+
+
+def welch(terms: Sequence[tuple[float, float]], total: float) -> float:
+    """Welch–Satterthwaite: total² / Σ termᵢ²/dfᵢ (terms may enter with either sign)."""
+    denominator = sum(t * t / d for t, d in terms if d > 0 and np.isfinite(t))
+    return float(total**2 / denominator) if denominator > 0 else math.inf
+
+
+MIN_UNITS = 10  # test units per class below which a comparison decides nothing
+
+
+def units_problem(n_fake: float | None, n_real: float | None, total: float, unit: str) -> str:
+    """Why a comparison on these test units cannot decide: fewer than :data:`MIN_UNITS` of
+    a class (or, classes unknown, fewer than twice as many in all); "" otherwise."""
+    if n_fake is not None and n_real is not None and np.isfinite(n_fake) and np.isfinite(
+            n_real):
+        few = min(n_fake, n_real)
+        if few < MIN_UNITS:
+            cls = "fake" if n_fake <= n_real else "real"
+            return (f"{few:.0f} {cls} test {unit} (fewer than {MIN_UNITS} per class)")
+        return ""
+    if np.isfinite(total) and total < 2 * MIN_UNITS:
+        return f"{total:.0f} test {unit} (fewer than {2 * MIN_UNITS})"
+    return ""
+
+
+def spread_diff(spread: Spread, how: str, problem: str = "") -> Diff:
+    """A :class:`Diff` from a :class:`Spread`: the t quantile of its degrees of freedom; a
+    variance of 0 is a problem (nothing to tell the difference from)."""
+    se = math.sqrt(spread.var) if np.isfinite(spread.var) and spread.var >= 0 else math.nan
+    if not problem and not np.isfinite(se):
+        problem = "no standard error"
+    elif not problem and se <= 0:
+        problem = (f"the difference is the same on every test unit and seed "
+                   f"({100 * spread.mean:+.1f} pp): no variance to judge it by")
+    df = spread.df if np.isfinite(spread.df) else math.inf
+    return Diff(spread.mean, se, t_quantile(df), spread.seeds, how, df, problem)
+
+
+def unit_accuracy(run: Mapping[str, Any]) -> Any:
+    """The run's test units (video_id; an image on an image set) as a table of accuracy
+    ``acc``, frames ``n`` and ``fake`` (when known), or None without predictions.csv."""
+    table = per_video(run)
+    if table is None:
+        return None
+    out = table.assign(acc=table["correct"].astype(float) / table["n"].astype(float))
+    if not np.isfinite(out["acc"].to_numpy(dtype=float)).all():
+        raise ValueError(f"non-finite per-unit accuracy in the predictions of "
+                         f"{run.get('method')}/{run.get('level')} seed {run.get('seed')}")
+    return out
+
+
+def unit_matrix(pairs_by_seed: Sequence[Sequence[tuple[Any, Any]]]):
+    """Seeds × units of A − B accuracy (each seed's level pairs averaged), over the units
+    every table has, with the units' frame counts and fake/real counts: (d, w, n_fake,
+    n_real); None when a table is missing."""
+    tables = [t for seed in pairs_by_seed for pair in seed for t in pair]
+    if not tables or any(t is None for t in tables):
+        return None
+    common = tables[0].index
+    for t in tables[1:]:
+        common = common.intersection(t.index)
+    d = np.array([np.mean([ta.loc[common, "acc"].to_numpy() - tb.loc[common, "acc"].to_numpy()
+                           for ta, tb in seed], axis=0) for seed in pairs_by_seed])
+    w = tables[0].loc[common, "n"].to_numpy(dtype=float)
+    if "fake" in tables[0]:
+        fake = tables[0].loc[common, "fake"].to_numpy(dtype=float) > 0.5
+        return d, w, float(fake.sum()), float((~fake).sum())
+    return d, w, None, None
 
 
 def estimate_diff(runs, dataset: str, model: str, a: str, b: str,
@@ -344,69 +478,54 @@ def estimate_diff(runs, dataset: str, model: str, a: str, b: str,
     """A − B test accuracy over the level pairs ``levels`` [(level of a, level of b)] (averaged
     over them), paired by seed, with its standard error:
 
-    * video set with predictions.csv: the per-video accuracies paired by video, their
-      differences averaged over the seeds and level pairs; SE² = (cluster SE over the test
-      videos)² + (variance of the per-seed differences)/seeds; interval ± 1.96 SE;
-    * video set without predictions: the binomial SE over the test videos (each counted
-      once) plus the same seed term;
-    * image set: the 95 % t-interval over seeds, or with one seed the binomial SE of the
-      difference over the test images and ± 1.96 SE.
+    * with each run's predictions.csv: the per-unit accuracy differences (the unit: a test
+      video on a video set, an image on an image set, each seed scored on the same units)
+      as a seeds × units table, its variance from :func:`two_way` (the seeds', plus the
+      shared test units', less their common residual) and the t quantile of its
+      Welch–Satterthwaite degrees of freedom;
+    * without predictions: the binomial SE over the test units (each counted once, as if the
+      two networks erred independently: conservative) plus the variance over seeds / seeds.
 
-    None when no seed has both."""
-    import pandas as pd
-
-    by_pair = [(_rows(runs, dataset, model, a, la), _rows(runs, dataset, model, b, lb))
+    The result's ``problem`` says why it cannot decide: fewer than :data:`MIN_UNITS` test
+    units of a class, or no variance. None when no seed has both."""
+    by_pair = [(runs_by_seed(runs, dataset, model, a, la), runs_by_seed(runs, dataset, model, b, lb))
                for la, lb in levels]
     seeds = sorted(set.intersection(*[set(x) & set(y) for x, y in by_pair])) if by_pair else []
     if not seeds:
         return None
+    unit = "videos" if kind == "videos" else "images"
+    seed_words = f" and {len(seeds)} seeds" if len(seeds) >= 2 else ", one seed"
+    found = unit_matrix([[(unit_accuracy(x[s]), unit_accuracy(y[s])) for x, y in by_pair]
+                         for s in seeds])
+    if found is not None:
+        d, w, n_fake, n_real = found
+        spread = two_way([(d, w)])
+        # the mean over units weighted by frames is the accuracy difference over frames
+        return spread_diff(spread, f"paired by {unit[:-1]} over {d.shape[1]} test "
+                           f"{unit}{seed_words}",
+                           units_problem(n_fake, n_real, d.shape[1], unit))
     d_seed = np.array([np.mean([float(x[s]["test_acc"]) - float(y[s]["test_acc"])
                                 for x, y in by_pair]) for s in seeds])
     n_seeds = len(seeds)
     seed_var = float(d_seed.var(ddof=1)) / n_seeds if n_seeds >= 2 else 0.0
-    seed_words = f" and {n_seeds} seeds" if n_seeds >= 2 else ""
-    # between-seed variance is estimated from n_seeds values: the t quantile with n − 1 degrees
-    # of freedom; on a video set it is added to the test videos' (Welch–Satterthwaite)
-    seed_df = float(n_seeds - 1) if n_seeds >= 2 else math.inf
-    seed_q = t_quantile(seed_df)
-    if kind == "videos":
-        tables = [(per_video(x[s]), per_video(y[s])) for x, y in by_pair for s in seeds]
-        if all(ta is not None and tb is not None for ta, tb in tables):
-            diffs, weights = [], []
-            for ta, tb in tables:
-                joined = ta.add_suffix("_a").join(tb.add_suffix("_b"), how="inner")
-                diffs.append((joined["correct_a"] / joined["n_a"])
-                             - (joined["correct_b"] / joined["n_b"]))
-                weights.append(joined["n_a"].astype(float))
-            dv = pd.concat(diffs, axis=1).mean(axis=1)
-            wv = pd.concat(weights, axis=1).mean(axis=1)
-            video_se = cluster_se(dv.to_numpy(), wv.to_numpy())
-            se = math.sqrt(video_se**2 + seed_var) if np.isfinite(video_se) else math.nan
-            df = satterthwaite([(video_se**2, len(dv) - 1), (seed_var, n_seeds - 1)])
-            return Diff(float(d_seed.mean()), se, t_quantile(df), n_seeds,
-                        f"paired by video over {len(dv)} test videos{seed_words}", df)
-        n, unit = n_units(runs, dataset, model, kind)
-        pa = np.mean([float(x[s]["test_acc"]) for x, _ in by_pair for s in seeds])
-        pb = np.mean([float(y[s]["test_acc"]) for _, y in by_pair for s in seeds])
-        se = math.sqrt(se_diff(pa, pb, n) ** 2 + seed_var)
-        if not np.isfinite(n):
+    n, name = n_units(runs, dataset, model, kind)
+    if not np.isfinite(n):  # metrics.json without test_samples (very old run folders)
+        if n_seeds < 2:
             return Diff(float(d_seed.mean()), math.nan, Z, n_seeds,
-                        "no standard error: no predictions.csv and the number of test videos "
-                        "is unknown")
-        df = satterthwaite([(se_diff(pa, pb, n) ** 2, n - 1), (seed_var, n_seeds - 1)])
-        return Diff(float(d_seed.mean()), se, t_quantile(df), n_seeds,
-                    f"binomial over {n:.0f} test {unit if n != 1 else unit[:-1]}{seed_words} "
-                    "(no predictions.csv)", df)
-    if n_seeds >= 2:
-        sd = float(d_seed.std(ddof=1))
-        return Diff(float(d_seed.mean()), sd / math.sqrt(n_seeds), seed_q, n_seeds,
-                    f"t-interval over {n_seeds} seeds", seed_df)
-    n = n_test(runs, dataset, model)
-    ses = [se_diff(float(x[seeds[0]]["test_acc"]), float(y[seeds[0]]["test_acc"]), n)
-           for x, y in by_pair]
-    return Diff(float(d_seed[0]), float(np.mean(ses)), Z, 1,
-                f"one seed, binomial over {n:.0f} test images" if np.isfinite(n)
-                else "one seed and an unknown test-set size: no standard error")
+                        "no standard error: no predictions.csv and the number of test units "
+                        "is unknown", math.inf, "no standard error")
+        return spread_diff(Spread(float(d_seed.mean()), seed_var, n_seeds - 1.0, n_seeds, 0),
+                           f"t-interval over {n_seeds} seeds only (no predictions.csv and no "
+                           "test-set size: the test units' variance is left out)")
+    pa = np.mean([float(x[s]["test_acc"]) for x, _ in by_pair for s in seeds])
+    pb = np.mean([float(y[s]["test_acc"]) for _, y in by_pair for s in seeds])
+    binom = se_diff(pa, pb, n) ** 2
+    var = binom + seed_var
+    df = welch([(binom, n - 1), (seed_var, n_seeds - 1)], var) if var > 0 else math.inf
+    spread = Spread(float(d_seed.mean()), var, df, n_seeds, int(n))
+    return spread_diff(spread, f"binomial over {n:.0f} test {name if n != 1 else name[:-1]}"
+                       f"{seed_words} (no predictions.csv)",
+                       units_problem(None, None, n, name))
 
 
 # --------------------------------------------------------------------------- verdicts
@@ -430,66 +549,64 @@ class Comparison:
     """One comparison of a claim: A − B with the p-values for and against the claim.
 
     ``p_for`` tests the claim's side (superiority: A − B > 0; non-inferiority: A − B > −δ),
-    ``p_against`` the opposite (A − B < 0; A − B < −δ). ``text`` says what was compared."""
+    ``p_against`` the opposite (A − B < 0; A − B < −δ). ``text`` says what was compared;
+    ``problem`` why it cannot decide ("" when it can)."""
 
     text: str
     n_seeds: int
     p_for: float
     p_against: float
-    outcome: str = TIE  # after the multiplicity rule: GREATER (for), LESS (against) or TIE
+    outcome: str = TIE  # after the decision rule: GREATER (for), LESS (against) or TIE
+    problem: str = ""
 
 
 def superiority(text: str, diff: Diff) -> Comparison:
     """A beats B: the 95 % interval of A − B above 0 (for), below 0 (against)."""
-    return Comparison(text, diff.n_seeds, diff.p_above(0.0), diff.p_below(0.0))
+    return Comparison(text, diff.n_seeds, diff.p_above(0.0), diff.p_below(0.0),
+                      problem=diff.problem)
 
 
 def non_inferiority(text: str, diff: Diff, margin: float = MARGIN) -> Comparison:
     """A keeps B's level: the 95 % interval of A − B above −δ (for), below −δ (against)."""
-    return Comparison(text, diff.n_seeds, diff.p_above(-margin), diff.p_below(-margin))
+    return Comparison(text, diff.n_seeds, diff.p_above(-margin), diff.p_below(-margin),
+                      problem=diff.problem)
+
+
+RULE = ("Decision: \"holds\" when every comparison is for the claim, each tested one-sided at "
+        "2.5 % (the 95 % interval's side: an intersection–union test, which needs no "
+        "correction); \"does not hold\" when a comparison is against it with Holm's "
+        "correction over the claim's comparisons (one-sided, family-wise 2.5 %). A "
+        "comparison of trained networks needs two or more seeds, its interval including the "
+        "variance between seeds and between the shared test units; with one seed, no "
+        f"variance, or fewer than {MIN_UNITS} test units of a class it decides nothing "
+        "(\"not enough evidence\" with the reason).")
 
 
 def judge(comparisons: Sequence[Comparison], confidence: float = CONFIDENCE
           ) -> tuple[str, str]:
-    """A claim's verdict and, when there is one, the reason in a few words.
+    """A claim's verdict and, when there is one, the reason in a few words (:data:`RULE`).
 
-    Each side is tested one-sided at (1 − confidence)/2 — the 95 % interval's — with Holm's
-    correction over the claim's comparisons: *holds* when every comparison is for the claim,
-    *does not hold* when one is against it, *not enough evidence* otherwise. A comparison of
-    trained networks from one seed each measures one training run: the claim then says
-    "not enough evidence: one seed". Sets each comparison's ``outcome``."""
+    *holds*: every comparison is for the claim at (1 − confidence)/2 one-sided
+    (intersection–union: the claim is the intersection of the comparisons' alternatives, so
+    each is tested at the full level); *does not hold*: a comparison is against it after
+    Holm's step-down over the claim's comparisons; *not enough evidence* otherwise, with
+    the reason: "one seed" (:data:`ONE_SEED`) when a comparison rests on one training run
+    each, else the first comparison's ``problem`` (no variance, too few test units). Sets
+    each comparison's ``outcome``."""
     if not comparisons:
         return NOT_RUN, ""
     alpha = (1 - confidence) / 2
-    for_ = holm([c.p_for for c in comparisons], alpha)
     against = holm([c.p_against for c in comparisons], alpha)
+    for_ = [bool(np.isfinite(c.p_for) and c.p_for <= alpha) for c in comparisons]
     for c, f, a in zip(comparisons, for_, against, strict=True):
         c.outcome = LESS if a else GREATER if f else TIE
     if any(c.n_seeds < 2 for c in comparisons):
         return UNCLEAR, ONE_SEED
     if any(against):
         return FAILS, ""
+    problems = [c.problem for c in comparisons if c.problem]
+    if problems:
+        return UNCLEAR, problems[0]
     if all(for_):
         return HOLDS, ""
     return UNCLEAR, ""
-
-
-def paired_auc_diff(labels, scores_a, scores_b) -> Diff | None:
-    """AUC(A) − AUC(B) of two scorings of the same test videos, with DeLong's standard error
-    (DeLong et al. 1988): each video's placement value (the share of the other class it
-    outranks, ties one half) paired between A and B, SE² = var(Δ fakes)/m + var(Δ reals)/n.
-    None with fewer than two videos of a class."""
-    y = np.asarray(labels) > 0.5
-    m, n = int(y.sum()), int((~y).sum())
-    if m < 2 or n < 2:
-        return None
-
-    def placements(scores):
-        s = np.asarray(scores, dtype=np.float64)
-        wins = (s[y][:, None] > s[~y][None, :]) + 0.5 * (s[y][:, None] == s[~y][None, :])
-        return wins.mean(axis=1), wins.mean(axis=0)
-
-    (fa, ra), (fb, rb) = placements(scores_a), placements(scores_b)
-    var = float((fa - fb).var(ddof=1)) / m + float((ra - rb).var(ddof=1)) / n
-    return Diff(float(fa.mean() - fb.mean()), math.sqrt(var), Z, 1,
-                f"DeLong, paired by video over {m + n} test videos")

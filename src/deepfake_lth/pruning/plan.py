@@ -67,6 +67,21 @@ def trained_datasets(config: Mapping[str, Any]) -> list[str]:
     return [d for d, ds in config["datasets"].items() if (ds or {}).get("role", "train") == "train"]
 
 
+def verdict_seeds(config: Mapping[str, Any], dataset: str, model: str) -> list[int]:
+    """The seeds of ``claims.winning_ticket`` when it names this dataset and model, else []:
+    what the winning-ticket claim compares runs for each (stages/methods.verdict_levels)."""
+    wt = (config.get("claims") or {}).get("winning_ticket") or {}
+    if wt.get("dataset") == dataset and wt.get("model") == model:
+        return [int(s) for s in wt.get("seeds") or []]
+    return []
+
+
+def planned_seeds(config: Mapping[str, Any], dataset: str, model: str) -> list[int]:
+    """Every seed with a run folder of this dataset × model: the model's seeds and the
+    winning-ticket claim's (:func:`verdict_seeds`)."""
+    return sorted(set(seeds_of(config, model)) | set(verdict_seeds(config, dataset, model)))
+
+
 def all_seeds(config: Mapping[str, Any]) -> list[int]:
     """Every seed any model is trained with (sorted)."""
     return sorted({s for m in config["models"] for s in seeds_of(config, m)})

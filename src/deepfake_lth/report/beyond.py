@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from markupsafe import Markup
 
-from deepfake_lth.analysis.stats import GREATER, LESS, MARGIN
+from deepfake_lth.analysis.stats import FAILS, GREATER, LESS, MARGIN
 from deepfake_lth.pruning.plan import parse_step_size_method
 from deepfake_lth.report.common import (
     Figures,
@@ -67,13 +67,18 @@ def comparison_table(runs, dataset: str, pairs: list[tuple[str, str]], title: st
     return table
 
 
+def verdict_text(row) -> str:
+    """A round's winning-ticket verdict by the claims' rule, with its reason."""
+    return row["verdict"] + (f": {row['why']}" if row["why"] else "")
+
+
 def controls_section(runs, config: dict, figures: Figures, model_order: list[str] | None,
                      kinds: dict | None = None) -> Section:
     """Winning tickets: the IMP ticket against the dense network and the controls."""
-    from deepfake_lth.analysis.tickets import winning_tickets, winning_up_to
+    from deepfake_lth.analysis.tickets import ticket_method, winning_tickets, winning_up_to
 
     controls = list(config.get("controls") or [])
-    imp = main_imp(runs) or f"imp-{((config.get('prune') or {}).get('criteria') or ['global'])[0]}"
+    imp = ticket_method(runs, config) or "imp-global"
     matched = methods.MATCHED_CONTROL
     margin = float((config.get("claims") or {}).get("margin", MARGIN))
     section = Section(
@@ -83,11 +88,12 @@ def controls_section(runs, config: dict, figures: Figures, model_order: list[str
                "ticket's training schedule, so only it isolates the choice of weights. Rule: a "
                "ticket is a <em>winning ticket</em> at a round when the 95 % interval of its "
                "accuracy minus the dense accuracy lies above −δ (δ = {:.0f} points, "
-               "<code>claims.margin</code>: not worse than dense by the margin; paired by seed, "
-               "and by test video on a video set) and the 95 % interval of ticket − matched "
-               "control lies above 0 (without the matched control: above the other controls "
-               "by their means). The paper's own criterion, a′ ≥ a (ticket at least as "
-               "accurate as dense), is shown beside it.").format(
+               "<code>claims.margin</code>: not worse than dense by the margin; paired by seed "
+               "and by test unit) and the 95 % interval of ticket − matched control lies above "
+               "0, judged by the claims' rule (two or more seeds; without the matched control "
+               "it is not judged, the other controls are shown by their means). The paper's "
+               "own criterion, a′ ≥ a (ticket at least as accurate as dense), is shown beside "
+               "it.").format(
                    method_label(imp), method_label(f"control-{matched}"), 100 * margin),
         empty="no control runs yet (results/…/control-*/).",
     )
@@ -129,14 +135,16 @@ def controls_section(runs, config: dict, figures: Figures, model_order: list[str
                 + [pct_text(r[c]) for c in controls]
                 + ["–" if vs is None else vs.text().replace(" pp", ""),
                    "yes" if r["within_margin"] else "no", against,
-                   "yes" if r["winning"] else "no"])
+                   verdict_text(r)])
         table.drop_empty_columns()
         lines = []
         for (_, model), s in sorted(winning_up_to(wt).items(), key=lambda kv: rank[kv[0][1]]):
+            first = wt[wt["model"] == model].nsmallest(1, "sparsity").iloc[0]
             lines.append(f"{model}: {method_label(imp)} is "
-                         + ("not a winning ticket at its first round" if s is None
-                            else f"a winning ticket at every round up to {100 * s:.1f} % "
-                            "sparsity"))
+                         + (f"a winning ticket at every round up to {100 * s:.1f} % sparsity"
+                            if s is not None else "not a winning ticket at its first round"
+                            if first["verdict"] == FAILS else
+                            f"not judged at its first round ({verdict_text(first)})"))
         section.parts.append(Part(dataset, figure, [table] if table.rows else [], lines))
     return section
 

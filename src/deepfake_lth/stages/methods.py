@@ -126,11 +126,29 @@ def method_levels(config: Mapping[str, Any], dataset: str, model: str, seed: int
 
 
 def planned_levels(config: Mapping[str, Any], dataset: str, model: str, seed: int) -> list[Level]:
-    """Every trained network the config plans for one dataset × model × seed, dense first."""
+    """Every trained network the config plans for one dataset × model × seed, dense first:
+    every planned method for the model's seeds, and what the winning-ticket claim compares
+    for the seeds of ``claims.winning_ticket`` (:func:`verdict_levels`)."""
     out = [Level("dense", 0.0, plan.run_dir(config["results"], dataset, model, seed) / "dense", 0)]
-    for method in planned_methods(config, model):
-        out += method_levels(config, dataset, model, seed, method)[1:]
+    if seed in plan.seeds_of(config, model):
+        for method in planned_methods(config, model):
+            out += method_levels(config, dataset, model, seed, method)[1:]
+    if seed in plan.verdict_seeds(config, dataset, model):
+        have = {lv.path for lv in out}
+        out += [lv for lv in verdict_levels(config, dataset, model, seed) if lv.path not in have]
     return out
+
+
+def verdict_levels(config: Mapping[str, Any], dataset: str, model: str, seed: int
+                   ) -> list[Level]:
+    """What the winning-ticket claim compares at its round (the first of 50 % sparsity or
+    more): the rounds of the ticket the controls are of up to it, and the matched control's
+    (``control-random-chain``: round k prunes its own round k − 1), whatever ``controls``
+    says. ``claims.winning_ticket`` runs them for its seeds: a verdict for a few jobs."""
+    rounds = method_levels(config, dataset, model, seed, control_ticket_method(config))[1:]
+    first = next((lv.round for lv in rounds if lv.sparsity >= 0.5 - 1e-9), rounds[-1].round)
+    matched = method_levels(config, dataset, model, seed, f"control-{MATCHED_CONTROL}")[1:]
+    return [lv for lv in rounds + matched if lv.round <= first]
 
 
 def level_for(config: Mapping[str, Any], dataset: str, model: str, seed: int, method: str,

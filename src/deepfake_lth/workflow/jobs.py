@@ -136,7 +136,7 @@ def training_specs(config: Config) -> dict[str, dict[str, str]]:
     out.update(train_dense={}, transfer_ticket={}, transfer_finetuned={})
     for dataset in config["datasets"]:
         for model in config["models"]:
-            for seed in plan.seeds_of(config, model):
+            for seed in plan.planned_seeds(config, dataset, model):
                 base = plan.run_dir(config["results"], dataset, model, seed)
                 out["train_dense"][str(base)] = as_json(dense_spec(config, model))
                 for level in methods.planned_levels(config, dataset, model, seed)[1:]:
