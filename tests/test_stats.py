@@ -362,7 +362,7 @@ def test_claims_fail_or_stay_open() -> None:
         assert (claim.verdict, claim.why) == (stats.UNCLEAR, stats.ONE_SEED)
 
     empty = claims_mod.evaluate_claims(runs.iloc[0:0], None, None, {})
-    assert len(empty) == 12 and {c.verdict for c in empty} == {stats.NOT_RUN}
+    assert len(empty) == 13 and {c.verdict for c in empty} == {stats.NOT_RUN}
     assert all(c.evidence for c in empty)  # each says why
 
 

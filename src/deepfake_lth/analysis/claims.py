@@ -34,6 +34,7 @@ from deepfake_lth.analysis.claims_beyond import (
     claim_pai,
     claim_step_size,
 )
+from deepfake_lth.analysis.claims_lowrank import claim_lowrank
 from deepfake_lth.analysis.evidence import (
     Claim,
     baseline_caveats,
@@ -404,4 +405,5 @@ def evaluate_claims(runs, transfers=None, deltas=None, config: Mapping[str, Any]
         claim_step_size(runs, kinds),
         claim_pai(runs, kinds),
         claim_kd(runs, kinds),
+        claim_lowrank(runs, kinds),
     ]
