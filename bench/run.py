@@ -279,34 +279,34 @@ pass with fewer repeats and inputs.
 ## 1. Face extraction
 
 Frames per second of the extraction stage (`faces.extract_shard` with the real
-`FaceDetector`) on one process of 2 threads (torch and FFmpeg) and on 2 shards in 2 worker
-processes of one thread, as the workflow runs the extract jobs, against a naive baseline in
-the same script: decode every frame with OpenCV, keep 40 evenly spaced, `MTCNN.detect` one
-frame at a time at full resolution (torch on 1 or 2 threads, whichever a short probe finds
-faster). Demo input: synthetic videos at 192×160, 48 frames, config.yaml's demo-videos face
-settings. 1080p inputs: the same generator at 1920×1080, 300 frames, encoded as real footage
-is (`decode.write_h264`: libx264, CRF 23, 3 B-frames) with a keyframe every 12 frames
-(short GOP) or every 250 (long GOP, as FF++ c23 and DFDC clips), config/paper.yaml's `faces`
-(`detect_max_side` 640). The rendered faces have little texture, so these files are smaller
-than camera footage at the same CRF (0.4 MB with the long GOP, 1 MB with the short one) and
-cheaper to decode; both variants decode every frame, so on real clips, whose decoding weighs
-more, the speed-ups are lower. All figures are ratios of variants run interleaved in one run
-(`python bench/run.py`, or `python bench/extraction.py` for this section alone), each
-variant's fastest run counted.
+`FaceDetector`, as one extract job runs it) against a naive baseline in the same script:
+decode every frame with OpenCV, keep 40 evenly spaced, `MTCNN.detect` one frame at a time at
+full resolution (torch on 1 or 2 threads, whichever a short probe finds faster; the clock
+starts after the model loads). The stage runs on one process of 2 threads (torch and FFmpeg)
+with the face-size-aware pyramid (`faces.adaptive_pyramid`, the default) and without it,
+and over 2 shards in 2 worker processes of one thread. Demo input: the demo's synthetic
+videos (192×160, 48 frames), config.yaml's demo-videos face settings. Real-like input
+(`real_like_videos` in bench/extraction.py): 12 clips drawn to cost what real clips cost,
+1920×1080 (one portrait clip stored with a display rotation), 300 frames, H.264 at 3.5 Mbit/s
+with 3 B-frames and a keyframe every 250 frames (as DFDC's), a textured background the camera
+pans across, sensor noise, talking faces 150–300 px tall (one clip of two people);
+config/paper.yaml's `faces` (`detect_max_side` 640, `min_face_size` 20). Each variant runs
+once, interleaved (`python bench/run.py`, or `python bench/extraction.py` for this section
+alone).
 
 {_error_or_table(ext)}{_loads(ext)}
 
-The second table reads the 40 sampled frames of each 1080p video (2 decoding threads) with
-the current reader (`decode.read_video_frames`: one sequential decode with PyAV, only the
-sampled frames converted), with the previous one (OpenCV seeking to each sampled frame in a
-video of more than 160 frames: on a long GOP every seek decodes again from the keyframe), and
-decodes every frame once without converting any (PyAV, OpenCV); the ratios divide by the
-faster of the two decodes. The stage is fast because it decodes each video once, decodes the
-next video on a thread while MTCNN runs, detects on a copy downscaled to `detect_max_side`
-(boxes scaled back; the IoU column compares them with the baseline's full-resolution boxes on
-the same frames), batches MTCNN over the frames of a video on the CPU too (the same boxes),
-and runs one process per shard rather than a team of threads: MTCNN's many small operations
-scale poorly with threads, and badly on a loaded machine.
+The second table takes decoding and detection apart on the same clips (2 threads): one PyAV
+decode of every frame, the 40 sampled frames read with `decode.read_video_frames`, and MTCNN
+on those frames with the whole pyramid and with the adaptive one, in alternating order. The
+adaptive pyramid searches the first 2 sampled frames of a clip whole, then drops the finest
+levels down to about half the smallest face found (a level of the whole pyramid, so the
+levels it keeps, and the boxes, are the whole pyramid's); a frame without a face there, or
+whose face shrank, is searched whole again. The stage is also fast because it decodes each
+video once, decodes the next video on a thread while MTCNN runs, detects on a copy downscaled
+to `detect_max_side` (the IoU-vs-naive column compares those boxes with the baseline's
+full-resolution ones), batches MTCNN over the frames of a video, and runs one process per
+shard rather than a team of threads.
 
 ## 2. Masked training
 

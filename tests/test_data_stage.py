@@ -387,3 +387,5 @@ def test_long_gop_h264_videos_give_forty_faces_each(tmp_path):
     assert crops.groupby("video_id").size().to_dict() == {"v0": 40, "v1": 40, "v2": 40}
     assert stats["crops"] == 120
     assert (log["faces"] >= 36).all()  # upright: MTCNN finds the rotated clip's face too
+    # after the first frames, MTCNN's pyramid stops at about half the face size found
+    assert (log["reduced_pyramid"] >= 20).all() and stats["reduced_pyramid_frames"] >= 60

@@ -180,24 +180,35 @@ def _opencv_sequential(cap, wanted: list[int]) -> tuple[list[np.ndarray], list[i
 # --------------------------------------------------------------------------- encoding
 
 
-def write_h264(path: Path, frames: list[np.ndarray], fps: int = 25, gop: int = 250,
+def write_h264(path: Path, frames, fps: int = 25, gop: int = 250,
                crf: int = 23, bframes: int = 3, preset: str = "veryfast",
-               rotation: int | None = None) -> None:
-    """Encode RGB ``frames`` as H.264 MP4 (libx264): a keyframe every ``gop`` frames (no
-    scene-cut keyframes), constant quality ``crf``, ``bframes`` B-frames, and optionally a
-    display rotation (degrees counter-clockwise, as a phone writes it)."""
+               rotation: int | None = None, bitrate: int | None = None) -> None:
+    """Encode RGB ``frames`` (a list or any iterable) as H.264 MP4 (libx264): a keyframe
+    every ``gop`` frames (no scene-cut keyframes), constant quality ``crf`` (or an average
+    ``bitrate`` in bits per second), ``bframes`` B-frames, and optionally a display rotation
+    (degrees counter-clockwise, as a phone writes it)."""
+    import itertools
+
     import av
 
     from deepfake_lth.core.files import atomic_path
 
-    h, w = frames[0].shape[:2]
+    frames = iter(frames)
+    first = next(frames)
+    frames = itertools.chain([first], frames)
+    h, w = first.shape[:2]
     with atomic_path(Path(path)) as tmp, av.open(str(tmp), "w", format="mp4") as out:
         stream = out.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         stream.codec_context.gop_size = gop
         stream.codec_context.max_b_frames = bframes
-        stream.codec_context.options = {"crf": str(crf), "preset": preset, "bf": str(bframes),
-                                        "keyint_min": str(gop), "sc_threshold": "0"}
+        options = {"preset": preset, "bf": str(bframes), "keyint_min": str(gop),
+                   "sc_threshold": "0"}
+        if bitrate:
+            stream.codec_context.bit_rate = int(bitrate)
+        else:
+            options["crf"] = str(crf)
+        stream.codec_context.options = options
         if rotation:
             stream.set_display_rotation(rotation)
         for f in frames:

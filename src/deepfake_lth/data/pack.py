@@ -273,8 +273,11 @@ def summarise(manifest, extraction_log, videos, split_of, status, warnings, face
               train_manipulations, held_out, role: str) -> dict:
     """summary.json's content (module docstring)."""
     counts = split_counts(videos, split_of)
-    upscaled = (pd.to_numeric(extraction_log["upscaled"], errors="coerce").fillna(0)
-                if "upscaled" in extraction_log else pd.Series(0, index=extraction_log.index))
+    def frames(column: str) -> int:  # a log written before the column existed: 0
+        if column not in extraction_log:
+            return 0
+        return int(pd.to_numeric(extraction_log[column], errors="coerce").fillna(0).sum())
+
     fakes = manifest.loc[manifest["label"] == 1].drop_duplicates("video_id")[MANIPULATION]
     return {
         "faces": len(manifest),
@@ -291,7 +294,8 @@ def summarise(manifest, extraction_log, videos, split_of, status, warnings, face
             for s in SPLITS
         },
         "detected_fraction": float(manifest["detected"].mean()),
-        "upscaled_frames": int(upscaled.sum()),
+        "upscaled_frames": frames("upscaled"),
+        "reduced_pyramid_frames": frames("reduced_pyramid"),
         "face_settings": dict(face_settings or {}),
         "warnings": warnings,
         "manipulations": {str(k): int(v) for k, v in fakes.value_counts().sort_index().items()},
