@@ -68,24 +68,27 @@ def work(tmp_path_factory) -> Path:
     # every job records the package modules it loaded (deepfake_lth.cli.record_imports)
     snakemake(work, "results/report.html", "--resources", "gpu=2", "--config", "device=auto",
               env={"DLTH_GPU_COUNT": "2", "DLTH_RECORD_IMPORTS": str(work / "imports"),
-                   **dict.fromkeys(("CUDA_VISIBLE_DEVICES", "DLTH_GPU_LOCK_DIR",
-                                    "DLTH_GPU_CLAIMED", "SLURM_JOB_ID"))})
+                   "DLTH_GPU_LOCK_DIR": str(work / "gpu-locks"),
+                   **dict.fromkeys(("CUDA_VISIBLE_DEVICES", "DLTH_GPU_CLAIMED",
+                                    "SLURM_JOB_ID"))})
     return work
 
 
-def test_jobs_claim_both_simulated_gpus(work):
+def test_jobs_claim_the_simulated_gpus(work):
     """With ``--resources gpu=2`` on two simulated devices every network job and every
-    extraction logs the device it claimed, and both devices are used."""
+    extraction with a face detector logs the device it claimed (best fit: 25 % jobs two at
+    a time share the first), in the lock folder the run was given."""
     claimed = {}
     for log in (work / "results" / "logs").rglob("*.log"):
         m = re.search(r"GPU claim: device (\d+), (\d+) %", log.read_text())
         if m:
             claimed[log.relative_to(work / "results" / "logs").as_posix()] = m.groups()
-    assert {d for d, _ in claimed.values()} == {"0", "1"}
-    assert any(k.startswith("extract/") for k in claimed)
+    assert {d for d, _ in claimed.values()} <= {"0", "1"} and claimed
+    assert any(k.startswith("extract/smoke-videos") for k in claimed)
+    assert not any(k.startswith("extract/smoke-images") for k in claimed)  # detect_faces: false
     assert any(k.startswith("train_dense/") and share == "25" for k, (_, share) in claimed.items())
     assert not any(k.startswith("latency/") for k in claimed)  # CPU latency claims nothing
-    assert (work / "results" / ".gpus").is_dir()
+    assert list((work / "gpu-locks").glob("gpu0.slot*"))
 
 
 def test_smoke_dag_writes_the_contract_files(work):
