@@ -129,12 +129,12 @@ def measured_jobs(configfile: str, folder: Path,
 
 
 def fit(samples: list[tuple[str, str, float, float]]) -> tuple[dict, dict]:
-    """Per kind, the CPU seconds per second of the table's work (least squares on each
-    rule's jobs about their mean, over the rules whose jobs differ in size at least 2×:
+    """For training jobs, the CPU seconds per second of the table's work (least squares on
+    each rule's jobs about their mean, over the rules whose jobs differ in size at least 2×:
     across runs of different sizes; else 1); per rule, the start-up: the median of
     measured − factor × work."""
     factor = {}
-    for kind in sorted({k for _, k, _, _ in samples}):
+    for kind in ("training",):  # the other kinds' jobs differ in kind more than in size
         mine = [s for s in samples if s[1] == kind]
         num = den = 0.0
         for rule in {r for r, *_ in mine}:
@@ -184,6 +184,29 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def reference(run: str) -> None:
+    """``cpu_scale`` from a run timed on an idle machine (CONFIG:DRYRUN:SECONDS:CORES): its
+    wall seconds over the makespan plan-time predicts for its DAG (``snakemake -n -p
+    --forceall`` output) at cpu_scale 1."""
+    from deepfake_lth.workflow import plan_time
+
+    configfile, saved, seconds, cores = run.split(":")
+    doc = yaml.safe_load(TABLE.read_text())
+    doc["cpu_scale"] = 1.0
+    TABLE.write_text(yaml.safe_dump(doc, sort_keys=False))
+    ns = argparse.Namespace(configfile=configfile, config=[], gpus=[0], mode="node",
+                            cores=int(cores), faces=[], epochs=None, costs=None,
+                            snakefile=str(ROOT / "Snakefile"), directory="/nonexistent",
+                            targets=[], dry_run_output=saved)
+    _, (cpu_only,) = plan_time.plan(ns)
+    doc["cpu_scale"] = round(float(seconds) / cpu_only["makespan"], 3)
+    doc["cpu_scale_from"] = (f"python bench/throughput.py --reference {run}: predicted "
+                             f"{cpu_only['makespan']:.0f} s at cpu_scale 1, measured {seconds} s")
+    TABLE.write_text("# plan-time's default per-job costs, written by bench/throughput.py\n"
+                     + yaml.safe_dump(doc, sort_keys=False))
+    print(doc["cpu_scale_from"], "->", doc["cpu_scale"])
+
+
 def write(args: argparse.Namespace, table: dict, stamp: str) -> None:
     """Store ``table`` in TABLE over the rows of the models not measured now."""
     import torch
@@ -218,9 +241,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calibrate", nargs="+", metavar="CONFIG:FOLDER[:DRYRUN]",
                         help="instead: each rule's start-up and each kind's work factor from "
                         "the Snakemake benchmark files of finished runs of CONFIG in FOLDER")
+    parser.add_argument("--reference", metavar="CONFIG:DRYRUN:SECONDS:CORES",
+                        help="instead: cpu_scale from a run timed on an idle machine")
     args = parser.parse_args(argv)
     if args.calibrate:
         calibrate(args.calibrate)
+    if args.reference:
+        reference(args.reference)
+    if args.calibrate or args.reference:
         return 0
     import torch
 

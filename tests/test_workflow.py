@@ -63,6 +63,7 @@ def planned(work: Path, *args: str, change: dict | None = None) -> list[tuple[st
 @pytest.fixture(scope="module")
 def work(tmp_path_factory) -> Path:
     work = _copy_project(tmp_path_factory.mktemp("smoke"))
+    start = time.monotonic()
     # two simulated GPUs (deepfake_lth.core.gpus): device auto claims them, then trains on the
     # CPU (torch sees no GPU); device is not a param, so the later tests' dry runs see no change
     # every job records the package modules it loaded (deepfake_lth.cli.record_imports)
@@ -71,7 +72,35 @@ def work(tmp_path_factory) -> Path:
                    "DLTH_GPU_LOCK_DIR": str(work / "gpu-locks"),
                    **dict.fromkeys(("CUDA_VISIBLE_DEVICES", "DLTH_GPU_CLAIMED",
                                     "SLURM_JOB_ID"))})
+    (work / "wall_seconds").write_text(f"{time.monotonic() - start:.1f}")
     return work
+
+
+def test_plan_time_predicts_the_smoke_run(work, capsys):
+    """plan-time's prediction of this very run (config/smoke.yaml, 2 cores, CPU only) against
+    its jobs' Snakemake benchmark files. CPU seconds grow with the machine's load (shared
+    caches and cores: twice those of an idle machine at a load of 12-15), so the measured
+    sum must lie between the prediction for an idle machine (-30 %) and the one at the load
+    the costs were measured at (cpu_scale 1, +30 %); the predicted makespan (idle) must not
+    be above the measured wall time by more than 30 %. BENCHMARKS.md records the figures."""
+    from deepfake_lth.cli import build_parser
+    from deepfake_lth.workflow import plan_time
+
+    argv = ["plan-time", "--configfile", "config/smoke.yaml", "--gpus", "0", "--cores", "2",
+            "--directory", str(work), "--snakefile", str(work / "Snakefile")]
+    jobs, (cpu_only,) = plan_time.plan(build_parser(argv).parse_args(argv))
+    pairs = [(j.seconds, m) for j in jobs
+             if (m := plan_time.measured_cpu_seconds(j, work)) is not None]
+    assert len(pairs) >= 30, len(pairs)  # most jobs keep a benchmark file
+    idle, measured = sum(p for p, _ in pairs), sum(m for _, m in pairs)
+    loaded = idle / plan_time.load_costs(None)["cpu_scale"]
+    wall = float((work / "wall_seconds").read_text())
+    with capsys.disabled():
+        print(f"\nsmoke run: CPU of {len(pairs)} jobs predicted {idle:.0f} s idle, {loaded:.0f}"
+              f" s loaded, measured {measured:.0f} s; makespan predicted "
+              f"{cpu_only['makespan']:.0f} s, wall {wall:.0f} s")
+    assert 0.7 * idle <= measured <= 1.3 * loaded, (idle, loaded, measured)
+    assert cpu_only["makespan"] <= 1.3 * wall, (cpu_only["makespan"], wall)
 
 
 def test_jobs_claim_the_simulated_gpus(work):

@@ -18,13 +18,21 @@ size, from the images/s ``bench/throughput.py`` measured (the table
 - training (dense, every method family's rule, transfer tickets, the fine-tuned dense
   network): ``epochs × (train faces / train images/s + val faces / eval images/s) + test
   faces / eval images/s``, a KD round also the teacher's forward passes; epochs:
-  ``--epochs`` (expected epochs after early stopping), else ``train.max_epochs`` (an upper
-  bound), capped at ``prune.retrain_epochs`` where a job starts from trained weights;
+  ``--epochs`` (expected epochs after early stopping), else the epoch cap in the job's own
+  ``--spec`` (the dry run's shell command: ``prune.retrain_epochs`` where a job starts from
+  trained weights), at most ``train.max_epochs``;
 - scoring (generalise, robustness, Grad-CAM, separability, quantize, latency): the runs it
   reads (checkpoints among its inputs) times the faces it scores (times perturbations and
   levels; latency: its timing loops, at least ``min_seconds`` each);
-- extraction: the faces of its shard at ``extract_faces_per_s`` with a face detector, else
-  ``crop_faces_per_s``; acquire, pack_faces, transfer_dense, report: start-up only.
+- extraction: the faces of its shard at ``extract_faces_per_s`` (1080p frames scanned at
+  640 px) scaled by the pixels its frames are scanned at, with a face detector; else
+  ``crop_faces_per_s``; acquire and pack_faces: the dataset's faces at
+  ``data_faces_per_s``; transfer_dense, report: start-up only.
+
+Every duration is then multiplied by ``cpu_scale``: CPU seconds measured on a loaded machine
+are more than those of an idle one (caches and cores shared), so the table holds the ratio
+of a run timed on an idle machine to its prediction from the measured costs
+(``bench/throughput.py --reference``).
 
 The faces of a dataset: ``--faces NAME=N``, else its packed manifest, else its acquired
 ``sources.csv`` (files × frames per video), else, for a synthetic source, what the config
@@ -66,13 +74,19 @@ TABLE = Path(__file__).with_name("throughput.yaml")
 TRAINING = {"train_dense", "transfer_ticket", "transfer_finetuned",
             *(f.rule for f in methods.FAMILIES)}
 SCORING = {"generalise", "robustness", "gradcam", "separability", "quantize", "latency"}
-STARTUP_ONLY = {"acquire", "pack_faces", "transfer_dense", "report"}
+DATA = {"acquire", "pack_faces"}  # their work: the dataset's faces at data_faces_per_s
+STARTUP_ONLY = {"transfer_dense", "report"}
 TARGETS = {"all"}  # rules that run nothing
+REFERENCE_PIXELS = 640 * 360  # extract_faces_per_s: a 1080p frame scanned at 640 px
 DEFAULT_COSTS: dict[str, Any] = {
-    "extract_faces_per_s": 12.5,  # BENCHMARKS.md §1: one extract job, 1080p video, CPU MTCNN
+    # BENCHMARKS.md §1: one extract job (2 threads), 1080p long-GOP video, CPU MTCNN at
+    # detect_max_side 640; a job's rate scales with the pixels it scans
+    "extract_faces_per_s": 23.6,
     "crop_faces_per_s": 400.0,  # face-crop images without a detector: decode and resize
+    "data_faces_per_s": {"acquire": 130.0, "pack_faces": 1900.0},
     "startup_seconds": {},
     "work_factor": {},  # per kind: measured CPU seconds per second of the table's work
+    "cpu_scale": 1.0,  # seconds on an idle machine per CPU second measured (see the doc)
 }
 
 
@@ -165,7 +179,7 @@ def load_costs(path: Path | None) -> dict[str, Any]:
                             "startup_seconds, extract_faces_per_s, crop_faces_per_s")
         costs = study_config.merge(costs, given)
     where = f"--costs {path}" if path is not None else str(TABLE)
-    for key in ("extract_faces_per_s", "crop_faces_per_s"):
+    for key in ("extract_faces_per_s", "crop_faces_per_s", "cpu_scale"):
         _positive(costs.get(key), f"{where}: {key}")
     for rule, sec in (costs.get("startup_seconds") or {}).items():
         if not isinstance(sec, (int, float)) or isinstance(sec, bool) or sec < 0:
@@ -247,12 +261,14 @@ def rate(costs: dict, model: str, size: int, key: str) -> float:
 
 def _epochs(job: Job, config: dict, epochs: float | None) -> float:
     """``--epochs``, else the epoch cap of the job's spec (as the workflow computed it: a
-    round from trained weights capped by retrain_epochs, one-shot's matched budget...),
-    else ``train.max_epochs``."""
+    round from trained weights capped by retrain_epochs...) up to ``train.max_epochs``: a
+    larger cap (one-shot's matched budget, k rounds' epochs) is expected to end, by early
+    stopping, no later than a dense network's training."""
     if epochs is not None:
         return epochs
+    dense = float(config["train"]["max_epochs"])
     cap = job.spec_number("max_epochs")
-    return cap if cap is not None else float(config["train"]["max_epochs"])
+    return min(cap, dense) if cap is not None else dense
 
 
 def input_size(job: Job, config: dict) -> int:
@@ -337,7 +353,18 @@ def job_seconds(job: Job, config: dict, costs: dict, faces: dict[str, int],
         raise UserError(f"the costs have no start-up for rule {job.rule!r}: measure it on a "
                         "finished run (python bench/throughput.py --calibrate CONFIG:FOLDER) "
                         f"or give startup_seconds.{job.rule} in --costs")
-    return startup + float((costs.get("work_factor") or {}).get(kind, 1.0)) * work
+    measured = startup + float((costs.get("work_factor") or {}).get(kind, 1.0)) * work
+    return float(costs.get("cpu_scale", 1.0)) * measured
+
+
+def detect_pixels(ds: dict) -> float:
+    """Pixels MTCNN scans per frame: the frame (a synthetic source's size, else a 16:9
+    frame larger than it) downscaled to ``detect_max_side``."""
+    side = float(ds["faces"]["detect_max_side"])
+    src = ds.get("source") or {}
+    w, h = float(src.get("width") or 1920), float(src.get("height") or 1080)
+    scale = min(1.0, side / max(w, h))
+    return w * h * scale * scale
 
 
 def job_work(job: Job, config: dict, costs: dict, faces: dict[str, int],
@@ -352,12 +379,17 @@ def job_work(job: Job, config: dict, costs: dict, faces: dict[str, int],
         ds = config["datasets"][job.wildcards["dataset"]]
         kind = (ds.get("source") or {}).get("kind")
         detector = ds.get("detect_faces") is not False or kind == "videos"
-        per_s = costs["extract_faces_per_s" if detector else "crop_faces_per_s"]
+        per_s = (costs["extract_faces_per_s"] * REFERENCE_PIXELS / detect_pixels(ds)
+                 if detector else costs["crop_faces_per_s"])
         return "extract", faces[job.wildcards["dataset"]] / ds["shards"] / per_s
+    if job.rule in DATA:
+        per_s = _positive((costs.get("data_faces_per_s") or {}).get(job.rule),
+                          f"data_faces_per_s.{job.rule}")
+        return "data", faces[job.wildcards["dataset"]] / per_s
     if job.rule in STARTUP_ONLY or job.rule in TARGETS:
         return "startup", 0.0
     raise UserError(f"plan-time has no cost for rule {job.rule!r}: add it to one of the "
-                    "kinds of deepfake_lth.workflow.plan_time (TRAINING, SCORING, "
+                    "kinds of deepfake_lth.workflow.plan_time (TRAINING, SCORING, DATA, "
                     "STARTUP_ONLY) and measure its start-up (bench/throughput.py --calibrate)")
 
 
@@ -556,10 +588,12 @@ def run(args: argparse.Namespace) -> int:
     work = sum(j.seconds for j in jobs)
     print(f"plan-time {args.configfile}: {len(jobs)} jobs ({gpu_jobs} with a GPU share), "
           f"{hours(work)} of work in all; mode {args.mode}, {args.cores} cores")
-    print(f"costs: one CPU thread's seconds per job, from {args.costs or TABLE.name}: images/s "
-          f"measured on {costs.get('device', 'an unnamed device')} ({costs.get('measured', '?')}"
-          f", `{costs.get('command', '?')}`); start-up per rule from "
-          f"{costs.get('startup_from', 'no measured run')}")
+    print(f"costs: one CPU thread's seconds per job, from {args.costs or TABLE.name}:\n"
+          f"  images/s measured on {costs.get('device', 'an unnamed device')} "
+          f"({costs.get('measured', '?')}, `{costs.get('command', '?')}`)\n"
+          f"  start-up per rule from {costs.get('startup_from', 'no measured run')}\n"
+          f"  x cpu_scale {costs.get('cpu_scale', 1.0)} (an idle machine: "
+          f"{costs.get('cpu_scale_from', 'not calibrated')})")
     one = next((r["makespan"] for r in results if r["gpus"] == 1), None)
     print(f"{'GPUs':>5}  {'makespan':>10}  {'critical path':>13}  {'vs 1 GPU':>8}  GPU busy")
     for r in (r for r in results if r["gpus"] in args.gpus):
