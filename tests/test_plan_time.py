@@ -77,7 +77,8 @@ def test_a_job_holds_its_threads_and_zero_gpus_run_everything_on_the_cores():
 
 
 CONFIG = {"datasets": {"d": {"shards": 2, "faces": {"split": {"train": 0.7, "val": 0.15,
-                                                              "test": 0.15}}}},
+                                                              "test": 0.15},
+                                                    "detect_max_side": 640}}},
           "train": {"max_epochs": 10}, "models": {"mesonet": {"input_size": 128}}}
 
 
@@ -85,8 +86,10 @@ def _costs() -> dict:
     costs = plan_time.load_costs(None)
     costs["throughput"]["mesonet"] = {"input_size": 128, "train_images_per_s": 70.0,
                                       "eval_images_per_s": 15.0}
-    costs["startup_seconds"] = {"train_dense": 4.0, "imp_round": 4.0, "extract_faces": 1.0}
+    costs["startup_seconds"] = {"train_dense": 4.0, "imp_round": 4.0, "oneshot": 4.0,
+                                "extract_faces": 1.0}
     costs["work_factor"] = {}
+    costs["cpu_scale"] = 1.0
     return costs
 
 
@@ -104,9 +107,20 @@ def test_training_cost_follows_faces_epochs_the_spec_and_the_measured_rate():
     assert plan_time.job_seconds(rnd, CONFIG, costs, faces, 2) == pytest.approx(4 + 2 * 20 + 10)
     costs["work_factor"] = {"training": 1.5}
     assert plan_time.job_seconds(rnd, CONFIG, costs, faces, 2) == pytest.approx(4 + 75)
+    costs["cpu_scale"] = 0.5  # an idle machine's seconds per CPU second measured
+    assert plan_time.job_seconds(rnd, CONFIG, costs, faces, 2) == pytest.approx(39.5)
+    oneshot = plan_time.Job(3, "oneshot", {"dataset": "d", "model": "mesonet"}, [], [],
+                            command=spec.replace(":4,", ":40,"))  # a matched budget of 40
+    costs["cpu_scale"], costs["work_factor"] = 1.0, {}
+    assert plan_time.job_seconds(oneshot, CONFIG, costs, faces, None) == pytest.approx(
+        plan_time.job_seconds(dense, CONFIG, costs, faces, None))  # early stopping: ≤ dense
     extract = plan_time.Job(2, "extract_faces", {"dataset": "d", "shard": "0"}, [], [])
     assert plan_time.job_seconds(extract, CONFIG, costs, faces, None) == pytest.approx(
-        1 + 500 / costs["extract_faces_per_s"])
+        1 + 500 / costs["extract_faces_per_s"])  # 1080p frames scanned at 640 px
+    small = {**CONFIG, "datasets": {"d": {**CONFIG["datasets"]["d"], "source": {
+        "width": 192, "height": 160}}}}  # 30,720 of the reference's 230,400 pixels
+    assert plan_time.job_seconds(extract, small, costs, faces, None) == pytest.approx(
+        1 + 500 / (costs["extract_faces_per_s"] * 7.5))
 
 
 def test_the_input_size_scales_the_rate():
