@@ -129,12 +129,12 @@ def measured_jobs(configfile: str, folder: Path,
 
 
 def fit(samples: list[tuple[str, str, float, float]]) -> tuple[dict, dict]:
-    """For training jobs, the CPU seconds per second of the table's work (least squares on
+    """For training and face-detecting jobs, the CPU seconds per second of the table's work (least squares on
     each rule's jobs about their mean, over the rules whose jobs differ in size at least 2×:
     across runs of different sizes; else 1); per rule, the start-up: the median of
     measured − factor × work."""
     factor = {}
-    for kind in ("training",):  # the other kinds' jobs differ in kind more than in size
+    for kind in ("training", "detect"):  # the others: one size of job per rule
         mine = [s for s in samples if s[1] == kind]
         num = den = 0.0
         for rule in {r for r, *_ in mine}:

@@ -20,7 +20,7 @@ size, from the images/s ``bench/throughput.py`` measured (the table
   faces / eval images/s``, a KD round also the teacher's forward passes; epochs:
   ``--epochs`` (expected epochs after early stopping), else the epoch cap in the job's own
   ``--spec`` (the dry run's shell command: ``prune.retrain_epochs`` where a job starts from
-  trained weights), at most ``train.max_epochs``;
+  trained weights, one-shot's matched budget), an upper bound;
 - scoring (generalise, robustness, Grad-CAM, separability, quantize, latency): the runs it
   reads (checkpoints among its inputs) times the faces it scores (times perturbations and
   levels; latency: its timing loops, at least ``min_seconds`` each);
@@ -261,14 +261,12 @@ def rate(costs: dict, model: str, size: int, key: str) -> float:
 
 def _epochs(job: Job, config: dict, epochs: float | None) -> float:
     """``--epochs``, else the epoch cap of the job's spec (as the workflow computed it: a
-    round from trained weights capped by retrain_epochs...) up to ``train.max_epochs``: a
-    larger cap (one-shot's matched budget, k rounds' epochs) is expected to end, by early
-    stopping, no later than a dense network's training."""
+    round from trained weights capped by retrain_epochs, one-shot's matched budget of k
+    rounds' epochs...), else ``train.max_epochs``."""
     if epochs is not None:
         return epochs
-    dense = float(config["train"]["max_epochs"])
     cap = job.spec_number("max_epochs")
-    return min(cap, dense) if cap is not None else dense
+    return cap if cap is not None else float(config["train"]["max_epochs"])
 
 
 def input_size(job: Job, config: dict) -> int:
@@ -369,8 +367,8 @@ def detect_pixels(ds: dict) -> float:
 
 def job_work(job: Job, config: dict, costs: dict, faces: dict[str, int],
              epochs: float | None) -> tuple[str, float]:
-    """A job's kind (training, scoring, extract, startup) and the seconds of its work at
-    the table's images/s."""
+    """A job's kind (training, scoring, detect or crop: an extraction with a face detector
+    or without, data, startup) and the seconds of its work at the table's rates."""
     if job.rule in TRAINING:
         return "training", training_work(job, config, costs, faces, epochs)
     if job.rule in SCORING:
@@ -381,7 +379,8 @@ def job_work(job: Job, config: dict, costs: dict, faces: dict[str, int],
         detector = ds.get("detect_faces") is not False or kind == "videos"
         per_s = (costs["extract_faces_per_s"] * REFERENCE_PIXELS / detect_pixels(ds)
                  if detector else costs["crop_faces_per_s"])
-        return "extract", faces[job.wildcards["dataset"]] / ds["shards"] / per_s
+        return "detect" if detector else "crop", faces[job.wildcards["dataset"]] / ds[
+            "shards"] / per_s
     if job.rule in DATA:
         per_s = _positive((costs.get("data_faces_per_s") or {}).get(job.rule),
                           f"data_faces_per_s.{job.rule}")
