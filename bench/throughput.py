@@ -102,7 +102,25 @@ def markdown(doc: dict) -> str:
             "images per second of the process's CPU time on one thread.\n\n"
             "| model | input | train images/s | eval images/s | measured |\n"
             "|---|---:|---:|---:|---|\n"
-            f"{rows}\n")
+            f"{rows}\n" + calibration_markdown(doc))
+
+
+def calibration_markdown(doc: dict) -> str:
+    """The table's start-ups, scale and its checks against measured runs."""
+    if "startup_seconds" not in doc:
+        return ""
+    startup = ", ".join(f"{r} {s} s" for r, s in doc["startup_seconds"].items())
+    factor = ", ".join(f"{k} {v}" for k, v in (doc.get("work_factor") or {}).items())
+    checks = "\n".join(f"- {c}" for c in doc.get("checked", []))
+    return (f"\nStart-up per rule (CPU seconds; `{doc.get('startup_from', '')}`): {startup}. "
+            f"Work factors (measured CPU seconds per second of the table's work): {factor}. "
+            f"Acquisition, packing, transfer_dense and the report: {doc.get('data_from', '')}."
+            f"\n\nEvery duration is then scaled by cpu_scale {doc.get('cpu_scale')}: "
+            f"`{doc.get('cpu_scale_from', '')}`, the last `make demo` timed on an idle machine "
+            "(7 min 37 s, §7) against the prediction of that commit's DAG (its dry run and "
+            "config are in bench/plan_time/): the costs above were measured at a load of 12-18 "
+            "on 2 cores, where a job's CPU seconds are about twice an idle machine's.\n\n"
+            f"### plan-time against measured runs\n\n{checks}\n")
 
 
 def measured_jobs(configfile: str, folder: Path,
