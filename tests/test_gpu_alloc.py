@@ -159,11 +159,26 @@ def test_simulated_four_gpu_slurm_allocation_packs_eight_quarter_jobs(tmp_path):
         assert load <= 100, (r, load)
 
 
-def test_a_whole_gpu_job_is_not_starved_by_a_stream_of_quarter_jobs(tmp_path):
-    """One device kept busy by 25 % jobs arriving faster than they finish: a 100 % job that
-    arrives meanwhile reserves the device, later 25 % jobs queue behind it, and it runs once
-    the device drains, long before the stream ends."""
-    env = _env(tmp_path, DLTH_GPU_COUNT="1")
+def _wait_claimed(procs) -> None:
+    deadline = time.time() + 60
+    for proc, out in procs:
+        while not out.exists() or not out.read_text():
+            assert time.time() < deadline and proc.poll() is None
+            time.sleep(0.05)
+
+
+@pytest.mark.parametrize("allocation", ["one device", "SLURM, four devices"])
+def test_a_whole_gpu_job_is_not_starved_by_a_stream_of_quarter_jobs(tmp_path, allocation):
+    """One device kept busy by 25 % jobs arriving faster than they finish (in the simulated
+    4-GPU SLURM allocation the other three are held by 100 % jobs throughout): a 100 % job
+    that arrives meanwhile reserves the device, later 25 % jobs queue behind it, and it runs
+    once the device drains, long before the stream ends."""
+    if allocation == "one device":
+        env, holders = _env(tmp_path, DLTH_GPU_COUNT="1"), []
+    else:
+        env = _env(tmp_path, SLURM_JOB_ID="4243", CUDA_VISIBLE_DEVICES="0,1,2,3")
+        holders = [_worker(tmp_path, env, 100, 60, f"holder{i}") for i in range(3)]
+        _wait_claimed(holders)
     stream, big = [], None
     for i in range(16):
         stream.append(_worker(tmp_path, env, 25, 1.5, f"small{i}"))
@@ -172,20 +187,24 @@ def test_a_whole_gpu_job_is_not_starved_by_a_stream_of_quarter_jobs(tmp_path):
         time.sleep(0.4)
     for proc, _ in [*stream, big]:
         assert proc.wait(timeout=120) == 0
+    for proc, _ in holders:
+        proc.kill()
+        proc.wait()
     small = [json.loads(out.read_text()) for _, out in stream]
     whole = json.loads(big[1].read_text())
     assert sum(r["start"] > whole["end"] for r in small) >= 4  # the stream went on after it
     for r in small:  # and never ran beside it
-        assert r["end"] <= whole["start"] or r["start"] >= whole["end"], (r, whole)
+        assert r["device"] != whole["device"] or r["end"] <= whole["start"] \
+            or r["start"] >= whole["end"], (r, whole)
+    if holders:
+        held = {json.loads(out.read_text())["device"] for _, out in holders}
+        assert len(held) == 3 and whole["device"] not in held
 
 
 def test_a_waiting_job_names_the_holders_and_times_out(tmp_path, monkeypatch, caplog):
     env = _env(tmp_path, DLTH_GPU_COUNT="1")
     proc, out = _worker(tmp_path, env, 75, 60, "holder")
-    deadline = time.time() + 30
-    while not out.exists() or not out.read_text():
-        assert time.time() < deadline and proc.poll() is None
-        time.sleep(0.05)
+    _wait_claimed([(proc, out)])
     try:
         monkeypatch.setattr(gpus, "RELOG_SECONDS", 0.3)
         caplog.set_level("INFO", logger=gpus.__name__)
