@@ -338,10 +338,10 @@ def describe(devices: Sequence[str], folder: Path) -> str:
         pids = held.get(dev, {})
         used = ", ".join(f"pid {p} ({s} %)" for p, s in sorted(pids.items()))
         parts.append(f"device {dev}: {used or 'free'}")
-    queued = _waiting(folder, None, prune=False)
+    queued = [w for w in _waiting(folder, None, prune=False) if w.get("pid") != os.getpid()]
     if queued:
-        parts.append("queued: " + ", ".join(f"pid {w.get('pid')} ({w.get('share')} %)"
-                                            for w in queued))
+        parts.append("also waiting: " + ", ".join(f"pid {w.get('pid')} ({w.get('share')} %)"
+                                                  for w in queued))
     return "; ".join(parts)
 
 
@@ -379,7 +379,7 @@ def claim(share: int, devices: Sequence[str], folder: Path,
                 return got
             waited = time.monotonic() - start
             if timeout is not None and waited > timeout:
-                raise UserError(f"no GPU of {','.join(devices)} had {share} % free within "
+                raise UserError(f"none of GPU(s) {','.join(devices)} had {share} % free within "
                                 f"{timeout:g} s (DLTH_GPU_TIMEOUT): {describe(devices, folder)}"
                                 "; wait for those jobs, or raise or unset DLTH_GPU_TIMEOUT")
             if waited - logged >= RELOG_SECONDS:
