@@ -147,6 +147,16 @@ def test_every_gpu_job_of_the_study_declares_its_model_share():
     for job in gpu_jobs:
         model = job["wildcards"]["model"]
         assert job["resources"].get("gpu_share") == str(gpu_share_percent(model)), job
-    for job in jobs:
-        if job["resources"].get("gpu") != "1":
+    for job in jobs:  # extraction: the share its face detector claims (none: --detect no)
+        if job["rule"] == "extract_faces":
+            detect = config_detect(job["wildcards"]["dataset"])
+            assert job["resources"].get("gpu_share") == ("0" if detect is False else "25"), job
+        elif job["resources"].get("gpu") != "1":
             assert "gpu_share" not in job["resources"], job
+
+
+def config_detect(dataset: str):
+    from deepfake_lth.workflow import config as study_config
+
+    cfg = study_config.load(ROOT / "config" / "controls.yaml")
+    return cfg["datasets"][dataset].get("detect_faces")

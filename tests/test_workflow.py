@@ -63,29 +63,61 @@ def planned(work: Path, *args: str, change: dict | None = None) -> list[tuple[st
 @pytest.fixture(scope="module")
 def work(tmp_path_factory) -> Path:
     work = _copy_project(tmp_path_factory.mktemp("smoke"))
+    start = time.monotonic()
     # two simulated GPUs (deepfake_lth.core.gpus): device auto claims them, then trains on the
     # CPU (torch sees no GPU); device is not a param, so the later tests' dry runs see no change
     # every job records the package modules it loaded (deepfake_lth.cli.record_imports)
     snakemake(work, "results/report.html", "--resources", "gpu=2", "--config", "device=auto",
               env={"DLTH_GPU_COUNT": "2", "DLTH_RECORD_IMPORTS": str(work / "imports"),
-                   **dict.fromkeys(("CUDA_VISIBLE_DEVICES", "DLTH_GPU_LOCK_DIR",
-                                    "DLTH_GPU_CLAIMED", "SLURM_JOB_ID"))})
+                   "DLTH_GPU_LOCK_DIR": str(work / "gpu-locks"),
+                   **dict.fromkeys(("CUDA_VISIBLE_DEVICES", "DLTH_GPU_CLAIMED",
+                                    "SLURM_JOB_ID"))})
+    (work / "wall_seconds").write_text(f"{time.monotonic() - start:.1f}")
     return work
 
 
-def test_jobs_claim_both_simulated_gpus(work):
+def test_plan_time_predicts_the_smoke_run(work, capsys):
+    """plan-time's prediction of this very run (config/smoke.yaml, 2 cores, CPU only) against
+    its jobs' Snakemake benchmark files. CPU seconds grow with the machine's load (shared
+    caches and cores: twice those of an idle machine at a load of 12-15), so the measured
+    sum must lie between the prediction for an idle machine (-30 %) and the one at the load
+    the costs were measured at (cpu_scale 1, +30 %); the predicted makespan (idle) must not
+    be above the measured wall time by more than 30 %. BENCHMARKS.md records the figures."""
+    from deepfake_lth.cli import build_parser
+    from deepfake_lth.workflow import plan_time
+
+    argv = ["plan-time", "--configfile", "config/smoke.yaml", "--gpus", "0", "--cores", "2",
+            "--directory", str(work), "--snakefile", str(work / "Snakefile")]
+    jobs, (cpu_only,) = plan_time.plan(build_parser(argv).parse_args(argv))
+    pairs = [(j.seconds, m) for j in jobs
+             if (m := plan_time.measured_cpu_seconds(j, work)) is not None]
+    assert len(pairs) >= 30, len(pairs)  # most jobs keep a benchmark file
+    idle, measured = sum(p for p, _ in pairs), sum(m for _, m in pairs)
+    loaded = idle / plan_time.load_costs(None)["cpu_scale"]
+    wall = float((work / "wall_seconds").read_text())
+    with capsys.disabled():
+        print(f"\nsmoke run: CPU of {len(pairs)} jobs predicted {idle:.0f} s idle, {loaded:.0f}"
+              f" s loaded, measured {measured:.0f} s; makespan predicted "
+              f"{cpu_only['makespan']:.0f} s, wall {wall:.0f} s")
+    assert 0.7 * idle <= measured <= 1.3 * loaded, (idle, loaded, measured)
+    assert cpu_only["makespan"] <= 1.3 * wall, (cpu_only["makespan"], wall)
+
+
+def test_jobs_claim_the_simulated_gpus(work):
     """With ``--resources gpu=2`` on two simulated devices every network job and every
-    extraction logs the device it claimed, and both devices are used."""
+    extraction with a face detector logs the device it claimed (best fit: 25 % jobs two at
+    a time share the first), in the lock folder the run was given."""
     claimed = {}
     for log in (work / "results" / "logs").rglob("*.log"):
         m = re.search(r"GPU claim: device (\d+), (\d+) %", log.read_text())
         if m:
             claimed[log.relative_to(work / "results" / "logs").as_posix()] = m.groups()
-    assert {d for d, _ in claimed.values()} == {"0", "1"}
-    assert any(k.startswith("extract/") for k in claimed)
+    assert {d for d, _ in claimed.values()} <= {"0", "1"} and claimed
+    assert any(k.startswith("extract/smoke-videos") for k in claimed)
+    assert not any(k.startswith("extract/smoke-images") for k in claimed)  # detect_faces: false
     assert any(k.startswith("train_dense/") and share == "25" for k, (_, share) in claimed.items())
     assert not any(k.startswith("latency/") for k in claimed)  # CPU latency claims nothing
-    assert (work / "results" / ".gpus").is_dir()
+    assert list((work / "gpu-locks").glob("gpu0.slot*"))
 
 
 def test_smoke_dag_writes_the_contract_files(work):

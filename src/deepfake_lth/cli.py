@@ -13,6 +13,7 @@ import logging
 import sys
 
 from deepfake_lth.core.errors import UserError
+from deepfake_lth.core.gpus import EXTRACT_SHARE
 from deepfake_lth.stages import methods
 from deepfake_lth.training.resume import StopRequested
 
@@ -62,8 +63,9 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     return parser
 
 
-# GPU share (percent) of subcommands that run no registry model: MTCNN is small
-GPU_SHARES = {"extract": 25}
+# GPU share (percent) of subcommands that run no registry model: MTCNN is small. The
+# workflow's extract_faces rule declares the same (job_resources.extract_job).
+GPU_SHARES = {"extract": EXTRACT_SHARE}
 
 
 def _requested_device(args: argparse.Namespace) -> str:
@@ -79,16 +81,30 @@ def _requested_device(args: argparse.Namespace) -> str:
     return "auto"
 
 
-def _claim_gpu(args: argparse.Namespace) -> None:
-    """A subcommand with ``--device`` claims its share of one GPU before CUDA starts
-    (:mod:`deepfake_lth.core.gpus`; nothing happens without GPUs)."""
-    if not hasattr(args, "device"):
-        return
-    from deepfake_lth.core.gpus import claim_for_job
+def gpu_share(args: argparse.Namespace) -> int:
+    """The share of one GPU (percent) a subcommand's job claims; 0: it runs no GPU work
+    (``extract --detect no``: no face detector, as its rule declares no share)."""
     from deepfake_lth.models.registry import MODELS, gpu_share_percent
 
+    if args._name == "extract" and getattr(args, "detect", None) == "no":
+        return 0
     model = getattr(args, "model", None)
-    share = gpu_share_percent(model) if model in MODELS else GPU_SHARES.get(args._name, 100)
+    return gpu_share_percent(model) if model in MODELS else GPU_SHARES.get(args._name, 100)
+
+
+def _claim_gpu(args: argparse.Namespace) -> None:
+    """A subcommand with ``--device`` claims its share of one GPU before CUDA starts
+    (:mod:`deepfake_lth.core.gpus`; nothing happens without GPUs). One that claims no share
+    but would pick a device itself runs on the CPU."""
+    if not hasattr(args, "device"):
+        return
+    from deepfake_lth.core.gpus import claim_for_job, wants_claim
+
+    share = gpu_share(args)
+    if share <= 0:
+        if wants_claim(_requested_device(args)):
+            args.device = "cpu"
+        return
     claim_for_job(_requested_device(args), share)
 
 
@@ -139,11 +155,11 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     mod = args._module
-    before = set(sys.modules)
-    _claim_gpu(args)
-    _DISPATCHER.update(set(sys.modules) - before)  # the claim is the dispatcher's too
     runner = getattr(mod, f"run_{args._name.replace('-', '_')}", None) or mod.run
     try:
+        before = set(sys.modules)
+        _claim_gpu(args)  # a bad lock folder or environment value: a UserError too
+        _DISPATCHER.update(set(sys.modules) - before)  # the claim is the dispatcher's too
         return int(runner(args) or 0)
     except UserError as exc:  # bad input: a clear message, no traceback
         print(f"deepfake-lth {args._name}: error: {exc}", file=sys.stderr)

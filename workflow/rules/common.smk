@@ -17,12 +17,12 @@ LOGS = f"{RESULTS}/logs"
 BENCH = f"{RESULTS}/benchmarks"
 REPORT = f"{RESULTS}/report.html"
 # Jobs run `python -m deepfake_lth` of the environment they run in, with src/ on PYTHONPATH;
-# `device` reaches them as DLTH_DEVICE, outside the spec; their GPU claims lock in
-# {results}/.gpus (deepfake_lth.core.execution.prepare_jobs, deepfake_lth.core.gpus).
+# `device` reaches them as DLTH_DEVICE, outside the spec; their GPU claims lock in a folder
+# local to the host (deepfake_lth.core.execution.prepare_jobs, deepfake_lth.core.gpus).
 # Code inputs are relative to the working directory (jobs.stage_code): a checkout copied or
 # moved with its results stays cached.
 CONDA_ENV = "../../environment.yml"
-prepare_jobs(workflow.basedir, config["device"], RESULTS)
+prepare_jobs(workflow.basedir, config["device"])
 DATASETS = list(config["datasets"])
 # the datasets networks are trained on (role test: scored only)
 TRAINED = plan.trained_datasets(config)

@@ -56,6 +56,8 @@ rule extract_faces:
     # torch and FFmpeg on two threads (BENCHMARKS.md §1: one such process 5.3x the naive
     # script on long-GOP 1080p); Snakemake gives fewer where --cores has fewer
     threads: 2
+    resources:
+        **extract_job(detect_flag),
     params:
         spec=lambda w: as_json(crop_spec(w)),
         shards=lambda w: dataset_cfg(w)["shards"],

@@ -56,16 +56,16 @@ def apply_execution(spec: Mapping[str, Any] | str | None, args: argparse.Namespa
     return {**spec, **overrides}
 
 
-def prepare_jobs(basedir: str, device: str, results: str | None = None) -> None:
+def prepare_jobs(basedir: str, device: str) -> None:
     """The environment the workflow's jobs inherit (called once by workflow/rules/common.smk).
 
     Jobs run ``python -m deepfake_lth``: the Python of the environment a job runs in (a conda
     environment under ``--software-deployment-method conda``, else the one running Snakemake,
     put first on PATH here), with this checkout's ``src/`` on PYTHONPATH. ``device`` reaches
     the jobs as ``DLTH_DEVICE`` (the ``--device`` default): where a job runs is not what it
-    computes, so changing it reruns nothing. ``results``: the run's GPU claims are locked in
-    ``{results}/.gpus/{host}`` (``DLTH_GPU_LOCK_DIR``, :mod:`deepfake_lth.core.gpus`) unless
-    that is set already.
+    computes, so changing it reruns nothing. The jobs' GPU claims lock in a folder of the
+    host each job runs on (:func:`deepfake_lth.core.gpus.lock_dir`), which every run of the
+    user there shares: not in the results, which may sit on a shared file system.
     """
     import shlex
     import sys
@@ -76,11 +76,6 @@ def prepare_jobs(basedir: str, device: str, results: str | None = None) -> None:
     os.environ["PYTHONPATH"] = os.pathsep.join(
         p for p in [src, os.environ.get("PYTHONPATH", "")] if p)
     os.environ["DLTH_DEVICE"] = str(device)
-    if results is not None and not os.environ.get("DLTH_GPU_LOCK_DIR"):
-        import socket
-
-        os.environ["DLTH_GPU_LOCK_DIR"] = os.path.join(os.path.abspath(results), ".gpus",
-                                                       socket.gethostname())
     # the report's provenance names the command that ran the workflow (not a param: a new
     # command line must not rerun the report)
     os.environ.setdefault("DEEPFAKE_LTH_COMMAND", shlex.join(sys.argv))

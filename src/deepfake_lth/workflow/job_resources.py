@@ -16,6 +16,9 @@ separability), declared once here; every such rule says ``resources: **gpu_job()
   local run ignores them. ``slurm_extra`` asks SLURM for SIGTERM 120 s before the time limit
   (``--signal=TERM@120``, sent to the job step, so the training process itself receives
   it, keeps its resume state and exits; the retry resumes: :mod:`deepfake_lth.training.resume`).
+- ``extract_job``: an extraction job's ``gpu_share`` (MTCNN: ``EXTRACT_SHARE``, 25 %; none
+  with ``--detect no``), as much as the job claims (:func:`deepfake_lth.cli.gpu_share`).
+  No ``gpu=1``: on SLURM extraction stays off the GPU partition.
 - GPU sharing on SLURM: where the site configures GRES sharding (``shard``), set
   ``DLTH_SLURM_GPU_SHARDS`` to the shards of one GPU; a job then asks for
   ``--gres=shard:N`` (N: its ``gpu_share`` of those shards, at least 1) instead of a whole
@@ -28,6 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 from deepfake_lth.core.execution import site_setting
+from deepfake_lth.core.gpus import EXTRACT_SHARE
 from deepfake_lth.models.registry import gpu_share_percent
 
 SIGNAL = "TERM@120"  # sbatch --signal: SIGTERM to the job step 120 s before the time limit
@@ -89,3 +93,13 @@ def gpu_job(minutes: int | None = None) -> dict[str, Any]:
     if any(extra):
         res["slurm_extra"] = " ".join(e for e in extra if e)
     return res
+
+
+def extract_job(detect: Callable[[Any], str]) -> dict[str, Any]:
+    """Resources of an extraction job: the GPU share it claims, 0 where ``detect(wildcards)``
+    is ``no`` (no face detector: the job runs on the CPU)."""
+
+    def share(wildcards: Any) -> int:
+        return 0 if detect(wildcards) == "no" else EXTRACT_SHARE
+
+    return {"gpu_share": share}
