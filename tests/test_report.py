@@ -139,10 +139,11 @@ def test_sections_and_embedded_images(built):
     assert len(uris) >= 4
     for uri in uris:
         assert base64.b64decode(uri).startswith(b"\x89PNG\r\n\x1a\n")
-    srcs = re.findall(r'src\s*=\s*["\']?([^"\'\s>]*)', html, flags=re.IGNORECASE)
+    markup = re.sub(r"<script>.*?</script>", "", html, flags=re.DOTALL)
+    srcs = re.findall(r'src\s*=\s*["\']?([^"\'\s>]*)', markup, flags=re.IGNORECASE)
     assert srcs and all(s.startswith("data:") for s in srcs)
     assert 'src="http' not in html and "<link" not in html and "@import" not in html
-    assert "<script" not in html
+    assert "<script src" not in html and "fetch(" not in html  # one file, offline
     pngs = sorted(p.name for p in (root / "figures").glob("*.png"))
     assert pngs == ["accuracy_dsA.png", "accuracy_dsB.png", "delta_dsA_mesonet.png",
                     "gradcam_dsA_mesonet.png"]
@@ -448,12 +449,11 @@ def test_sections_beyond_the_paper_when_configured(beyond):
 
 
 def verdicts(html: str) -> dict[str, str]:
-    part = section(html, "claims")
+    """The verdict summary at the top: claim (short) → verdict."""
     out = {}
-    for row in re.findall(r"<tr>(.*?)</tr>", part, flags=re.DOTALL):
+    for row in re.findall(r'<tr id="summary-claim-\d+">(.*?)</tr>', html, flags=re.DOTALL):
         tds = re.findall(r"<td[^>]*>(.*?)</td>", row, flags=re.DOTALL)
-        if tds:
-            out[htmllib.unescape(tds[0]).split(" (")[0]] = tds[2]
+        out[htmllib.unescape(re.sub(r"<[^>]+>", "", tds[0]))] = tds[1]
     return out
 
 
@@ -549,7 +549,8 @@ def test_d2_unplanned_runs_appear_nowhere(tmp_path):
                   test_acc=0.4321)
     html = report.build_report(res, config(), tmp_path / "r.html").read_text()
     page = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", htmllib.unescape(html))
-    outside_claims = page[:page.index('<section id="claims">')]
+    outside_claims = page[page.index('<section id="accuracy">'):
+                          page.index('<section id="claims">')]
     assert "43.2" not in page
     assert "SNIP" not in outside_claims and "random re-init" not in page
     from deepfake_lth.workflow.config import validate
@@ -635,7 +636,7 @@ def test_paper_preset_report_says_holds_for_both_criterion_claims(tmp_path):
 
 
 def test_latency_of_an_unstructured_ticket_is_never_a_speed_up():
-    from deepfake_lth.report.measures import speedup_text
+    from deepfake_lth.report.separability_latency import speedup_text
 
     row = pd.DataFrame({"median_ms": [1.9], "speedup_vs_dense": [1.05],
                         "speedup_low": [1.01], "speedup_high": [1.09]})
@@ -677,7 +678,7 @@ def test_a_new_section_is_one_function_and_one_line(tmp_path, monkeypatch):
                                             build.SECTIONS[-1]])
     res, _ = fabricate(tmp_path)
     html = report.build_report(res, config(), tmp_path / "r.html").read_text()
-    assert '<a href="#notes">Notes</a>' in html
+    assert '<a href="#notes">6. Notes</a>' in html
     assert re.search(r'<section id="notes">\s*<h2>6\. Notes</h2>', html)
     assert "<h2>7. Provenance</h2>" in html
 
@@ -705,7 +706,7 @@ def test_controls_table_with_the_matched_control(tmp_path):
 def test_table_one_has_the_fine_tuned_dense_baseline_paired_by_video():
     """Table I: the source's dense network fine-tuned on the target beside the tickets, and
     each ticket minus it, paired by seed and by test video."""
-    from deepfake_lth.report import paper
+    from deepfake_lth.report import tables
 
     def per_video(correct: int, n_videos: int = 20, frames: int = 10):
         right = set(range(correct))
@@ -725,17 +726,17 @@ def test_table_one_has_the_fine_tuned_dense_baseline_paired_by_video():
                          "params_nonzero": 1000, "test_acc": correct / 20, "test_videos": 20,
                          "test_samples": 200, "per_video": table})
     transfers = pd.DataFrame(rows)
-    (table,) = paper.transfer_tables(transfers, {"models": {"mesonet": {}}},
+    (table,) = tables.transfer_tables(transfers, {"models": {"mesonet": {}}},
                                      {"dsB": "videos"})
     assert table.columns[4] == "Fine-tuned dense"
     assert table.columns[-1] == "IMP-Global − fine-tuned (pp)"
     dense_row, ticket_row = table.rows
     assert dense_row[4].startswith("70.0")  # 14 of 20 videos
     gap = ticket_row[-1]
-    diff = paper.finetuned_gap(transfers, "dsA-to-dsB", "mesonet", "imp-global", 59, "videos")
+    diff = tables.finetuned_gap(transfers, "dsA-to-dsB", "mesonet", "imp-global", 59, "videos")
     assert "paired by video over 20 test videos and 3 seeds" in diff.how
     assert gap == diff.text().replace(" pp", "") and gap.startswith("+11.7")
     # without the baseline the table keeps the paper's columns
-    (plain,) = paper.transfer_tables(transfers[transfers["method"] != "dense-finetuned"],
+    (plain,) = tables.transfer_tables(transfers[transfers["method"] != "dense-finetuned"],
                                      {"models": {"mesonet": {}}})
     assert "Fine-tuned dense" not in plain.columns

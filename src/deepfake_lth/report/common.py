@@ -157,6 +157,8 @@ class Figure:
     uri: str
     caption: str
     name: str
+    svg: Any = ""  # an inline SVG chart (Markup) drawn instead of the PNG
+    frames: list = field(default_factory=list)  # [(label, data URI)]: a slider steps through
 
 
 class Figures:
@@ -189,6 +191,41 @@ class Part:
     notes: list[str] = field(default_factory=list)  # warnings shown in a box
     notrun: str = ""
     pre: str = ""  # preformatted text (the config as run)
+    folded: bool = False  # shown collapsed, in a <details> opened by a click
+    group: str = ""  # parts with a group are shown one group at a time (tabs, e.g. datasets)
+
+
+@dataclass
+class Context:
+    """What every section reads: the config, the runs it plans, and shared facts."""
+
+    results_dir: Path
+    config: dict
+    runs: Any
+    transfers: Any
+    gradcam_runs: list
+    figures: Figures
+    model_order: list[str] | None
+    datasets: list[str]
+    kinds: dict[str, str | None]
+    flags: dict
+    left_out: Any
+    benchmarks_dir: Path | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def asks_for(config: dict, name: str) -> bool:
+    """Whether the config asks for a section beyond the paper (by its id)."""
+    return {
+        "controls": lambda: bool(config.get("controls")),
+        "pai": lambda: bool((config.get("prune_init") or {}).get("methods")),
+        "step-sizes": lambda: bool((config.get("step_sizes") or {}).get("rates")),
+        "seeds": lambda: len(config.get("seeds") or []) > 1 or any(
+            len((m or {}).get("seeds") or []) > 1
+            for m in (config.get("models") or {}).values()),
+        "separability": lambda: bool((config.get("separability") or {}).get("methods")),
+        "latency": lambda: bool((config.get("latency") or {}).get("methods")),
+    }[name]()
 
 
 @dataclass
@@ -201,4 +238,5 @@ class Section:
     parts: list[Part] = field(default_factory=list)
     empty: str = ""  # the "not run" sentence when there are no parts
     number: int = 0
-    claims: list | None = None  # the claims section's rows
+    claims: list | None = None  # the claims this section judges
+    claim_rows: list = field(default_factory=list)  # the same, as the summary shows them

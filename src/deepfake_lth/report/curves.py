@@ -8,8 +8,12 @@ import numpy as np
 
 from deepfake_lth.report.common import (
     FIGURE_WIDTH,
+    Context,
     Figure,
     Figures,
+    Part,
+    Section,
+    asks_for,
     method_key,
     method_label,
     ordered,
@@ -158,3 +162,29 @@ def layer_sparsity_figure(runs, dataset: str, model: str, figures: Figures) -> F
         f"Share of each layer's weights removed after each IMP round for {model} on {dataset} "
         "(one seed), global against local criterion: a local criterion removes the same share "
         "everywhere, a global one prunes the large layers hardest (§III-C).")
+
+
+def section(ctx: Context) -> Section:
+    """Fig. 2 per dataset, and per model where IMP prunes layer by layer."""
+    own: set[str] = set()  # methods plotted in a section of their own, not in Fig. 2
+    if asks_for(ctx.config, "pai"):
+        own |= set(methods.with_role(ctx.runs["method"].unique(), methods.PRUNE_INIT))
+    if asks_for(ctx.config, "step-sizes"):
+        own |= set(methods.with_role(ctx.runs["method"].unique(), methods.STEP_SIZE))
+    prune = ctx.config.get("prune") or {}
+    figs = (accuracy_figures(ctx.runs, ctx.figures, ctx.model_order, own, prune.get("rate"),
+                             prune.get("rounds")) if not ctx.runs.empty else {})
+    sec = Section("accuracy", "Accuracy vs sparsity",
+                  "Test accuracy of each model against the fraction of prunable weights "
+                  "removed, one line per pruning method (the paper's Fig. 2); then, per "
+                  "model, where IMP prunes: the share of each layer removed at each round.",
+                  empty="no metrics.json found.")
+    for d in ctx.datasets:
+        part = Part(d, figs.get(d), notrun="" if d in figs else
+                    f"no trained networks for {d} yet.")
+        for model in ctx.model_order or sorted(ctx.runs["model"].unique()):
+            fig = layer_sparsity_figure(ctx.runs, d, model, ctx.figures)
+            if fig is not None:
+                part.figures.append(fig)
+        sec.parts.append(part)
+    return sec

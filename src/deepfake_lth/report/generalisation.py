@@ -184,3 +184,7 @@ def section(results_dir: Path, runs, config: dict, figures: Figures,
         sec.parts.append(Part(f"Trained on {dataset}", figure, [table] if table else []))
     return sec
 
+
+def shown(ctx) -> Section | None:
+    """The section from the report's context; None without ``generalisation``."""
+    return section(ctx.results_dir, ctx.runs, ctx.config, ctx.figures, ctx.model_order)

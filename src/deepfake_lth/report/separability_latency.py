@@ -9,10 +9,12 @@ import numpy as np
 from deepfake_lth.report.collect import collect_latency, collect_separability
 from deepfake_lth.report.common import (
     FIGURE_WIDTH,
+    Context,
     Figures,
     Part,
     Section,
     Table,
+    asks_for,
     ci_text,
     int_text,
     mean_text,
@@ -149,3 +151,15 @@ def speedup_text(rows, method: str) -> str:
         # the same work as the dense network: a measured ratio is load or cache, not a speed-up
         return f"{ms:.2f} (no speed-up: same work as dense; {ratio:.2f}×{spread} measured)"
     return f"{ms:.2f} ({ratio:.2f}×{spread or ', spread not recorded'})"
+
+
+def separability(ctx: Context) -> Section | None:
+    if not asks_for(ctx.config, "separability"):
+        return None
+    return separability_section(ctx.results_dir, ctx.config, ctx.figures)
+
+
+def latency(ctx: Context) -> Section | None:
+    if not asks_for(ctx.config, "latency"):
+        return None
+    return latency_section(ctx.results_dir, ctx.config)

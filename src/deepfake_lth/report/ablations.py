@@ -9,10 +9,12 @@ from markupsafe import Markup
 from deepfake_lth.analysis.stats import GREATER, LESS, MARGIN
 from deepfake_lth.pruning.plan import parse_step_size_method
 from deepfake_lth.report.common import (
+    Context,
     Figures,
     Part,
     Section,
     Table,
+    asks_for,
     ci_text,
     method_key,
     method_label,
@@ -265,3 +267,25 @@ def seeds_section(runs, config: dict, model_order: list[str] | None) -> Section:
     return section
 
 
+def controls(ctx: Context) -> Section | None:
+    if not asks_for(ctx.config, "controls"):
+        return None
+    return controls_section(ctx.runs, ctx.config, ctx.figures, ctx.model_order, ctx.kinds)
+
+
+def pai(ctx: Context) -> Section | None:
+    if not asks_for(ctx.config, "pai"):
+        return None
+    return pai_section(ctx.runs, ctx.config, ctx.figures, ctx.model_order)
+
+
+def step_sizes(ctx: Context) -> Section | None:
+    if not asks_for(ctx.config, "step-sizes"):
+        return None
+    return step_size_section(ctx.runs, ctx.config, ctx.figures, ctx.model_order)
+
+
+def seeds(ctx: Context) -> Section | None:
+    if not asks_for(ctx.config, "seeds"):
+        return None
+    return seeds_section(ctx.runs, ctx.config, ctx.model_order)
