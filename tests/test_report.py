@@ -135,8 +135,8 @@ def test_sections_and_embedded_images(built):
         assert f'<section id="{sid}">' in html
         assert f'href="#{sid}"' in html  # table of contents
     uris = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
-    # accuracy per dataset (2), Grad-CAM grid and ΔL figure (2)
-    assert len(uris) >= 4
+    # accuracy per dataset (2 inline charts), Grad-CAM grid and ΔL figure (2 PNGs)
+    assert len(uris) >= 2 and len(re.findall(r'<div class="chart"><svg viewBox', html)) >= 2
     for uri in uris:
         assert base64.b64decode(uri).startswith(b"\x89PNG\r\n\x1a\n")
     markup = re.sub(r"<script>.*?</script>", "", html, flags=re.DOTALL)
@@ -253,7 +253,8 @@ def test_cli_with_config_json(tmp_path):
     assert rc == 0 and out.is_file()
     assert "<td>command line</td><td>snakemake --cores 2 results/report.html</td>" in (
         out.read_text())
-    assert len(re.findall("data:image/png;base64,", out.read_text())) >= 3
+    page = out.read_text()
+    assert len(re.findall("data:image/png;base64,", page)) + page.count('<svg viewBox') >= 3
     rc = main(["report", "--results", str(res), "--config-json", "{not json",
                "--out", str(tmp_path / "x.html")])
     assert rc == 2 and not (tmp_path / "x.html").exists()
@@ -522,15 +523,15 @@ def test_accuracy_band_is_the_t_interval_over_seeds(tmp_path, monkeypatch):
     assert legend[:1] == ["IMP-Global"] and "SNIP" not in legend
 
     seen = {}
-    real = report.curves_figure
+    from deepfake_lth.report import chart
+
+    real = chart.curves_chart
 
     def spy(runs, dataset, methods, *args, **kwargs):
         seen[dataset] = list(methods)
         return real(runs, dataset, methods, *args, **kwargs)
 
-    from deepfake_lth.report import curves
-
-    monkeypatch.setattr(curves, "curves_figure", spy)
+    monkeypatch.setattr(chart, "curves_chart", spy)
     report.accuracy_figures(runs, report.Figures(None), ["mesonet"], exclude={"snip", "grasp"})
     assert "snip" not in seen["dsA"] and "imp-global-rate0.05" in seen["dsA"]
     assert seen["dsA"][:3] == ["dense", "imp-global", "imp-local"]  # the registry's order
@@ -740,3 +741,37 @@ def test_table_one_has_the_fine_tuned_dense_baseline_paired_by_video():
     (plain,) = tables.transfer_tables(transfers[transfers["method"] != "dense-finetuned"],
                                      {"models": {"mesonet": {}}})
     assert "Fine-tuned dense" not in plain.columns
+
+
+def test_accuracy_chart_bands_lines_and_markers(tmp_path):
+    """The inline chart: a band from the seeds' t-interval (one seed: binomial, clipped to
+    [0, 100]), chance and always-majority lines, a marker only where a method ran (one-shot
+    is no line from 0 %), every method in the legend, the x-axis log of the weights left."""
+    from deepfake_lth.report import chart
+    from deepfake_lth.report.common import TestCounts
+
+    res, _ = fabricate(tmp_path, seeds=(0, 1, 2))
+    runs, _ = report.collect_metrics(res, config(seeds=(0, 1, 2)))
+    counts = TestCounts("videos", (300, 100), (3, 2))
+    svg = str(chart.curves_chart(runs, "dsA", ["dense", "imp-global", "oneshot-global"],
+                                 ["mesonet"], counts))
+    assert "chance 50 %" in svg and "always “real” 75 %" in svg
+    legend = re.findall(r'<button type="button" data-series="\d+"[^>]*>.*?</svg> ([^<]+)</button>',
+                        svg)
+    assert legend == ["dense", "IMP-Global", "One-shot Global"]
+    oneshot = re.search(r'<g class="series" data-series="2">(.*?)</g>', svg, re.DOTALL).group(1)
+    n_levels = runs[(runs["dataset"] == "dsA") & (runs["method"] == "oneshot-global")][
+        "level"].nunique()
+    assert oneshot.count("data-tip=") == n_levels  # a marker per level run, none at 0 %
+    tips = re.findall(r'data-tip="(IMP-Global, round4[^"]*)"', svg)
+    ci = stats.mean_ci([0.562, 0.572, 0.582])
+    assert f"[{100 * ci.low:.1f}, {100 * ci.high:.1f}] (t-interval over 3 seeds)" in tips[0]
+    # one seed: the binomial interval over the 5 videos, inside [0, 100]
+    one = runs[runs["seed"] == 0]
+    svg1 = str(chart.curves_chart(one, "dsA", ["imp-global"], ["mesonet"], counts))
+    low, high = chart.wilson(0.562, 5)
+    assert f"[{100 * low:.1f}, {100 * high:.1f}] (binomial, n = 5)" in svg1
+    assert 0 <= low < high <= 1
+    # log of the fraction left: 80 % sparse (0.2 left) lies log(0.2)/log(0.1) of the way to 90 %
+    ax = chart.Axes(0.1, 40, 70)
+    assert ax.x(0.2) - ax.x(1.0) == pytest.approx(0.699 * (ax.x(0.1) - ax.x(1.0)), rel=1e-3)

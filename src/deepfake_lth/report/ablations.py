@@ -24,7 +24,7 @@ from deepfake_lth.report.common import (
     safe_name,
     seeds_words,
 )
-from deepfake_lth.report.curves import curves_figure
+from deepfake_lth.report.curves import curves
 from deepfake_lth.stages import methods
 
 
@@ -97,14 +97,13 @@ def controls_section(runs, config: dict, figures: Figures, model_order: list[str
         part = runs[runs["dataset"] == dataset]
         shown = [imp] + [f"control-{c}" for c in controls]
         prune = config.get("prune") or {}
-        fig = curves_figure(runs, dataset, shown, f"{dataset}: ticket vs controls",
-                            model_order, margin=margin, rate=prune.get("rate"),
-                            rounds=prune.get("rounds"))
-        figure = None if fig is None else figures.add(
-            fig, f"controls_{safe_name(dataset)}",
+        figure = curves(
+            runs, dataset, shown, f"{dataset}: ticket vs controls", figures,
+            f"controls_{safe_name(dataset)}",
             f"{method_label(imp)} and the controls on {dataset} ({seeds_words(part)}); the "
             f"grey band runs from the dense accuracy − δ ({100 * margin:.0f} points) to the dense "
-            "accuracy.")
+            "accuracy.", model_order, margin=margin, rate=prune.get("rate"),
+            rounds=prune.get("rounds"))
         wt = winning_tickets(part, imp, controls, kinds or {}, matched, margin)
         labels = {c: method_label(f"control-{c}") for c in controls}
         table = Table(f"{dataset}: winning tickets",
@@ -164,13 +163,13 @@ def pai_section(runs, config: dict, figures: Figures, model_order: list[str] | N
         shown = sorted(methods.with_role(part["method"].unique(), methods.TICKET)
                          + methods.with_role(part["method"].unique(), methods.ONESHOT),
                          key=method_key) + pai
-        fig = curves_figure(runs, dataset, shown, f"{dataset}: pruning at initialization",
-                            model_order, rate=(config.get("prune") or {}).get("rate"),
-                            rounds=(config.get("prune") or {}).get("rounds"))
-        figure = None if fig is None else figures.add(
-            fig, f"pai_{safe_name(dataset)}",
+        figure = curves(
+            runs, dataset, shown, f"{dataset}: pruning at initialization", figures,
+            f"pai_{safe_name(dataset)}",
             f"SNIP and GraSP against IMP and one-shot pruning on {dataset} "
-            f"({seeds_words(part)}).")
+            f"({seeds_words(part)}).", model_order,
+            rate=(config.get("prune") or {}).get("rate"),
+            rounds=(config.get("prune") or {}).get("rounds"))
         oneshots = sorted(methods.with_role(part["method"].unique(), methods.ONESHOT),
                           key=method_key)
         pairs = [(imp, m) for m in pai if imp] + [(o, m) for o in oneshots[:1] for m in pai]
@@ -201,12 +200,12 @@ def step_size_section(runs, config: dict, figures: Figures, model_order: list[st
         part = runs[runs["dataset"] == dataset]
         criteria = sorted({parse_step_size_method(v)[0] for v in variants})
         shown = [f"imp-{c}" for c in criteria] + variants
-        fig = curves_figure(runs, dataset, shown, f"{dataset}: pruning step size",
-                            model_order, rate=(config.get("prune") or {}).get("rate"),
-                            rounds=(config.get("prune") or {}).get("rounds"))
-        figure = None if fig is None else figures.add(
-            fig, f"step_sizes_{safe_name(dataset)}",
-            f"IMP at several pruning rates on {dataset} ({seeds_words(part)}).")
+        figure = curves(
+            runs, dataset, shown, f"{dataset}: pruning step size", figures,
+            f"step_sizes_{safe_name(dataset)}",
+            f"IMP at several pruning rates on {dataset} ({seeds_words(part)}).", model_order,
+            rate=(config.get("prune") or {}).get("rate"),
+            rounds=(config.get("prune") or {}).get("rounds"))
         table = Table(f"{dataset}: final level per rate",
                       ["Model", "Method", "Rate", "Rounds", "Final sparsity (%)", "Seeds",
                        "Test acc (%)", "95 % CI (%)"], text_columns=2,

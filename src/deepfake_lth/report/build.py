@@ -29,6 +29,7 @@ from deepfake_lth.report.collect import (
     collect_metrics,
     fill_test_videos,
     planned,
+    test_counts,
 )
 from deepfake_lth.report.common import (
     DEFAULT_TITLE,
@@ -121,6 +122,11 @@ def build_report(
         benchmarks_dir=Path(benchmarks_dir) if benchmarks_dir else None,
         extra={"command": command},
     )
+    for d in datasets:
+        counts = test_counts(results_dir, d, ctx.kinds[d])
+        scored = runs[runs["dataset"] == d]["test_samples"].dropna()
+        if counts is not None and (scored.empty or sum(counts.frames) == scored.max()):
+            ctx.figures.counts[d] = counts
     sections = [s for s in (build(ctx) for build in SECTIONS) if s is not None]
     for number, section in enumerate(sections, start=1):
         section.number = number

@@ -100,6 +100,30 @@ def curves_figure(runs, dataset: str, methods: list[str], title: str,
         fig.suptitle(title)
     return fig
 
+def curves(runs, dataset: str, shown: list[str], title: str, figures: Figures, name: str,
+           caption: str, model_order: list[str] | None = None, margin: float | None = None,
+           rate: float | None = None, rounds: int | None = None) -> Figure | None:
+    """Test accuracy vs sparsity as an inline, interactive chart (and, where figures are
+    written to files, the same as a PNG); None when none of ``shown`` ran on ``dataset``."""
+    from markupsafe import Markup
+
+    from deepfake_lth.report.chart import curves_chart
+
+    counts = figures.counts.get(dataset)
+    svg = curves_chart(runs, dataset, shown, model_order, counts, margin)
+    if svg is None:
+        return None
+    fig = (curves_figure(runs, dataset, shown, title, model_order, margin, rate, rounds)
+           if figures.out_dir else None)
+    head = Markup('<p class="chart-title">{}{}</p>').format(
+        title, f" — {counts.words()}" if counts else "")
+    unit = counts.unit if counts else "test samples"
+    return figures.add(fig, name, caption + (
+        f" Bands and whiskers: 95 % intervals, the t-interval over seeds, or with one seed the "
+        f"binomial (Wilson) interval over the {unit}. Hover a point for its value; click a "
+        "legend entry to hide or show it."), svg=head + svg)
+
+
 def accuracy_figures(runs, figures: Figures, model_order: list[str] | None = None,
                      exclude: set[str] | frozenset[str] = frozenset(),
                      rate: float | None = None, rounds: int | None = None) -> dict[str, Figure]:
@@ -107,16 +131,15 @@ def accuracy_figures(runs, figures: Figures, model_order: list[str] | None = Non
     (but those in ``exclude``: the methods a section of their own plots)."""
     out = {}
     for dataset, df in runs.groupby("dataset", sort=True):
-        methods = sorted((m for m in set(df["method"]) if m not in exclude), key=method_key)
-        fig = curves_figure(runs, dataset, methods, f"{dataset}: accuracy vs sparsity",
-                            model_order, rate=rate, rounds=rounds)
-        if fig is None:
-            continue
-        out[dataset] = figures.add(
-            fig, f"accuracy_{safe_name(dataset)}",
-            f"Test accuracy vs sparsity on {dataset} ({seeds_words(df)}); the dashed line is "
-            "the dense baseline, and every curve starts at the dense network.",
-        )
+        shown = sorted((m for m in set(df["method"]) if m not in exclude), key=method_key)
+        figure = curves(runs, dataset, shown, f"{dataset}: accuracy vs sparsity", figures,
+                        f"accuracy_{safe_name(dataset)}",
+                        f"Test accuracy vs sparsity on {dataset} ({seeds_words(df)}); the "
+                        "dashed line is the dense network, dotted is chance, orange the "
+                        "accuracy of always answering the larger class.",
+                        model_order, rate=rate, rounds=rounds)
+        if figure is not None:
+            out[dataset] = figure
     return out
 
 
