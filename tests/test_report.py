@@ -177,12 +177,18 @@ def test_table_one_numbers(built):
     part = html[start: html.index("</section>", start)]
     assert "dsA → dsB" in part
     header = re.findall(r"<th(?: [^>]*)?>(.*?)</th>", part)
-    assert header == ["Model", "PR", "Params (M)", "Base", "IMP-Global", "One-shot Global"]
-    assert cells(part, "mesonet") == [["mesonet", "0 %", "0.015", "59.9", "-", "-"]]
-    assert cells(part, "Ticket") == [
+    assert header == ["Model", "PR", "Params (M)", "Base", "IMP-Global", "One-shot Global",
+                      "IMP-Global − base (pp)", "One-shot Global − base (pp)"]
+    assert cells(part, "mesonet") == [["mesonet", "0 %", "0.015", "59.9", "-", "-", "-", "-"]]
+    tickets = cells(part, "Ticket")
+    assert [row[:6] for row in tickets] == [
         ["Ticket", "60 % (59.0 %)", "0.006", "-", "61.2", "59.8"],
         ["Ticket", "80 % (79.0 %)", "0.003", "-", "59.3", "55.9"],
     ]
+    for row in tickets:  # both baselines: each ticket minus the target's own dense network
+        for ticket, gap in ((row[4], row[6]), (row[5], row[7])):
+            assert float(gap.split()[0].replace("−", "-")) == pytest.approx(
+                float(ticket) - 59.9, abs=0.11)
 
 
 def test_results_table_and_filters(built, tmp_path):
@@ -737,6 +743,7 @@ def test_table_one_has_the_fine_tuned_dense_baseline_paired_by_video():
     diff = tables.finetuned_gap(transfers, "dsA-to-dsB", "mesonet", "imp-global", 59, "videos")
     assert "paired by video over 20 test videos and 3 seeds" in diff.how
     assert gap == diff.text().replace(" pp", "") and gap.startswith("+11.7")
+    assert table.columns[-2] == "IMP-Global − base (pp)" and ticket_row[-2].startswith("+6.7")
     # without the baseline the table keeps the paper's columns
     (plain,) = tables.transfer_tables(transfers[transfers["method"] != "dense-finetuned"],
                                      {"models": {"mesonet": {}}})

@@ -109,6 +109,8 @@ def metric_record(data: dict) -> dict[str, Any]:
         "video_auc": num(data.get("video_auc")),
         "test_eer": num(data.get("test_eer")),
         "video_eer": num(data.get("video_eer")),
+        "test_ap": num(data.get("test_ap")),
+        "video_ap": num(data.get("video_ap")),
         "val_acc": num(data.get("val_acc")),
         "epochs": num(data.get("epochs")),
         "cumulative_epochs": num(data.get("cumulative_epochs")),  # training since θ0

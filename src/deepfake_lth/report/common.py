@@ -200,6 +200,7 @@ class Part:
     notrun: str = ""
     pre: str = ""  # preformatted text (the config as run)
     folded: bool = False  # shown collapsed, in a <details> opened by a click
+    switch: bool = False  # its tables shown one at a time, chosen by their titles
     group: str = ""  # parts with a group are shown one group at a time (tabs, e.g. datasets)
 
 

@@ -59,7 +59,8 @@ def collect_cross(results_dir: Path, runs):
                            "manipulation": "", "auc": r["test_auc"],
                            "video_auc": r.get("video_auc", np.nan),
                            "eer": r.get("test_eer", np.nan),
-                           "video_eer": r.get("video_eer", np.nan), "ap": np.nan,
+                           "video_eer": r.get("video_eer", np.nan),
+                           "ap": r.get("test_ap", np.nan),
                            "acc_val_threshold": r.get("test_acc_val_threshold", np.nan),
                            "per_video": video_table(folder / "predictions.csv")})
         for m in read_cross(folder):
@@ -115,37 +116,61 @@ def auc_figure(cross, dataset: str, model_order: list[str] | None):
     return fig
 
 
-def bench_table(cross, dataset: str, model_order: list[str] | None) -> Table | None:
-    """DeepfakeBench's shape: rows model · method · sparsity, a column per test set with
-    frame / video AUC (the mean over seeds)."""
+METRICS = [("auc", "Frame AUC"), ("video_auc", "Video AUC"), ("eer", "Frame EER"),
+           ("ap", "Frame AP")]
+EER_WORDS = ("EER: the error rate where false positives equal false negatives, on the ROC "
+             "curve interpolated linearly between its points (DeepfakeBench takes the ROC point "
+             "nearest to the crossing; on few test units the two differ by up to a step of "
+             "the curve).")
+
+
+def set_header(part, test_set: str) -> str:
+    """A test set's column header with its real / fake videos (or images)."""
+    pv = part[(part["test_set"] == test_set)]["per_video"].dropna()
+    if not len(pv):
+        return test_set
+    labels = pv.iloc[0]["label"]
+    return f"{test_set} ({int((labels == 0).sum())} real / {int((labels == 1).sum())} fake)"
+
+
+def bench_tables(cross, dataset: str, model_order: list[str] | None) -> list[Table]:
+    """DeepfakeBench's shape, a table per metric (frame AUC, video AUC, EER, AP): rows model ·
+    method · sparsity, a column per test set (the mean over seeds) and their mean."""
     part = cross[cross["dataset"] == dataset]
     if part.empty:
-        return None
+        return []
     sets = _test_sets(part)
-    table = Table(f"Trained on {dataset}: frame / video AUC per test set",
-                  ["Model", "Method", "Sparsity (%)", *sets], text_columns=2,
-                  note="Each cell: frame AUC / video AUC (a video's score is the mean p(fake) "
-                  "of its faces), the mean over seeds. In-domain: the run's own test split; "
-                  "the other columns were never trained on (zero-shot), a name/manipulation "
-                  "column holds that manipulation's fakes and every real face of the split.")
-    means = part.groupby(["model", "method", "level", "test_set"])[["auc", "video_auc",
-                                                                     "sparsity"]].mean()
+    unseen = [s for s in sets if not s.endswith("(in-domain)")]
+    heads = [set_header(part, s) for s in sets]
+    means = part.groupby(["model", "method", "level", "test_set"])[
+        [m for m, _ in METRICS] + ["sparsity"]].mean()
     rank = {m: i for i, m in enumerate(ordered(part["model"], model_order))}
     keys = sorted({k[:3] for k in means.index},
                   key=lambda k: (rank[k[0]], method_key(k[1]) if k[1] != "dense" else (-1,),
                                  means.loc[k].iloc[0]["sparsity"]))
-    for model, method, level in keys:
-        cells = []
-        for s in sets:
-            v = means.loc[(model, method, level, s)] if (model, method, level, s) in means.index \
-                else None
-            cells.append("–" if v is None else
-                         f"{v['auc']:.3f} / " + ("–" if not np.isfinite(v["video_auc"])
-                                                 else f"{v['video_auc']:.3f}"))
-        sparsity = float(means.loc[(model, method, level)]["sparsity"].iloc[0])
-        table.rows.append([model, "dense" if method == "dense" else method_label(method),
-                           f"{100 * sparsity:.1f}", *cells])
-    return table
+    out = []
+    for metric, name in METRICS:
+        table = Table(f"Trained on {dataset}: {name} per test set (real / fake videos)",
+                      ["Model", "Method", "Sparsity (%)", *heads,
+                       "Mean of unseen" if unseen else "Mean"], text_columns=2,
+                      note=(EER_WORDS + " " if "eer" in metric else "")
+                      + "Mean over seeds; the last column is the mean over the test sets "
+                      "never trained on. In-domain: the run's own test split, the "
+                      "manipulations trained on; a video's score is the mean p(fake) of its "
+                      "faces; a manipulation column holds that manipulation's fakes and every "
+                      "real video of the split.")
+        for model, method, level in keys:
+            values = [means.loc[(model, method, level, s)][metric]
+                      if (model, method, level, s) in means.index else np.nan for s in sets]
+            pool = [v for s, v in zip(sets, values, strict=True)
+                    if (s in unseen or not unseen) and np.isfinite(v)]
+            sparsity = float(means.loc[(model, method, level)]["sparsity"].iloc[0])
+            table.rows.append([model, "dense" if method == "dense" else method_label(method),
+                               f"{100 * sparsity:.1f}",
+                               *[f"{v:.3f}" if np.isfinite(v) else "–" for v in values],
+                               f"{np.mean(pool):.3f}" if pool else "–"])
+        out.append(table)
+    return out
 
 
 def section(results_dir: Path, runs, config: dict, figures: Figures,
@@ -180,8 +205,8 @@ def section(results_dir: Path, runs, config: dict, figures: Figures,
             f"Frame AUC vs sparsity of the networks trained on {dataset}, in-domain and on "
             "each unseen test set; one line per pruning method from the dense network (0 %); "
             "dotted: chance.")
-        table = bench_table(cross, dataset, model_order)
-        sec.parts.append(Part(f"Trained on {dataset}", figure, [table] if table else []))
+        sec.parts.append(Part(f"Trained on {dataset}", figure,
+                              bench_tables(cross, dataset, model_order), switch=True))
     return sec
 
 

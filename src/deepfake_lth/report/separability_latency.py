@@ -132,8 +132,36 @@ def latency_section(results_dir: Path, config: dict) -> Section:
                 gb = g[g["batch"] == b]
                 cells.append("–" if gb.empty else speedup_text(gb, method))
             table.rows.append(cells)
-        section.parts.append(Part(f"{dataset} / {model}", None, [table]))
+        quiet = within_noise(df)
+        if quiet:
+            section.parts.append(Part(f"{dataset} / {model}", lines=[quiet]))
+            section.parts.append(Part(f"{dataset} / {model}: the times", None, [table],
+                                      folded=True))
+        else:
+            section.parts.append(Part(f"{dataset} / {model}", None, [table]))
     return section
+
+
+def within_noise(df) -> str:
+    """One line when no ticket's latency differs from the dense network's beyond the timer's
+    own spread (or does the dense network's work: unstructured), else ""."""
+    tickets = df[df["method"] != "dense"]
+    if tickets.empty:
+        return ""
+    for (method, _, _), g in tickets.groupby(["method", "level", "batch"]):
+        if not methods.with_role([method], methods.STRUCTURED):
+            continue
+        low = g["speedup_low"].mean() if "speedup_low" in g else np.nan
+        high = g["speedup_high"].mean() if "speedup_high" in g else np.nan
+        if not (np.isfinite(low) and np.isfinite(high) and low <= 1.0 <= high):
+            return ""
+    dense = df[(df["method"] == "dense")]
+    first = dense[dense["batch"] == dense["batch"].min()]["median_ms"].mean() \
+        if not dense.empty else np.nan
+    return ("No ticket is faster or slower than the dense network beyond the timer's own "
+            "spread (every speed-up's interval contains 1×, or the ticket does the dense "
+            "network's work)" + (f"; dense: {first:.2f} ms per pass." if np.isfinite(first)
+                                 else "."))
 
 
 def speedup_text(rows, method: str) -> str:

@@ -52,15 +52,19 @@ def results_tables(runs, model_order: list[str] | None = None,
         table = Table(
             f"{dataset}: {test_set_words(df, kind)}",
             ["Model", "Method", "Sparsity (%)", "Params remaining", "Test acc at 0.5 (%)",
-             "Test acc at val. threshold (%)", "AUC"]
-            + (["Video acc (%)"] if kind == "videos" else [])
+             "Test acc at val. threshold (%)", "Frame AUC"]
+            + (["Video acc (%)", "Video AUC"] if kind == "videos" else [])
+            + ["Frame EER", "Frame AP"]
             + ["Retained (% of dense)", "Seeds"],
             note="Accuracy at 0.5: the paper's threshold on p(fake); at val. threshold: the "
             "threshold that maximises validation accuracy, applied to the test set. Retained: "
             "test accuracy at 0.5 over the dense network's (same model and seed). With several "
             "seeds: mean ± sd over seeds (95 % t-intervals in the section on seeds)."
             + (" Video acc: the share of test videos whose mean p(fake) is on the right side "
-               "of 0.5." if kind == "videos" else ""),
+               "of 0.5." if kind == "videos" else "") + " EER: the error rate where false "
+            "positives equal false negatives, on the ROC interpolated between its points "
+            "(DeepfakeBench takes the nearest ROC point). AP: average precision, fake the "
+            "positive class.",
             text_columns=2,
         )
         keys = []
@@ -80,7 +84,10 @@ def results_tables(runs, model_order: list[str] | None = None,
                 mean_sd(g["test_acc"]),
                 mean_sd(g["test_acc_val_threshold"]),
                 mean_sd(g["test_auc"], scale=1.0, digits=3),
-                *([mean_sd(g["video_acc"])] if kind == "videos" else []),
+                *([mean_sd(g["video_acc"]), mean_sd(g["video_auc"], scale=1.0, digits=3)]
+                  if kind == "videos" else []),
+                mean_sd(g["test_eer"], scale=1.0, digits=3),
+                mean_sd(g["test_ap"], scale=1.0, digits=3),
                 mean_sd(retained),
                 str(g["seed"].nunique()),
             ])
@@ -96,7 +103,7 @@ FINETUNED = methods.DENSE_FINETUNED  # the source's dense network fine-tuned on 
 
 
 def finetuned_gap(transfers, pair: str, model: str, method: str, pr: float,
-                  kind: str | None):
+                  kind: str | None, baseline: str = FINETUNED):
     """Ticket − the source's dense network fine-tuned on the target, on the target's test
     split: paired by seed, and by test video on a video set (each run's predictions.csv);
     None when the fine-tuned baseline did not run."""
@@ -104,10 +111,21 @@ def finetuned_gap(transfers, pair: str, model: str, method: str, pr: float,
 
     part = transfers[(transfers["pair"] == pair) & (transfers["model"] == model)]
     ticket = f"{method}-sparsity{int(pr)}"
-    if FINETUNED not in set(part["method"]) or ticket not in set(part["method"]):
+    if baseline not in set(part["method"]) or ticket not in set(part["method"]):
         return None
     frame = part.assign(dataset=pair, level=part["method"])
-    return estimate_diff(frame, pair, model, ticket, FINETUNED, [(ticket, FINETUNED)], kind)
+    return estimate_diff(frame, pair, model, ticket, baseline, [(ticket, baseline)], kind)
+
+
+def gap_text(d) -> str:
+    """"+2.1 [+0.4, +3.8]" in points, the interval clipped to what a difference of two
+    accuracies can be (±100); "–" without one."""
+    if d is None or not np.isfinite(d.mean):
+        return "–"
+    if not np.isfinite(d.se):
+        return f"{100 * d.mean:+.1f}"
+    low, high = max(-1.0, d.low), min(1.0, d.high)
+    return f"{100 * d.mean:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]"
 
 
 def transfer_tables(transfers, config: dict, kinds: dict | None = None) -> list[Table]:
@@ -128,7 +146,8 @@ def transfer_tables(transfers, config: dict, kinds: dict | None = None) -> list[
         df = df.assign(src_method=parsed["src_method"], pr=parsed["pr"].astype(float))
         shown = sorted(df["src_method"].dropna().unique(), key=method_key)
         tuned = FINETUNED in set(df["method"])
-        gaps = [f"{method_label(m)} − fine-tuned (pp)" for m in shown] if tuned else []
+        gaps = [f"{method_label(m)} − base (pp)" for m in shown]
+        gaps += [f"{method_label(m)} − fine-tuned (pp)" for m in shown] if tuned else []
         table = Table(
             f"{src} → {dst}",
             ["Model", "PR", "Params (M)", "Base"] + (["Fine-tuned dense"] if tuned else [])
@@ -137,10 +156,11 @@ def transfer_tables(transfers, config: dict, kinds: dict | None = None) -> list[
             f"tickets found on {src} (mask and weights) trained on {dst}. "
             "PR: pruning rate, the percentage of prunable weights removed: as configured, "
             "and in brackets the actual sparsity of the IMP round (or one-shot level) used."
+            + " − base: each ticket minus the target's own dense network (the baseline the "
+            "claim judges against), with the 95 % interval, paired by seed and by test video."
             + (f" Fine-tuned dense: {src}'s dense network trained on {dst} the way the tickets "
-               "are, so pretraining on the source is not mistaken for the ticket; the last "
-               "columns are each ticket minus it with the 95 % interval, paired by seed and by "
-               "test video." if tuned else ""),
+               "are, so pretraining on the source is not mistaken for the ticket; − "
+               "fine-tuned: each ticket minus it, the same way." if tuned else ""),
         )
         for model in ordered(df["model"], list(config.get("models") or {})):
             part = df[df["model"] == model]
@@ -162,9 +182,12 @@ def transfer_tables(transfers, config: dict, kinds: dict | None = None) -> list[
                 label = (f"{100 * want:.0f} % ({actual_text})" if want is not None
                          else actual_text)
                 cells = [mean_sd(at[at["src_method"] == m]["test_acc"]) for m in shown]
-                diffs = [finetuned_gap(df, pair, model, m, pr, kinds.get(dst)) for m in shown]
-                cells += [("–" if d is None else d.text().replace(" pp", "")) for d in diffs
-                          ] if tuned else []
+                diffs = [finetuned_gap(df, pair, model, m, pr, kinds.get(dst), "dense")
+                         for m in shown]
+                if tuned:
+                    diffs += [finetuned_gap(df, pair, model, m, pr, kinds.get(dst))
+                              for m in shown]
+                cells += [gap_text(d) for d in diffs]
                 table.rows.append(["Ticket", label, millions(params), "-"]
                                   + (["-"] if tuned else []) + cells)
         out.append(table)
