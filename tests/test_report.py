@@ -300,7 +300,8 @@ def test_report_reads_gradcam_stage_output(tmp_path):
                           model_factory=factory, target_layer="0")
     html = report.build_report(tmp_path / "results", config(), tmp_path / "r.html").read_text()
     part = html[html.index('<section id="gradcam">'):html.index('<section id="provenance">')]
-    assert len(re.findall("data:image/png;base64,", part)) == 2
+    assert part.count('<img src="data:image/png;base64,') == 2  # the maps and ΔL
+    assert part.count('type="range"') == 1  # the slider through the sparsities
     assert [r[1] for r in cells(part, "IMP-Global")] == ["0.0", "50.0"]
 
 

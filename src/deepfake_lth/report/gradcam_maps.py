@@ -13,6 +13,7 @@ from deepfake_lth.report.common import (
     FIGURE_WIDTH,
     NOT_RUN,
     Context,
+    Figure,
     Figures,
     Part,
     Section,
@@ -32,67 +33,108 @@ TARGET_WORDS = {
 }
 
 
-def gradcam_grid(runs: list[GradcamRun], dataset: str, model: str, figures: Figures):
-    """Fig. 3: per method a fake and a real face, the face and its map at each sparsity."""
-    from matplotlib import colormaps
-    from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import Normalize
-    from matplotlib.figure import Figure as MplFigure
+CELL = 72  # pixels per face in the Grad-CAM grid
+LABEL = 120  # pixels of the grid's row labels
 
+
+def _png_uri(array: np.ndarray) -> tuple[str, bytes]:
+    import base64
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG", optimize=False)
+    data = buf.getvalue()
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii"), data
+
+
+def _cell(face: np.ndarray, heat: np.ndarray | None, wrong: bool) -> np.ndarray:
+    """A face with its map over it (jet, half transparent), outlined red when misclassified."""
+    from matplotlib import colormaps
+    from PIL import Image
+
+    img = faces_cell(face).astype(float)
+    if heat is None:
+        img = 0.35 * img + 0.65 * 235  # not run at this sparsity: the face greyed out
+    else:
+        h = np.asarray(Image.fromarray(np.nan_to_num(heat).astype(np.float32), mode="F")
+                       .resize((CELL, CELL), Image.BILINEAR))
+        img = 0.5 * img + 0.5 * 255 * colormaps["jet"](np.clip(h, 0, 1))[..., :3]
+    out = img.astype(np.uint8)
+    if wrong:
+        out[:3], out[-3:], out[:, :3], out[:, -3:] = (220, 20, 20), (220, 20, 20), \
+            (220, 20, 20), (220, 20, 20)
+    return out
+
+
+def _row(label: str, cells: list[np.ndarray]) -> np.ndarray:
+    from PIL import Image, ImageDraw
+
+    head = Image.new("RGB", (LABEL, CELL), "white")
+    ImageDraw.Draw(head).multiline_text((4, CELL // 2 - 12), label, fill=(30, 30, 30))
+    return np.concatenate([np.asarray(head)] + cells, axis=1)
+
+
+def _maps_at(run: GradcamRun, target: float):
+    """(maps, p(fake)) of ``run`` at its level nearest ``target`` (within 3 points), or None."""
+    z = run.npz
+    s = np.asarray(z["sparsities"], dtype=float)
+    j = int(np.argmin(np.abs(s - target)))
+    if abs(s[j] - target) > 0.03:
+        return None
+    probs = np.asarray(z["probs"][j]) if "probs" in z else None
+    return np.asarray(z["norm"][j]), probs
+
+
+def gradcam_grid(runs: list[GradcamRun], dataset: str, model: str, figures: Figures):
+    """Fig. 3 with a slider: a frame per sparsity, each the faces, the dense network's maps and
+    every method's maps at that sparsity; misclassified faces outlined red."""
     chosen = [r for r in runs if r.npz is not None]
     if not chosen:
         return None
     seed = min(r.seed for r in chosen)
     chosen = sorted((r for r in chosen if r.seed == seed), key=lambda r: method_key(r.method))
-    rows = []  # (label text, image, [(title, map)])
-    for run in chosen:
-        z = run.npz
-        labels = np.asarray(z["labels"])
-        shown = z["methods"] if "methods" in z else [run.method] * len(z["sparsities"])
-        for label, word in ((1, "fake"), (0, "real")):
-            idx = np.flatnonzero(labels == label)
-            if len(idx) == 0:
-                continue
-            i = int(idx[0])
-            cols = []
-            for j, s in enumerate(np.asarray(z["sparsities"], dtype=float)):
-                p = float(z["probs"][j, i]) if "probs" in z else math.nan
-                title = f"{100 * s:.0f}% sparse" + ("" if str(shown[j]) != "dense" else
-                                                    " (dense)")
-                if np.isfinite(p):
-                    title += f"\np(fake) = {p:.2f}"
-                cols.append((title, np.asarray(z["norm"][j, i])))
-            rows.append((f"{method_label(run.method)}\n{word}", np.asarray(z["images"][i]), cols))
-    if not rows:
+    z = chosen[0].npz
+    faces, labels = np.asarray(z["images"]), np.asarray(z["labels"]).astype(int)
+    order = np.r_[np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)][:16]
+    if not len(order):
         return None
-    ncols = 1 + max(len(c) for _, _, c in rows)
-    cmap = colormaps["jet"]
-    fig = MplFigure(figsize=(1.9 * ncols + 0.8, 2.0 * len(rows)), layout="constrained")
-    axes = fig.subplots(len(rows), ncols, squeeze=False)
-    for r, (text, image, cols) in enumerate(rows):
-        h, w = image.shape[:2]
-        axes[r, 0].imshow(image, interpolation="nearest")
-        axes[r, 0].set_ylabel(text, fontsize=8)
-        axes[r, 0].set_title("face" if r == 0 else "", fontsize=8)
-        for c, (title, heat) in enumerate(cols, start=1):
-            ax = axes[r, c]
-            ax.imshow(image, extent=(0, w, h, 0), interpolation="nearest")
-            ax.imshow(heat, cmap=cmap, vmin=0, vmax=1, alpha=0.5, extent=(0, w, h, 0),
-                      interpolation="bilinear")
-            ax.set_title(title, fontsize=8)
-        for ax in axes[r]:
-            ax.set_xticks([])
-            ax.set_yticks([])
-        for ax in axes[r, 1 + len(cols):]:
-            ax.set_axis_off()
-    fig.colorbar(ScalarMappable(Normalize(0, 1), cmap), ax=axes, shrink=0.6,
-                 label="Grad-CAM (normalised)")
-    fig.suptitle(f"{dataset} / {model}: Grad-CAM (seed {seed})")
-    return figures.add(
-        fig, f"gradcam_{safe_name(dataset)}_{safe_name(model)}",
-        f"Grad-CAM of {model} on {dataset}: a fake and a real test face (rows) and their "
-        "maps at each sparsity (columns), each map scaled to [0, 1], jet colours over the face.",
-    )
+    levels = sorted({round(float(s), 3) for r in chosen for s in r.npz["sparsities"]
+                     if float(s) > 0})
+    dense = _maps_at(chosen[0], 0.0)
+
+    def row(label, maps):
+        heat, probs = maps if maps is not None else (None, None)
+        return _row(label, [_cell(faces[i], None if heat is None else heat[i],
+                                  probs is not None and (probs[i] > 0.5) != bool(labels[i]))
+                            for i in order])
+
+    top = _row("face\n(fakes, reals)", [faces_cell(faces[i]) for i in order])
+    frames = []
+    for s in levels or [0.0]:
+        rows = [top, row("dense", dense)]
+        rows += [row(f"{method_label(r.method)}\n{100 * s:.0f} % sparse", _maps_at(r, s))
+                 for r in chosen]
+        uri, data = _png_uri(np.concatenate(rows, axis=0))
+        frames.append((f"{100 * s:.0f} % sparse", uri))
+        if figures.out_dir and s == (levels or [0.0])[-1]:
+            (figures.out_dir / f"gradcam_{safe_name(dataset)}_{safe_name(model)}.png"
+             ).write_bytes(data)
+    fig = Figure(frames[0][1], (
+        f"Grad-CAM of {model} on {dataset} (seed {seed}): the {len(order)} sampled test faces "
+        "(fakes first), the dense network's maps, and each method's maps at the sparsity the "
+        "slider picks (grey: the method has no level there); each map scaled to [0, 1], jet "
+        "over the face; a red outline: the network misclassifies the face (p(fake) on the "
+        "wrong side of 0.5)."), f"gradcam_{safe_name(dataset)}_{safe_name(model)}",
+        frames=frames)
+    return fig
+
+
+def faces_cell(face: np.ndarray) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(face).resize((CELL, CELL), Image.NEAREST))
 
 
 def noise_floor(runs: list[GradcamRun]) -> dict[str, float] | None:
@@ -154,7 +196,7 @@ def delta_figure(runs: list[GradcamRun], dataset: str, model: str, figures: Figu
     hue_order = [method_label(m) for m in sorted({r.method for r in runs}, key=method_key)]
     hue_order = [h for h in hue_order if h in set(data["Method"])]
     with style():
-        fig = MplFigure(figsize=(FIGURE_WIDTH, 3.4), layout="constrained")
+        fig = MplFigure(figsize=(FIGURE_WIDTH, 2.8), layout="constrained")
         panels = [(c, y) for c, y in (
             ("delta_l_raw", "raw ΔL = ||L₀ − L_p||_F (the paper's)"),
             ("delta_l", "normalised ΔL (maps scaled to [0, 1])"),
@@ -225,8 +267,7 @@ def section(ctx: Context) -> Section:
         part_runs = [r for r in runs if (r.dataset, r.model) == key]
         grid = gradcam_grid(part_runs, *key, ctx.figures)
         delta_fig, delta_table = delta_figure(part_runs, *key, ctx.figures)
-        part = Part(f"{key[0]} / {key[1]}", grid, [delta_table] if delta_table else [],
-                    figures=[delta_fig] if delta_fig else [])
+        part = Part(f"{key[0]} / {key[1]}", grid, figures=[delta_fig] if delta_fig else [])
         if grid is None:
             part.lines.append(f"{NOT_RUN}: no heatmaps.npz.")
         if delta_table is None:
@@ -234,4 +275,8 @@ def section(ctx: Context) -> Section:
         else:
             part.lines.append(noise_floor_line(part_runs))
         sec.parts.append(part)
+        if delta_table is not None:
+            sec.parts.append(Part(f"{key[0]} / {key[1]}: ΔL, concentration and p(fake) per "
+                                  "method and sparsity", tables=[delta_table], folded=True,
+                                  group=key[0]))
     return sec
