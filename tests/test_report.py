@@ -783,3 +783,36 @@ def test_accuracy_chart_bands_lines_and_markers(tmp_path):
     # log of the fraction left: 80 % sparse (0.2 left) lies log(0.2)/log(0.1) of the way to 90 %
     ax = chart.Axes(0.1, 40, 70)
     assert ax.x(0.2) - ax.x(1.0) == pytest.approx(0.699 * (ax.x(0.1) - ax.x(1.0)), rel=1e-3)
+
+
+def test_summary_rows_estimate_needs_and_rules_once():
+    """A claim's row: the comparison that tells most, its direction, its interval clipped to
+    what a difference can be; what would decide it (the claim's own ``needs`` where it has
+    one); every rule once, the shared decision text apart."""
+    from deepfake_lth.report.claims import summary_rows
+
+    decision = "Decision: 95 % intervals, Holm."
+    claims = [
+        {"text": "A beats B (the paper)", "source": "§1", "verdict": "does not hold",
+         "why": "", "rule": f"Rule one. {decision}",
+         "evidence": ["m on d: A − B = +1.0 pp [+0.2, +1.8] (…), which counts for the claim.",
+                      "m on e: A − B = -3.0 pp [-140.0, -1.0] (…), which counts against it."]},
+        {"text": "C keeps D", "source": "§2", "verdict": "not enough evidence",
+         "why": "one seed", "rule": f"Rule one. {decision}",
+         "evidence": ["m on d: C − D = +0.5 pp [-1.0, +2.0], from one seed: a single training "
+                      "run each, not judged."]},
+        {"text": "E", "source": "§3", "verdict": "not run", "why": "", "rule": f"Rule two. {decision}",
+         "evidence": ["E was not run."], "needs": "add `e` to methods"},
+        {"text": "F", "source": "§4", "verdict": "not run", "why": "", "rule": "Rule two.",
+         "evidence": ["m on d, round4 (80 %): the matched control did not run (see x)."]},
+    ]
+    rows, rules, decisions = summary_rows(claims)
+    assert rules == ["Rule one.", "Rule two."] and decisions == [decision]
+    first = rows[0]
+    assert first.estimate == "−3.0 pp [−100.0, −1.0]" and first.direction == "down"
+    assert first.side == "against" and first.where == "m on e" and first.needs == ""
+    assert "1 for, 1 against" in first.tally
+    assert "seeds: [0, 1, 2]" in str(rows[1].needs) and rows[1].side == "one seed"
+    assert rows[2].needs == "add `e` to methods" and rows[2].estimate == "–"
+    assert rows[3].needs == "The matched control did not run."
+    assert [r.rule for r in rows] == [1, 1, 2, 2]

@@ -39,6 +39,7 @@ class Row:
     verdict: str
     why: str
     estimate: str
+    where: str  # which comparison the estimate is (dataset, model, level)
     direction: str  # "up", "down" or ""
     side: str  # "for", "against", "unclear", "one seed" or ""
     tally: str
@@ -58,9 +59,9 @@ def _clip(value: float, unit: str | None) -> float:
     return max(-bound, min(bound, value))
 
 
-def parse_estimate(line: str) -> tuple[str, str, float] | None:
-    """(estimate text, direction, |mean|) from one evidence line, the interval clipped to
-    what a difference can be; None when the line holds no estimate."""
+def parse_estimate(line: str) -> tuple[str, str, float, str] | None:
+    """(estimate text, direction, |mean|, where) from one evidence line, the interval clipped
+    to what a difference can be; None when the line holds no estimate."""
     m = ESTIMATE.search(line)
     if not m:
         return None
@@ -74,9 +75,7 @@ def parse_estimate(line: str) -> tuple[str, str, float] | None:
         text += f" [{fmt.format(low)}, {fmt.format(high)}]"
     text = text.replace("-", "−")
     where = line.split(":")[0] if ":" in line[:60] else ""
-    if where:
-        text += f" ({where})"
-    return text, "up" if mean > 0 else "down" if mean < 0 else "", abs(mean)
+    return text, "up" if mean > 0 else "down" if mean < 0 else "", abs(mean), where
 
 
 def side_of(line: str) -> str:
@@ -147,7 +146,8 @@ def summary_rows(claims: list) -> tuple[list[Row], list[str], list[str]]:
             id=f"claim-{i}", text=text, short=text.split(" (")[0], source=str(
                 _get(claim, "source") or ""), verdict=verdict,
             why=str(_get(claim, "why") or ""),
-            estimate=pick[1][0] if pick else "–", direction=pick[1][1] if pick else "",
+            estimate=pick[1][0] if pick else "–", where=pick[1][3] if pick else "",
+            direction=pick[1][1] if pick else "",
             side=side_of(pick[0]) if pick else "",
             tally=(f"{len(estimates)} comparisons: {tally}" if len(estimates) > 1 else ""),
             needs=needs_of(claim, plain), rule=rules.index(rule) + 1 if rule else 0,
