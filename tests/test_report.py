@@ -816,3 +816,21 @@ def test_summary_rows_estimate_needs_and_rules_once():
     assert rows[2].needs == "add `e` to methods" and rows[2].estimate == "–"
     assert rows[3].needs == "The matched control did not run."
     assert [r.rule for r in rows] == [1, 1, 2, 2]
+
+
+def test_a_dense_network_below_always_majority_is_flagged(tmp_path):
+    """Retained shares are meaningless when the dense network does no better than always
+    answering the larger class: the results section says so."""
+    from deepfake_lth.report import tables
+    from deepfake_lth.report.common import Context, Figures, TestCounts
+
+    res, _ = fabricate(tmp_path)
+    runs, transfers = report.collect_metrics(res, config())
+    figures = Figures(None)
+    figures.counts["dsA"] = TestCounts("images", (70, 30), (70, 30))  # always "real": 70 %
+    ctx = Context(res, config(), runs, transfers, [], figures, ["mesonet"], ["dsA"],
+                  {"dsA": "images"}, {}, None)
+    (part,) = tables.results(ctx).parts
+    assert any("no better than always answering “real” (70.0 %" in n for n in part.notes)
+    figures.counts["dsA"] = TestCounts("images", (50, 50), (50, 50))
+    assert not any("no better" in n for n in tables.results(ctx).parts[0].notes)

@@ -194,6 +194,24 @@ def transfer_tables(transfers, config: dict, kinds: dict | None = None) -> list[
     return out
 
 
+def below_majority(ctx: Context, dataset: str) -> list[str]:
+    """A sentence per model whose dense network is no better than always answering the
+    larger class: its "Retained" shares then say nothing (they can pass 100 %)."""
+    counts = ctx.figures.counts.get(dataset)
+    if counts is None or ctx.runs.empty:
+        return []
+    majority, cls = counts.majority
+    dense = ctx.runs[(ctx.runs["dataset"] == dataset) & (ctx.runs["method"] == "dense")]
+    out = []
+    for model, g in dense.groupby("model", sort=True):
+        acc = float(g["test_acc"].mean())
+        if np.isfinite(acc) and acc <= majority + 1e-9:
+            out.append(f"{model}'s dense network ({100 * acc:.1f} %) is no better than always "
+                       f"answering “{cls}” ({100 * majority:.1f} % of {counts.words()}): "
+                       "its tickets' Retained shares say nothing.")
+    return out
+
+
 def results(ctx: Context) -> Section:
     """Results per dataset: every network's accuracy, AUC and share of dense accuracy."""
     from deepfake_lth.report.collect import face_warnings
@@ -204,6 +222,7 @@ def results(ctx: Context) -> Section:
     for d in ctx.datasets:
         notes = [text for (ds, _), text in sorted(ctx.flags.items()) if ds == d]
         notes += face_warnings(ctx.results_dir, [d])
+        notes += below_majority(ctx, d)
         section.parts.append(Part(d, None, [tables[d]] if d in tables else [],
                                   notes=notes, notrun="" if d in tables else " "))
     return section
