@@ -203,11 +203,13 @@ def section(ctx: Context) -> Section:
                   "model, where IMP prunes: the share of each layer removed at each round.",
                   empty="no metrics.json found.")
     for d in ctx.datasets:
-        part = Part(d, figs.get(d), notrun="" if d in figs else
-                    f"no trained networks for {d} yet.")
+        sec.parts.append(Part(d, figs.get(d), notrun="" if d in figs else
+                              f"no trained networks for {d} yet."))
+        layers = Part(f"{d}: where IMP prunes, layer by layer", folded=True, group=d)
         for model in ctx.model_order or sorted(ctx.runs["model"].unique()):
             fig = layer_sparsity_figure(ctx.runs, d, model, ctx.figures)
             if fig is not None:
-                part.figures.append(fig)
-        sec.parts.append(part)
+                layers.figures.append(fig)
+        if layers.figures:
+            sec.parts.append(layers)
     return sec
