@@ -97,16 +97,23 @@ def auc_figure(cross, dataset: str, model_order: list[str] | None):
                 ax = axes[i][j]
                 cell = part[(part["model"] == model) & (part["test_set"] == test_set)]
                 dense = cell[cell["method"] == "dense"]
-                for method in sorted(set(cell["method"]) - {"dense"}, key=method_key):
+                base = dense["auc"].mean()
+                if np.isfinite(base):
+                    ax.axhline(base, color="0.3", linestyle="--", linewidth=1, label="dense")
+                for k, method in enumerate(sorted(set(cell["method"]) - {"dense"},
+                                                  key=method_key)):
                     line = (cell[cell["method"] == method].groupby("sparsity")["auc"].mean())
-                    base = dense["auc"].mean()
-                    xs = [0.0, *line.index] if np.isfinite(base) else list(line.index)
-                    ys = [base, *line.values] if np.isfinite(base) else list(line.values)
-                    ax.plot(100 * np.asarray(xs), ys, marker="o", markersize=3,
-                            label=method_label(method))
-                ax.axhline(0.5, color="0.6", linestyle=":", linewidth=1)
+                    ax.plot(1 - np.asarray(line.index), line.values, marker="osD^vx"[k % 6],
+                            markersize=4, fillstyle="none", label=method_label(method))
+                ax.axhline(0.5, color="0.6", linestyle=":", linewidth=1, label="chance")
+                ax.set_xscale("log")
+                ax.invert_xaxis()
+                ticks = [t for t in (1.0, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01)
+                         if t >= 0.9 * cell["sparsity"].rsub(1).min()]
+                ax.set_xticks(ticks, [f"{100 * (1 - t):g}" for t in ticks])
+                ax.minorticks_off()
                 ax.set_title(f"{model}: {test_set}", fontsize=9)
-                ax.set_xlabel("sparsity (%)")
+                ax.set_xlabel("sparsity (%), log of the weights left")
                 ax.set_ylabel("frame AUC")
         shared_ylim(axes.ravel())
         handles, labels = axes[0][0].get_legend_handles_labels()
@@ -203,8 +210,8 @@ def section(results_dir: Path, runs, config: dict, figures: Figures,
         figure = None if fig is None else figures.add(
             fig, f"generalisation_{safe_name(dataset)}",
             f"Frame AUC vs sparsity of the networks trained on {dataset}, in-domain and on "
-            "each unseen test set; one line per pruning method from the dense network (0 %); "
-            "dotted: chance.")
+            "each unseen test set; a marker where a method ran, the x-axis the log of the "
+            "weights left; dashed: the dense network, dotted: chance.")
         sec.parts.append(Part(f"Trained on {dataset}", figure,
                               bench_tables(cross, dataset, model_order), switch=True))
     return sec
