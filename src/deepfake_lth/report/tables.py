@@ -223,6 +223,9 @@ def results(ctx: Context) -> Section:
         notes = [text for (ds, _), text in sorted(ctx.flags.items()) if ds == d]
         notes += face_warnings(ctx.results_dir, [d])
         notes += below_majority(ctx, d)
+        counts = ctx.figures.counts.get(d)
+        if d in tables and counts is not None:
+            tables[d].title = f"{d}: {counts.words()}"
         section.parts.append(Part(d, None, [tables[d]] if d in tables else [],
                                   notes=notes, notrun="" if d in tables else " "))
     return section
@@ -236,6 +239,10 @@ def transfer(ctx: Context) -> Section:
     section = Section("transfer", "Transfer tickets (Table I)",
                       "Tickets found on one dataset, trained on another, laid out as the "
                       "paper's Table I." if tables else "")
+    for table in tables:  # the target's test split, per class, in the title
+        counts = ctx.figures.counts.get(table.title.split(" → ")[-1])
+        if counts is not None:
+            table.title += f" (target: {counts.words()})"
     if tables:
         section.parts.append(Part("", None, tables))
     elif pairs:
