@@ -262,7 +262,10 @@ def seeds_section(runs, config: dict, model_order: list[str] | None) -> Section:
             if f"oneshot-{methods.criterion_of(m)}" in set(part["method"])]
         comp = comparison_table(runs, dataset, [(f"imp-{c}", f"oneshot-{c}") for c in criteria],
                                  f"{dataset}: IMP vs one-shot", model_order)
-        section.parts.append(Part(dataset, None, [table] + ([comp] if comp else [])))
+        section.parts.append(Part(dataset, None, [comp] if comp else [], lines=[] if comp else
+                                  ["No IMP criterion with its one-shot counterpart here."]))
+        section.parts.append(Part(f"{dataset}: every network's mean and 95 % interval over "
+                                  "seeds", None, [table], folded=True, group=dataset))
     return section
 
 
