@@ -461,7 +461,7 @@ def verdicts(html: str) -> dict[str, str]:
     out = {}
     for row in re.findall(r'<tr id="summary-claim-\d+">(.*?)</tr>', html, flags=re.DOTALL):
         tds = re.findall(r"<td[^>]*>(.*?)</td>", row, flags=re.DOTALL)
-        out[htmllib.unescape(re.sub(r"<[^>]+>", "", tds[0]))] = tds[1]
+        out[htmllib.unescape(re.sub(r"<[^>]+>", "", tds[0]))] = re.sub(r"<[^>]+>", "", tds[1])
     return out
 
 

@@ -136,7 +136,7 @@ def build_report(
                 table.drop_empty_columns()
     rows, rules, decisions = claims.summary_rows(claims.all_claims(sections))
     start = 0
-    for section in sections:
+    for section in sorted(sections, key=lambda s: s.id != "claims"):
         section.claim_rows = rows[start:start + len(section.claims or [])]
         start += len(section.claims or [])
     env = jinja2.Environment(

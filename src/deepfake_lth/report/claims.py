@@ -143,7 +143,7 @@ def summary_rows(claims: list) -> tuple[list[Row], list[str], list[str]]:
                                                           "one seed") if sides.count(s))
         text = str(_get(claim, "text"))
         rows.append(Row(
-            id=f"claim-{i}", text=text, short=text.split(" (")[0], source=str(
+            id=f"claim-{i}", text=text, short=text.split(" (")[0].split(": ")[0], source=str(
                 _get(claim, "source") or ""), verdict=verdict,
             why=str(_get(claim, "why") or ""),
             estimate=pick[1][0] if pick else "–", where=pick[1][3] if pick else "",
@@ -157,8 +157,9 @@ def summary_rows(claims: list) -> tuple[list[Row], list[str], list[str]]:
 
 def all_claims(sections: list[Section]) -> list:
     """Every claim the report judges, in the order of the sections."""
+    ordered_sections = sorted(sections, key=lambda s: s.id != "claims")  # the paper's first
     out = []
-    for s in sections:
+    for s in ordered_sections:
         out.extend(s.claims or [])
     return out
 
