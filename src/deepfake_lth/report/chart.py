@@ -19,7 +19,7 @@ SHAPES = ["circle", "square", "triangle", "diamond", "down", "cross"]
 W, H = 380, 250
 LEFT, RIGHT, TOP, BOTTOM = 44, 10, 24, 40
 Z = 1.959963984540054
-TICKS = [1.0, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001]
+TICKS = [1.0, 0.8, 0.5, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001]
 
 
 def wilson(p: float, n: int) -> tuple[float, float]:

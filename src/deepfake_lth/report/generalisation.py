@@ -11,6 +11,7 @@ import numpy as np
 from markupsafe import Markup
 
 from deepfake_lth.analysis.generalisation import CROSS, read_cross
+from deepfake_lth.report.chart import TICKS
 from deepfake_lth.report.common import (
     FIGURE_WIDTH,
     Figures,
@@ -108,9 +109,11 @@ def auc_figure(cross, dataset: str, model_order: list[str] | None):
                 ax.axhline(0.5, color="0.6", linestyle=":", linewidth=1, label="chance")
                 ax.set_xscale("log")
                 ax.invert_xaxis()
-                ticks = [t for t in (1.0, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01)
-                         if t >= 0.9 * cell["sparsity"].rsub(1).min()]
-                ax.set_xticks(ticks, [f"{100 * (1 - t):g}" for t in ticks])
+                left = float(part["sparsity"].rsub(1).min())
+                if np.isfinite(left) and left > 0:
+                    ax.set_xlim(1.05, 0.85 * left)
+                    ticks = [t for t in TICKS if t >= 0.85 * left]
+                    ax.set_xticks(ticks, [f"{100 * (1 - t):g}" for t in ticks])
                 ax.minorticks_off()
                 ax.set_title(f"{model}: {test_set}", fontsize=9)
                 ax.set_xlabel("sparsity (%), log of the weights left")
