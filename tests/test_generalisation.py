@@ -215,9 +215,13 @@ def test_report_section_reads_the_cross_folders(scored):
     config = {"generalisation": [{"from": "dsa", "to": ["dsb"], "manipulations": True}]}
     sec = section(root, runs, config, Figures(None), None)
     (part,) = sec.parts
-    table = part.tables[0]
-    assert table.columns[3:] == ["dsa (in-domain)", "dsb", "dsb/mouth", "dsb/swap"]
-    assert table.rows[0][:3] == ["mesonet", "dense", "0.0"]
-    assert table.rows[0][4] == f"{metrics['auc']:.3f} / {metrics['video_auc']:.3f}"
+    auc, video_auc, eer, ap = part.tables  # DeepfakeBench's metrics, a table each
+    names = ["dsa (in-domain)", "dsb", "dsb/mouth", "dsb/swap"]
+    assert all(c.startswith(n) for c, n in zip(auc.columns[3:-1], names, strict=True))
+    assert auc.columns[-1] == "Mean of unseen" and "EER: " in eer.note
+    assert auc.rows[0][:3] == ["mesonet", "dense", "0.0"]
+    assert auc.rows[0][4] == f"{metrics['auc']:.3f}"
+    assert video_auc.rows[0][4] == f"{metrics['video_auc']:.3f}"
+    assert eer.rows[0][4] == f"{metrics['eer']:.3f}" and ap.rows[0][4] == f"{metrics['ap']:.3f}"
     assert part.figure is not None and sec.claims[0].verdict  # no IMP run: not run
     assert section(root, runs, {}, Figures(None), None) is None

@@ -310,7 +310,7 @@ def test_cpu_and_cuda_agree():
 
 
 def test_noise_floor_is_delta_l_between_two_seeds_dense_maps():
-    from deepfake_lth.report import paper
+    from deepfake_lth.report import gradcam_maps
     from deepfake_lth.report.collect import GradcamRun
 
     rng = np.random.default_rng(0)
@@ -322,12 +322,12 @@ def test_noise_floor_is_delta_l_between_two_seeds_dense_maps():
         return GradcamRun("ds", "m", seed, "imp-global", Path("."), npz, None)
 
     # seed 1 explains faces 11, 12, 13; seed 0 faces 10, 11, 12: two shared faces
-    floor = paper.noise_floor([run(0, [10, 11, 12]), run(1, [11, 12, 13])])
+    floor = gradcam_maps.noise_floor([run(0, [10, 11, 12]), run(1, [11, 12, 13])])
     want = np.mean([np.linalg.norm(raw[0][0, 1] - raw[1][0, 0]),
                     np.linalg.norm(raw[0][0, 2] - raw[1][0, 1])])
     assert floor["faces"] == 2 and floor["seeds"] == 2
     assert floor["raw"] == pytest.approx(want)
     assert floor["raw_per_pixel"] == pytest.approx(want / 4)
-    assert paper.noise_floor([run(0, [10, 11, 12])]) is None  # one seed: no floor
-    assert "needs the dense networks of two or more seeds" in paper.noise_floor_line(
+    assert gradcam_maps.noise_floor([run(0, [10, 11, 12])]) is None  # one seed: no floor
+    assert "needs the dense networks of two or more seeds" in gradcam_maps.noise_floor_line(
         [run(0, [10, 11, 12])])

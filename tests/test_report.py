@@ -135,14 +135,15 @@ def test_sections_and_embedded_images(built):
         assert f'<section id="{sid}">' in html
         assert f'href="#{sid}"' in html  # table of contents
     uris = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
-    # accuracy per dataset (2), Grad-CAM grid and ΔL figure (2)
-    assert len(uris) >= 4
+    # accuracy per dataset (2 inline charts), Grad-CAM grid and ΔL figure (2 PNGs)
+    assert len(uris) >= 2 and len(re.findall(r'<div class="chart"><svg viewBox', html)) >= 2
     for uri in uris:
         assert base64.b64decode(uri).startswith(b"\x89PNG\r\n\x1a\n")
-    srcs = re.findall(r'src\s*=\s*["\']?([^"\'\s>]*)', html, flags=re.IGNORECASE)
+    markup = re.sub(r"<script>.*?</script>", "", html, flags=re.DOTALL)
+    srcs = re.findall(r'src\s*=\s*["\']?([^"\'\s>]*)', markup, flags=re.IGNORECASE)
     assert srcs and all(s.startswith("data:") for s in srcs)
     assert 'src="http' not in html and "<link" not in html and "@import" not in html
-    assert "<script" not in html
+    assert "<script src" not in html and "fetch(" not in html  # one file, offline
     pngs = sorted(p.name for p in (root / "figures").glob("*.png"))
     assert pngs == ["accuracy_dsA.png", "accuracy_dsB.png", "delta_dsA_mesonet.png",
                     "gradcam_dsA_mesonet.png"]
@@ -176,12 +177,18 @@ def test_table_one_numbers(built):
     part = html[start: html.index("</section>", start)]
     assert "dsA → dsB" in part
     header = re.findall(r"<th(?: [^>]*)?>(.*?)</th>", part)
-    assert header == ["Model", "PR", "Params (M)", "Base", "IMP-Global", "One-shot Global"]
-    assert cells(part, "mesonet") == [["mesonet", "0 %", "0.015", "59.9", "-", "-"]]
-    assert cells(part, "Ticket") == [
+    assert header == ["Model", "PR", "Params (M)", "Base", "IMP-Global", "One-shot Global",
+                      "IMP-Global − base (pp)", "One-shot Global − base (pp)"]
+    assert cells(part, "mesonet") == [["mesonet", "0 %", "0.015", "59.9", "-", "-", "-", "-"]]
+    tickets = cells(part, "Ticket")
+    assert [row[:6] for row in tickets] == [
         ["Ticket", "60 % (59.0 %)", "0.006", "-", "61.2", "59.8"],
         ["Ticket", "80 % (79.0 %)", "0.003", "-", "59.3", "55.9"],
     ]
+    for row in tickets:  # both baselines: each ticket minus the target's own dense network
+        for ticket, gap in ((row[4], row[6]), (row[5], row[7])):
+            assert float(gap.split()[0].replace("−", "-")) == pytest.approx(
+                float(ticket) - 59.9, abs=0.11)
 
 
 def test_results_table_and_filters(built, tmp_path):
@@ -252,7 +259,8 @@ def test_cli_with_config_json(tmp_path):
     assert rc == 0 and out.is_file()
     assert "<td>command line</td><td>snakemake --cores 2 results/report.html</td>" in (
         out.read_text())
-    assert len(re.findall("data:image/png;base64,", out.read_text())) >= 3
+    page = out.read_text()
+    assert len(re.findall("data:image/png;base64,", page)) + page.count('<svg viewBox') >= 3
     rc = main(["report", "--results", str(res), "--config-json", "{not json",
                "--out", str(tmp_path / "x.html")])
     assert rc == 2 and not (tmp_path / "x.html").exists()
@@ -292,7 +300,8 @@ def test_report_reads_gradcam_stage_output(tmp_path):
                           model_factory=factory, target_layer="0")
     html = report.build_report(tmp_path / "results", config(), tmp_path / "r.html").read_text()
     part = html[html.index('<section id="gradcam">'):html.index('<section id="provenance">')]
-    assert len(re.findall("data:image/png;base64,", part)) == 2
+    assert part.count('<img src="data:image/png;base64,') == 2  # the maps and ΔL
+    assert part.count('type="range"') == 1  # the slider through the sparsities
     assert [r[1] for r in cells(part, "IMP-Global")] == ["0.0", "50.0"]
 
 
@@ -450,12 +459,11 @@ def test_sections_beyond_the_paper_when_configured(beyond):
 
 
 def verdicts(html: str) -> dict[str, str]:
-    part = section(html, "claims")
+    """The verdict summary at the top: claim (short) → verdict."""
     out = {}
-    for row in re.findall(r"<tr>(.*?)</tr>", part, flags=re.DOTALL):
+    for row in re.findall(r'<tr id="summary-claim-\d+">(.*?)</tr>', html, flags=re.DOTALL):
         tds = re.findall(r"<td[^>]*>(.*?)</td>", row, flags=re.DOTALL)
-        if tds:
-            out[htmllib.unescape(tds[0]).split(" (")[0]] = tds[2]
+        out[htmllib.unescape(re.sub(r"<[^>]+>", "", tds[0]))] = re.sub(r"<[^>]+>", "", tds[1])
     return out
 
 
@@ -527,15 +535,15 @@ def test_accuracy_band_is_the_t_interval_over_seeds(tmp_path, monkeypatch):
     assert legend[:1] == ["IMP-Global"] and "SNIP" not in legend
 
     seen = {}
-    real = report.curves_figure
+    from deepfake_lth.report import chart
+
+    real = chart.curves_chart
 
     def spy(runs, dataset, methods, *args, **kwargs):
         seen[dataset] = list(methods)
         return real(runs, dataset, methods, *args, **kwargs)
 
-    from deepfake_lth.report import curves
-
-    monkeypatch.setattr(curves, "curves_figure", spy)
+    monkeypatch.setattr(chart, "curves_chart", spy)
     report.accuracy_figures(runs, report.Figures(None), ["mesonet"], exclude={"snip", "grasp"})
     assert "snip" not in seen["dsA"] and "imp-global-rate0.05" in seen["dsA"]
     assert seen["dsA"][:3] == ["dense", "imp-global", "imp-local"]  # the registry's order
@@ -554,7 +562,8 @@ def test_d2_unplanned_runs_appear_nowhere(tmp_path):
                   test_acc=0.4321)
     html = report.build_report(res, config(), tmp_path / "r.html").read_text()
     page = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", htmllib.unescape(html))
-    outside_claims = page[:page.index('<section id="claims">')]
+    outside_claims = page[page.index('<section id="accuracy">'):
+                          page.index('<section id="claims">')]
     assert "43.2" not in page
     assert "SNIP" not in outside_claims and "random re-init" not in page
     from deepfake_lth.workflow.config import validate
@@ -640,7 +649,7 @@ def test_paper_preset_report_says_holds_for_both_criterion_claims(tmp_path):
 
 
 def test_latency_of_an_unstructured_ticket_is_never_a_speed_up():
-    from deepfake_lth.report.measures import speedup_text
+    from deepfake_lth.report.separability_latency import speedup_text
 
     row = pd.DataFrame({"median_ms": [1.9], "speedup_vs_dense": [1.05],
                         "speedup_low": [1.01], "speedup_high": [1.09]})
@@ -682,7 +691,7 @@ def test_a_new_section_is_one_function_and_one_line(tmp_path, monkeypatch):
                                             build.SECTIONS[-1]])
     res, _ = fabricate(tmp_path)
     html = report.build_report(res, config(), tmp_path / "r.html").read_text()
-    assert '<a href="#notes">Notes</a>' in html
+    assert '<a href="#notes">6. Notes</a>' in html
     assert re.search(r'<section id="notes">\s*<h2>6\. Notes</h2>', html)
     assert "<h2>7. Provenance</h2>" in html
 
@@ -710,7 +719,7 @@ def test_controls_table_with_the_matched_control(tmp_path):
 def test_table_one_has_the_fine_tuned_dense_baseline_paired_by_video():
     """Table I: the source's dense network fine-tuned on the target beside the tickets, and
     each ticket minus it, paired by seed and by test video."""
-    from deepfake_lth.report import paper
+    from deepfake_lth.report import tables
 
     def per_video(correct: int, n_videos: int = 20, frames: int = 10):
         right = set(range(correct))
@@ -730,17 +739,103 @@ def test_table_one_has_the_fine_tuned_dense_baseline_paired_by_video():
                          "params_nonzero": 1000, "test_acc": correct / 20, "test_videos": 20,
                          "test_samples": 200, "per_video": table})
     transfers = pd.DataFrame(rows)
-    (table,) = paper.transfer_tables(transfers, {"models": {"mesonet": {}}},
+    (table,) = tables.transfer_tables(transfers, {"models": {"mesonet": {}}},
                                      {"dsB": "videos"})
     assert table.columns[4] == "Fine-tuned dense"
     assert table.columns[-1] == "IMP-Global − fine-tuned (pp)"
     dense_row, ticket_row = table.rows
     assert dense_row[4].startswith("70.0")  # 14 of 20 videos
     gap = ticket_row[-1]
-    diff = paper.finetuned_gap(transfers, "dsA-to-dsB", "mesonet", "imp-global", 59, "videos")
+    diff = tables.finetuned_gap(transfers, "dsA-to-dsB", "mesonet", "imp-global", 59, "videos")
     assert "paired by video over 20 test videos and 3 seeds" in diff.how
     assert gap == diff.text().replace(" pp", "") and gap.startswith("+11.7")
+    assert table.columns[-2] == "IMP-Global − base (pp)" and ticket_row[-2].startswith("+6.7")
     # without the baseline the table keeps the paper's columns
-    (plain,) = paper.transfer_tables(transfers[transfers["method"] != "dense-finetuned"],
+    (plain,) = tables.transfer_tables(transfers[transfers["method"] != "dense-finetuned"],
                                      {"models": {"mesonet": {}}})
     assert "Fine-tuned dense" not in plain.columns
+
+
+def test_accuracy_chart_bands_lines_and_markers(tmp_path):
+    """The inline chart: a band from the seeds' t-interval (one seed: binomial, clipped to
+    [0, 100]), chance and always-majority lines, a marker only where a method ran (one-shot
+    is no line from 0 %), every method in the legend, the x-axis log of the weights left."""
+    from deepfake_lth.report import chart
+    from deepfake_lth.report.common import TestCounts
+
+    res, _ = fabricate(tmp_path, seeds=(0, 1, 2))
+    runs, _ = report.collect_metrics(res, config(seeds=(0, 1, 2)))
+    counts = TestCounts("videos", (300, 100), (3, 2))
+    svg = str(chart.curves_chart(runs, "dsA", ["dense", "imp-global", "oneshot-global"],
+                                 ["mesonet"], counts))
+    assert "chance 50 %" in svg and "always “real” 75 %" in svg
+    legend = re.findall(r'<button type="button" data-series="\d+"[^>]*>.*?</svg> ([^<]+)</button>',
+                        svg)
+    assert legend == ["dense", "IMP-Global", "One-shot Global"]
+    oneshot = re.search(r'<g class="series" data-series="2">(.*?)</g>', svg, re.DOTALL).group(1)
+    n_levels = runs[(runs["dataset"] == "dsA") & (runs["method"] == "oneshot-global")][
+        "level"].nunique()
+    assert oneshot.count("data-tip=") == n_levels  # a marker per level run, none at 0 %
+    tips = re.findall(r'data-tip="(IMP-Global, round4[^"]*)"', svg)
+    ci = stats.mean_ci([0.562, 0.572, 0.582])
+    assert f"[{100 * ci.low:.1f}, {100 * ci.high:.1f}] (t-interval over 3 seeds)" in tips[0]
+    # one seed: the binomial interval over the 5 videos, inside [0, 100]
+    one = runs[runs["seed"] == 0]
+    svg1 = str(chart.curves_chart(one, "dsA", ["imp-global"], ["mesonet"], counts))
+    low, high = chart.wilson(0.562, 5)
+    assert f"[{100 * low:.1f}, {100 * high:.1f}] (binomial, n = 5)" in svg1
+    assert 0 <= low < high <= 1
+    # log of the fraction left: 80 % sparse (0.2 left) lies log(0.2)/log(0.1) of the way to 90 %
+    ax = chart.Axes(0.1, 40, 70)
+    assert ax.x(0.2) - ax.x(1.0) == pytest.approx(0.699 * (ax.x(0.1) - ax.x(1.0)), rel=1e-3)
+
+
+def test_summary_rows_estimate_needs_and_rules_once():
+    """A claim's row: the comparison that tells most, its direction, its interval clipped to
+    what a difference can be; what would decide it (the claim's own ``needs`` where it has
+    one); every rule once, the shared decision text apart."""
+    from deepfake_lth.report.claims import summary_rows
+
+    decision = "Decision: 95 % intervals, Holm."
+    claims = [
+        {"text": "A beats B (the paper)", "source": "§1", "verdict": "does not hold",
+         "why": "", "rule": f"Rule one. {decision}",
+         "evidence": ["m on d: A − B = +1.0 pp [+0.2, +1.8] (…), which counts for the claim.",
+                      "m on e: A − B = -3.0 pp [-140.0, -1.0] (…), which counts against it."]},
+        {"text": "C keeps D", "source": "§2", "verdict": "not enough evidence",
+         "why": "one seed", "rule": f"Rule one. {decision}",
+         "evidence": ["m on d: C − D = +0.5 pp [-1.0, +2.0], from one seed: a single training "
+                      "run each, not judged."]},
+        {"text": "E", "source": "§3", "verdict": "not run", "why": "", "rule": f"Rule two. {decision}",
+         "evidence": ["E was not run."], "needs": "add `e` to methods"},
+        {"text": "F", "source": "§4", "verdict": "not run", "why": "", "rule": "Rule two.",
+         "evidence": ["m on d, round4 (80 %): the matched control did not run (see x)."]},
+    ]
+    rows, rules, decisions = summary_rows(claims)
+    assert rules == ["Rule one.", "Rule two."] and decisions == [decision]
+    first = rows[0]
+    assert first.estimate == "−3.0 pp [−100.0, −1.0]" and first.direction == "down"
+    assert first.side == "against" and first.where == "m on e" and first.needs == ""
+    assert "1 for, 1 against" in first.tally
+    assert "seeds: [0, 1, 2]" in str(rows[1].needs) and rows[1].side == "one seed"
+    assert rows[2].needs == "add `e` to methods" and rows[2].estimate == "–"
+    assert rows[3].needs == "The matched control did not run."
+    assert [r.rule for r in rows] == [1, 1, 2, 2]
+
+
+def test_a_dense_network_below_always_majority_is_flagged(tmp_path):
+    """Retained shares are meaningless when the dense network does no better than always
+    answering the larger class: the results section says so."""
+    from deepfake_lth.report import tables
+    from deepfake_lth.report.common import Context, Figures, TestCounts
+
+    res, _ = fabricate(tmp_path)
+    runs, transfers = report.collect_metrics(res, config())
+    figures = Figures(None)
+    figures.counts["dsA"] = TestCounts("images", (70, 30), (70, 30))  # always "real": 70 %
+    ctx = Context(res, config(), runs, transfers, [], figures, ["mesonet"], ["dsA"],
+                  {"dsA": "images"}, {}, None)
+    (part,) = tables.results(ctx).parts
+    assert any("no better than always answering “real” (70.0 %" in n for n in part.notes)
+    figures.counts["dsA"] = TestCounts("images", (50, 50), (50, 50))
+    assert not any("no better" in n for n in tables.results(ctx).parts[0].notes)

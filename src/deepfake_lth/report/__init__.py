@@ -6,11 +6,13 @@ the config plans, the Grad-CAM ``heatmaps.npz`` / ``delta.csv``, the faces' ``ma
 ``templates/report.html.j2`` with jinja2. The sections are registered in one list,
 :data:`deepfake_lth.report.build.SECTIONS`; a part that has not been run says "not run".
 
-Modules: ``common`` (tables, figures, formats), ``collect`` (reading, only what the config
-plans), ``curves`` (Fig. 2, per-layer sparsity), ``paper`` (results tables, Table I,
-Grad-CAM), ``beyond`` (controls, SNIP/GraSP, step sizes, seeds), ``measures`` (separability,
-latency), ``provenance`` (claims rows, commit, versions, data), ``build`` (the registry of
-sections and the page).
+Modules: ``common`` (tables, figures, formats, the sections' Context), ``collect`` (reading,
+only what the config plans), ``curves`` (Fig. 2, per-layer sparsity), ``tables`` (results
+tables, Table I), ``gradcam_maps`` (Fig. 3, ΔL), ``ablations`` (controls, SNIP/GraSP, step
+sizes, seeds), ``separability_latency``, ``compression``, ``generalisation``, ``robustness``,
+``claims`` (the verdict summary and the claims), ``provenance`` (commit, versions, data),
+``build`` (the registry of sections and the page). Each section decides itself whether it
+is shown.
 """
 
 from __future__ import annotations

@@ -109,6 +109,8 @@ def metric_record(data: dict) -> dict[str, Any]:
         "video_auc": num(data.get("video_auc")),
         "test_eer": num(data.get("test_eer")),
         "video_eer": num(data.get("video_eer")),
+        "test_ap": num(data.get("test_ap")),
+        "video_ap": num(data.get("video_ap")),
         "val_acc": num(data.get("val_acc")),
         "epochs": num(data.get("epochs")),
         "cumulative_epochs": num(data.get("cumulative_epochs")),  # training since θ0
@@ -366,4 +368,25 @@ def collect_latency(results_dir: str | Path, config: dict | None = None):
     if config and planned(config):
         data = data[data["method"].isin(["dense", *config["latency"]["methods"]])]
     return data
+
+
+def test_counts(results_dir: str | Path, dataset: str, kind: str | None):
+    """The dataset's test split per class, faces and videos, from its faces' manifest.csv;
+    None without one."""
+    import pandas as pd
+
+    from deepfake_lth.report.common import TestCounts
+
+    manifest = Path(results_dir) / dataset / "faces" / "manifest.csv"
+    try:
+        m = pd.read_csv(manifest, dtype={"video_id": str}, usecols=["split", "label",
+                                                                     "video_id"])
+    except (OSError, ValueError, KeyError):
+        return None
+    test = m[m["split"] == "test"]
+    if test.empty:
+        return None
+    videos = test.groupby("video_id")["label"].max()
+    return TestCounts(kind, (int((test["label"] == 0).sum()), int((test["label"] == 1).sum())),
+                      (int((videos == 0).sum()), int((videos == 1).sum())))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,6 +158,8 @@ class Figure:
     uri: str
     caption: str
     name: str
+    svg: Any = ""  # an inline SVG chart (Markup) drawn instead of the PNG
+    frames: list = field(default_factory=list)  # [(label, data URI)]: a slider steps through
 
 
 class Figures:
@@ -164,15 +167,22 @@ class Figures:
 
     def __init__(self, out_dir: str | Path | None) -> None:
         self.out_dir = Path(out_dir) if out_dir else None
+        self.counts: dict[str, TestCounts] = {}  # each dataset's test split, for titles
         if self.out_dir:
             self.out_dir.mkdir(parents=True, exist_ok=True)
 
-    def add(self, fig, name: str, caption: str) -> Figure:
+    def add(self, fig, name: str, caption: str, svg: Any = "") -> Figure:
+        """The figure as a PNG data URI; with ``svg`` (an inline chart drawn instead) the
+        PNG is only written to ``out_dir``, not embedded."""
+        if svg and not self.out_dir:
+            return Figure("", caption, name, svg=svg)
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=100, bbox_inches="tight", metadata={"Software": None})
         data = buf.getvalue()
         if self.out_dir:
             (self.out_dir / f"{name}.png").write_bytes(data)
+        if svg:
+            return Figure("", caption, name, svg=svg)
         return Figure("data:image/png;base64," + base64.b64encode(data).decode("ascii"),
                       caption, name)
 
@@ -189,6 +199,76 @@ class Part:
     notes: list[str] = field(default_factory=list)  # warnings shown in a box
     notrun: str = ""
     pre: str = ""  # preformatted text (the config as run)
+    folded: bool = False  # shown collapsed, in a <details> opened by a click
+    switch: bool = False  # its tables shown one at a time, chosen by their titles
+    group: str = ""  # parts with a group are shown one group at a time (tabs, e.g. datasets)
+
+
+@dataclass
+class TestCounts:
+    """A dataset's test split: faces and videos per class (from its manifest)."""
+
+    kind: str | None
+    frames: tuple[int, int]  # (real, fake)
+    videos: tuple[int, int]
+
+    @property
+    def unit(self) -> str:
+        return "videos" if self.kind == "videos" else "images"
+
+    def words(self) -> str:
+        """"n = 150 test images (75 real / 75 fake)" or the videos and their frames."""
+        if self.kind == "videos":
+            r, f = self.videos
+            return (f"n = {r + f} test videos ({r} real / {f} fake), "
+                    f"{sum(self.frames):,} frames")
+        r, f = self.frames
+        return f"n = {r + f:,} test images ({r:,} real / {f:,} fake)"
+
+    @property
+    def majority(self) -> tuple[float, str]:
+        """Accuracy (frames) of always answering the larger class, and that class."""
+        r, f = self.frames
+        return (max(r, f) / (r + f), "real" if r >= f else "fake") if r + f else (math.nan, "")
+
+    @property
+    def n_independent(self) -> int:
+        """The binomial interval's n: images, or videos (a video's frames are not
+        independent draws)."""
+        return sum(self.videos) if self.kind == "videos" else sum(self.frames)
+
+
+@dataclass
+class Context:
+    """What every section reads: the config, the runs it plans, and shared facts."""
+
+    results_dir: Path
+    config: dict
+    runs: Any
+    transfers: Any
+    gradcam_runs: list
+    figures: Figures
+    model_order: list[str] | None
+    datasets: list[str]
+    kinds: dict[str, str | None]
+    flags: dict
+    left_out: Any
+    benchmarks_dir: Path | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def asks_for(config: dict, name: str) -> bool:
+    """Whether the config asks for a section beyond the paper (by its id)."""
+    return {
+        "controls": lambda: bool(config.get("controls")),
+        "pai": lambda: bool((config.get("prune_init") or {}).get("methods")),
+        "step-sizes": lambda: bool((config.get("step_sizes") or {}).get("rates")),
+        "seeds": lambda: len(config.get("seeds") or []) > 1 or any(
+            len((m or {}).get("seeds") or []) > 1
+            for m in (config.get("models") or {}).values()),
+        "separability": lambda: bool((config.get("separability") or {}).get("methods")),
+        "latency": lambda: bool((config.get("latency") or {}).get("methods")),
+    }[name]()
 
 
 @dataclass
@@ -201,4 +281,5 @@ class Section:
     parts: list[Part] = field(default_factory=list)
     empty: str = ""  # the "not run" sentence when there are no parts
     number: int = 0
-    claims: list | None = None  # the claims section's rows
+    claims: list | None = None  # the claims this section judges
+    claim_rows: list = field(default_factory=list)  # the same, as the summary shows them

@@ -252,3 +252,10 @@ def compression_section(results_dir: Path, config: dict, figures: Figures) -> Se
                                   _figure(df, front, dataset, model, figures), tables,
                                   lines=lines))
     return section
+
+
+def section(ctx) -> Section | None:
+    """Shown when the config compresses a model (compression.models)."""
+    if not (ctx.config.get("compression") or {}).get("models"):
+        return None
+    return compression_section(ctx.results_dir, ctx.config, ctx.figures)

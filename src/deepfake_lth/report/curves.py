@@ -8,8 +8,12 @@ import numpy as np
 
 from deepfake_lth.report.common import (
     FIGURE_WIDTH,
+    Context,
     Figure,
     Figures,
+    Part,
+    Section,
+    asks_for,
     method_key,
     method_label,
     ordered,
@@ -96,6 +100,30 @@ def curves_figure(runs, dataset: str, methods: list[str], title: str,
         fig.suptitle(title)
     return fig
 
+def curves(runs, dataset: str, shown: list[str], title: str, figures: Figures, name: str,
+           caption: str, model_order: list[str] | None = None, margin: float | None = None,
+           rate: float | None = None, rounds: int | None = None) -> Figure | None:
+    """Test accuracy vs sparsity as an inline, interactive chart (and, where figures are
+    written to files, the same as a PNG); None when none of ``shown`` ran on ``dataset``."""
+    from markupsafe import Markup
+
+    from deepfake_lth.report.chart import curves_chart
+
+    counts = figures.counts.get(dataset)
+    svg = curves_chart(runs, dataset, shown, model_order, counts, margin)
+    if svg is None:
+        return None
+    fig = (curves_figure(runs, dataset, shown, title, model_order, margin, rate, rounds)
+           if figures.out_dir else None)
+    head = Markup('<p class="chart-title">{}{}</p>').format(
+        title, f" — {counts.words()}" if counts else "")
+    unit = counts.unit if counts else "test samples"
+    return figures.add(fig, name, caption + (
+        f" Bands and whiskers: 95 % intervals, the t-interval over seeds, or with one seed the "
+        f"binomial (Wilson) interval over the {unit}. Hover a point for its value; click a "
+        "legend entry to hide or show it."), svg=head + svg)
+
+
 def accuracy_figures(runs, figures: Figures, model_order: list[str] | None = None,
                      exclude: set[str] | frozenset[str] = frozenset(),
                      rate: float | None = None, rounds: int | None = None) -> dict[str, Figure]:
@@ -103,16 +131,15 @@ def accuracy_figures(runs, figures: Figures, model_order: list[str] | None = Non
     (but those in ``exclude``: the methods a section of their own plots)."""
     out = {}
     for dataset, df in runs.groupby("dataset", sort=True):
-        methods = sorted((m for m in set(df["method"]) if m not in exclude), key=method_key)
-        fig = curves_figure(runs, dataset, methods, f"{dataset}: accuracy vs sparsity",
-                            model_order, rate=rate, rounds=rounds)
-        if fig is None:
-            continue
-        out[dataset] = figures.add(
-            fig, f"accuracy_{safe_name(dataset)}",
-            f"Test accuracy vs sparsity on {dataset} ({seeds_words(df)}); the dashed line is "
-            "the dense baseline, and every curve starts at the dense network.",
-        )
+        shown = sorted((m for m in set(df["method"]) if m not in exclude), key=method_key)
+        figure = curves(runs, dataset, shown, f"{dataset}: accuracy vs sparsity", figures,
+                        f"accuracy_{safe_name(dataset)}",
+                        f"Test accuracy vs sparsity on {dataset} ({seeds_words(df)}); the "
+                        "dashed line is the dense network, dotted is chance, orange the "
+                        "accuracy of always answering the larger class.",
+                        model_order, rate=rate, rounds=rounds)
+        if figure is not None:
+            out[dataset] = figure
     return out
 
 
@@ -158,3 +185,31 @@ def layer_sparsity_figure(runs, dataset: str, model: str, figures: Figures) -> F
         f"Share of each layer's weights removed after each IMP round for {model} on {dataset} "
         "(one seed), global against local criterion: a local criterion removes the same share "
         "everywhere, a global one prunes the large layers hardest (§III-C).")
+
+
+def section(ctx: Context) -> Section:
+    """Fig. 2 per dataset, and per model where IMP prunes layer by layer."""
+    own: set[str] = set()  # methods plotted in a section of their own, not in Fig. 2
+    if asks_for(ctx.config, "pai"):
+        own |= set(methods.with_role(ctx.runs["method"].unique(), methods.PRUNE_INIT))
+    if asks_for(ctx.config, "step-sizes"):
+        own |= set(methods.with_role(ctx.runs["method"].unique(), methods.STEP_SIZE))
+    prune = ctx.config.get("prune") or {}
+    figs = (accuracy_figures(ctx.runs, ctx.figures, ctx.model_order, own, prune.get("rate"),
+                             prune.get("rounds")) if not ctx.runs.empty else {})
+    sec = Section("accuracy", "Accuracy vs sparsity",
+                  "Test accuracy of each model against the fraction of prunable weights "
+                  "removed, one line per pruning method (the paper's Fig. 2); then, per "
+                  "model, where IMP prunes: the share of each layer removed at each round.",
+                  empty="no metrics.json found.")
+    for d in ctx.datasets:
+        sec.parts.append(Part(d, figs.get(d), notrun="" if d in figs else
+                              f"no trained networks for {d} yet."))
+        layers = Part(f"{d}: where IMP prunes, layer by layer", folded=True, group=d)
+        for model in ctx.model_order or sorted(ctx.runs["model"].unique()):
+            fig = layer_sparsity_figure(ctx.runs, d, model, ctx.figures)
+            if fig is not None:
+                layers.figures.append(fig)
+        if layers.figures:
+            sec.parts.append(layers)
+    return sec

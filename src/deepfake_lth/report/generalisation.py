@@ -11,6 +11,7 @@ import numpy as np
 from markupsafe import Markup
 
 from deepfake_lth.analysis.generalisation import CROSS, read_cross
+from deepfake_lth.report.chart import TICKS
 from deepfake_lth.report.common import (
     FIGURE_WIDTH,
     Figures,
@@ -59,7 +60,8 @@ def collect_cross(results_dir: Path, runs):
                            "manipulation": "", "auc": r["test_auc"],
                            "video_auc": r.get("video_auc", np.nan),
                            "eer": r.get("test_eer", np.nan),
-                           "video_eer": r.get("video_eer", np.nan), "ap": np.nan,
+                           "video_eer": r.get("video_eer", np.nan),
+                           "ap": r.get("test_ap", np.nan),
                            "acc_val_threshold": r.get("test_acc_val_threshold", np.nan),
                            "per_video": video_table(folder / "predictions.csv")})
         for m in read_cross(folder):
@@ -96,16 +98,25 @@ def auc_figure(cross, dataset: str, model_order: list[str] | None):
                 ax = axes[i][j]
                 cell = part[(part["model"] == model) & (part["test_set"] == test_set)]
                 dense = cell[cell["method"] == "dense"]
-                for method in sorted(set(cell["method"]) - {"dense"}, key=method_key):
+                base = dense["auc"].mean()
+                if np.isfinite(base):
+                    ax.axhline(base, color="0.3", linestyle="--", linewidth=1, label="dense")
+                for k, method in enumerate(sorted(set(cell["method"]) - {"dense"},
+                                                  key=method_key)):
                     line = (cell[cell["method"] == method].groupby("sparsity")["auc"].mean())
-                    base = dense["auc"].mean()
-                    xs = [0.0, *line.index] if np.isfinite(base) else list(line.index)
-                    ys = [base, *line.values] if np.isfinite(base) else list(line.values)
-                    ax.plot(100 * np.asarray(xs), ys, marker="o", markersize=3,
-                            label=method_label(method))
-                ax.axhline(0.5, color="0.6", linestyle=":", linewidth=1)
+                    ax.plot(1 - np.asarray(line.index), line.values, marker="osD^vx"[k % 6],
+                            markersize=4, fillstyle="none", label=method_label(method))
+                ax.axhline(0.5, color="0.6", linestyle=":", linewidth=1, label="chance")
+                ax.set_xscale("log")
+                ax.invert_xaxis()
+                left = float(part["sparsity"].rsub(1).min())
+                if np.isfinite(left) and left > 0:
+                    ax.set_xlim(1.05, 0.85 * left)
+                    ticks = [t for t in TICKS if t >= 0.85 * left]
+                    ax.set_xticks(ticks, [f"{100 * (1 - t):g}" for t in ticks])
+                ax.minorticks_off()
                 ax.set_title(f"{model}: {test_set}", fontsize=9)
-                ax.set_xlabel("sparsity (%)")
+                ax.set_xlabel("sparsity (%), log of the weights left")
                 ax.set_ylabel("frame AUC")
         shared_ylim(axes.ravel())
         handles, labels = axes[0][0].get_legend_handles_labels()
@@ -115,37 +126,61 @@ def auc_figure(cross, dataset: str, model_order: list[str] | None):
     return fig
 
 
-def bench_table(cross, dataset: str, model_order: list[str] | None) -> Table | None:
-    """DeepfakeBench's shape: rows model · method · sparsity, a column per test set with
-    frame / video AUC (the mean over seeds)."""
+METRICS = [("auc", "Frame AUC"), ("video_auc", "Video AUC"), ("eer", "Frame EER"),
+           ("ap", "Frame AP")]
+EER_WORDS = ("EER: the error rate where false positives equal false negatives, on the ROC "
+             "curve interpolated linearly between its points (DeepfakeBench takes the ROC point "
+             "nearest to the crossing; on few test units the two differ by up to a step of "
+             "the curve).")
+
+
+def set_header(part, test_set: str) -> str:
+    """A test set's column header with its real / fake videos (or images)."""
+    pv = part[(part["test_set"] == test_set)]["per_video"].dropna()
+    if not len(pv):
+        return test_set
+    labels = pv.iloc[0]["label"]
+    return f"{test_set} ({int((labels == 0).sum())} real / {int((labels == 1).sum())} fake)"
+
+
+def bench_tables(cross, dataset: str, model_order: list[str] | None) -> list[Table]:
+    """DeepfakeBench's shape, a table per metric (frame AUC, video AUC, EER, AP): rows model ·
+    method · sparsity, a column per test set (the mean over seeds) and their mean."""
     part = cross[cross["dataset"] == dataset]
     if part.empty:
-        return None
+        return []
     sets = _test_sets(part)
-    table = Table(f"Trained on {dataset}: frame / video AUC per test set",
-                  ["Model", "Method", "Sparsity (%)", *sets], text_columns=2,
-                  note="Each cell: frame AUC / video AUC (a video's score is the mean p(fake) "
-                  "of its faces), the mean over seeds. In-domain: the run's own test split; "
-                  "the other columns were never trained on (zero-shot), a name/manipulation "
-                  "column holds that manipulation's fakes and every real face of the split.")
-    means = part.groupby(["model", "method", "level", "test_set"])[["auc", "video_auc",
-                                                                     "sparsity"]].mean()
+    unseen = [s for s in sets if not s.endswith("(in-domain)")]
+    heads = [set_header(part, s) for s in sets]
+    means = part.groupby(["model", "method", "level", "test_set"])[
+        [m for m, _ in METRICS] + ["sparsity"]].mean()
     rank = {m: i for i, m in enumerate(ordered(part["model"], model_order))}
     keys = sorted({k[:3] for k in means.index},
                   key=lambda k: (rank[k[0]], method_key(k[1]) if k[1] != "dense" else (-1,),
                                  means.loc[k].iloc[0]["sparsity"]))
-    for model, method, level in keys:
-        cells = []
-        for s in sets:
-            v = means.loc[(model, method, level, s)] if (model, method, level, s) in means.index \
-                else None
-            cells.append("–" if v is None else
-                         f"{v['auc']:.3f} / " + ("–" if not np.isfinite(v["video_auc"])
-                                                 else f"{v['video_auc']:.3f}"))
-        sparsity = float(means.loc[(model, method, level)]["sparsity"].iloc[0])
-        table.rows.append([model, "dense" if method == "dense" else method_label(method),
-                           f"{100 * sparsity:.1f}", *cells])
-    return table
+    out = []
+    for metric, name in METRICS:
+        table = Table(f"Trained on {dataset}: {name} per test set (real / fake videos)",
+                      ["Model", "Method", "Sparsity (%)", *heads,
+                       "Mean of unseen" if unseen else "Mean"], text_columns=2,
+                      note=(EER_WORDS + " " if "eer" in metric else "")
+                      + "Mean over seeds; the last column is the mean over the test sets "
+                      "never trained on. In-domain: the run's own test split, the "
+                      "manipulations trained on; a video's score is the mean p(fake) of its "
+                      "faces; a manipulation column holds that manipulation's fakes and every "
+                      "real video of the split.")
+        for model, method, level in keys:
+            values = [means.loc[(model, method, level, s)][metric]
+                      if (model, method, level, s) in means.index else np.nan for s in sets]
+            pool = [v for s, v in zip(sets, values, strict=True)
+                    if (s in unseen or not unseen) and np.isfinite(v)]
+            sparsity = float(means.loc[(model, method, level)]["sparsity"].iloc[0])
+            table.rows.append([model, "dense" if method == "dense" else method_label(method),
+                               f"{100 * sparsity:.1f}",
+                               *[f"{v:.3f}" if np.isfinite(v) else "–" for v in values],
+                               f"{np.mean(pool):.3f}" if pool else "–"])
+        out.append(table)
+    return out
 
 
 def section(results_dir: Path, runs, config: dict, figures: Figures,
@@ -178,9 +213,13 @@ def section(results_dir: Path, runs, config: dict, figures: Figures,
         figure = None if fig is None else figures.add(
             fig, f"generalisation_{safe_name(dataset)}",
             f"Frame AUC vs sparsity of the networks trained on {dataset}, in-domain and on "
-            "each unseen test set; one line per pruning method from the dense network (0 %); "
-            "dotted: chance.")
-        table = bench_table(cross, dataset, model_order)
-        sec.parts.append(Part(f"Trained on {dataset}", figure, [table] if table else []))
+            "each unseen test set; a marker where a method ran, the x-axis the log of the "
+            "weights left; dashed: the dense network, dotted: chance.")
+        sec.parts.append(Part(f"Trained on {dataset}", figure,
+                              bench_tables(cross, dataset, model_order), switch=True))
     return sec
 
+
+def shown(ctx) -> Section | None:
+    """The section from the report's context; None without ``generalisation``."""
+    return section(ctx.results_dir, ctx.runs, ctx.config, ctx.figures, ctx.model_order)

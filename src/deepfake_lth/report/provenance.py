@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from deepfake_lth.report.collect import GradcamRun
-from deepfake_lth.report.common import NOT_RUN, PACKAGES, Table
+from deepfake_lth.report.common import NOT_RUN, PACKAGES, Context, Part, Section, Table
 
 
 def claims_rows(runs, transfers, gradcam_runs: list[GradcamRun], config: dict,
@@ -25,19 +25,6 @@ def claims_rows(runs, transfers, gradcam_runs: list[GradcamRun], config: dict,
         deltas = deltas.assign(row=deltas.groupby(["dataset", "model", "group", "seed",
                                                    "sparsity"]).cumcount())
     return evaluate_claims(runs, transfers, deltas, config, kinds)
-
-
-def enabled_sections(config: dict) -> dict[str, bool]:
-    """Which sections beyond the paper the config asks for."""
-    return {
-        "controls": bool(config.get("controls")),
-        "pai": bool((config.get("prune_init") or {}).get("methods")),
-        "step-sizes": bool((config.get("step_sizes") or {}).get("rates")),
-        "seeds": len(config.get("seeds") or []) > 1 or any(
-            len((m or {}).get("seeds") or []) > 1 for m in (config.get("models") or {}).values()),
-        "separability": bool((config.get("separability") or {}).get("methods")),
-        "latency": bool((config.get("latency") or {}).get("methods")),
-    }
 
 
 def git_state(root: str | Path = ".") -> tuple[str, str]:
@@ -162,3 +149,42 @@ def config_yaml(config: dict) -> str:
     import yaml
 
     return yaml.safe_dump(config, sort_keys=False, default_flow_style=False, allow_unicode=True)
+
+
+def section(ctx: Context) -> Section:
+    """Commit, software, devices, the runs included, the data, wall time, the config."""
+    from collections import Counter
+
+    from deepfake_lth.report.collect import face_warnings
+
+    devices = Counter(d for d in ctx.runs["device"].tolist() + ctx.transfers["device"].tolist()
+                      if d)
+    sizes, statuses = dataset_tables(ctx.results_dir, ctx.datasets)
+    run = Table("This report", ["Fact", "Value"], text_columns=0,
+                rows=[list(f) for f in run_facts(ctx.extra.get("command"))])
+    software = Table("Software", ["Package", "Version"], text_columns=0,
+                     rows=[list(v) for v in package_versions()])
+    sec = Section("provenance", "Provenance", "")
+    sec.parts.append(Part("Run", None, [run]))
+    sec.parts.append(Part("Software", None, [software], folded=True))
+    if devices:
+        sec.parts.append(Part("Devices", None, [Table(
+            "Devices", ["Device", "Runs"], text_columns=0,
+            rows=[[d, str(n)] for d, n in sorted(devices.items())])]))
+    else:
+        sec.parts.append(Part("Devices", notrun="no device recorded in metrics.json."))
+    left = ctx.left_out.sentences()
+    sec.parts.append(Part(
+        "Runs included", lines=[f"{len(ctx.runs)} trained networks and {len(ctx.transfers)} "
+                                "transfer runs that the config plans are included."]
+        + ([f"Left out of every figure, table and claim ({sum(ctx.left_out.values())} run "
+            "folders found under results/): " + "; ".join(left) + "."] if left else
+           ["No other run folders were found under results/."])))
+    warnings = face_warnings(ctx.results_dir, ctx.datasets)
+    sec.parts.append(Part("Data", None, [sizes, statuses], notes=warnings, folded=True))
+    bench = benchmark_table(ctx.benchmarks_dir)
+    sec.parts.append(Part("Wall time", None, [bench] if bench else [], folded=True,
+                          notrun="" if bench else "no Snakemake benchmark files."))
+    sec.parts.append(Part("Config as run", pre=config_yaml(ctx.config), folded=True))
+    return sec
+

@@ -9,10 +9,12 @@ from markupsafe import Markup
 from deepfake_lth.analysis.stats import FAILS, GREATER, LESS, MARGIN
 from deepfake_lth.pruning.plan import parse_step_size_method
 from deepfake_lth.report.common import (
+    Context,
     Figures,
     Part,
     Section,
     Table,
+    asks_for,
     ci_text,
     method_key,
     method_label,
@@ -22,7 +24,7 @@ from deepfake_lth.report.common import (
     safe_name,
     seeds_words,
 )
-from deepfake_lth.report.curves import curves_figure
+from deepfake_lth.report.curves import curves
 from deepfake_lth.stages import methods
 
 
@@ -101,14 +103,13 @@ def controls_section(runs, config: dict, figures: Figures, model_order: list[str
         part = runs[runs["dataset"] == dataset]
         shown = [imp] + [f"control-{c}" for c in controls]
         prune = config.get("prune") or {}
-        fig = curves_figure(runs, dataset, shown, f"{dataset}: ticket vs controls",
-                            model_order, margin=margin, rate=prune.get("rate"),
-                            rounds=prune.get("rounds"))
-        figure = None if fig is None else figures.add(
-            fig, f"controls_{safe_name(dataset)}",
+        figure = curves(
+            runs, dataset, shown, f"{dataset}: ticket vs controls", figures,
+            f"controls_{safe_name(dataset)}",
             f"{method_label(imp)} and the controls on {dataset} ({seeds_words(part)}); the "
             f"grey band runs from the dense accuracy − δ ({100 * margin:.0f} points) to the dense "
-            "accuracy.")
+            "accuracy.", model_order, margin=margin, rate=prune.get("rate"),
+            rounds=prune.get("rounds"))
         wt = winning_tickets(part, imp, controls, kinds or {}, matched, margin)
         labels = {c: method_label(f"control-{c}") for c in controls}
         table = Table(f"{dataset}: winning tickets",
@@ -170,13 +171,13 @@ def pai_section(runs, config: dict, figures: Figures, model_order: list[str] | N
         shown = sorted(methods.with_role(part["method"].unique(), methods.TICKET)
                          + methods.with_role(part["method"].unique(), methods.ONESHOT),
                          key=method_key) + pai
-        fig = curves_figure(runs, dataset, shown, f"{dataset}: pruning at initialization",
-                            model_order, rate=(config.get("prune") or {}).get("rate"),
-                            rounds=(config.get("prune") or {}).get("rounds"))
-        figure = None if fig is None else figures.add(
-            fig, f"pai_{safe_name(dataset)}",
+        figure = curves(
+            runs, dataset, shown, f"{dataset}: pruning at initialization", figures,
+            f"pai_{safe_name(dataset)}",
             f"SNIP and GraSP against IMP and one-shot pruning on {dataset} "
-            f"({seeds_words(part)}).")
+            f"({seeds_words(part)}).", model_order,
+            rate=(config.get("prune") or {}).get("rate"),
+            rounds=(config.get("prune") or {}).get("rounds"))
         oneshots = sorted(methods.with_role(part["method"].unique(), methods.ONESHOT),
                           key=method_key)
         pairs = [(imp, m) for m in pai if imp] + [(o, m) for o in oneshots[:1] for m in pai]
@@ -207,12 +208,12 @@ def step_size_section(runs, config: dict, figures: Figures, model_order: list[st
         part = runs[runs["dataset"] == dataset]
         criteria = sorted({parse_step_size_method(v)[0] for v in variants})
         shown = [f"imp-{c}" for c in criteria] + variants
-        fig = curves_figure(runs, dataset, shown, f"{dataset}: pruning step size",
-                            model_order, rate=(config.get("prune") or {}).get("rate"),
-                            rounds=(config.get("prune") or {}).get("rounds"))
-        figure = None if fig is None else figures.add(
-            fig, f"step_sizes_{safe_name(dataset)}",
-            f"IMP at several pruning rates on {dataset} ({seeds_words(part)}).")
+        figure = curves(
+            runs, dataset, shown, f"{dataset}: pruning step size", figures,
+            f"step_sizes_{safe_name(dataset)}",
+            f"IMP at several pruning rates on {dataset} ({seeds_words(part)}).", model_order,
+            rate=(config.get("prune") or {}).get("rate"),
+            rounds=(config.get("prune") or {}).get("rounds"))
         table = Table(f"{dataset}: final level per rate",
                       ["Model", "Method", "Rate", "Rounds", "Final sparsity (%)", "Seeds",
                        "Test acc (%)", "95 % CI (%)"], text_columns=2,
@@ -269,7 +270,32 @@ def seeds_section(runs, config: dict, model_order: list[str] | None) -> Section:
             if f"oneshot-{methods.criterion_of(m)}" in set(part["method"])]
         comp = comparison_table(runs, dataset, [(f"imp-{c}", f"oneshot-{c}") for c in criteria],
                                  f"{dataset}: IMP vs one-shot", model_order)
-        section.parts.append(Part(dataset, None, [table] + ([comp] if comp else [])))
+        section.parts.append(Part(dataset, None, [comp] if comp else [], lines=[] if comp else
+                                  ["No IMP criterion with its one-shot counterpart here."]))
+        section.parts.append(Part(f"{dataset}: every network's mean and 95 % interval over "
+                                  "seeds", None, [table], folded=True, group=dataset))
     return section
 
 
+def controls(ctx: Context) -> Section | None:
+    if not asks_for(ctx.config, "controls"):
+        return None
+    return controls_section(ctx.runs, ctx.config, ctx.figures, ctx.model_order, ctx.kinds)
+
+
+def pai(ctx: Context) -> Section | None:
+    if not asks_for(ctx.config, "pai"):
+        return None
+    return pai_section(ctx.runs, ctx.config, ctx.figures, ctx.model_order)
+
+
+def step_sizes(ctx: Context) -> Section | None:
+    if not asks_for(ctx.config, "step-sizes"):
+        return None
+    return step_size_section(ctx.runs, ctx.config, ctx.figures, ctx.model_order)
+
+
+def seeds(ctx: Context) -> Section | None:
+    if not asks_for(ctx.config, "seeds"):
+        return None
+    return seeds_section(ctx.runs, ctx.config, ctx.model_order)

@@ -9,10 +9,12 @@ import numpy as np
 from deepfake_lth.report.collect import collect_latency, collect_separability
 from deepfake_lth.report.common import (
     FIGURE_WIDTH,
+    Context,
     Figures,
     Part,
     Section,
     Table,
+    asks_for,
     ci_text,
     int_text,
     mean_text,
@@ -130,8 +132,36 @@ def latency_section(results_dir: Path, config: dict) -> Section:
                 gb = g[g["batch"] == b]
                 cells.append("–" if gb.empty else speedup_text(gb, method))
             table.rows.append(cells)
-        section.parts.append(Part(f"{dataset} / {model}", None, [table]))
+        quiet = within_noise(df)
+        if quiet:
+            section.parts.append(Part(f"{dataset} / {model}", lines=[quiet]))
+            section.parts.append(Part(f"{dataset} / {model}: the times", None, [table],
+                                      folded=True))
+        else:
+            section.parts.append(Part(f"{dataset} / {model}", None, [table]))
     return section
+
+
+def within_noise(df) -> str:
+    """One line when no ticket's latency differs from the dense network's beyond the timer's
+    own spread (or does the dense network's work: unstructured), else ""."""
+    tickets = df[df["method"] != "dense"]
+    if tickets.empty:
+        return ""
+    for (method, _, _), g in tickets.groupby(["method", "level", "batch"]):
+        if not methods.with_role([method], methods.STRUCTURED):
+            continue
+        low = g["speedup_low"].mean() if "speedup_low" in g else np.nan
+        high = g["speedup_high"].mean() if "speedup_high" in g else np.nan
+        if not (np.isfinite(low) and np.isfinite(high) and low <= 1.0 <= high):
+            return ""
+    dense = df[(df["method"] == "dense")]
+    first = dense[dense["batch"] == dense["batch"].min()]["median_ms"].mean() \
+        if not dense.empty else np.nan
+    return ("No ticket is faster or slower than the dense network beyond the timer's own "
+            "spread (every speed-up's interval contains 1×, or the ticket does the dense "
+            "network's work)" + (f"; dense: {first:.2f} ms per pass." if np.isfinite(first)
+                                 else "."))
 
 
 def speedup_text(rows, method: str) -> str:
@@ -149,3 +179,15 @@ def speedup_text(rows, method: str) -> str:
         # the same work as the dense network: a measured ratio is load or cache, not a speed-up
         return f"{ms:.2f} (no speed-up: same work as dense; {ratio:.2f}×{spread} measured)"
     return f"{ms:.2f} ({ratio:.2f}×{spread or ', spread not recorded'})"
+
+
+def separability(ctx: Context) -> Section | None:
+    if not asks_for(ctx.config, "separability"):
+        return None
+    return separability_section(ctx.results_dir, ctx.config, ctx.figures)
+
+
+def latency(ctx: Context) -> Section | None:
+    if not asks_for(ctx.config, "latency"):
+        return None
+    return latency_section(ctx.results_dir, ctx.config)
