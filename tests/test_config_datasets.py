@@ -59,7 +59,8 @@ def test_snakemake_replaces_a_source_of_another_type(tmp_path):
     (data / "real").mkdir(parents=True)
     (data / "fake").mkdir()
     proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "-s", str(ROOT / "Snakefile"),
+        [sys.executable, "-m", "snakemake", "-n", "-p", "--cores", "1", "-s",
+         str(ROOT / "Snakefile"),
          "--directory", str(tmp_path), "--configfile", str(ROOT / "config" / "smoke.yaml"),
          "--config", f"datasets={{smoke-images: {{source: {{type: local, path: {data}}}}}}}",
          "--", "resources/smoke-images/sources.csv"],
