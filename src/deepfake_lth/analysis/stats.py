@@ -347,7 +347,8 @@ def two_way(blocks: Sequence[tuple[Any, Any]]) -> Spread:
                       C = V/((S−1)(V−1)) Σ πᵥ² Σₛ rₛᵥ² / S  (r: the two-way residuals),
 
     the seed term (A), the shared test units' term (B), less the residual counted in both
-    (C); never below the larger of A and B. The interval's quantile weighs each term by its
+    (C); B − C (the shared units' own variance) is taken as 0 when negative. The interval's
+    quantile weighs each term by its
     own (:func:`mls_df`): with three seeds the seed term keeps its t with 2 degrees of
     freedom even when, by chance, it comes out small (Welch–Satterthwaite would then give
     the sum many degrees of freedom and too narrow an interval). One seed: B alone (with
@@ -378,10 +379,12 @@ def two_way(blocks: Sequence[tuple[Any, Any]]) -> Spread:
     if n_seeds < 2:
         return Spread(mean, b_total, welch(parts, b_total), n_seeds, n_units)
     a = float(first.var(ddof=1)) / n_seeds
-    terms = [(a, n_seeds - 1.0), *parts, *[(-c, k) for c, k in cs]]
-    var = a + b_total - sum(c for c, _ in cs)
-    if var < max(a, b_total):  # the residual outweighs one term: keep the larger term
-        var, terms = (a, [(a, n_seeds - 1.0)]) if a >= b_total else (b_total, parts)
+    c_total = sum(c for c, _ in cs)
+    if b_total > c_total:
+        var, terms = a + b_total - c_total, [(a, n_seeds - 1.0), *parts,
+                                             *[(-c, k) for c, k in cs]]
+    else:  # the shared units' own term (B − C) comes out negative: 0
+        var, terms = a, [(a, n_seeds - 1.0)]
     return Spread(mean, var, mls_df(terms, var), n_seeds, n_units)
 
 
