@@ -1,6 +1,6 @@
 """Calibration of the claims' statistics: each claim path simulated with a known truth.
 
-    python bench/calibration.py [--quick] [--reps 2000]
+    python bench/calibration.py [--quick] [--reps N]
 
 Every path the claims take (analysis/stats.py, delong.py, tickets.py) is fed simulated
 studies whose true difference is known: S seeds, each scoring the same V test units, with a
@@ -239,7 +239,14 @@ def table(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return cli_main(__doc__, run, table, "300 studies per cell instead of 2000", argv)
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=None,
+                        help="simulated studies per cell (default 2000, --quick 300)")
+    reps = parser.parse_known_args(argv)[0].reps
+    return cli_main(__doc__, lambda quick: run(quick, reps), table,
+                    "300 studies per cell instead of 2000", argv, parser)
 
 
 if __name__ == "__main__":

@@ -336,22 +336,10 @@ class Spread:
 def two_way(blocks: Sequence[tuple[Any, Any]]) -> Spread:
     """Mean and variance of a difference measured by S seeds on the same V test units.
 
-    ``blocks``: [(d, w)], d an S × V array (seed s, unit v), w the units' weights. The
-    estimate is the weighted mean over units of the mean over seeds (the per-seed means
-    from the first block; DeLong passes the fakes' and the reals' placements as two blocks
-    whose per-seed means agree). With d = μ + seed effect + unit effect + residual, its
-    variance is σ²(seed)/S + Σπ²σ²(unit) + Σπ²σ²(residual)/S, estimated without bias by
-
-        A + ΣB − ΣC,  A = var over seeds of the per-seed means / S,
-                      B = V/(V−1) Σ πᵥ² (d̄ᵥ − D)²  (d̄ᵥ: unit v averaged over seeds),
-                      C = V/((S−1)(V−1)) Σ πᵥ² Σₛ rₛᵥ² / S  (r: the two-way residuals),
-
-    the seed term (A), the shared test units' term (B), less the residual counted in both
-    (C); never below the larger of A and B. The interval's quantile weighs each term by its
-    own (:func:`mls_df`): with three seeds the seed term keeps its t with 2 degrees of
-    freedom even when, by chance, it comes out small (Welch–Satterthwaite would then give
-    the sum many degrees of freedom and too narrow an interval). One seed: B alone (with
-    V − 1 degrees of freedom)."""
+    ``blocks``: [(d, w)], d seeds × units, w the units' weights (DeLong: fakes and reals).
+    Var = A + B − C: A = var of the per-seed means / S; B = V/(V−1) Σ πᵥ² (d̄ᵥ − D)² (units
+    averaged over seeds); C = V/((S−1)(V−1)) Σ πᵥ² Σₛ rₛᵥ² / S (two-way residuals, counted
+    in both); B − C taken as 0 when negative. Quantile: :func:`mls_df`. One seed: B."""
     parts, cs = [], []
     first = None
     for d, w in blocks:
@@ -378,18 +366,18 @@ def two_way(blocks: Sequence[tuple[Any, Any]]) -> Spread:
     if n_seeds < 2:
         return Spread(mean, b_total, welch(parts, b_total), n_seeds, n_units)
     a = float(first.var(ddof=1)) / n_seeds
-    terms = [(a, n_seeds - 1.0), *parts, *[(-c, k) for c, k in cs]]
-    var = a + b_total - sum(c for c, _ in cs)
-    if var < max(a, b_total):  # the residual outweighs one term: keep the larger term
-        var, terms = (a, [(a, n_seeds - 1.0)]) if a >= b_total else (b_total, parts)
+    c_total = sum(c for c, _ in cs)
+    if b_total > c_total:
+        var, terms = a + b_total - c_total, [(a, n_seeds - 1.0), *parts,
+                                             *[(-c, k) for c, k in cs]]
+    else:  # the shared units' own term (B − C) comes out negative: 0
+        var, terms = a, [(a, n_seeds - 1.0)]
     return Spread(mean, var, mls_df(terms, var), n_seeds, n_units)
 
 
 def mls_df(terms: Sequence[tuple[float, float]], total: float) -> float:
-    """Degrees of freedom whose two-sided 95 % t quantile q gives the half-width
-    q·√total = √(Σ qᵢ²·termᵢ), qᵢ the t quantile of term i's own degrees of freedom (terms
-    may be negative): the modified large-sample interval for a sum of variance components
-    (Graybill and Wang 1980), expressed as a t so that one-sided p-values agree with it."""
+    """Degrees of freedom whose t quantile q gives q·√total = √(Σ qᵢ²·termᵢ), qᵢ each
+    term's own t quantile: the modified large-sample interval (Graybill and Wang 1980)."""
     from scipy import optimize, stats
 
     if not np.isfinite(total) or total <= 0:
