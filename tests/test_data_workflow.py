@@ -38,7 +38,7 @@ def _config(change: dict | None = None) -> dict:
     cfg = {**smoke, "datasets": {
         "one": images,
         "two": {**images, "source": {**images["source"], "seed": 7}},
-    }, "transfer": {"pairs": []}}
+    }, "transfer": {"pairs": []}, "generalisation": []}
     return study_config.merge(cfg, change or {})
 
 
