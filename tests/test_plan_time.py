@@ -283,7 +283,8 @@ def test_paper_preset_on_1_and_8_gpus(capsys):
     # (Graham) never above their sum
     assert max(length, work / 8) <= eight["makespan"] * (1 + 1e-9)
     assert eight["makespan"] <= (work / 8 + length) * (1 + 1e-9)
-    assert [j.rule for j in path].count("imp_round") == 8
+    # an IMP chain of 8 rounds (its random-chain control follows the ticket round by round)
+    assert sum(j.rule in ("imp_round", "control") for j in path) >= 8
     assert all(j.seconds > 0 for j in jobs if j.rule != "all")
     assert one["makespan"] / eight["makespan"] <= work / length * 1.01
     assert one["makespan"] / eight["makespan"] >= 4  # the bar, from the simulation

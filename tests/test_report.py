@@ -470,7 +470,7 @@ def verdicts(html: str) -> dict[str, str]:
 def test_claims_table_verdicts(beyond):
     _, html = beyond
     v = verdicts(html)
-    assert len(v) == 12
+    assert len(v) == 13
     assert v["IMP-Global beats IMP-Local on the image set"] == "holds"  # +2 pp on every seed
     assert v["IMP ≥ one-shot pruning at 80 % sparsity"] == "holds"
     assert v["ResNet-18 is the most robust model under pruning"] == "not run"
