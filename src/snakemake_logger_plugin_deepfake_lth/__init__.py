@@ -12,7 +12,10 @@ from logging import LogRecord
 from snakemake_interface_logger_plugins.base import LogHandlerBase
 from snakemake_interface_logger_plugins.settings import LogHandlerSettingsBase
 
-from deepfake_lth.workflow.console import Console
+# deepfake_lth is imported only when the handler is made: Snakemake imports every installed
+# logger plugin at start-up, and a top-level import would bind deepfake_lth to the installed
+# copy before the Snakefile puts its own checkout's src/ first (the jobs' code inputs are that
+# checkout's modules, deepfake_lth.workflow.code)
 
 POLL_SECONDS = 2.0  # how often the running jobs' logs are looked at
 
@@ -23,6 +26,8 @@ class LogHandlerSettings(LogHandlerSettingsBase):
 
 class LogHandler(LogHandlerBase):
     def __post_init__(self) -> None:
+        from deepfake_lth.workflow.console import Console
+
         settings = self.common_settings
         self.dryrun = bool(getattr(settings, "dryrun", False))
         self.stream = sys.stdout if getattr(settings, "stdout", False) else sys.stderr
