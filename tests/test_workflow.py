@@ -201,7 +201,8 @@ def test_smoke_dag_writes_the_contract_files(work):
         assert m["video_eer"] == pytest.approx(sklearn_eer(videos["label"], videos["prob"]),
                                                abs=1e-9)
         if folder == "dense":
-            assert f"{m['auc']:.3f} / {m['video_auc']:.3f}" in html
+            # the frame-AUC and video-AUC tables (report/generalisation.py), one cell each
+            assert f">{m['auc']:.3f}<" in html and f">{m['video_auc']:.3f}<" in html
     table = pd.read_csv(res / "generalisation" / "smoke-images" / "mesonet" / "seed0.csv")
     assert len(table) == 9 and set(table["test_set"]) == {"smoke-videos"}  # every planned run
     assert sorted(table.loc[table["method"] == "imp-global", "round"]) == [1, 2]
@@ -425,6 +426,7 @@ def test_editing_a_module_replans_exactly_the_jobs_that_import_it(work, tmp_path
     rule_of = {"acquire": "acquire", "extract": "extract_faces", "pack": "pack_faces",
                "train": "train_dense", "gradcam": "gradcam", "generalise": "generalise",
                "latency": "latency", "quantize": "quantize", "report": "report",
+               "robustness": "robustness",
                "separability": "separability",
                **{f.stage: f.rule for f in methods.FAMILIES if f.name != "imp-rate"}}
     loaded = {next(a for a in argv if a in cli.COMMANDS) for argv, files in _loaded(work)
