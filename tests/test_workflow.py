@@ -388,7 +388,10 @@ def test_each_jobs_code_inputs_hold_every_module_it_loaded(work):
         command = next(a for a in argv if a in cli.COMMANDS)
         seen.add(command)
         criterion = _option(argv, "--criterion")
-        code = job_code(cli.COMMANDS[command][0], model=_option(argv, "--model"),
+        # a job not told its model (quantize) reads it from its run folder's path
+        model = _option(argv, "--model") or next(
+            (m.group(1) for a in argv if (m := re.search(r"/([\w-]+)/seed\d+(/|$)", a))), None)
+        code = job_code(cli.COMMANDS[command][0], model=model,
                         criterion=criterion, relative_to=ROOT / "src" / "deepfake_lth",
                         source_type="synthetic" if command == "acquire" else None)
         assert files - set(code) == set(), (command, sorted(files - set(code)))
