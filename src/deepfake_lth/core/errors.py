@@ -7,3 +7,18 @@ class UserError(Exception):
 
 class ConfigError(UserError):
     """A config value is missing, misspelt or out of range."""
+
+
+def json_object(text: str, option: str, example: str = "") -> dict:
+    """``text``, a command-line option's JSON object, parsed; else a UserError naming
+    ``option`` (and an ``example`` of the right form)."""
+    import json
+
+    hint = f"; e.g. '{example}'" if example else ""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{option} is not valid JSON ({exc}){hint}") from None
+    if not isinstance(value, dict):
+        raise UserError(f"{option} must be a JSON object{hint}")
+    return value

@@ -14,7 +14,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from deepfake_lth.core.errors import UserError
+from deepfake_lth.core.errors import UserError, json_object
 
 
 def add_execution_arguments(parser: argparse.ArgumentParser,
@@ -46,13 +46,7 @@ def apply_execution(spec: Mapping[str, Any] | str | None, args: argparse.Namespa
     if spec is None:
         spec = {}
     if isinstance(spec, str):
-        try:
-            parsed = json.loads(spec)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"--spec is not valid JSON ({exc})") from None
-        if not isinstance(parsed, dict):
-            raise UserError("--spec must be a JSON object")
-        return json.dumps({**parsed, **overrides})
+        return json.dumps({**json_object(spec, "--spec"), **overrides})
     return {**spec, **overrides}
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deepfake_lth.core.errors import UserError
+from deepfake_lth.core.errors import UserError, json_object
 
 
 @dataclass
@@ -137,10 +137,4 @@ def parse_faces(text: str | None) -> dict[str, Any] | None:
     """``--faces`` JSON as a dict (None when not given)."""
     if not text:
         return None
-    try:
-        faces = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UserError(f"--faces is not valid JSON ({exc}); e.g. '{{\"size\": 64}}'") from None
-    if not isinstance(faces, dict):
-        raise UserError("--faces must be a JSON object, e.g. '{\"size\": 64}'")
-    return faces
+    return json_object(text, "--faces", '{"size": 64}')
