@@ -839,3 +839,17 @@ def test_a_dense_network_below_always_majority_is_flagged(tmp_path):
     assert any("no better than always answering “real” (70.0 %" in n for n in part.notes)
     figures.counts["dsA"] = TestCounts("images", (50, 50), (50, 50))
     assert not any("no better" in n for n in tables.results(ctx).parts[0].notes)
+
+
+def test_the_winning_ticket_claims_seeds_are_read_for_its_dataset_and_model_only(tmp_path):
+    """claims.winning_ticket trains extra seeds of one dataset × model: the report reads them
+    there (the claim judges them), and a seed the config names nowhere stays out."""
+    res, _ = fabricate(tmp_path, seeds=(0, 1, 2))
+    cfg = config() | {"claims": {"winning_ticket": {"dataset": "dsA", "model": "mesonet",
+                                                    "seeds": [0, 1]}}}
+    runs, _ = report.collect_metrics(res, cfg)
+    dense = runs[runs["method"] == "dense"]
+    assert sorted(dense.loc[dense["dataset"] == "dsA", "seed"]) == [0, 1]
+    assert sorted(dense.loc[dense["dataset"] == "dsB", "seed"]) == [0]  # not its dataset
+    assert sorted(report.collect_metrics(res, config())[0].query("method == 'dense'")["seed"]
+                  ) == [0, 0]

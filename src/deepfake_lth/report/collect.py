@@ -127,7 +127,8 @@ def metric_record(data: dict) -> dict[str, Any]:
 
 
 def wanted(config: dict) -> tuple[set | None, set | None, dict | None]:
-    """The datasets, models and each model's seeds a config names (None: any)."""
+    """The datasets, models and each model's seeds a config names (None: any); the seeds
+    of ``claims.winning_ticket`` are named for its dataset and model, keyed (dataset, model)."""
     datasets = set(config["datasets"]) if isinstance(config.get("datasets"), dict) else None
     models = set(config["models"]) if isinstance(config.get("models"), dict) else None
     seeds = None
@@ -136,6 +137,9 @@ def wanted(config: dict) -> tuple[set | None, set | None, dict | None]:
                if isinstance(spec, dict)}
         seeds = {m: set(own.get(m) or config["seeds"]) for m in (models or [])}
         seeds[None] = set(config["seeds"])  # a model the config does not name
+        claim = (config.get("claims") or {}).get("winning_ticket") or {}
+        if isinstance(claim, dict) and claim.get("dataset") and claim.get("model"):
+            seeds[(claim["dataset"], claim["model"])] = {int(s) for s in claim.get("seeds") or []}
     return datasets, models, seeds
 
 
@@ -145,7 +149,8 @@ def names_run(wanted_: tuple, dataset: str, model: str, seed: int) -> bool:
     datasets, models, seeds = wanted_
     if (datasets and dataset not in datasets) or (models and model not in models):
         return False
-    return seeds is None or seed in seeds.get(model, seeds[None])
+    return (seeds is None or seed in seeds.get(model, seeds[None])
+            or seed in seeds.get((dataset, model), ()))
 
 
 class _Collector:
@@ -163,8 +168,8 @@ class _Collector:
         self.runs: list[dict] = []
         self.transfers: list[dict] = []
 
-    def model_seed_ok(self, model: str, seed: int) -> bool:
-        return names_run((None, self.models, self.seeds), "", model, seed)
+    def model_seed_ok(self, model: str, seed: int, dataset: str = "") -> bool:
+        return names_run((None, self.models, self.seeds), dataset, model, seed)
 
     def skip(self, reason: str) -> None:
         self.left_out[reason] += 1
@@ -204,7 +209,7 @@ class _Collector:
                "level": level}
         if self.datasets and rec["dataset"] not in self.datasets:
             return self.skip("dataset not in the config")
-        if not self.model_seed_ok(rec["model"], seed):
+        if not self.model_seed_ok(rec["model"], seed, rec["dataset"]):
             return self.skip("model or seed not in the config")
         if self.by_plan:
             key = (rec["dataset"], rec["model"], seed)
