@@ -79,6 +79,10 @@ def test_every_test_set_gets_metrics_and_predictions(scored):
         acc = np.mean((pred["prob"] > own["val_threshold"]) == (pred["label"] > 0.5))
         assert m["acc_val_threshold"] == pytest.approx(acc)
         assert m["samples"] == len(pred) and m["real_videos"] == 3
+        # a video's mean p(fake) is judged at the threshold chosen on validation video means
+        assert m["val_video_threshold"] == own["val_video_threshold"]
+        video_acc = np.mean((videos["prob"] > own["val_video_threshold"]) == (videos["label"] > 0.5))
+        assert m["video_acc_val_threshold"] == pytest.approx(video_acc)
     whole = pd.read_csv(run / "cross" / "dsb" / "predictions.csv")
     assert whole["row"].tolist() == test["index"].tolist()
     mouth = pd.read_csv(run / "cross" / "dsb" / "mouth" / "predictions.csv")
@@ -87,6 +91,18 @@ def test_every_test_set_gets_metrics_and_predictions(scored):
     # a subset of the same predictions: the model ran once per test split
     merged = mouth.merge(whole, on="row", suffixes=("", "_all"))
     assert np.allclose(merged["prob"], merged["prob_all"])
+
+
+def test_faces_and_videos_each_get_their_own_threshold():
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    probs = np.array([0.1, 0.5, 0.3, 0.3, 0.6, 0.2, 0.7, 0.7])
+    videos = np.array(["r1", "r1", "r2", "r2", "f1", "f1", "f2", "f2"])  # means .3 .3 .4 .7
+    out = gen.score(labels, probs, videos, 0.55, 0.35)
+    assert out["acc_val_threshold"] == pytest.approx(7 / 8)  # face .2 of f1 missed
+    assert out["video_acc_val_threshold"] == 1.0  # at 0.55 video f1 (mean .4) would be missed
+    assert gen.score(labels, probs, videos, 0.55)["video_acc_val_threshold"] == 0.75
+    assert gen.thresholds_of({"val_threshold": 0.4}) == (0.4, 0.4)
+    assert gen.thresholds_of({}) == (0.5, 0.5)
 
 
 def test_a_manipulation_left_out_of_training_is_marked(scored, tmp_path):

@@ -14,8 +14,9 @@ one CSV of every run × test set, ``results/generalisation/{dataset}/{model}/see
 Each test set gets a folder under the run folder, ``cross/{dataset}/`` (the whole test split)
 or ``cross/{dataset}/{manipulation}/``, with ``metrics.json`` (the scores of
 :func:`~deepfake_lth.training.scoring.split_metrics`, and the accuracy of faces and videos at
-the threshold chosen on A's validation split, ``val_threshold`` of the run's metrics.json,
-applied unchanged) and ``predictions.csv`` (row, video_id, label, prob, as the run's).
+the thresholds chosen on A's validation split, applied unchanged: ``val_threshold`` of the
+run's metrics.json to faces, ``val_video_threshold`` (chosen on validation video means) to a
+video's mean p(fake)) and ``predictions.csv`` (row, video_id, label, prob, as the run's).
 
 The planning functions import neither torch nor pandas: the Snakefile reads them.
 """
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 CROSS = "cross"  # the folder of a run's zero-shot evaluations
 # what a cross metrics.json takes from its run's metrics.json
 RUN_KEYS = ("model", "seed", "method", "criterion", "round", "sparsity", "target_sparsity",
-            "val_threshold")
+            "val_threshold", "val_video_threshold")
 
 
 # --------------------------------------------------------------------------- planning
@@ -122,8 +123,20 @@ def test_sets(manifest, dataset: str, whole: bool, manipulations: bool) -> list[
     return out
 
 
-def score(labels, probs, video_ids, threshold: float) -> dict[str, Any]:
-    """split_metrics of one test set, with the accuracy of faces and videos at ``threshold``."""
+def thresholds_of(run: Mapping[str, Any]) -> tuple[float, float]:
+    """A run's decision thresholds from its metrics.json: on faces (``val_threshold``) and on
+    a video's mean p(fake) (``val_video_threshold``, chosen on validation video means); 0.5
+    where the run has none, the face threshold for videos where it predates the video one."""
+    face = run.get("val_threshold")
+    face = float(face) if face is not None else 0.5
+    video = run.get("val_video_threshold")
+    return face, float(video) if video is not None else face
+
+
+def score(labels, probs, video_ids, threshold: float,
+          video_threshold: float | None = None) -> dict[str, Any]:
+    """split_metrics of one test set, with the accuracy of faces at ``threshold`` and of
+    videos (their mean p(fake)) at ``video_threshold`` (``threshold`` when None)."""
     import numpy as np
 
     from deepfake_lth.training.scoring import split_metrics, video_scores
@@ -133,7 +146,8 @@ def score(labels, probs, video_ids, threshold: float) -> dict[str, Any]:
     if len(labels):
         _, vprob, vlabel = video_scores(probs, labels, video_ids)
         out["acc_val_threshold"] = float(np.mean((probs > threshold) == (labels > 0.5)))
-        out["video_acc_val_threshold"] = float(np.mean((vprob > threshold) == (vlabel > 0.5)))
+        at = threshold if video_threshold is None else video_threshold
+        out["video_acc_val_threshold"] = float(np.mean((vprob > at) == (vlabel > 0.5)))
         out["videos"] = len(vlabel)
         out["real_videos"], out["fake_videos"] = int((vlabel == 0).sum()), int(vlabel.sum())
     out["samples"] = len(labels)
@@ -176,7 +190,7 @@ def score_run(run_dir: Path, model_name: str, tests: _TestSplits, source: str,
     from deepfake_lth.training.evaluate import evaluate
 
     run = read_metrics(run_dir)
-    threshold = float(run["val_threshold"] if run.get("val_threshold") is not None else 0.5)
+    threshold, video_threshold = thresholds_of(run)
     model = load_network(run_dir, model_name, spec)
     input_size = input_size_of(model_name, spec)
     batch = spec.train.eval_batch_size
@@ -194,7 +208,7 @@ def score_run(run_dir: Path, model_name: str, tests: _TestSplits, source: str,
                        "held_out": bool(dataset == source and manipulation
                                         and tests.trained_on
                                         and manipulation not in tests.trained_on),
-                       **score(labels, probs[pos], vids, threshold),
+                       **score(labels, probs[pos], vids, threshold, video_threshold),
                        "seconds": seconds, "device": str(device), "run": str(run_dir)}
             folder_out = run_dir / CROSS / name
             write_csv(pd.DataFrame({"row": np.asarray(split.rows)[pos], "video_id": vids,

@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from deepfake_lth.analysis.generalisation import RUN_KEYS, score
+from deepfake_lth.analysis.generalisation import RUN_KEYS, score, thresholds_of
 from deepfake_lth.core.errors import UserError
 from deepfake_lth.core.execution import add_execution_arguments, apply_execution
 from deepfake_lth.core.files import read_metrics, write_csv, write_metrics
@@ -139,8 +139,7 @@ class _Run:
         self.metrics = read_metrics(self.dir)
         self.model = load_network(self.dir, model_name, spec)
         self.model.to(device).eval()
-        t = self.metrics.get("val_threshold")
-        self.threshold = float(t if t is not None else 0.5)
+        self.threshold, self.video_threshold = thresholds_of(self.metrics)
 
 
 def score_condition(run: _Run, split, name: str, level: int, source: str, input_size: int,
@@ -158,7 +157,8 @@ def score_condition(run: _Run, split, name: str, level: int, source: str, input_
     m = run.metrics
     metrics = {"dataset": m.get("dataset", source), **{k: m.get(k) for k in RUN_KEYS},
                "perturbation": name, "level": level, "parameter": p.parameter(level),
-               "unit": p.unit, **score(split.labels, probs, split.video_ids, run.threshold)}
+               "unit": p.unit, **score(split.labels, probs, split.video_ids, run.threshold,
+                                   run.video_threshold)}
     for key, clean in (("auc", "test_auc"), ("video_auc", "video_auc")):
         base = m.get(clean)
         metrics[f"clean_{key}"] = base
