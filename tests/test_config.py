@@ -117,7 +117,8 @@ def test_rounds_too_few_for_the_configured_levels(demo):
     assert "'oneshot.sparsities': 0.7903 matches IMP round 7" in text
     assert "set 'prune.rounds' to at least 7" in text
     # one-shot transfer levels come from oneshot.sparsities: one far from every level fails
-    cfg = study_config.merge(demo, {"transfer": {"sparsities": [0.6, 0.95]},
+    cfg = study_config.merge(demo, {"transfer": {"sparsities": [0.6, 0.95],
+                                                 "methods": ["imp-global", "oneshot-global"]},
                                     "gradcam": {"sparsities": [0.0]}, "prune": {"rounds": 14}})
     text = _problems(cfg)
     assert "'transfer.sparsities': 0.95 (oneshot-global) has no one-shot level" in text
