@@ -172,16 +172,60 @@ def cell(path: ClaimPath, n: int, seeds: int, reps: int, seed: int = 0) -> dict:
     """Coverage and false "holds" with the truth on the margin; power at ``power_at``."""
     rng = np.random.default_rng(seed)
     at_margin = -path.margin
-    covered = holds_at_margin = holds_power = 0
+    covered = holds_at_margin = holds_power = undecidable = 0
     for _ in range(reps):
         d = path.draw(rng, n, seeds, at_margin)
         covered += bool(np.isfinite(d.se) and d.low <= at_margin <= d.high)
         holds_at_margin += _verdict(d, path.margin) == stats.HOLDS
+        undecidable += bool(d.problem)
         p = path.draw(rng, n, seeds, path.power_at)
         holds_power += _verdict(p, path.margin) == stats.HOLDS
     return {"path": path.name, "units": f"{n} {path.unit}", "seeds": seeds,
             "coverage": covered / reps, "false_holds": holds_at_margin / reps,
-            "power": holds_power / reps, "margin": path.margin, "power_at": path.power_at}
+            "power": holds_power / reps, "margin": path.margin, "power_at": path.power_at,
+            "reps": reps, "decides": undecidable < reps}
+
+
+def mc_se(rate: float, reps: int) -> float:
+    """The Monte Carlo standard error of a rate estimated from ``reps`` simulated studies."""
+    return math.sqrt(max(rate * (1 - rate), 1e-12) / reps)
+
+
+def check_targets(rows: list[dict]) -> list[dict]:
+    """The targets over the cells that can decide (a cell below the minimum of test units
+    shows an interval but never a verdict; its coverage is listed, not judged). A cell is
+    outside a target when its estimate is beyond it by more than 2 Monte Carlo standard
+    errors (the 22 cells' noise alone puts some estimates a standard error or two beyond a
+    bound that holds exactly); the pooled false-"holds" rate of every deciding cell is
+    judged the same way."""
+    deciding = [r for r in rows if r["decides"]]
+    cov = [r["coverage"] for r in deciding]
+    outside_cov = [r for r in deciding if r["coverage"] + 2 * mc_se(r["coverage"], r["reps"])
+                   < COVERAGE[0] or r["coverage"] - 2 * mc_se(r["coverage"], r["reps"])
+                   > COVERAGE[1]]
+    outside_fh = [r for r in deciding
+                  if r["false_holds"] - 2 * mc_se(FALSE_HOLDS, r["reps"]) > FALSE_HOLDS]
+    studies = sum(r["reps"] for r in deciding)
+    pooled = sum(r["false_holds"] * r["reps"] for r in deciding) / max(studies, 1)
+    return [
+        {"target": "95 % coverage on every claim path (cells that can decide)",
+         "goal": list(COVERAGE), "measured": [min(cov), max(cov)],
+         "met": not outside_cov,
+         "every_estimate_inside": COVERAGE[0] <= min(cov) and max(cov) <= COVERAGE[1],
+         "outside_by_2_mc_se": [f"{r['path']} {r['units']} {r['seeds']} seeds" for r in
+                                outside_cov]},
+        {"target": "false holds at the margin (cells that can decide)", "goal": FALSE_HOLDS,
+         "measured": max(r["false_holds"] for r in deciding),
+         "pooled": pooled, "pooled_mc_se": mc_se(pooled, studies),
+         "met": pooled - 2 * mc_se(pooled, studies) <= FALSE_HOLDS and not outside_fh,
+         "outside_by_2_mc_se": [f"{r['path']} {r['units']} {r['seeds']} seeds" for r in
+                                outside_fh]},
+        {"target": "cells below the minimum of test units: never a verdict",
+         "measured": [f"{r['path']} {r['units']}: holds at the margin {r['false_holds']:.3f}, "
+                      f"at power {r['power']:.3f}" for r in rows if not r["decides"]],
+         "met": all(r["false_holds"] == 0 and r["power"] == 0
+                    for r in rows if not r["decides"])},
+    ]
 
 
 def seeds_for_power(path: ClaimPath, n: int, reps: int, goal: float = 0.8,
@@ -206,14 +250,7 @@ def run(quick: bool, reps: int | None = None) -> dict:
             for seeds in (3, 5):
                 rows.append({"size": size, **cell(path, n, seeds, reps)})
     needed, power = seeds_for_power(PATHS[0], SIZES["paper"]["images"], reps)
-    low = min(r["coverage"] for r in rows)
-    high = max(r["coverage"] for r in rows)
-    worst = max(r["false_holds"] for r in rows)
-    targets = [
-        {"target": "95 % coverage on every claim path", "goal": list(COVERAGE),
-         "measured": [low, high], "met": COVERAGE[0] <= low and high <= COVERAGE[1]},
-        {"target": "false holds at the margin", "goal": FALSE_HOLDS, "measured": worst,
-         "met": worst <= FALSE_HOLDS},
+    targets = check_targets(rows) + [
         {"target": "seeds for power 0.8 (accuracy, paper test set, true difference 0)",
          "measured": needed, "power_by_seeds": power},
     ]
@@ -225,12 +262,12 @@ def table(result: dict) -> str:
     lines = [f"{result['reps']} simulated studies per cell; between-seed SD of the difference "
              "1 point (1 AUC point); δ = 2 points (accuracy, share), 5 AUC points (AUC), 0 "
              "(Grad-CAM: superiority, power at +2 points).", "",
-             "| path | size | test units | seeds | 95 % coverage | false \"holds\" at the "
-             "margin | power of \"holds\" |", "|---|---|---:|---:|---:|---:|---:|"]
+             "| path | size | test units | seeds | decides | 95 % coverage | false \"holds\" "
+             "at the margin | power of \"holds\" |", "|---|---|---:|---:|:---:|---:|---:|---:|"]
     for r in result["rows"]:
         lines.append(f"| {r['path']} | {r['size']} | {r['units']} | {r['seeds']} | "
-                     f"{r['coverage']:.3f} | {100 * r['false_holds']:.1f} % | "
-                     f"{100 * r['power']:.0f} % |")
+                     f"{'yes' if r['decides'] else 'no'} | {r['coverage']:.3f} | "
+                     f"{100 * r['false_holds']:.1f} % | {100 * r['power']:.0f} % |")
     power = ", ".join(f"{s}: {100 * p:.0f} %" for s, p in result["power_by_seeds"].items())
     lines += ["", f"Power of \"holds\" by seeds (accuracy paired by image, 11,000 test images, "
               f"true difference 0, δ = 2 points): {power}; power 0.8 needs "

@@ -253,3 +253,11 @@ def test_calibration_harness_covers_on_every_path() -> None:
     for row in result["rows"]:
         assert 0.90 <= row["coverage"] <= 0.995, row
         assert row["false_holds"] <= 0.05, row
+        if not row["decides"]:  # below the minimum of test units: an interval, no verdict
+            assert row["false_holds"] == 0 and row["power"] == 0, row
+    deciding = {(r["path"], r["size"]) for r in result["rows"] if r["decides"]}
+    assert ("accuracy, paired by image (estimate_diff)", "demo") in deciding
+    assert ("accuracy, paired by video (estimate_diff; transfer)", "demo") not in deciding
+    below = result["targets"][2]
+    assert below["met"] and len(below["measured"]) == len(result["rows"]) - len(
+        [r for r in result["rows"] if r["decides"]])
