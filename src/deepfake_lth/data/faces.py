@@ -34,7 +34,7 @@ of a video are searched with the whole pyramid; every later frame only for faces
 ``adaptive_min_face_fraction`` (0.5) of the smallest face chosen so far (rounded to a level
 of the whole pyramid, whose finest levels it drops: the same boxes), never below
 ``min_face_size``. A frame where that finds nothing, or a face that shrank (a cut, a zoom
-out) so that the floor is more than ``MAX_FLOOR`` (0.6) of it, is searched again with the
+out) so that the floor is more than ``MAX_FLOOR`` (0.65) of it, is searched again with the
 whole pyramid, so the statuses and the largest face stay those of the whole
 pyramid; only the largest face of a frame is kept, so only it sets the floor. The
 ``reduced_pyramid`` column counts the frames whose face came from the reduced pyramid.
@@ -66,12 +66,15 @@ LOG_COLUMNS = ["source", "video_id", "label", "status", "frames_read", "faces", 
 CROP_COLUMNS = ["video_id", "label", "split", "frame_index", "source", "detected"]
 # MTCNN input pixels per batch on the CPU: 16 frames of 640x360 (bounded memory)
 CPU_BATCH_PIXELS = 16 * 640 * 360
-# frames of a video searched with the whole pyramid before it adapts to the faces found
-FULL_PYRAMID_FRAMES = 2
+# frames of a video searched with the whole pyramid before it adapts to the faces found (1 or
+# 2: the same boxes on the 12 real-like clips of bench/extraction.py, 1 the faster)
+FULL_PYRAMID_FRAMES = 1
 # the reduced pyramid's face is kept when its floor is at most this fraction of the face: the
 # same boxes as the whole pyramid up to 0.65 (measured on drawn faces of 35-130 px; IoU
-# 0.91-0.95 from 0.65 to 1)
-MAX_FLOOR = 0.6
+# 0.91-0.95 from 0.65 to 1). At 0.65 rather than 0.6, a face that jitters a little below the
+# smallest so far keeps the reduced pyramid: detection 0.45x instead of 0.53x of the whole
+# pyramid on the real-like clips, the same boxes (BENCHMARKS.md §1)
+MAX_FLOOR = 0.65
 
 
 @dataclass
