@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from deepfake_lth.core import files
-from deepfake_lth.core.errors import UserError
+from deepfake_lth.core.errors import UserError, json_object
 from deepfake_lth.data.acquire import MANIPULATION
 
 log = logging.getLogger(__name__)
@@ -391,24 +391,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "another dataset's for a faces_from dataset")
 
 
-def _json_arg(text: str, flag: str) -> dict:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{flag} is not valid JSON ({exc})") from None
-    if not isinstance(value, dict):
-        raise UserError(f"{flag} must be a JSON object")
-    return value
-
-
 def run(args: argparse.Namespace) -> int:
-    spec = _json_arg(args.spec, "--spec") if args.spec else None
+    spec = json_object(args.spec, "--spec") if args.spec else None
     try:
         train_manipulations = json.loads(args.train_manipulations)
     except json.JSONDecodeError as exc:
         raise UserError(f"--train-manipulations is not valid JSON ({exc})") from None
-    pack(Path(args.faces), Path(args.sources), args.shards, _json_arg(args.split, "--split"),
+    pack(Path(args.faces), Path(args.sources), args.shards, json_object(args.split, "--split"),
          args.seed, spec, train_manipulations, role=args.role,
          shard_dir=Path(args.shard_dir) if args.shard_dir else None,
-         source=_json_arg(args.source, "--source") if args.source else None)
+         source=json_object(args.source, "--source") if args.source else None)
     return 0
