@@ -67,13 +67,19 @@ def trained_datasets(config: Mapping[str, Any]) -> list[str]:
     return [d for d, ds in config["datasets"].items() if (ds or {}).get("role", "train") == "train"]
 
 
+def verdict_target(config: Mapping[str, Any]) -> tuple[str, str, list[int]] | None:
+    """``claims.winning_ticket``'s dataset, model and seeds (None when it names none)."""
+    wt = (config.get("claims") or {}).get("winning_ticket") or {}
+    if not isinstance(wt, Mapping) or not wt.get("dataset") or not wt.get("model"):
+        return None
+    return str(wt["dataset"]), str(wt["model"]), [int(s) for s in wt.get("seeds") or []]
+
+
 def verdict_seeds(config: Mapping[str, Any], dataset: str, model: str) -> list[int]:
     """The seeds of ``claims.winning_ticket`` when it names this dataset and model, else []:
     what the winning-ticket claim compares runs for each (stages/methods.verdict_levels)."""
-    wt = (config.get("claims") or {}).get("winning_ticket") or {}
-    if wt.get("dataset") == dataset and wt.get("model") == model:
-        return [int(s) for s in wt.get("seeds") or []]
-    return []
+    target = verdict_target(config)
+    return target[2] if target and target[:2] == (dataset, model) else []
 
 
 def planned_seeds(config: Mapping[str, Any], dataset: str, model: str) -> list[int]:

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from deepfake_lth.pruning import plan
 from deepfake_lth.stages import methods
 
 log = logging.getLogger(__name__)
@@ -137,9 +138,8 @@ def wanted(config: dict) -> tuple[set | None, set | None, dict | None]:
                if isinstance(spec, dict)}
         seeds = {m: set(own.get(m) or config["seeds"]) for m in (models or [])}
         seeds[None] = set(config["seeds"])  # a model the config does not name
-        claim = (config.get("claims") or {}).get("winning_ticket") or {}
-        if isinstance(claim, dict) and claim.get("dataset") and claim.get("model"):
-            seeds[(claim["dataset"], claim["model"])] = {int(s) for s in claim.get("seeds") or []}
+        if target := plan.verdict_target(config):
+            seeds[target[:2]] = set(target[2])
     return datasets, models, seeds
 
 
