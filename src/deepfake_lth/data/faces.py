@@ -66,14 +66,14 @@ LOG_COLUMNS = ["source", "video_id", "label", "status", "frames_read", "faces", 
 CROP_COLUMNS = ["video_id", "label", "split", "frame_index", "source", "detected"]
 # MTCNN input pixels per batch on the CPU: 16 frames of 640x360 (bounded memory)
 CPU_BATCH_PIXELS = 16 * 640 * 360
-# frames of a video searched with the whole pyramid before it adapts to the faces found (1 or
-# 2: the same boxes on the 12 real-like clips of bench/extraction.py, 1 the faster)
+# frames of a video searched with the whole pyramid before it adapts to the faces found
 FULL_PYRAMID_FRAMES = 1
 # the reduced pyramid's face is kept when its floor is at most this fraction of the face: the
 # same boxes as the whole pyramid up to 0.65 (measured on drawn faces of 35-130 px; IoU
-# 0.91-0.95 from 0.65 to 1). At 0.65 rather than 0.6, a face that jitters a little below the
-# smallest so far keeps the reduced pyramid: detection 0.45x instead of 0.53x of the whole
-# pyramid on the real-like clips, the same boxes (BENCHMARKS.md §1)
+# 0.91-0.95 from 0.65 to 1). At 0.65 rather than 0.6 (with one whole-pyramid frame instead of
+# two), a face that jitters a little below the smallest so far keeps the reduced pyramid:
+# detection 0.51x instead of 0.54x of the whole pyramid on the real-like clips of
+# `python bench/extraction.py` (BENCHMARKS.md §1)
 MAX_FLOOR = 0.65
 
 
